@@ -1,0 +1,110 @@
+"""Capture one registry model: build it, run one eval forward under the Recorder, make a Trace."""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import importlib.metadata
+import platform
+import time
+
+from capture.registry import ModelEntry, build_model
+from capture.schema import FORMAT_VERSION, OpCall, Signature, Trace, signature_id, signature_value
+
+
+def package_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for dist in ("optrace", "torch", "torchvision", "timm", "ultralytics"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def grad_context(grad_mode: str):
+    import torch
+    return {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode,
+            "grad": torch.enable_grad}[grad_mode]()
+
+
+def make_inputs(entry: ModelEntry, shapes: list[list[int]], fake_mode):
+    import torch
+    dtype = getattr(torch, entry.dtype)
+    gen = torch.Generator().manual_seed(entry.seed)
+    if fake_mode is None:
+        return [torch.rand(s, dtype=dtype, generator=gen) for s in shapes]
+    with fake_mode:
+        return [torch.empty(s, dtype=dtype) for s in shapes]
+
+
+def build_signatures(rec, tensors) -> tuple[list[OpCall], list[Signature]]:
+    """Intern each call's (op, argument metadata) as a signature; calls reference it by index."""
+    sig_index: dict[str, int] = {}
+    sigs: list[Signature] = []
+    calls: list[OpCall] = []
+    for i, raw in enumerate(rec.calls):
+        name = rec.ops[raw.op].name
+        sargs = [signature_value(v, tensors) for v in raw.args]
+        sid = signature_id(name, sargs)
+        k = sig_index.get(sid)
+        if k is None:
+            k = sig_index[sid] = len(sigs)
+            sigs.append(Signature(sid, name, sargs, [signature_value(v, tensors) for v in raw.outputs], 0, []))
+        sigs[k].count += 1
+        sigs[k].calls.append(i)
+        calls.append(OpCall(i, raw.op, raw.args, raw.outputs, raw.scope, k))
+    return calls, sigs
+
+
+def capture_model(entry: ModelEntry, *, fake: bool | None = None, grad_mode: str = "no_grad",
+                  inputs: list[list[int]] | None = None) -> Trace:
+    """Trace one forward of the entry; fake=None uses the entry's capture mode."""
+    import torch
+    from torch.utils.weak import WeakIdKeyDictionary
+
+    from capture.recorder import ModuleStack, Recorder, TensorTable
+
+    use_fake = entry.capture == "fake" if fake is None else fake
+    shapes = inputs or entry.inputs
+    model = build_model(entry)
+    kinds = WeakIdKeyDictionary()
+    for n, p in model.named_parameters(remove_duplicate=False):
+        kinds.setdefault(p, ("param", n))
+    for n, b in model.named_buffers(remove_duplicate=False):
+        kinds.setdefault(b, ("buffer", n))
+
+    fake_mode = None
+    if use_fake:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    xs = make_inputs(entry, shapes, fake_mode)
+    for i, x in enumerate(xs):
+        kinds[x] = ("input", str(i))
+
+    modules = ModuleStack(model)
+    table = TensorTable(kinds)
+    recorder = Recorder(modules, table, fake_mode)
+    t0 = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(grad_context(grad_mode))
+        if fake_mode is not None:
+            stack.enter_context(fake_mode)
+        stack.enter_context(modules)
+        stack.enter_context(recorder)
+        model(*xs)
+    capture_s = time.perf_counter() - t0
+
+    calls, sigs = build_signatures(recorder.rec, table.metas)
+    header = {
+        "format_version": FORMAT_VERSION,
+        "versions": package_versions(),
+        "model": entry.to_dict(),
+        "input_shapes": shapes,
+        "grad_mode": grad_mode,
+        "tensor_mode": "fake" if use_fake else "real",
+        "via": "eager",
+        "call_count": len(calls),
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "capture_s": round(capture_s, 3),
+    }
+    return Trace(header, modules.modules, modules.scopes, recorder.rec.ops, table.metas, calls, sigs)

@@ -1,0 +1,296 @@
+"""The recorder: a TorchDispatchMode that keeps every aten call of a forward, in order.
+
+Nothing is filtered here (views, in-place ops, creation ops: all of it); replay decides what to
+skip. Per call it keeps the overload, every schema argument by name as a typed value, the outputs,
+and the module stack executing it. Tensors go into a table keyed by weak references (``id()`` is
+reused), and storages by ``StorageWeakRef`` (whose weak reference pins the StorageImpl address,
+so an id cannot be reused while we hold it).
+
+Fake-tensor capture: under ``FakeTensorMode`` no data exists, so a model reading a tensor's value
+(ultralytics reads ``Detect.stride`` with ``.item()``) would fail. Small tensors keep a real
+*shadow* computed alongside (constant propagation for tensors of at most SHADOW_MAX_NUMEL
+elements); data-dependent ops on them are answered from the shadow. This works for any model,
+not just ultralytics.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+from torch.utils.weak import WeakIdKeyDictionary
+
+from capture.schema import ModuleInfo, OpInfo, TensorMeta
+
+SHADOW_MAX_NUMEL = 4096
+
+
+def _name(x) -> str:
+    return str(x).removeprefix("torch.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Module stack
+
+class ModuleStack:
+    """An ordered stack of the nn.Modules executing, from global forward pre/post hooks."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.index: dict[int, int] = {}          # id(module) -> index in self.modules (modules live all run)
+        self.modules: list[ModuleInfo] = []
+        self._alive = []                          # keeps the modules referenced so ids stay valid
+        for name, m in model.named_modules(remove_duplicate=False):
+            if id(m) not in self.index:
+                self.index[id(m)] = len(self.modules)
+                self.modules.append(ModuleInfo(name, type(m).__name__))
+                self._alive.append(m)
+        self.stack: list[int] = []
+        self.scope_ids: dict[tuple, int] = {(): 0}
+        self.scopes: list[list[int]] = [[]]
+        self.current_scope = 0
+        self._handles = []
+
+    def _push(self, module, args):
+        i = self.index.get(id(module))
+        if i is None:  # a module built during forward, not part of the model: name it by class
+            i = self.index[id(module)] = len(self.modules)
+            self.modules.append(ModuleInfo(f"<{type(module).__name__}>", type(module).__name__))
+            self._alive.append(module)
+        self.stack.append(i)
+        self._update()
+
+    def _pop(self, module, args, output):
+        i = self.index.get(id(module))
+        # always_call=True runs this on exceptions too; pop back to the module's own frame
+        if i in self.stack:
+            while self.stack and self.stack.pop() != i:
+                pass
+        self._update()
+
+    def _update(self):
+        key = tuple(self.stack)
+        sid = self.scope_ids.get(key)
+        if sid is None:
+            sid = self.scope_ids[key] = len(self.scopes)
+            self.scopes.append(list(key))
+        self.current_scope = sid
+
+    def __enter__(self):
+        self._handles = [
+            torch.nn.modules.module.register_module_forward_pre_hook(self._push),
+            torch.nn.modules.module.register_module_forward_hook(self._pop, always_call=True),
+        ]
+        return self
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+# ---------------------------------------------------------------------------------------------
+# Tensor table
+
+class TensorTable:
+    """Assigns each distinct tensor (object + metadata) an index, and each storage an id."""
+
+    def __init__(self, kinds: WeakIdKeyDictionary):
+        self.kinds = kinds                        # tensor -> (kind, name) for params, buffers, inputs
+        self.metas: list[TensorMeta] = []
+        self._seen = WeakIdKeyDictionary()        # tensor -> (meta key, index)
+        self._storages: dict[int, tuple[StorageWeakRef, int]] = {}
+
+    def storage_id(self, t: torch.Tensor) -> int:
+        try:
+            ref = StorageWeakRef(t.untyped_storage())
+        except (RuntimeError, NotImplementedError):  # e.g. sparse or storage-less tensors
+            return self._new_storage_key(object())
+        hit = self._storages.get(ref.cdata)
+        if hit is not None:
+            return hit[1]
+        sid = len(self._storages)
+        self._storages[ref.cdata] = (ref, sid)
+        return sid
+
+    def _new_storage_key(self, token) -> int:
+        sid = len(self._storages)
+        self._storages[-sid - 1] = (token, sid)
+        return sid
+
+    def ref(self, t: torch.Tensor, produced: bool) -> int:
+        key = (tuple(t.shape), t.dtype, tuple(t.stride()), t.storage_offset())
+        hit = self._seen.get(t)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        kind, name = self.kinds.get(t, ("activation" if produced else "constant", ""))
+        idx = len(self.metas)
+        self.metas.append(TensorMeta([int(s) for s in key[0]], _name(key[1]), [int(s) for s in key[2]],
+                                     int(key[3]), self.storage_id(t), kind, name))
+        self._seen[t] = (key, idx)
+        return idx
+
+
+# ---------------------------------------------------------------------------------------------
+# The mode
+
+@dataclass
+class RawCall:
+    op: int
+    args: list
+    outputs: list
+    scope: int
+
+
+@dataclass
+class Recording:
+    ops: list[OpInfo] = field(default_factory=list)
+    calls: list[RawCall] = field(default_factory=list)
+
+
+# Metadata queries that reach dispatch only for tensor subclasses with a custom dispatch policy
+# (FakeTensor asks prim.device on every op); real tensors answer them in C++ without an aten call,
+# so recording them would make fake and real captures differ.
+_SUBCLASS_METADATA_QUERIES = frozenset({
+    torch.ops.prim.device.default, torch.ops.prim.layout.default,
+    torch.ops.aten.sym_size.default, torch.ops.aten.sym_size.int,
+    torch.ops.aten.sym_stride.default, torch.ops.aten.sym_stride.int,
+    torch.ops.aten.sym_numel.default, torch.ops.aten.sym_storage_offset.default,
+    torch.ops.aten.dim.default, torch.ops.aten.is_contiguous.default,
+    torch.ops.aten.is_contiguous.memory_format,
+})
+
+
+class Recorder(TorchDispatchMode):
+    """Records every aten call; ``fake_mode`` set means tensors are fake and shadows are kept."""
+
+    def __init__(self, modules: ModuleStack, tensors: TensorTable, fake_mode=None):
+        super().__init__()
+        self.modules = modules
+        self.tensors = tensors
+        self.rec = Recording()
+        self._op_index: dict = {}
+        self.fake_mode = fake_mode
+        self.shadows = WeakIdKeyDictionary()      # fake tensor -> small real tensor with its values
+
+    # -- values ---------------------------------------------------------------------------------
+    def encode(self, v, produced: bool = False) -> list:
+        if isinstance(v, torch.Tensor):
+            return ["T", self.tensors.ref(v, produced)]
+        if isinstance(v, bool):
+            return ["bool", v]
+        if isinstance(v, (int, torch.SymInt)):
+            return ["int", int(v)]
+        if isinstance(v, (float, torch.SymFloat)):
+            return ["float", float(v)]
+        if v is None:
+            return ["none", None]
+        if isinstance(v, str):
+            return ["str", v]
+        if isinstance(v, (list, tuple)):
+            return ["list", [self.encode(x, produced) for x in v]]
+        if isinstance(v, torch.dtype):
+            return ["dtype", _name(v)]
+        if isinstance(v, torch.device):
+            return ["device", str(v)]
+        if isinstance(v, torch.layout):
+            return ["layout", _name(v)]
+        if isinstance(v, torch.memory_format):
+            return ["memory_format", _name(v)]
+        if isinstance(v, torch.SymBool):
+            return ["bool", bool(v)]
+        return ["opaque", repr(v)[:200]]
+
+    def _op(self, func) -> int:
+        i = self._op_index.get(func)
+        if i is None:
+            schema = func._schema
+            i = self._op_index[func] = len(self.rec.ops)
+            self.rec.ops.append(OpInfo(f"aten.{func._opname}.{func._overloadname}"
+                                       if func.namespace == "aten" else str(func),
+                                       [a.name for a in schema.arguments], len(schema.returns), str(schema)))
+        return i
+
+    def _named_args(self, func, args, kwargs) -> list:
+        out = []
+        for i, a in enumerate(func._schema.arguments):
+            if not a.kwarg_only and i < len(args):
+                v = args[i]
+            elif a.name in kwargs:
+                v = kwargs[a.name]
+            elif a.has_default_value():
+                v = a.default_value
+            else:
+                v = None
+            out.append(self.encode(v))
+        return out
+
+    # -- shadows (fake mode only) ---------------------------------------------------------------
+    def _real_args(self, args, kwargs):
+        """args/kwargs with every fake tensor replaced by its shadow; None if one has none."""
+        missing = []
+
+        def sub(x):
+            if isinstance(x, torch.Tensor):
+                if x in self.shadows:
+                    return self.shadows[x]
+                if not isinstance(x, torch._subclasses.FakeTensor) and x.numel() <= SHADOW_MAX_NUMEL:
+                    return x
+                missing.append(x)
+                return x
+            if isinstance(x, (list, tuple)):
+                return type(x)(sub(y) for y in x)
+            return x
+
+        ra, rk = sub(args), {k: sub(v) for k, v in kwargs.items()}
+        return None if missing else (ra, rk)
+
+    def _with_shadows(self, func, args, kwargs):
+        real = self._real_args(args, kwargs)
+        try:
+            out = func(*args, **kwargs)
+        except (torch._subclasses.fake_tensor.DataDependentOutputException,
+                torch._subclasses.fake_tensor.DynamicOutputShapeException):
+            if real is None:
+                raise
+            with _disable_current_modes():
+                real_out = func(*real[0], **real[1])
+            return self._fake_like(real_out)
+        if real is not None:
+            outs = out if isinstance(out, (list, tuple)) else [out]
+            if all(not isinstance(o, torch.Tensor) or o.numel() <= SHADOW_MAX_NUMEL for o in outs):
+                with _disable_current_modes():
+                    real_out = func(*real[0], **real[1])
+                real_outs = real_out if isinstance(real_out, (list, tuple)) else [real_out]
+                for o, r in zip(outs, real_outs):
+                    if isinstance(o, torch.Tensor) and isinstance(r, torch.Tensor):
+                        self.shadows[o] = r
+        return out
+
+    def _fake_like(self, real_out):
+        """Turn a real result into fake tensors (keeping the real ones as shadows)."""
+        if isinstance(real_out, torch.Tensor):
+            with _disable_current_modes():
+                fake = self.fake_mode.from_tensor(real_out)
+            self.shadows[fake] = real_out
+            return fake
+        if isinstance(real_out, (list, tuple)):
+            return type(real_out)(self._fake_like(r) for r in real_out)
+        return real_out
+
+    # -- dispatch -------------------------------------------------------------------------------
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _SUBCLASS_METADATA_QUERIES:
+            return func(*args, **kwargs)
+        named = self._named_args(func, args, kwargs)
+        if self.fake_mode is None:
+            out = func(*args, **kwargs)
+        else:
+            out = self._with_shadows(func, args, kwargs)
+        if len(func._schema.returns) == 1:
+            outputs = [self.encode(out, produced=True)]
+        else:
+            outputs = [self.encode(o, produced=True) for o in (out if isinstance(out, (list, tuple)) else [out])]
+        self.rec.calls.append(RawCall(self._op(func), named, outputs, self.modules.current_scope))
+        return out

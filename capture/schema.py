@@ -1,0 +1,407 @@
+"""The optrace trace format: the contract between capture (torch) and replay (ttnn, no torch).
+
+This module *is* the schema. It imports neither torch nor ttnn, so the ttnn environment can read
+traces. Every field is documented in docs/trace-format.md; bump FORMAT_VERSION on any change a
+reader of the previous version would misread.
+
+A trace file is one msgpack map:
+    {"format": "optrace-trace", "version": 1, "header": {...}, "modules": [...], "scopes": [...],
+     "ops": [...], "tensors": [...], "calls": [...], "signatures": [...]}
+
+Values (arguments and outputs) are typed two-element arrays ``[tag, payload]`` (see VALUE_TAGS):
+a tensor is ``["T", tensor_index]`` into the tensor table; everything torch passes that has no
+tag of its own is ``["opaque", repr]``, so no call is ever dropped.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+FORMAT = "optrace-trace"
+FORMAT_VERSION = 1
+
+# tag -> what its payload is. Payload types are checked by the reader.
+VALUE_TAGS = {
+    "T": "tensor: index into the tensor table",
+    "int": "int (SymInts are made concrete)",
+    "float": "float, inf and nan included (msgpack doubles)",
+    "bool": "bool",
+    "str": "str",
+    "none": "None (payload nil)",
+    "list": "list of tagged values",
+    "dtype": "torch dtype name, e.g. 'float32'",
+    "device": "device string, e.g. 'cpu'",
+    "layout": "torch layout name, e.g. 'strided'",
+    "memory_format": "memory format name, e.g. 'contiguous_format'",
+    "opaque": "repr() of a value with no tag of its own",
+}
+
+TENSOR_KINDS = ("input", "param", "buffer", "constant", "activation")
+GRAD_MODES = ("no_grad", "inference_mode", "grad")
+TENSOR_MODES = ("real", "fake")
+VOLATILE_HEADER_FIELDS = ("created_utc", "capture_s", "versions")
+
+
+class TraceError(ValueError):
+    """A trace file that cannot be read; the message is one line naming the file and the problem."""
+
+
+@dataclass
+class TensorMeta:
+    """One tensor seen during capture: metadata only, never data."""
+    shape: list[int]
+    dtype: str
+    stride: list[int]
+    storage_offset: int
+    storage_id: int          # equal for a view and its base; never reused within a trace
+    kind: str                # one of TENSOR_KINDS
+    name: str = ""           # parameter/buffer name for params and buffers, input index for inputs
+
+    def to_wire(self, dtype_index: dict[str, int]) -> list:
+        # a contiguous stride is stored as nil: most tensors are contiguous
+        stride = None if self.stride == contiguous_stride(self.shape) else self.stride
+        return [self.shape, dtype_index[self.dtype], stride, self.storage_offset, self.storage_id,
+                TENSOR_KINDS.index(self.kind), self.name]
+
+
+def contiguous_stride(shape: list[int]) -> list[int]:
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= max(d, 1)
+    return out[::-1]
+
+
+@dataclass
+class OpCall:
+    """One aten call in execution order."""
+    index: int
+    op: int                  # index into the ops table
+    args: list               # tagged values, one per schema argument, in schema order
+    outputs: list            # tagged values, one per schema return
+    scope: int               # index into the scopes table: the module stack executing the call
+    signature: int           # index into the signatures table (derived from it on read)
+
+    def to_wire(self) -> list:
+        return [self.op, self.args, self.outputs, self.scope]
+
+
+@dataclass
+class OpInfo:
+    """One distinct aten overload, with the names of its schema arguments and returns."""
+    name: str                # e.g. "aten.view.default"
+    arg_names: list[str]
+    return_count: int
+    schema: str              # str(func._schema), for humans and for replay's argument checks
+
+    def to_wire(self) -> list:
+        return [self.name, self.arg_names, self.return_count, self.schema]
+
+
+@dataclass
+class ModuleInfo:
+    path: str                # e.g. "model.22.cv4.0"; the root model is ""
+    cls: str                 # e.g. "Conv"
+
+    def to_wire(self) -> list:
+        return [self.path, self.cls]
+
+
+@dataclass
+class Signature:
+    """A unique (op, argument metadata) pair: what replay executes once and fans out to calls.
+
+    ``args`` are the call's tagged values with each tensor replaced by its metadata
+    ``["T", [shape, dtype, stride]]``; ``outputs`` likewise for the first call seen. On the wire a
+    signature is ``[id, count, calls]``: its op, args and outputs are those of its first call,
+    materialized by the reader (and the id re-checked), which keeps traces small.
+    """
+    id: str                  # 16 hex chars of sha256 over the canonical (op, args) encoding
+    op: str
+    args: list
+    outputs: list
+    count: int
+    calls: list[int]
+
+    def to_wire(self) -> list:
+        return [self.id, self.count, self.calls]
+
+
+@dataclass
+class Trace:
+    header: dict
+    modules: list[ModuleInfo]
+    scopes: list[list[int]]   # each a stack of module indices, outermost first
+    ops: list[OpInfo]
+    tensors: list[TensorMeta]
+    calls: list[OpCall]
+    signatures: list[Signature]
+    path: str = field(default="", compare=False)
+
+    # -- convenience views used by replay and reports --------------------------------------
+    def module_path(self, call: OpCall) -> str:
+        stack = self.scopes[call.scope]
+        return self.modules[stack[-1]].path if stack else ""
+
+    def module_class(self, call: OpCall) -> str:
+        stack = self.scopes[call.scope]
+        return self.modules[stack[-1]].cls if stack else ""
+
+    def op_name(self, call: OpCall) -> str:
+        return self.ops[call.op].name
+
+    def named_args(self, call: OpCall) -> dict[str, list]:
+        return dict(zip(self.ops[call.op].arg_names, call.args))
+
+    def to_wire(self) -> dict:
+        dtypes = sorted({t.dtype for t in self.tensors})
+        dtype_index = {d: i for i, d in enumerate(dtypes)}
+        return {
+            "format": FORMAT, "version": FORMAT_VERSION, "header": self.header,
+            "modules": [m.to_wire() for m in self.modules], "scopes": self.scopes,
+            "ops": [o.to_wire() for o in self.ops], "dtypes": dtypes,
+            "tensors": [t.to_wire(dtype_index) for t in self.tensors],
+            "calls": [c.to_wire() for c in self.calls],
+            "signatures": [s.to_wire() for s in self.signatures],
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Signatures
+
+def tensor_key(meta: TensorMeta) -> list:
+    """What of a tensor makes two calls the same signature: shape, dtype, stride."""
+    return [meta.shape, meta.dtype, meta.stride]
+
+
+def signature_value(value: list, tensors: list[TensorMeta]) -> list:
+    """A tagged value with tensor references replaced by their signature metadata."""
+    tag, payload = value
+    if tag == "T":
+        return ["T", tensor_key(tensors[payload])]
+    if tag == "list":
+        return ["list", [signature_value(v, tensors) for v in payload]]
+    return value
+
+
+def signature_id(op: str, sig_args: list) -> str:
+    """A stable 16-hex-digit id for (op, argument metadata)."""
+    blob = msgpack.packb([op, sig_args], use_bin_type=True)
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+def write_trace(trace: Trace, path: str) -> int:
+    """Write atomically (temporary file in the same folder, then rename); returns bytes written."""
+    blob = msgpack.packb(trace.to_wire(), use_bin_type=True)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".msgpack", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return len(blob)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading: every check raises TraceError with one line; nothing of the file is trusted.
+
+MAX_TRACE_BYTES = 2 << 30
+
+
+def _fail(path: str, what: str) -> TraceError:
+    return TraceError(f"{path}: not a valid optrace trace: {what}")
+
+
+def _no_ext(code, data):
+    raise ValueError(f"msgpack extension type {code} is not allowed")
+
+
+class _Checker:
+    def __init__(self, path: str):
+        self.path = path
+
+    def need(self, cond: bool, what: str) -> None:
+        if not cond:
+            raise _fail(self.path, what)
+
+    def lst(self, v: Any, what: str, n: int | None = None) -> list:
+        self.need(isinstance(v, list), f"{what} must be a list")
+        if n is not None:
+            self.need(len(v) == n, f"{what} must have {n} entries, has {len(v)}")
+        return v
+
+    def int_(self, v: Any, what: str, lo: int | None = None, hi: int | None = None) -> int:
+        self.need(isinstance(v, int) and not isinstance(v, bool), f"{what} must be an integer")
+        if lo is not None:
+            self.need(v >= lo, f"{what} must be >= {lo}")
+        if hi is not None:
+            self.need(v < hi, f"{what} out of range (>= {hi})")
+        return v
+
+    def str_(self, v: Any, what: str) -> str:
+        self.need(isinstance(v, str), f"{what} must be a string")
+        return v
+
+    def ints(self, v: Any, what: str) -> list[int]:
+        for i, x in enumerate(self.lst(v, what)):
+            self.int_(x, f"{what}[{i}]")
+        return v
+
+    def value(self, v: Any, what: str, n_tensors: int | None, depth: int = 0) -> None:
+        self.need(depth < 32, f"{what} nests too deep")
+        self.lst(v, what, 2)
+        tag, payload = v
+        self.need(tag in VALUE_TAGS, f"{what} has unknown value tag {str(tag)[:20]!r}")
+        if tag == "T":
+            if n_tensors is None:  # signature form: [shape, dtype, stride]
+                self.lst(payload, what, 3)
+                self.ints(payload[0], what + " shape")
+                self.str_(payload[1], what + " dtype")
+                self.ints(payload[2], what + " stride")
+            else:
+                self.int_(payload, what, 0, n_tensors)
+        elif tag == "int":
+            self.int_(payload, what)
+        elif tag == "float":
+            self.need(isinstance(payload, float), f"{what} must be a float")
+        elif tag == "bool":
+            self.need(isinstance(payload, bool), f"{what} must be a bool")
+        elif tag == "none":
+            self.need(payload is None, f"{what} must be nil")
+        elif tag == "list":
+            for i, x in enumerate(self.lst(payload, what)):
+                self.value(x, f"{what}[{i}]", n_tensors, depth + 1)
+        else:
+            self.str_(payload, what)
+
+
+def _parse(doc: Any, path: str) -> Trace:
+    c = _Checker(path)
+    c.need(isinstance(doc, dict), "top level must be a map")
+    c.need(doc.get("format") == FORMAT, f"format must be {FORMAT!r}")
+    version = doc.get("version")
+    c.need(version == FORMAT_VERSION,
+           f"format version {version!r} is not supported (this optrace reads version "
+           f"{FORMAT_VERSION}; re-capture with trace-model)")
+    for key in ("header", "modules", "scopes", "ops", "dtypes", "tensors", "calls", "signatures"):
+        c.need(key in doc, f"missing {key!r}")
+    header = doc["header"]
+    c.need(isinstance(header, dict), "header must be a map")
+    for key in ("model", "call_count", "grad_mode", "tensor_mode", "via"):
+        c.need(key in header, f"header misses {key!r}")
+    c.need(header["grad_mode"] in GRAD_MODES, "header grad_mode is unknown")
+    c.need(header["tensor_mode"] in TENSOR_MODES, "header tensor_mode is unknown")
+    c.need(isinstance(header["model"], dict) and isinstance(header["model"].get("name"), str),
+           "header model must be a map with a name")
+
+    modules = []
+    for i, m in enumerate(c.lst(doc["modules"], "modules")):
+        c.lst(m, f"modules[{i}]", 2)
+        modules.append(ModuleInfo(c.str_(m[0], f"modules[{i}] path"), c.str_(m[1], f"modules[{i}] class")))
+    scopes = c.lst(doc["scopes"], "scopes")
+    for i, s in enumerate(scopes):
+        for j, m in enumerate(c.lst(s, f"scopes[{i}]")):
+            c.int_(m, f"scopes[{i}][{j}]", 0, len(modules))
+
+    ops = []
+    for i, o in enumerate(c.lst(doc["ops"], "ops")):
+        c.lst(o, f"ops[{i}]", 4)
+        names = c.lst(o[1], f"ops[{i}] arg names")
+        for n in names:
+            c.str_(n, f"ops[{i}] arg name")
+        ops.append(OpInfo(c.str_(o[0], f"ops[{i}] name"), names,
+                          c.int_(o[2], f"ops[{i}] return count", 0), c.str_(o[3], f"ops[{i}] schema")))
+
+    dtypes = c.lst(doc["dtypes"], "dtypes")
+    for i, d in enumerate(dtypes):
+        c.str_(d, f"dtypes[{i}]")
+    tensors = []
+    for i, t in enumerate(c.lst(doc["tensors"], "tensors")):
+        w = f"tensors[{i}]"
+        c.lst(t, w, 7)
+        shape = c.ints(t[0], w + " shape")
+        stride = contiguous_stride(shape) if t[2] is None else c.ints(t[2], w + " stride")
+        c.need(len(shape) == len(stride), f"{w} shape and stride differ in rank")
+        tensors.append(TensorMeta(shape, dtypes[c.int_(t[1], w + " dtype", 0, len(dtypes))], stride,
+                                  c.int_(t[3], w + " storage offset", 0), c.int_(t[4], w + " storage id", 0),
+                                  TENSOR_KINDS[c.int_(t[5], w + " kind", 0, len(TENSOR_KINDS))],
+                                  c.str_(t[6], w + " name")))
+
+    calls = []
+    n_t = len(tensors)
+    for i, k in enumerate(c.lst(doc["calls"], "calls")):
+        w = f"calls[{i}]"
+        c.lst(k, w, 4)
+        op = c.int_(k[0], w + " op", 0, len(ops))
+        args = c.lst(k[1], w + " args", len(ops[op].arg_names))
+        for j, v in enumerate(args):
+            c.value(v, f"{w} arg {ops[op].arg_names[j]}", n_t)
+        for j, v in enumerate(c.lst(k[2], w + " outputs")):
+            c.value(v, f"{w} output {j}", n_t)
+        calls.append(OpCall(i, op, args, k[2], c.int_(k[3], w + " scope", 0, len(scopes)), -1))
+    c.need(header["call_count"] == len(calls),
+           f"header says {header['call_count']} calls but the file holds {len(calls)}")
+
+    signatures = []
+    for i, s in enumerate(c.lst(doc["signatures"], "signatures")):
+        w = f"signatures[{i}]"
+        c.lst(s, w, 3)
+        sid = c.str_(s[0], w + " id")
+        count = c.int_(s[1], w + " count", 1)
+        members = c.ints(s[2], w + " calls")
+        c.need(len(members) == count, f"signature {sid} count disagrees with its call list")
+        for ci in members:
+            c.need(0 <= ci < len(calls) and calls[ci].signature == -1,
+                   f"signature {sid} lists call {ci}, which is missing or already taken")
+            calls[ci].signature = i
+        first = calls[members[0]]
+        name = ops[first.op].name
+        sargs = [signature_value(v, tensors) for v in first.args]
+        c.need(signature_id(name, sargs) == sid, f"signature {sid} does not match its calls")
+        signatures.append(Signature(sid, name, sargs, [signature_value(v, tensors) for v in first.outputs],
+                                    count, members))
+    c.need(all(k.signature >= 0 for k in calls), "some calls belong to no signature")
+    return Trace(header, modules, scopes, ops, tensors, calls, signatures, path=path)
+
+
+def read_trace(path: str) -> Trace:
+    """Read and fully validate a trace; raises TraceError (one line) on anything unexpected."""
+    try:
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise TraceError(f"{path}: cannot read trace: {e.strerror or e}") from None
+    if size > MAX_TRACE_BYTES:
+        raise TraceError(f"{path}: not a valid optrace trace: file is larger than {MAX_TRACE_BYTES} B")
+    with open(path, "rb") as f:
+        blob = f.read()
+    return parse_trace(blob, path)
+
+
+def parse_trace(blob: bytes, path: str = "<bytes>") -> Trace:
+    """Validate and decode trace bytes (see read_trace)."""
+    try:
+        doc = msgpack.unpackb(blob, raw=False, strict_map_key=True, ext_hook=_no_ext)
+    except Exception as e:  # msgpack raises many types for hostile input
+        msg = " ".join(str(e).split())[:120]
+        raise TraceError(f"{path}: not a valid optrace trace: not msgpack ({type(e).__name__}: {msg})") from None
+    try:
+        return _parse(doc, path)
+    except TraceError:
+        raise
+    except (RecursionError, TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+        raise _fail(path, f"malformed structure ({type(e).__name__})") from None
