@@ -22,6 +22,9 @@ BLOCK_FLOAT_DTYPES = ("bfloat8_b", "bfloat4_b")
 DTYPES = tuple(TILE_BYTES)
 
 MEMORIES = ("DRAM", "L1")
+# replay opens devices with this L1_SMALL region (replay.device.open_device's default), which every
+# L1 bank gives up; estimates use the same so they agree with the ttnn backend.
+L1_SMALL_BYTES = 32768
 
 
 class UnknownDevice(ValueError):
@@ -37,7 +40,7 @@ class DeviceSpec:
     dram_banks: int
     dram_bank_bytes: int     # allocatable bytes per DRAM bank
     grid: tuple[int, int]    # compute grid (x, y); interleaved L1 has one bank per core
-    l1_bank_bytes: int       # allocatable bytes per L1 bank (per core)
+    l1_bank_bytes: int       # allocatable bytes per L1 bank (per core) with no L1_SMALL region
     l1_core_bytes: int       # raw L1 per core, for reference
     dram_alignment: int      # bytes; also the granularity of every bank allocation
     l1_alignment: int        # bytes; L1 pages are aligned to this
@@ -46,11 +49,14 @@ class DeviceSpec:
     def l1_banks(self) -> int:
         return self.grid[0] * self.grid[1]
 
-    def banks(self, memory: str) -> tuple[int, int]:
-        """(number of banks, allocatable bytes per bank) for "DRAM" or "L1"."""
+    def banks(self, memory: str, l1_small_bytes: int = 0) -> tuple[int, int]:
+        """(number of banks, allocatable bytes per bank) for "DRAM" or "L1".
+
+        An L1_SMALL region (``open_device(l1_small_size=...)``) is carved out of every L1 bank.
+        """
         if memory == "DRAM":
             return self.dram_banks, self.dram_bank_bytes
-        return self.l1_banks, self.l1_bank_bytes
+        return self.l1_banks, self.l1_bank_bytes - l1_small_bytes
 
     def alignment(self, memory: str) -> int:
         return self.dram_alignment if memory == "DRAM" else self.l1_alignment

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from replay.devices import (BLOCK_FLOAT_DTYPES, ELEMENT_BYTES, TILE_BYTES, TILE_HW, DeviceSpec,
-                            get_device)
+from replay.devices import (BLOCK_FLOAT_DTYPES, ELEMENT_BYTES, L1_SMALL_BYTES, TILE_BYTES, TILE_HW,
+                            DeviceSpec, get_device)
 
 LAYOUTS = ("TILE", "ROW_MAJOR")
 
@@ -60,7 +60,8 @@ class Allocation:
         return -(-self.pages // self.num_banks) * self.page_bytes if self.pages else 0
 
 
-def allocate(shape, dtype: str, layout: str, memory: str, device: DeviceSpec) -> Allocation:
+def allocate(shape, dtype: str, layout: str, memory: str, device: DeviceSpec,
+             l1_small_bytes: int = L1_SMALL_BYTES) -> Allocation:
     """The allocation of one tensor; arguments already normalized (see footprint for checking)."""
     rank = len(shape)
     volume = 1
@@ -83,7 +84,7 @@ def allocate(shape, dtype: str, layout: str, memory: str, device: DeviceSpec) ->
         pages = lead * h if w else 0
         raw_page = w * esize
         logical = volume * esize
-    num_banks, bank_bytes = device.banks(memory)
+    num_banks, bank_bytes = device.banks(memory, l1_small_bytes)
     page = _up(raw_page, device.alignment(memory))
     per_bank = _up(-(-pages // num_banks) * page, device.dram_alignment)
     return Allocation(tuple(shape), dtype, layout, memory, padded, page, pages, num_banks, per_bank,
@@ -134,15 +135,18 @@ def normalize(dtype: str, layout: str, memory: str) -> tuple[str, str, str]:
 
 
 def footprint(shape, dtype: str = "bfloat16", layout: str = "tile", memory: str = "dram",
-              device: str = "n150") -> dict:
-    """What one interleaved tensor of this shape costs on an empty device, as a plain dict."""
+              device: str = "n150", l1_small_bytes: int = L1_SMALL_BYTES) -> dict:
+    """What one interleaved tensor of this shape costs on an empty device, as a plain dict.
+
+    L1 banks are counted without the L1_SMALL region replay opens devices with (l1_small_bytes).
+    """
     dims = _check_shape(shape)
     dt, lay, mem = normalize(dtype, layout, memory)
     try:
         spec = get_device(device)
     except ValueError as e:
         raise FootprintError(str(e)) from None
-    a = allocate(dims, dt, lay, mem, spec)
+    a = allocate(dims, dt, lay, mem, spec, l1_small_bytes)
     return {
         "shape": list(dims), "dtype": dt, "layout": lay, "memory": mem, "device": spec.name,
         "logical_bytes": a.logical_bytes, "padded_shape": list(a.padded_shape),
