@@ -1,0 +1,147 @@
+"""The analytic memory model, pure Python (no torch, no ttnn): footprints, rules, the estimate backend."""
+import glob
+import os
+
+import pytest
+
+from capture.schema import Signature
+from replay.devices import DEVICES, get_device
+from replay.estimate import RULES, Settings, rules_table, run_signature
+from replay.footprint import FootprintError, footprint, render_footprint
+from replay.results import ESTIMATE_NOTE, STATUSES
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def T(shape, dtype="float32"):
+    stride, s = [], 1
+    for d in reversed(shape):
+        stride.insert(0, s)
+        s *= max(d, 1)
+    return ["T", [list(shape), dtype, stride]]
+
+
+def sig(op, args, outputs):
+    return Signature("0" * 16, op, args, outputs, 1, [0])
+
+
+def test_user_sees_the_160x100x512x1x1_example_not_fit_n150_but_fit_p150():
+    fp = footprint([160, 100, 512, 1, 1])
+    assert fp["total_bytes"] == 16_777_216_000
+    assert fp["per_bank_bytes"] == 1_398_102_016 and fp["bank_bytes"] == 1_072_693_184
+    assert fp["fits"] is False and fp["blowup"] == 1024.0
+    assert fp["padded_shape"] == [160, 100, 512, 32, 32]
+    assert footprint([160, 100, 512, 1, 1], device="p150")["fits"] is True
+    assert "DOES NOT FIT" in render_footprint(fp)
+
+
+@pytest.mark.parametrize("shape,kw,per_bank,pages,page", [
+    ([7, 9], dict(dtype="uint8", layout="row_major", memory="l1"), 32, 7, 16),      # rounding to 32
+    ([1, 1, 1, 33], dict(dtype="float32", memory="l1"), 4096, 2, 4096),
+    ([3000, 1000, 1000], dict(layout="row_major"), 504_000_000, 3_000_000, 2016),
+    ([2200, 1000, 1000], {}, 384_479_232, 2_252_800, 2048),
+    ([5], {}, 2048, 1, 2048),                                                         # rank 1 -> [1, N]
+    ([0, 64], {}, 0, 0, 2048),
+    ([7, 9], dict(dtype="bfloat4_b", device="p100"), 576, 1, 576),
+])
+def test_footprint_matches_what_ttnn_allocated_on_the_mock_device(shape, kw, per_bank, pages, page):
+    fp = footprint(shape, **kw)
+    assert (fp["per_bank_bytes"], fp["pages"], fp["page_bytes"]) == (per_bank, pages, page)
+
+
+@pytest.mark.parametrize("bad", [[], [2, -1], [2.5, 3], "a,b", [True, 2], None])
+def test_bad_shape_is_a_one_line_value_error(bad):
+    with pytest.raises(FootprintError) as e:
+        footprint(bad)
+    assert isinstance(e.value, ValueError) and "\n" not in str(e.value)
+
+
+def test_bad_dtype_device_and_layout_are_one_line_errors():
+    for kw in (dict(dtype="float64"), dict(device="n999"), dict(layout="weird"), dict(memory="hbm"),
+               dict(dtype="bfloat8_b", layout="row_major")):
+        with pytest.raises(FootprintError):
+            footprint([2, 2], **kw)
+
+
+def test_shape_text_from_the_cli_is_accepted():
+    assert footprint("1,3,640,640")["padded_shape"] == [1, 3, 640, 640]
+
+
+def test_every_board_has_a_spec_and_blackhole_aligns_dram_to_64():
+    assert set(DEVICES) == {"n150", "n300", "p150", "p100"}
+    assert get_device("P150").dram_alignment == 64 and get_device("p100").dram_banks == 7
+    assert get_device("n150").l1_banks == 64 and get_device("p150").l1_banks == 110
+
+
+def test_rules_table_lists_the_reshape_and_skip_rules():
+    table = {op: name for op, name, _ in rules_table()}
+    assert table["aten.view.default"] == "reshape" and table["aten.detach.default"] == "metadata_only"
+    assert all(callable(fn) for fn in RULES.values())
+
+
+def test_estimate_result_is_labelled_and_fills_footprints():
+    r = run_signature(sig("aten.add.Tensor", [T([1, 64, 80, 80]), T([1, 64, 80, 80]), ["int", 1]],
+                          [T([1, 64, 80, 80])]), ["self", "other", "alpha"], Settings())
+    assert r.status == "pass" and r.backend == "estimate" and ESTIMATE_NOTE in r.reason
+    assert r.status in STATUSES and len(r.inputs) == 2 and len(r.outputs) == 1
+    assert r.outputs[0].padded_shape == [1, 64, 96, 96] and r.outputs[0].dtype == "bfloat16"
+
+
+def test_detach_is_skipped_not_blocking():
+    r = run_signature(sig("aten.detach.default", [T([4, 4])], [T([4, 4])]), ["self"])
+    assert r.status == "skipped" and not r.blocking
+
+
+def test_huge_input_is_oom_dram_in_the_inputs_phase_with_ttnn_numbers():
+    r = run_signature(sig("aten.relu.default", [T([160, 100, 512, 1, 1])], [T([160, 100, 512, 1, 1])]),
+                      ["self"], Settings(device="n150"))
+    assert r.status == "oom_dram" and r.oom.phase == "inputs"
+    assert (r.oom.requested_bytes, r.oom.per_bank_bytes, r.oom.num_banks) == (16_777_216_000, 1_398_102_016, 12)
+    assert (r.oom.allocated_bytes, r.oom.free_bytes, r.oom.largest_free_bytes) == (0, 1_072_693_184, 1_072_693_184)
+    assert run_signature(sig("aten.relu.default", [T([160, 100, 512, 1, 1])], [T([160, 100, 512, 1, 1])]),
+                         ["self"], Settings(device="p150")).status == "pass"
+
+
+def test_output_that_no_longer_fits_next_to_its_input_is_oom_in_the_op_phase():
+    shape = [1, 64, 640, 640]  # 800 KiB per L1 bank in bf16: one copy fits, two do not
+    r = run_signature(sig("aten.relu.default", [T(shape)], [T(shape)]), ["self"], Settings(memory="l1"))
+    assert r.status == "oom_l1" and r.oom.phase == "op" and r.oom.allocated_bytes > 0
+
+
+def test_reshape_view_is_free_and_non_view_adds_a_mapping_tensor():
+    view = run_signature(sig("aten.view.default", [T([8, 192, 768]), ["list", [["int", 1536], ["int", 768]]]],
+                             [T([1536, 768])]), ["self", "size"])
+    assert view.status == "pass" and view.extra["extra_buffers"] == []
+    moved = run_signature(sig("aten.view.default", [T([1, 256, 20, 20]), ["list", []]], [T([1, 256, 400])]),
+                          ["self", "size"])
+    assert moved.extra["extra_buffers"] == ["reshape page-mapping tensor"]
+
+
+def test_bfloat8_reshape_round_trips_through_bfloat16():
+    r = run_signature(sig("aten.view.default", [T([2, 3, 40, 50]), ["list", []]], [T([6, 2000])]),
+                      ["self", "size"], Settings(dtype="bfloat8_b"))
+    assert r.extra["extra_buffers"] == ["input typecast to bfloat16", "output in bfloat16",
+                                        "reshape page-mapping tensor"]
+
+
+def test_identity_permute_allocates_nothing():
+    dims = ["list", [["int", 0], ["int", 1], ["int", 2]]]
+    r = run_signature(sig("aten.permute.default", [T([2, 3, 4]), dims], [T([2, 3, 4])]), ["self", "dims"])
+    assert r.status == "pass" and r.reason.startswith("identity")
+
+
+def test_complex_tensors_are_unsupported_with_a_reason():
+    r = run_signature(sig("aten.abs.default", [T([2], "complex64")], [T([2])]), ["self"])
+    assert r.status == "unsupported" and "complex64" in r.reason
+
+
+def test_committed_traces_estimate_without_errors():
+    from capture.schema import read_trace
+    paths = sorted(glob.glob(os.path.join(ROOT, "traces", "*.msgpack")))[:3]
+    if not paths:
+        pytest.skip("no committed traces yet")
+    for path in paths:
+        tr = read_trace(path)
+        names = {o.name: o.arg_names for o in tr.ops}
+        for s in tr.signatures:
+            assert run_signature(s, names[s.op]).status in STATUSES
