@@ -259,6 +259,9 @@ def run_signature(sig, arg_names: list[str], settings: Settings = Settings()) ->
                 return _done(result, t0)
             used[b.memory] = before + a.per_bank_bytes
     result.extra["extra_buffers"] = [b.role for b in plan.buffers if b.role != "output"]
+    # the op's own buffers in allocation order: [role, memory, total bytes, per-bank bytes]
+    result.extra["buffers"] = [[b.role, b.memory, placed[id(b)].total_bytes, placed[id(b)].per_bank_bytes]
+                               for b in plan.buffers]
     if plan.reason:
         result.reason = f"{plan.reason}; {ESTIMATE_NOTE}"
     return _done(result, t0)

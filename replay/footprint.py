@@ -25,6 +25,9 @@ DTYPE_ALIASES = {"bf16": "bfloat16", "fp32": "float32", "f32": "float32", "bfp8"
 LAYOUT_ALIASES = {"tile": "TILE", "row_major": "ROW_MAJOR", "rm": "ROW_MAJOR", "row-major": "ROW_MAJOR"}
 
 
+PAGE_COUNT_MASK = (1 << 32) - 1
+
+
 class FootprintError(ValueError):
     """A shape, dtype, layout, memory or device the model cannot take; the message is one line."""
 
@@ -42,7 +45,7 @@ class Allocation:
     memory: str              # "DRAM" | "L1"
     padded_shape: tuple[int, ...]
     page_bytes: int          # one page, aligned to the memory's alignment
-    pages: int
+    pages: int               # as tt-metal counts them (modulo 2^32)
     num_banks: int
     per_bank_bytes: int      # what each bank reserves (what a memory view reports)
     bank_bytes: int          # allocatable bytes per bank
@@ -84,6 +87,8 @@ def allocate(shape, dtype: str, layout: str, memory: str, device: DeviceSpec,
         pages = lead * h if w else 0
         raw_page = w * esize
         logical = volume * esize
+    # tt-metal counts pages in 32 bits: beyond 2^32 pages the request it makes (and judges) wraps.
+    pages &= PAGE_COUNT_MASK
     num_banks, bank_bytes = device.banks(memory, l1_small_bytes)
     page = _up(raw_page, device.alignment(memory))
     per_bank = _up(-(-pages // num_banks) * page, device.dram_alignment)

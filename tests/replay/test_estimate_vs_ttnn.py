@@ -1,0 +1,183 @@
+"""The estimate agrees with ttnn's own allocator on the mock device (run in the ttnn environment).
+
+Each board runs in its own worker process (tt-metal reads the mock cluster once per process): this
+file is also the worker (``python test_estimate_vs_ttnn.py <board>``, cases on stdin as JSON).
+"""
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, ROOT)
+
+from capture.schema import Signature  # noqa: E402
+from replay.devices import DEVICES, TILE_BYTES  # noqa: E402
+from replay.estimate import Settings, run_signature  # noqa: E402
+from replay.footprint import allocate, footprint  # noqa: E402
+from replay.results import parse_oom  # noqa: E402
+
+BOARDS = ("n150", "n300", "p150", "p100")
+CASES_PER_BOARD = 320
+DIMS = [1, 1, 2, 3, 7, 16, 31, 32, 33, 50, 64, 100, 160, 512, 1000]
+
+
+def random_cases(seed: int, n: int) -> list[dict]:
+    rng = random.Random(seed)
+    cases = []
+    for _ in range(n):
+        shape = [rng.choice(DIMS) for _ in range(rng.randint(1, 5))]
+        if rng.random() < 0.15:
+            shape[-1] *= rng.choice([100, 1000])
+        if rng.random() < 0.1 and shape[0] < 10_000:
+            shape[0] *= rng.choice([1000, 20000])
+        layout = "TILE" if rng.random() < 0.65 else "ROW_MAJOR"
+        dtypes = list(TILE_BYTES) if layout == "TILE" else ["bfloat16", "float32", "int32", "uint32",
+                                                            "uint16", "uint8"]
+        cases.append(dict(shape=shape, dtype=rng.choice(dtypes), layout=layout,
+                          memory=rng.choice(["DRAM", "DRAM", "L1"])))
+    return cases
+
+
+def T(shape):
+    return ["T", [list(shape), "float32", [1] * len(shape)]]
+
+
+def ints(xs):
+    return ["list", [["int", x] for x in xs]]
+
+
+# (label, aten op, arg names, args, output shape, ttnn call as (function, extra arguments), settings dtype)
+OP_CASES = [
+    ("reshape view", "aten.view.default", [8, 192, 768], [1536, 768], ("reshape", [1536, 768]), "bfloat16"),
+    ("reshape tiles", "aten.view.default", [1, 256, 20, 20], [1, 256, 400], ("reshape", [1, 256, 400]), "bfloat16"),
+    ("reshape to column", "aten.view.default", [64, 64], [4096, 1], ("reshape", [4096, 1]), "float32"),
+    ("reshape heads", "aten.view.default", [8, 196, 768], [8, 196, 12, 64], ("reshape", [8, 196, 12, 64]), "bfloat16"),
+    ("reshape bfloat8_b", "aten.view.default", [2, 3, 40, 50], [6, 2000], ("reshape", [6, 2000]), "bfloat8_b"),
+    ("permute", "aten.permute.default", [1, 1, 1024, 1000], [1, 1000, 1, 1024], ("permute", [0, 3, 1, 2]), "bfloat16"),
+    ("permute identity", "aten.permute.default", [2, 3, 40, 50], [2, 3, 40, 50], ("permute", [0, 1, 2, 3]), "bfloat16"),
+    ("relu", "aten.relu.default", [1, 64, 80, 80], [1, 64, 80, 80], ("relu", None), "bfloat16"),
+]
+
+
+def estimate_op(case, board):
+    label, op, src, dst, (fn, arg), dtype = case
+    args = [T(src), ints(arg if fn == "permute" else dst)] if fn != "relu" else [T(src)]
+    names = ["self", "dims" if fn == "permute" else "size"][:len(args)]
+    return run_signature(Signature("0" * 16, op, args, [T(dst)], 1, [0]), names, Settings(device=board, dtype=dtype))
+
+
+# ---------------------------------------------------------------------------------------------
+# The worker: runs in the ttnn environment with the mock device of one board
+
+def worker(board: str) -> None:
+    from replay.device import close_device, open_device
+    device, _ = open_device(board)
+    import ttnn
+    graph = ttnn._ttnn.graph
+    buffer_type = {"DRAM": ttnn.BufferType.DRAM, "L1": ttnn.BufferType.L1}
+    layouts = {"TILE": ttnn.TILE_LAYOUT, "ROW_MAJOR": ttnn.ROW_MAJOR_LAYOUT}
+
+    def tensor(shape, dtype, layout, memory):
+        spec = ttnn.TensorSpec(ttnn.Shape(shape), getattr(ttnn, dtype), layouts[layout],
+                               buffer_type=buffer_type[memory])
+        return ttnn.allocate_tensor_on_device(spec, device)
+
+    job = json.load(sys.stdin)
+    out = {"spec": {}, "allocations": [], "ops": []}
+    for memory, bt in buffer_type.items():
+        view = ttnn.device.get_memory_view(device, bt)
+        out["spec"][memory] = [view.num_banks, view.total_bytes_per_bank]
+    out["spec"]["alignment"] = [ttnn.device.get_dram_alignment(), ttnn.device.get_l1_alignment()]
+    for c in job["allocations"]:
+        try:
+            t = tensor(c["shape"], c["dtype"], c["layout"], c["memory"])
+            used = ttnn.device.get_memory_view(device, buffer_type[c["memory"]]).total_bytes_allocated_per_bank
+            ttnn.deallocate(t)
+            out["allocations"].append({"fits": True, "per_bank_bytes": used})
+        except RuntimeError as e:
+            out["allocations"].append({"fits": False, "message": str(e)[:2000]})
+    for src, dtype, (fn, arg) in job["ops"]:
+        x = tensor(src, dtype, "TILE", "DRAM")
+        graph.begin_graph_capture(graph.RunMode.NO_DISPATCH)
+        try:
+            getattr(ttnn, fn)(*([x, arg] if arg is not None else [x]))
+        finally:
+            captured = graph.end_graph_capture()
+        ttnn.deallocate(x)
+        out["ops"].append([[n["params"].get("type"), int(n["params"]["size"]), int(n["params"]["page_size"])]
+                           for n in captured if n["node_type"] == "buffer_allocate"])
+    close_device(device)
+    print("OPTRACE-RESULT " + json.dumps(out))
+
+
+def run_worker(board: str, job: dict) -> dict:
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), board], input=json.dumps(job),
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    for line in proc.stdout.splitlines():
+        if line.startswith("OPTRACE-RESULT "):
+            return json.loads(line[len("OPTRACE-RESULT "):])
+    raise AssertionError(f"worker for {board} failed: {proc.stderr[-2000:]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The tests (ttnn environment only: it is where ttnn is)
+
+pytestmark = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("ttnn") is None, reason="needs the ttnn environment (.venv-ttnn)")
+
+
+@pytest.fixture(scope="module", params=BOARDS)
+def board_run(request):
+    board = request.param
+    cases = random_cases(seed=BOARDS.index(board) + 1, n=CASES_PER_BOARD)
+    ops = [[c[2], c[5], c[4]] for c in OP_CASES]
+    return board, cases, run_worker(board, {"allocations": cases, "ops": ops})
+
+
+def test_device_specs_match_the_mock_device(board_run):
+    board, _, got = board_run
+    spec = DEVICES[board]
+    assert got["spec"]["DRAM"] == [spec.dram_banks, spec.dram_bank_bytes]
+    assert got["spec"]["L1"] == list(spec.banks("L1", Settings().l1_small_bytes))
+    assert got["spec"]["alignment"] == [spec.dram_alignment, spec.l1_alignment]
+
+
+def test_every_random_allocation_has_ttnns_verdict_and_bytes(board_run):
+    board, cases, got = board_run
+    wrong = []
+    for c, real in zip(cases, got["allocations"]):
+        fp = footprint(c["shape"], c["dtype"], c["layout"], c["memory"], board)
+        if real["fits"]:
+            ok = fp["fits"] and fp["per_bank_bytes"] == real["per_bank_bytes"]
+        else:
+            oom = parse_oom(real["message"], "inputs")
+            a = allocate(tuple(c["shape"]), fp["dtype"], fp["layout"], fp["memory"], DEVICES[board])
+            ok = (oom is not None and not fp["fits"] and oom.per_bank_bytes == a.message_per_bank_bytes
+                  and oom.requested_bytes == fp["total_bytes"] and oom.num_banks == fp["num_banks"]
+                  and oom.bank_bytes == fp["bank_bytes"])
+        if not ok:
+            wrong.append((c, real if real["fits"] else real["message"][:300], fp))
+    assert len(cases) >= 300 and not wrong, f"{len(wrong)} disagreements, first: {wrong[:3]}"
+
+
+@pytest.mark.parametrize("index", range(len(OP_CASES)), ids=[c[0] for c in OP_CASES])
+def test_op_rule_allocates_what_ttnn_allocates(board_run, index):
+    board, _, got = board_run
+    real = got["ops"][index]
+    est = estimate_op(OP_CASES[index], board).extra["buffers"]
+    assert [b[0] for b in real] == [b[1] for b in est], (real, est)
+    for (memory, size, page), (role, _, total, _) in zip(real, est):
+        if role == "reshape page-mapping tensor":
+            out_tiles = [b for b in est if b[0] == "output"][0][2] // TILE_BYTES[OP_CASES[index][5]]
+            assert size // page == out_tiles  # one mapping page per output tile; page bytes approximate
+        else:
+            assert size == total, (role, real, est)
+
+
+if __name__ == "__main__":
+    worker(sys.argv[1])
