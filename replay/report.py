@@ -1,0 +1,461 @@
+"""Per-model impact reports: what fails, where in each model, and which fix unblocks most.
+
+Imports neither torch nor ttnn, so reports render anywhere. ``build_report`` turns traces plus one
+results set into a ``Report`` (plain dataclasses, no formatting); ``write_report`` writes it as
+HTML, Markdown, a failures CSV and JSON; ``render_terminal`` gives one compact table per model.
+The formats live in report_html.py and report_text.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+
+from capture.schema import Trace
+from replay.attribution import (MEMORY_FAILURES, NOT_RUN, NOT_RUN_NOTE, REPORT_STATUSES,
+                                Attribution, ModelAttribution, attribute, format_shapes, input_shapes,
+                                is_blocked, is_failing, status_order, worst_status)
+from replay.results import ESTIMATE_NOTE, MOCK_NOTE, ReplayResult
+
+REPORT_FORMAT = "optrace-report"
+REPORT_VERSION = 1
+TOP_N = 10  # rows in per-model "top" tables
+
+
+@dataclass
+class Provenance:
+    """Where the numbers come from; every format prints all of it."""
+    optrace: str
+    ttnn: str
+    torch: str
+    backend: str
+    device: str
+    mock: bool
+    note: str                # MOCK_NOTE, ESTIMATE_NOTE or ""
+    dtype: str
+    memory: str
+    traces: list[dict]       # {path, model, sha256}
+    created_utc: str = ""
+
+
+@dataclass
+class SignatureRow:
+    """One signature with its result, as the fix ranking and per-model tables show it."""
+    signature_id: str
+    op: str
+    input_shapes: str
+    status: str
+    reason: str
+    calls: int               # calls across the models listed
+    models: list[str]
+    calls_by_model: dict[str, int]
+    requested_bytes: int | None = None
+    buffer_type: str = ""
+    ttnn_call: str = ""
+    error_signature: str = ""
+
+
+@dataclass
+class FirstBlock:
+    """The first blocking call of a model in execution order: where a port stops."""
+    call_index: int
+    module_path: str
+    module_class: str
+    op: str
+    input_shapes: str
+    status: str
+    reason: str
+    signature_id: str
+    requested_bytes: int | None
+    buffer_type: str
+    not_run_before: int      # calls without a result before it (the run was interrupted)
+
+
+@dataclass
+class LayerRow:
+    module_path: str
+    module_class: str
+    first_call: int
+    calls: int
+    statuses: dict[str, int]
+
+
+@dataclass
+class ReasonRow:
+    """Calls of one status with one reason (skipped, not_run, unsupported, errors)."""
+    status: str
+    reason: str
+    calls: int
+    signatures: int
+
+
+@dataclass
+class TensorRow:
+    signature_id: str
+    op: str
+    role: str                # "input 0", "output 0", ...
+    shape: list[int]
+    padded_shape: list[int]
+    dtype: str
+    layout: str
+    memory: str
+    logical_bytes: int
+    padded_bytes: int
+    blowup: float            # padded / logical
+    status: str
+    calls: int
+
+
+@dataclass
+class FailureRow:
+    """One failing (model, signature, module path): a row of failures.csv."""
+    model: str
+    module_path: str
+    signature_id: str
+    op: str
+    input_shapes: str
+    calls: int
+    first_call: int
+    status: str
+    reason: str
+    buffer_type: str
+    requested_bytes: int | None
+    per_bank_bytes: int | None
+    num_banks: int | None
+    oom_cause: str
+    device: str
+    mock: bool
+    backend: str
+    logical_bytes: int       # inputs + outputs as replay placed them
+    padded_bytes: int
+
+
+@dataclass
+class ModelReport:
+    model: str
+    trace_path: str
+    trace_sha256: str
+    calls: int
+    unique_signatures: int
+    by_status: dict[str, int]
+    blocked_calls: int
+    blocked_pct: float
+    first_block: FirstBlock | None
+    top_blocking: list[SignatureRow]
+    reasons: list[ReasonRow]
+    layers: list[LayerRow]   # layers with at least one blocked call, in execution order
+    largest_tensors: list[TensorRow]
+    worst_padding: list[TensorRow]
+    failures: list[FailureRow]
+
+
+@dataclass
+class MatrixCell:
+    calls: int
+    status: str              # the worst status among the cell's calls
+    statuses: dict[str, int]
+
+
+@dataclass
+class OpFix:
+    """A failing aten op: everything its failing signatures block."""
+    op: str
+    models: list[str]
+    calls: int
+    failing_signatures: int
+    statuses: dict[str, int]
+
+
+@dataclass
+class MemoryLimit:
+    """Per op: the largest tensor that passed and the smallest that failed for memory."""
+    op: str
+    passing: int
+    largest_pass_bytes: int | None
+    largest_pass_shape: list[int] | None
+    largest_pass_signature: str
+    failing: int
+    smallest_fail_bytes: int | None
+    smallest_fail_shape: list[int] | None
+    smallest_fail_signature: str
+    smallest_fail_status: str
+    overlap: bool            # a failure smaller than a pass: size alone does not explain it
+
+
+@dataclass
+class Report:
+    provenance: Provenance
+    statuses: dict[str, str]                 # every status shown -> what it means
+    models: list[ModelReport]
+    ops: list[str]                           # matrix rows
+    matrix: dict[str, dict[str, MatrixCell]]  # op -> model -> cell
+    shared: list[SignatureRow]               # signatures used by several models
+    fix_by_signature: list[SignatureRow]
+    fix_by_op: list[OpFix]
+    memory_limits: list[MemoryLimit]
+    orphan_results: list[str] = field(default_factory=list)
+    format: str = REPORT_FORMAT
+    version: int = REPORT_VERSION
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building
+
+def provenance(header: dict, traces: list[Trace], results: list[ReplayResult]) -> Provenance:
+    """Provenance from the results header, falling back to the results and the trace headers."""
+    versions = header.get("versions") if isinstance(header.get("versions"), dict) else {}
+
+    def version(name: str) -> str:
+        v = header.get(name) or versions.get(name)
+        if not v and name in ("torch", "optrace"):  # traces record what captured them
+            found = sorted({str(t.header.get("versions", {}).get(name)) for t in traces
+                            if t.header.get("versions", {}).get(name)})
+            v = ", ".join(found)
+        return str(v) if v else "unknown"
+
+    mock = bool(header.get("mock")) or any(r.mock for r in results)
+    backend = str(header.get("backend") or ", ".join(sorted({r.backend for r in results})) or "unknown")
+    device = str(header.get("device") or ", ".join(sorted({r.device for r in results})) or "unknown")
+    note = MOCK_NOTE if mock else ESTIMATE_NOTE if backend == "estimate" else ""
+    listed = header.get("traces") if isinstance(header.get("traces"), list) else None
+    if listed is None:
+        listed = [{"path": t.path, "model": t.header["model"]["name"], "sha256": ""} for t in traces]
+    return Provenance(version("optrace"), version("ttnn"), version("torch"), backend, device, mock, note,
+                      str(header.get("dtype") or "unknown"), str(header.get("memory") or "unknown"),
+                      [dict(t) for t in listed if isinstance(t, dict)],
+                      str(header.get("created_utc") or ""))
+
+
+def _result_bytes(r: ReplayResult | None) -> tuple[int, int]:
+    if r is None:
+        return 0, 0
+    ts = r.inputs + r.outputs
+    return sum(t.logical_bytes for t in ts), sum(t.padded_bytes for t in ts)
+
+
+def _largest_footprint(r: ReplayResult):
+    ts = r.inputs + r.outputs
+    return max(ts, key=lambda t: t.padded_bytes) if ts else None
+
+
+class _Builder:
+    def __init__(self, att: Attribution, prov: Provenance):
+        self.att = att
+        self.prov = prov
+        self.shapes = {sid: format_shapes(input_shapes(s)) for sid, s in att.signatures.items()}
+
+    def reason(self, sid: str) -> str:
+        r = self.att.results.get(sid)
+        return NOT_RUN_NOTE if r is None else r.reason
+
+    def sig_row(self, sid: str, calls_by_model: dict[str, int]) -> SignatureRow:
+        r = self.att.results.get(sid)
+        oom = r.oom if r else None
+        return SignatureRow(sid, self.att.signatures[sid].op, self.shapes[sid], self.att.status(sid),
+                            self.reason(sid), sum(calls_by_model.values()), list(calls_by_model),
+                            calls_by_model, oom.requested_bytes if oom else None,
+                            oom.buffer_type if oom else "", r.ttnn_call if r else "",
+                            r.error_signature if r else "")
+
+    def model(self, m: ModelAttribution) -> ModelReport:
+        att = self.att
+        by_status = m.by_status()
+        blocked = sum(n for s, n in by_status.items() if is_blocked(s))
+        sig_calls = m.calls_of()
+
+        first = None
+        not_run_before = 0
+        for c in m.calls:
+            if c.status == NOT_RUN:
+                not_run_before += 1
+            elif is_failing(c.status):
+                r = att.results[c.signature_id]
+                first = FirstBlock(c.index, c.module_path, c.module_class, c.op, self.shapes[c.signature_id],
+                                   c.status, r.reason, c.signature_id,
+                                   r.oom.requested_bytes if r.oom else None,
+                                   r.oom.buffer_type if r.oom else "", not_run_before)
+                break
+
+        failing = [sid for sid in sig_calls if is_failing(att.status(sid))]
+        failing.sort(key=lambda sid: (-len(sig_calls[sid]), sig_calls[sid][0].index))
+        top = [self.sig_row(sid, {m.model: len(sig_calls[sid])}) for sid in failing[:TOP_N]]
+
+        reasons: dict[tuple[str, str], list] = defaultdict(lambda: [0, set()])
+        for c in m.calls:
+            if c.status != "pass":
+                entry = reasons[(c.status, self.reason(c.signature_id))]
+                entry[0] += 1
+                entry[1].add(c.signature_id)
+        order = status_order(s for s, _ in reasons)
+        reason_rows = sorted((ReasonRow(s, why, n, len(sids)) for (s, why), (n, sids) in reasons.items()),
+                             key=lambda row: (order.index(row.status), -row.calls, row.reason))
+
+        layers: dict[str, LayerRow] = {}
+        for c in m.calls:
+            row = layers.get(c.module_path)
+            if row is None:
+                row = layers[c.module_path] = LayerRow(c.module_path, c.module_class, c.index, 0, {})
+            row.calls += 1
+            row.statuses[c.status] = row.statuses.get(c.status, 0) + 1
+        layer_rows = []
+        for row in layers.values():
+            if any(is_blocked(s) for s in row.statuses):
+                row.statuses = {s: row.statuses[s] for s in status_order(row.statuses)}
+                layer_rows.append(row)
+
+        tensors = []
+        for sid, calls in sig_calls.items():
+            r = att.results.get(sid)
+            if r is None:
+                continue
+            for role, ts in (("input", r.inputs), ("output", r.outputs)):
+                for i, t in enumerate(ts):
+                    blowup = t.padded_bytes / t.logical_bytes if t.logical_bytes else 1.0
+                    tensors.append(TensorRow(sid, r.op, f"{role} {i}", list(t.shape), list(t.padded_shape),
+                                             t.dtype, t.layout, t.memory, t.logical_bytes, t.padded_bytes,
+                                             round(blowup, 3), r.status, len(calls)))
+        largest = sorted(tensors, key=lambda t: (-t.padded_bytes, t.signature_id, t.role))[:TOP_N]
+        padded = [t for t in tensors if t.padded_bytes > t.logical_bytes]
+        worst = sorted(padded, key=lambda t: (-t.blowup, -(t.padded_bytes - t.logical_bytes),
+                                              t.signature_id, t.role))[:TOP_N]
+
+        failures = []
+        groups: dict[tuple[str, str], list] = {}
+        for c in m.calls:
+            if is_blocked(c.status):
+                groups.setdefault((c.signature_id, c.module_path), []).append(c)
+        for (sid, path), calls in sorted(groups.items(), key=lambda kv: kv[1][0].index):
+            r = att.results.get(sid)
+            oom = r.oom if r else None
+            logical, padded_b = _result_bytes(r)
+            failures.append(FailureRow(
+                m.model, path, sid, calls[0].op, self.shapes[sid], len(calls), calls[0].index, calls[0].status,
+                self.reason(sid), oom.buffer_type if oom else "", oom.requested_bytes if oom else None,
+                oom.per_bank_bytes if oom else None, oom.num_banks if oom else None,
+                oom.cause if oom else "", r.device if r else self.prov.device,
+                r.mock if r else self.prov.mock, r.backend if r else self.prov.backend, logical, padded_b))
+
+        return ModelReport(m.model, m.trace_path, m.trace_sha256, len(m.calls), len(m.signature_ids),
+                           by_status, blocked, round(100.0 * blocked / len(m.calls), 2) if m.calls else 0.0,
+                           first, top, reason_rows, layer_rows, largest, worst, failures)
+
+    def cross(self):
+        att = self.att
+        matrix: dict[str, dict[str, MatrixCell]] = {}
+        for m in att.models:
+            per_op: dict[str, Counter] = defaultdict(Counter)
+            for c in m.calls:
+                per_op[c.op][c.status] += 1
+            for op, counts in per_op.items():
+                matrix.setdefault(op, {})[m.model] = MatrixCell(
+                    sum(counts.values()), worst_status(counts),
+                    {s: counts[s] for s in status_order(counts)})
+        ops = sorted(matrix, key=lambda op: (-sum(is_blocked(c.status) for c in matrix[op].values()),
+                                             -sum(c.calls for c in matrix[op].values()), op))
+
+        calls_by: dict[str, dict[str, int]] = defaultdict(dict)
+        for m in att.models:
+            for sid, calls in m.calls_of().items():
+                calls_by[sid][m.model] = len(calls)
+        shared = [self.sig_row(sid, cbm) for sid, cbm in calls_by.items() if len(cbm) > 1]
+        shared.sort(key=lambda r: (-len(r.models), -r.calls, r.op, r.signature_id))
+
+        fix = [self.sig_row(sid, cbm) for sid, cbm in calls_by.items() if is_failing(att.status(sid))]
+        fix.sort(key=lambda r: (-len(r.models), -r.calls, r.op, r.signature_id))
+
+        by_op: dict[str, OpFix] = {}
+        for row in fix:
+            f = by_op.setdefault(row.op, OpFix(row.op, [], 0, 0, {}))
+            f.models = [m.model for m in att.models if m.model in set(f.models) | set(row.models)]
+            f.calls += row.calls
+            f.failing_signatures += 1
+            f.statuses[row.status] = f.statuses.get(row.status, 0) + row.calls
+        fix_ops = sorted(by_op.values(), key=lambda f: (-len(f.models), -f.calls, f.op))
+        for f in fix_ops:
+            f.statuses = {s: f.statuses[s] for s in status_order(f.statuses)}
+        return ops, matrix, shared, fix, fix_ops, self.memory_limits()
+
+    def memory_limits(self) -> list[MemoryLimit]:
+        per_op: dict[str, dict[str, list]] = defaultdict(lambda: {"pass": [], "fail": []})
+        for sid, r in self.att.results.items():
+            t = _largest_footprint(r)
+            if t is None:
+                continue
+            if r.status == "pass":
+                per_op[r.op]["pass"].append((t.padded_bytes, sid, t.shape, r.status))
+            elif r.status in MEMORY_FAILURES:
+                per_op[r.op]["fail"].append((t.padded_bytes, sid, t.shape, r.status))
+        rows = []
+        for op, seen in per_op.items():
+            if not seen["fail"]:
+                continue  # an op that never ran out of memory has no limit to show
+            lp = max(seen["pass"], key=lambda x: (x[0], x[1])) if seen["pass"] else None
+            sf = min(seen["fail"], key=lambda x: (x[0], x[1]))
+            rows.append(MemoryLimit(op, len(seen["pass"]), lp[0] if lp else None, list(lp[2]) if lp else None,
+                                    lp[1] if lp else "", len(seen["fail"]), sf[0], list(sf[2]), sf[1], sf[3],
+                                    bool(lp and sf[0] < lp[0])))
+        rows.sort(key=lambda r: (r.smallest_fail_bytes, r.op))
+        return rows
+
+
+def build_report(traces: list[Trace], header: dict, results: list[ReplayResult]) -> Report:
+    """Attribute one results set to the traces and compute every per-model and cross-model view."""
+    listed = header.get("traces") if isinstance(header.get("traces"), list) else []
+    sha = {t.get("path", ""): t.get("sha256", "") for t in listed if isinstance(t, dict)}
+    att = attribute(traces, results, sha)
+    prov = provenance(header, traces, results)
+    b = _Builder(att, prov)
+    models = [b.model(m) for m in att.models]
+    ops, matrix, shared, fix, fix_ops, limits = b.cross()
+    shown = {s for m in models for s in m.by_status}
+    statuses = {s: REPORT_STATUSES.get(s, "a status this optrace does not know")
+                for s in status_order(shown | {"pass"})}
+    return Report(prov, statuses, models, ops, matrix, shared, fix, fix_ops, limits, att.orphan_results)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+def write_atomic(path: str, text: str) -> None:
+    """Write text to path via a temporary file in the same folder and a rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_report(report: Report, out_dir: str = "reports") -> dict[str, str]:
+    """Write report.html, summary.md, failures.csv and report.json into out_dir; returns their paths."""
+    from replay.report_html import render_html
+    from replay.report_text import render_csv, render_markdown
+    files = {
+        "html": ("report.html", render_html(report)),
+        "markdown": ("summary.md", render_markdown(report)),
+        "csv": ("failures.csv", render_csv(report)),
+        "json": ("report.json", json.dumps(report.to_json(), indent=1, sort_keys=True) + "\n"),
+    }
+    paths = {}
+    for kind, (name, text) in files.items():
+        paths[kind] = os.path.join(out_dir, name)
+        write_atomic(paths[kind], text)
+    return paths
+
+
+def render_terminal(report: Report) -> str:
+    """One compact table per model, for the end of a replay run."""
+    from replay.report_text import render_terminal as render
+    return render(report)

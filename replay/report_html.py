@@ -1,0 +1,262 @@
+"""The HTML report: one self-contained file (inline CSS and SVG, no script, nothing fetched).
+
+Every string that comes from a trace, a result or an error message goes through ``e()``.
+"""
+from __future__ import annotations
+
+import html
+import math
+
+from replay.report import ModelReport, Report, SignatureRow, TensorRow
+from replay.report_text import first_block_text, fmt_bytes, pct, provenance_lines
+
+STATUS_COLORS = {
+    "pass": "#3a9d4a", "skipped": "#9aa5b1", "not_run": "#d5dae0", "oom_dram": "#d62728",
+    "oom_l1": "#ff7f0e", "oom_l1_small": "#f2b134", "cb_overflow": "#e377c2", "unsupported": "#8c6bb1",
+    "ttnn_error": "#8c1c13", "mismatch": "#bcbd22", "crash": "#222222", "timeout": "#8c564b",
+}
+OTHER_COLOR = "#17becf"
+
+CSS = """
+body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1400px;
+padding:1em 2em;color:#1d232a}
+h1{font-size:1.6em}h2{border-bottom:2px solid #dde;padding-bottom:.2em;margin-top:2em}
+h3{margin-top:1.4em}
+table{border-collapse:collapse;margin:.5em 0;font-size:13px}
+th,td{border:1px solid #d8dce2;padding:2px 6px;text-align:left;vertical-align:top}
+th{background:#f2f4f7}td.n{text-align:right;font-variant-numeric:tabular-nums}
+code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;word-break:break-all}
+.prov{background:#f6f8fa;border:1px solid #dde;padding:.6em 1em;border-radius:4px}
+.note{font-weight:600;color:#8a4b00}
+.st{display:inline-block;padding:0 5px;border-radius:3px;color:#fff;font-size:12px}
+.matrix td{text-align:center;min-width:2.5em}.matrix th.m{writing-mode:vertical-rl;transform:rotate(180deg)}
+nav a{margin-right:1em}details{margin:.4em 0}summary{cursor:pointer}
+"""
+
+
+def e(value: object) -> str:
+    """HTML-escape anything for text and attribute values."""
+    return html.escape(str(value), quote=True)
+
+
+def color(status: str) -> str:
+    return STATUS_COLORS.get(status, OTHER_COLOR)
+
+
+def badge(status: str) -> str:
+    fg = "#1d232a" if status in ("not_run", "oom_l1_small", "mismatch") else "#fff"
+    return f'<span class="st" style="background:{color(status)};color:{fg}">{e(status)}</span>'
+
+
+def table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), cls: str = "") -> str:
+    """Cells in rows are already HTML; headers are escaped here."""
+    head = "".join(f"<th>{e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f'<td class="n">{c}</td>' if i in numeric else f"<td>{c}</td>"
+                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def model_anchor(i: int) -> str:
+    return f"model-{i}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Charts (inline SVG)
+
+def status_chart(report: Report) -> str:
+    """One stacked bar per model: share of calls per status."""
+    label_w, bar_w, row_h = 220, 700, 22
+    rows = []
+    for i, m in enumerate(report.models):
+        y = i * row_h
+        x = float(label_w)
+        parts = []
+        for s, n in m.by_status.items():
+            w = bar_w * n / m.calls if m.calls else 0
+            parts.append(f'<rect x="{x:.2f}" y="{y + 3}" width="{w:.2f}" height="{row_h - 6}" fill="{color(s)}">'
+                         f'<title>{e(m.model)}: {e(s)} {n} calls ({pct(n, m.calls)})</title></rect>')
+            x += w
+        rows.append(f'<text x="{label_w - 6}" y="{y + row_h - 7}" text-anchor="end">{e(m.model)}</text>'
+                    + "".join(parts)
+                    + f'<text x="{label_w + bar_w + 6}" y="{y + row_h - 7}">{m.blocked_pct:.1f}% blocked</text>')
+    legend_y = len(report.models) * row_h + 16
+    legend, lx = [], label_w
+    for s in report.statuses:
+        legend.append(f'<rect x="{lx}" y="{legend_y - 10}" width="12" height="12" fill="{color(s)}"/>'
+                      f'<text x="{lx + 16}" y="{legend_y}">{e(s)}</text>')
+        lx += 24 + 8 * len(s)
+    height = legend_y + 10
+    return (f'<svg class="chart" role="img" aria-label="calls by status per model" xmlns="http://www.w3.org/2000/svg" '
+            f'width="{label_w + bar_w + 120}" height="{height}" font-size="12">' + "".join(rows) + "".join(legend)
+            + "</svg>")
+
+
+def failure_bytes(r: SignatureRow, padded: dict[str, int]) -> int:
+    return r.requested_bytes if r.requested_bytes is not None else padded.get(r.signature_id, 0)
+
+
+def bytes_chart(report: Report, limit: int = 25) -> str:
+    """Failing signatures by bytes (requested by the failed allocation, else the op's padded
+    tensors), log scale, biggest first."""
+    padded = {f.signature_id: f.padded_bytes for m in report.models for f in m.failures}
+    rows = [(failure_bytes(r, padded), r) for r in report.fix_by_signature]
+    rows = sorted((x for x in rows if x[0] > 0), key=lambda x: (-x[0], x[1].signature_id))[:limit]
+    if not rows:
+        return "<p>No failing signature has a byte size.</p>"
+    label_w, bar_w, row_h = 420, 520, 20
+    top = math.log10(max(b for b, _ in rows)) + 0.1
+    parts = []
+    for i, (b, r) in enumerate(rows):
+        y = i * row_h
+        w = bar_w * max(math.log10(max(b, 1)), 0.05) / top
+        label = f"{r.op} {r.input_shapes}"
+        label = label if len(label) <= 64 else label[:61] + "..."
+        parts.append(f'<text x="{label_w - 6}" y="{y + row_h - 6}" text-anchor="end">{e(label)}</text>'
+                     f'<rect x="{label_w}" y="{y + 3}" width="{w:.2f}" height="{row_h - 6}" fill="{color(r.status)}">'
+                     f'<title>{e(r.op)} {e(r.input_shapes)}: {e(r.status)}, {e(fmt_bytes(b))}, '
+                     f'{len(r.models)} models, {r.calls} calls</title></rect>'
+                     f'<text x="{label_w + w + 4:.2f}" y="{y + row_h - 6}">{e(fmt_bytes(b))} ({e(r.status)})</text>')
+    return (f'<svg class="chart" role="img" aria-label="failures by bytes" xmlns="http://www.w3.org/2000/svg" '
+            f'width="{label_w + bar_w + 160}" height="{len(rows) * row_h + 4}" font-size="11">' + "".join(parts)
+            + "</svg><p>Bar length is log-scaled bytes.</p>")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+
+def sig_rows(rows: list[SignatureRow], with_models: bool) -> str:
+    out = []
+    for r in rows:
+        cells = [f"<code>{e(r.op)}</code>", f"<code>{e(r.input_shapes)}</code>", badge(r.status)]
+        if with_models:
+            cells.append(str(len(r.models)))
+            cells.append(e(", ".join(f"{m} ({n})" for m, n in r.calls_by_model.items())))
+        cells += [str(r.calls), e(fmt_bytes(r.requested_bytes)) + (f" {e(r.buffer_type)}" if r.buffer_type else ""),
+                  e(r.reason[:300]), f"<code>{e(r.signature_id)}</code>"]
+        out.append(cells)
+    headers = ["op", "input shapes", "status"] + (["models", "calls per model"] if with_models else []) + [
+        "calls", "requested", "reason", "signature"]
+    numeric = {3, 5} if with_models else {3}
+    return table(headers, out, numeric)
+
+
+def tensor_table(rows: list[TensorRow]) -> str:
+    return table(["op", "tensor", "shape", "padded shape", "dtype", "layout", "memory", "logical", "padded",
+                  "blow-up", "status", "calls"],
+                 [[f"<code>{e(t.op)}</code>", e(t.role), f"<code>{e(t.shape)}</code>", f"<code>{e(t.padded_shape)}</code>",
+                   e(t.dtype), e(t.layout), e(t.memory), e(fmt_bytes(t.logical_bytes)), e(fmt_bytes(t.padded_bytes)),
+                   f"{t.blowup:.2f}x", badge(t.status), str(t.calls)] for t in rows], {7, 8, 9, 11})
+
+
+def model_section(i: int, m: ModelReport) -> str:
+    out = [f'<section id="{model_anchor(i)}"><h2>{e(m.model)}</h2>',
+           f"<p>{m.calls} calls, {m.unique_signatures} unique signatures, <b>{m.blocked_calls} calls blocked "
+           f"({m.blocked_pct:.1f}%)</b>. Trace <code>{e(m.trace_path)}</code>"
+           + (f" sha256 <code>{e(m.trace_sha256)}</code>" if m.trace_sha256 else "") + ".</p>",
+           table(["status", "calls", "%"], [[badge(s), str(n), pct(n, m.calls)] for s, n in m.by_status.items()],
+                 {1, 2})]
+    out.append(f"<h3>First blocking op</h3><p>{e(first_block_text(m))}</p>")
+    f = m.first_block
+    if f and f.reason:
+        out.append(f"<p>Reason: <code>{e(f.reason)}</code></p>")
+    if f and f.not_run_before:
+        out.append(f"<p>{f.not_run_before} calls before it have no result (run interrupted): "
+                   "the first blocking op may be earlier.</p>")
+    if m.top_blocking:
+        out.append("<h3>Top blocking signatures</h3>" + sig_rows(m.top_blocking, with_models=False))
+    if m.reasons:
+        out.append("<h3>Why calls did not pass</h3>" + table(
+            ["status", "reason", "calls", "signatures"],
+            [[badge(r.status), e(r.reason), str(r.calls), str(r.signatures)] for r in m.reasons], {2, 3}))
+    if m.layers:
+        out.append(f"<details><summary>Failures per layer ({len(m.layers)} layers with blocked calls)</summary>"
+                   + table(["module path", "class", "first call", "calls", "statuses"],
+                           [[f"<code>{e(l.module_path or '(model)')}</code>", e(l.module_class), str(l.first_call),
+                             str(l.calls), " ".join(f"{badge(s)} {n}" for s, n in l.statuses.items())]
+                            for l in m.layers], {2, 3}) + "</details>")
+    if m.largest_tensors:
+        out.append("<h3>Largest tensors (padded)</h3>" + tensor_table(m.largest_tensors))
+    if m.worst_padding:
+        out.append("<h3>Worst padding blow-ups</h3>" + tensor_table(m.worst_padding))
+    if m.failures:
+        out.append(f"<details><summary>All blocked calls by signature and layer ({len(m.failures)} rows)</summary>"
+                   + table(["call", "module path", "op", "input shapes", "status", "calls", "requested",
+                            "per bank", "banks", "reason"],
+                           [[str(r.first_call), f"<code>{e(r.module_path or '(model)')}</code>", f"<code>{e(r.op)}</code>",
+                             f"<code>{e(r.input_shapes)}</code>", badge(r.status), str(r.calls),
+                             e(fmt_bytes(r.requested_bytes)) + (f" {e(r.buffer_type)}" if r.buffer_type else ""),
+                             e(fmt_bytes(r.per_bank_bytes)), e(r.num_banks if r.num_banks is not None else "-"),
+                             e(r.reason[:300])] for r in m.failures], {0, 5, 6, 7, 8}) + "</details>")
+    out.append('<p><a href="#top">back to top</a></p></section>')
+    return "\n".join(out)
+
+
+def matrix_section(report: Report) -> str:
+    models = [m.model for m in report.models]
+    head = "<tr><th>op</th>" + "".join(f'<th class="m">{e(m)}</th>' for m in models) + "</tr>"
+    body = []
+    for op in report.ops:
+        cells = []
+        for m in models:
+            c = report.matrix[op].get(m)
+            if c is None:
+                cells.append("<td></td>")
+                continue
+            tip = ", ".join(f"{s} {n}" for s, n in c.statuses.items())
+            fg = "#1d232a" if c.status in ("not_run", "oom_l1_small", "mismatch") else "#fff"
+            cells.append(f'<td style="background:{color(c.status)};color:{fg}" title="{e(tip)}">{c.calls}</td>')
+        body.append(f"<tr><td><code>{e(op)}</code></td>" + "".join(cells) + "</tr>")
+    return (f'<table class="matrix"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
+            "<p>Each cell: calls of the op in the model, coloured by its worst status (hover for all).</p>")
+
+
+def render_html(report: Report) -> str:
+    """The whole report as one HTML document."""
+    p = report.provenance
+    prov = "<br>".join((f'<span class="note">{e(line)}</span>' if line == p.note else e(line))
+                       for line in provenance_lines(p))
+    nav = ['<a href="#summary">summary</a>', '<a href="#fix">fix ranking</a>', '<a href="#matrix">ops x models</a>',
+           '<a href="#shared">shared signatures</a>', '<a href="#limits">memory limits</a>']
+    nav += [f'<a href="#{model_anchor(i)}">{e(m.model)}</a>' for i, m in enumerate(report.models)]
+    summary = table(["model", "calls", "signatures", "blocked", "statuses", "first blocking op"],
+                    [[f'<a href="#{model_anchor(i)}">{e(m.model)}</a>', str(m.calls), str(m.unique_signatures),
+                      f"{m.blocked_calls} ({m.blocked_pct:.1f}%)",
+                      " ".join(f"{badge(s)} {n}" for s, n in m.by_status.items()), e(first_block_text(m))]
+                     for i, m in enumerate(report.models)], {1, 2, 3})
+    fix_ops = table(["op", "models blocked", "calls", "failing signatures", "statuses"],
+                    [[f"<code>{e(f.op)}</code>", f"{len(f.models)}: {e(', '.join(f.models))}", str(f.calls),
+                      str(f.failing_signatures), " ".join(f"{badge(s)} {n}" for s, n in f.statuses.items())]
+                     for f in report.fix_by_op], {2, 3}) if report.fix_by_op else "<p>Nothing fails.</p>"
+    limits = table(["op", "passing", "largest pass", "shape", "memory failures", "smallest failure", "shape",
+                    "status", "note"],
+                   [[f"<code>{e(l.op)}</code>", str(l.passing), e(fmt_bytes(l.largest_pass_bytes)),
+                     f"<code>{e(l.largest_pass_shape or '-')}</code>", str(l.failing),
+                     e(fmt_bytes(l.smallest_fail_bytes)), f"<code>{e(l.smallest_fail_shape)}</code>",
+                     badge(l.smallest_fail_status),
+                     "a failure is smaller than a pass: size alone does not explain it" if l.overlap else ""]
+                    for l in report.memory_limits], {1, 2, 4, 5}) if report.memory_limits else \
+        "<p>No op ran out of memory.</p>"
+    legend = table(["status", "meaning"], [[badge(s), e(why)] for s, why in report.statuses.items()])
+    orphans = (f"<p>{len(report.orphan_results)} results belong to signatures no trace here holds; "
+               "they are not counted.</p>") if report.orphan_results else ""
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>optrace impact report: {e(p.device)} ({e(p.backend)})</title><style>{CSS}</style></head>",
+        '<body id="top"><h1>optrace impact report</h1>', f'<div class="prov">{prov}</div>',
+        "<nav><p>" + " ".join(nav) + "</p></nav>",
+        '<section id="summary"><h2>Summary</h2>', status_chart(report), summary, legend, orphans, "</section>",
+        '<section id="fix"><h2>Fix ranking</h2><h3>Failing ops, by models blocked</h3>', fix_ops,
+        "<h3>Failing signatures, by models blocked</h3>",
+        sig_rows(report.fix_by_signature, with_models=True) if report.fix_by_signature else "<p>None.</p>",
+        "<h3>Failures by bytes</h3>", bytes_chart(report), "</section>",
+        '<section id="matrix"><h2>Ops x models</h2>', matrix_section(report), "</section>",
+        f'<section id="shared"><h2>Signatures shared by several models ({len(report.shared)})</h2>',
+        f"<details><summary>show</summary>{sig_rows(report.shared, with_models=True)}</details>"
+        if report.shared else "<p>None.</p>", "</section>",
+        '<section id="limits"><h2>Memory limits per op</h2>',
+        "<p>Sizes are the largest tensor of the op (padded bytes as replay placed it).</p>", limits, "</section>",
+    ]
+    parts += [model_section(i, m) for i, m in enumerate(report.models)]
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,159 @@
+"""Plain-text formats of a Report: the terminal tables, the Markdown summary and the failures CSV."""
+from __future__ import annotations
+
+import csv
+import io
+
+from replay.report import FailureRow, ModelReport, Provenance, Report
+
+MIB = 1 << 20
+
+# The original study's columns first (kept verbatim so its spreadsheets keep working), then ours.
+CSV_COLUMNS = ("Operator", "Input_Shape", "Total_Memory_B", "Total_Memory_MB", "Per_Bank_Memory_B",
+               "Per_Bank_Memory_KB", "Num_Banks", "Model", "Module_Path", "Calls", "First_Call", "Status",
+               "Buffer_Type", "OOM_Cause", "Device", "Mock_Or_Real", "Backend", "Logical_Bytes",
+               "Padded_Bytes", "Reason", "Signature_Id")
+
+
+def fmt_bytes(n: int | None) -> str:
+    """1536 -> '1.5 KiB'; None -> '-'."""
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def pct(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.1f}%" if whole else "-"
+
+
+def run_kind(mock: bool, backend: str) -> str:
+    """'mock', 'real' or 'estimate': what produced a result."""
+    if backend == "estimate":
+        return "estimate"
+    return "mock" if mock else "real"
+
+
+def provenance_lines(p: Provenance) -> list[str]:
+    lines = [f"optrace {p.optrace}, ttnn {p.ttnn}, torch {p.torch}; backend {p.backend}, device {p.device} "
+             f"({run_kind(p.mock, p.backend)}), dtype {p.dtype}, memory {p.memory}"]
+    if p.note:
+        lines.append(p.note)
+    lines.append("traces: " + ", ".join(f"{t.get('model', '?')} ({t.get('path', '?')}"
+                                        + (f", sha256 {str(t['sha256'])[:12]}" if t.get("sha256") else "") + ")"
+                                        for t in p.traces))
+    return lines
+
+
+def first_block_text(m: ModelReport) -> str:
+    f = m.first_block
+    if f is None:
+        return "none" + (" (some calls not run)" if m.by_status.get("not_run") else "")
+    req = f", requested {fmt_bytes(f.requested_bytes)} {f.buffer_type}" if f.requested_bytes is not None else ""
+    return (f"call {f.call_index} in {f.module_path or '(model)'}: {f.op} {f.input_shapes} -> "
+            f"{f.status}{req}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Terminal
+
+def _table(rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)).rstrip()
+            for r in rows]
+
+
+def render_terminal(report: Report) -> str:
+    """One compact table per model and a one-line provenance."""
+    out = provenance_lines(report.provenance)
+    for m in report.models:
+        out.append("")
+        out.append(f"{m.model}: {m.calls} calls, {m.unique_signatures} signatures, "
+                   f"{m.blocked_calls} blocked ({m.blocked_pct:.1f}%)")
+        rows = [["status", "calls", "%"]] + [[s, str(n), pct(n, m.calls)] for s, n in m.by_status.items()]
+        out += ["  " + line for line in _table(rows, {1, 2})]
+        out.append("  first blocking: " + first_block_text(m))
+    if report.fix_by_op:
+        out.append("")
+        out.append("fix first (op: models blocked, calls): " + "; ".join(
+            f"{f.op} {len(f.models)}/{f.calls}" for f in report.fix_by_op[:5]))
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+def _md(text: object) -> str:
+    """A table cell: pipes escaped, newlines flattened, angle brackets made inert."""
+    s = " ".join(str(text).split())
+    return s.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;") or "-"
+
+
+def render_markdown(report: Report, top: int = 15) -> str:
+    """A summary to paste into an issue."""
+    p = report.provenance
+    out = ["# optrace impact report", ""]
+    out += [_md(line) + "  " for line in provenance_lines(p)]
+    out += ["", "## Models", "",
+            "| model | calls | signatures | blocked | statuses | first blocking op |",
+            "|---|---:|---:|---:|---|---|"]
+    for m in report.models:
+        statuses = ", ".join(f"{s} {n}" for s, n in m.by_status.items())
+        out.append(f"| {_md(m.model)} | {m.calls} | {m.unique_signatures} | {m.blocked_calls} "
+                   f"({m.blocked_pct:.1f}%) | {_md(statuses)} | {_md(first_block_text(m))} |")
+    if report.fix_by_op:
+        out += ["", "## Fix first: failing ops by models blocked", "",
+                "| op | models blocked | calls | failing signatures | statuses |", "|---|---:|---:|---:|---|"]
+        for f in report.fix_by_op[:top]:
+            out.append(f"| {_md(f.op)} | {len(f.models)} ({_md(', '.join(f.models))}) | {f.calls} | "
+                       f"{f.failing_signatures} | {_md(', '.join(f'{s} {n}' for s, n in f.statuses.items()))} |")
+        out += ["", "## Failing signatures by models blocked", "",
+                "| op | input shapes | status | models | calls | requested | reason |",
+                "|---|---|---|---:|---:|---:|---|"]
+        for r in report.fix_by_signature[:top]:
+            out.append(f"| {_md(r.op)} | {_md(r.input_shapes)} | {r.status} | {len(r.models)} | {r.calls} | "
+                       f"{fmt_bytes(r.requested_bytes)} | {_md(r.reason[:160])} |")
+        if len(report.fix_by_signature) > top:
+            out.append(f"\n{len(report.fix_by_signature) - top} more failing signatures in report.html.")
+    if report.memory_limits:
+        out += ["", "## Memory limits per op", "",
+                "| op | largest pass | smallest memory failure | status |", "|---|---:|---:|---|"]
+        for ml in report.memory_limits[:top]:
+            out.append(f"| {_md(ml.op)} | {fmt_bytes(ml.largest_pass_bytes)} | {fmt_bytes(ml.smallest_fail_bytes)} "
+                       f"| {ml.smallest_fail_status}{' (overlaps a pass)' if ml.overlap else ''} |")
+    out += ["", "## Statuses", ""] + [f"- `{s}`: {_md(why)}" for s, why in report.statuses.items()]
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV
+
+def csv_row(f: FailureRow) -> dict:
+    def maybe(n, div=1, digits=0):
+        if n is None:
+            return ""
+        return n if div == 1 else f"{n / div:.{digits}f}"
+    return {
+        "Operator": f.op, "Input_Shape": f.input_shapes,
+        "Total_Memory_B": maybe(f.requested_bytes), "Total_Memory_MB": maybe(f.requested_bytes, MIB, 3),
+        "Per_Bank_Memory_B": maybe(f.per_bank_bytes), "Per_Bank_Memory_KB": maybe(f.per_bank_bytes, 1024, 3),
+        "Num_Banks": maybe(f.num_banks), "Model": f.model, "Module_Path": f.module_path, "Calls": f.calls,
+        "First_Call": f.first_call, "Status": f.status, "Buffer_Type": f.buffer_type, "OOM_Cause": f.oom_cause,
+        "Device": f.device, "Mock_Or_Real": run_kind(f.mock, f.backend), "Backend": f.backend,
+        "Logical_Bytes": f.logical_bytes, "Padded_Bytes": f.padded_bytes, "Reason": f.reason,
+        "Signature_Id": f.signature_id,
+    }
+
+
+def render_csv(report: Report) -> str:
+    """failures.csv: one row per blocked (model, signature, module path); MB = B / 2**20, KB = B / 1024."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for m in report.models:
+        for f in m.failures:
+            w.writerow(csv_row(f))
+    return buf.getvalue()
