@@ -1,0 +1,95 @@
+"""How fast the estimate backend is, and how often it agrees with ttnn's allocator per board.
+
+    .venv/bin/python benchmarks/bench_estimate.py [--repeat N]
+
+Throughput: every unique signature of the committed traces, on every board, DRAM and L1.
+Agreement: random single allocations compared with the mock device, which needs the ttnn
+environment (.venv-ttnn); it is run there through tests/replay/test_estimate_vs_ttnn.py's worker.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from capture.schema import read_trace  # noqa: E402
+from replay.devices import DEVICES  # noqa: E402
+from replay.estimate import Settings, run_signature  # noqa: E402
+from replay.footprint import allocate, footprint  # noqa: E402
+from replay.results import parse_oom  # noqa: E402
+
+TTNN_PYTHON = os.path.join(ROOT, ".venv-ttnn", "bin", "python")
+
+
+def throughput(repeat: int) -> None:
+    work = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "traces", "*.msgpack"))):
+        trace = read_trace(path)
+        names = {o.name: o.arg_names for o in trace.ops}
+        work += [(s, names[s.op]) for s in trace.signatures]
+    if not work:
+        print("no traces in traces/: nothing to time")
+        return
+    settings = [Settings(device=d, memory=m) for d in DEVICES for m in ("dram", "l1")]
+    n = 0
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        for st in settings:
+            for sig, arg_names in work:
+                run_signature(sig, arg_names, st)
+                n += 1
+    dt = time.perf_counter() - t0
+    print(f"throughput: {n / dt:,.0f} signatures/s ({n:,} estimates of {len(work)} unique signatures "
+          f"x {len(settings)} board/memory settings x {repeat}, {dt:.2f} s)")
+
+
+def agreement() -> None:
+    if not os.path.exists(TTNN_PYTHON):
+        print("agreement: skipped (no .venv-ttnn; run scripts/setup.sh)")
+        return
+    sys.path.insert(0, os.path.join(ROOT, "tests", "replay"))
+    import test_estimate_vs_ttnn as vs  # noqa: PLC0415 - the worker protocol lives with the test
+    for i, board in enumerate(DEVICES):
+        cases = vs.random_cases(seed=100 + i, n=1000)
+        t0 = time.perf_counter()
+        proc = subprocess.run([TTNN_PYTHON, vs.__file__, board], capture_output=True, text=True,
+                              input=__import__("json").dumps({"allocations": cases, "ops": []}), cwd=ROOT)
+        line = [x for x in proc.stdout.splitlines() if x.startswith("OPTRACE-RESULT ")]
+        if not line:
+            print(f"agreement {board}: worker failed: {proc.stderr.strip().splitlines()[-1:]}")
+            continue
+        got = __import__("json").loads(line[0].split(" ", 1)[1])["allocations"]
+        verdict = exact = 0
+        for c, real in zip(cases, got):
+            fp = footprint(c["shape"], c["dtype"], c["layout"], c["memory"], board)
+            if real["fits"]:
+                verdict += fp["fits"]
+                exact += fp["fits"] and fp["per_bank_bytes"] == real["per_bank_bytes"]
+            else:
+                oom = parse_oom(real["message"], "inputs")
+                a = allocate(tuple(c["shape"]), fp["dtype"], fp["layout"], fp["memory"], DEVICES[board])
+                verdict += not fp["fits"]
+                exact += bool(oom) and not fp["fits"] and oom.per_bank_bytes == a.message_per_bank_bytes
+        print(f"agreement {board}: fit/OOM verdict {verdict}/{len(cases)} ({100 * verdict / len(cases):.1f}%), "
+              f"per-bank bytes exact {exact}/{len(cases)} ({100 * exact / len(cases):.1f}%) "
+              f"vs the mock device ({time.perf_counter() - t0:.1f} s)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-agreement", action="store_true", help="skip the mock-device comparison")
+    args = ap.parse_args()
+    throughput(args.repeat)
+    if not args.no_agreement:
+        agreement()
+
+
+if __name__ == "__main__":
+    main()
