@@ -1,0 +1,211 @@
+"""Replay one captured signature on ttnn: create its inputs, make the port's calls, record the result.
+
+``run_signature(device, sig, settings)`` is the whole interface. Each signature runs on a clean
+device: everything it created is deallocated afterwards and the program cache (which keeps
+reshape's page-mapping tensors alive) is cleared. An error while creating inputs is phase "inputs",
+during the calls phase "op". Needs ttnn (never torch).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import ttnn
+
+from replay.mapping import DEVICE, MEMORY, TT, Case, InputTensor, Ref, Replay, Settings, plan_replay
+from replay.results import (MOCK_NOTE, ReplayResult, TensorFootprint, error_signature, is_cb_overflow,
+                            one_line, oom_status, parse_oom)
+
+# Bytes per 32x32 tile (tt_metal/api/tt-metalium/constants.hpp) and per element.
+TILE_BYTES = {"bfloat16": 2048, "float32": 4096, "int32": 4096, "uint32": 4096, "uint16": 2048,
+              "uint8": 1024, "bfloat8_b": 1088, "bfloat4_b": 576}
+ELEMENT_BYTES = {"bfloat16": 2, "float32": 4, "int32": 4, "uint32": 4, "uint16": 2, "uint8": 1,
+                 "bfloat8_b": 1088 / 1024, "bfloat4_b": 576 / 1024}
+
+
+def _layout(name: str):
+    return ttnn.TILE_LAYOUT if name == "TILE" else ttnn.ROW_MAJOR_LAYOUT
+
+
+def _align(x: int, a: int) -> int:
+    return -(-x // a) * a
+
+
+def _alignment(memory: str) -> int:
+    try:
+        return ttnn.device.get_l1_alignment() if memory == "L1" else ttnn.device.get_dram_alignment()
+    except Exception:  # noqa: BLE001 - alignment only refines the byte count
+        return 32
+
+
+def footprint(t) -> TensorFootprint:
+    """Shape, padding and bytes of a ttnn tensor as placed."""
+    dtype = str(t.dtype).split(".")[-1].lower()
+    layout = "TILE" if t.layout == ttnn.TILE_LAYOUT else "ROW_MAJOR"
+    memory = "host"
+    if t.storage_type() == ttnn.StorageType.DEVICE:
+        memory = "L1" if t.memory_config().buffer_type == ttnn.BufferType.L1 else "DRAM"
+    shape, padded = list(t.shape), list(t.padded_shape)
+    logical = math.ceil(math.prod(shape) * ELEMENT_BYTES.get(dtype, 2))
+    if layout == "TILE":
+        lead = math.prod(padded[:-2]) if len(padded) > 2 else 1
+        tiles = lead * (padded[-2] if len(padded) > 1 else 32) // 32 * padded[-1] // 32
+        padded_bytes = tiles * TILE_BYTES.get(dtype, 2048)
+    else:
+        rows = math.prod(padded[:-1]) if len(padded) > 1 else 1
+        page = math.ceil(padded[-1] * ELEMENT_BYTES.get(dtype, 2)) if padded else 0
+        padded_bytes = rows * (_align(page, _alignment(memory)) if memory != "host" else page)
+    return TensorFootprint(shape, dtype, layout, memory, logical, padded, padded_bytes)
+
+
+def planned_footprint(spec: InputTensor) -> TensorFootprint:
+    """Footprint of an input that could not be created (padding computed, not measured)."""
+    shape = list(spec.shape)
+    padded = list(shape)
+    if spec.layout == "TILE":
+        if len(padded) == 1:
+            padded = [1] + padded
+        padded[-1], padded[-2] = _align(padded[-1], 32), _align(padded[-2], 32)
+        padded_bytes = math.prod(padded) // 1024 * TILE_BYTES.get(spec.dtype, 2048)
+    else:
+        padded_bytes = math.ceil(math.prod(padded) * ELEMENT_BYTES.get(spec.dtype, 2))
+    logical = math.ceil(math.prod(shape) * ELEMENT_BYTES.get(spec.dtype, 2))
+    return TensorFootprint(shape, spec.dtype, spec.layout, spec.memory, logical, padded, padded_bytes)
+
+
+def create_input(device, spec: InputTensor):
+    """Allocate one input: on device with ttnn's own allocator, or a host tensor (conv weights)."""
+    dtype, layout = getattr(ttnn, spec.dtype), _layout(spec.layout)
+    if spec.memory == "host":
+        return ttnn.zeros(spec.shape, dtype=dtype, layout=layout)
+    buffer = ttnn.BufferType.L1 if spec.memory == "L1" else ttnn.BufferType.DRAM
+    return ttnn.allocate_tensor_on_device(ttnn.TensorSpec(ttnn.Shape(spec.shape), dtype, layout,
+                                                          buffer_type=buffer), device)
+
+
+def _resolve(v, env: dict, device, memory_config):
+    if isinstance(v, Ref):
+        return env[str(v)]
+    if v is DEVICE:
+        return device
+    if v is MEMORY:
+        return memory_config
+    if isinstance(v, TT):
+        return getattr(ttnn, str(v))
+    if isinstance(v, list):
+        return [_resolve(x, env, device, memory_config) for x in v]
+    if isinstance(v, tuple):
+        return tuple(_resolve(x, env, device, memory_config) for x in v)
+    return v
+
+
+def _tensors(v) -> list:
+    if isinstance(v, ttnn.Tensor):
+        return [v]
+    if isinstance(v, (list, tuple)):
+        return [t for x in v for t in _tensors(x)]
+    return []
+
+
+def _release(tensors: list, device) -> None:
+    for t in tensors:
+        try:
+            if t.storage_type() == ttnn.StorageType.DEVICE and t.is_allocated():
+                ttnn.deallocate(t)
+        except Exception:  # noqa: BLE001 - best effort; the device is cleaned per signature
+            pass
+    if hasattr(device, "clear_program_cache"):
+        device.clear_program_cache()
+
+
+def _failure(result: ReplayResult, exc: BaseException, phase: str) -> None:
+    message = str(exc)
+    oom = parse_oom(message, phase)
+    if oom is not None:
+        result.status, result.oom = oom_status(oom.buffer_type), oom
+    elif is_cb_overflow(message):
+        result.status = "cb_overflow"
+    else:
+        result.status = "ttnn_error"
+    result.reason = one_line(message)
+    result.error_signature = error_signature(message)
+    result.extra["phase"] = phase
+    if isinstance(exc, TypeError):  # the Python binding rejected our arguments
+        result.extra["error_type"] = "TypeError"
+
+
+def run_signature(device, sig, settings: Settings | None = None, *, board: str = "",
+                  mock: bool = True) -> ReplayResult:
+    """Replay one signature (a Case, or its wire list) on `device`; never raises for ttnn errors."""
+    settings = settings or Settings()
+    case = sig if isinstance(sig, Case) else Case.from_wire(sig)
+    t0 = time.perf_counter()
+    result = ReplayResult(signature_id=case.id, op=case.op, status="pass", backend="ttnn", device=board,
+                          mock=mock, numerics="not_checked (mock device)" if mock else "not_checked")
+    try:
+        plan = plan_replay(case, settings)
+    except Exception as e:  # noqa: BLE001 - a malformed signature must not kill the worker
+        result.status, result.reason = "unsupported", f"cannot read the traced arguments: {e}"
+        return result
+    if plan.status != "mapped":
+        result.status = "skipped" if plan.status == "skip" else "unsupported"
+        result.reason = plan.reason
+        result.time_s = time.perf_counter() - t0
+        return result
+    result.ttnn_call = plan.call_string()
+    if plan.notes:
+        result.extra["notes"] = plan.notes
+    _execute(device, plan, settings, result)
+    result.time_s = time.perf_counter() - t0
+    return result
+
+
+def _execute(device, plan: Replay, settings: Settings, result: ReplayResult) -> None:
+    memory_config = ttnn.L1_MEMORY_CONFIG if settings.buffer == "L1" else ttnn.DRAM_MEMORY_CONFIG
+    env: dict = {}
+    created: list = []
+    try:
+        for spec in plan.inputs:
+            try:
+                env[spec.name] = create_input(device, spec)
+            except Exception as e:  # noqa: BLE001
+                result.inputs = [footprint(env[s.name]) for s in plan.inputs if s.name in env]
+                result.inputs.append(planned_footprint(spec))
+                _failure(result, e, "inputs")
+                return
+            created.append(env[spec.name])
+        result.inputs = [footprint(env[s.name]) for s in plan.inputs]
+        value = None
+        for call in plan.calls:
+            fn = ttnn
+            for part in call.fn.split("."):
+                fn = getattr(fn, part)
+            args = _resolve(call.args, env, device, memory_config)
+            kwargs = {k: _resolve(v, env, device, memory_config) for k, v in call.kwargs.items()}
+            try:
+                value = fn(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001
+                _failure(result, e, "op")
+                return
+            created.extend(_tensors(value))
+            if call.pick is not None:
+                value = value[call.pick]
+            env[call.out] = value
+        outputs = _tensors(value)
+        result.outputs = [footprint(t) for t in outputs]
+        _check_shapes(plan, outputs, result)
+    finally:
+        _release(created, device)
+
+
+def _check_shapes(plan: Replay, outputs: list, result: ReplayResult) -> None:
+    """Note (not fail) when ttnn's output shapes differ from the traced ones."""
+    if not plan.expected:
+        return
+    got = [list(t.shape) for t in outputs]
+    want = plan.expected
+    if got[:len(want)] != want:
+        result.extra["shape_mismatch"] = {"expected": want, "got": got}
+
+
+__all__ = ["run_signature", "footprint", "create_input", "MOCK_NOTE"]
