@@ -131,6 +131,10 @@ class Signature:
     def to_wire(self) -> list:
         return [self.id, self.count, self.calls]
 
+    def to_full_wire(self, arg_names: list[str]) -> list:
+        """The self-contained form sent to replay workers: op, args and outputs materialized."""
+        return [self.id, self.op, self.args, self.outputs, self.count, self.calls, arg_names]
+
 
 @dataclass
 class Trace:

@@ -1,0 +1,150 @@
+"""`replay`: replay traces on ttnn / the estimate / torch, and the commands around it. Thin."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from replay.runner import ReplayError
+
+
+def _die(msg: str) -> None:
+    click.echo(f"replay: {msg}", err=True)
+    sys.exit(2)
+
+
+class _DefaultRun(click.Group):
+    """`replay traces/` means `replay run traces/`."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultRun, context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """Replay captured aten ops on TTNN and report what fails and which models it blocks.
+
+    `replay traces/` replays every unique signature of the traces and writes the report.
+    """
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--backend", default="ttnn", show_default=True, help="ttnn | estimate | torch")
+@click.option("--device", default="n150", show_default=True, help="n150 | n300 | p150 | p100 (mock device when no board)")
+@click.option("--dtype", default="bfloat16", show_default=True, help="dtype float tensors get on the device")
+@click.option("--memory", default="dram", show_default=True, help="dram | l1: where inputs and outputs live")
+@click.option("--jobs", type=int, default=os.cpu_count() or 1, show_default=True, help="worker processes")
+@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True, help="seconds per op")
+@click.option("--out", default="results", show_default=True, help="folder for the results journal")
+@click.option("--resume", is_flag=True, help="finish an interrupted run instead of starting over")
+@click.option("--shard", default=None, help="K/N: replay a deterministic 1/N of the signatures")
+@click.option("--ttnn-python", default=None, help="Python with ttnn for the workers (or OPTRACE_TTNN_PYTHON)")
+@click.option("--report", "report_dir", default="reports", show_default=True, help="folder for the report")
+@click.option("--no-report", is_flag=True, help="do not write the report")
+def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, shard, ttnn_python, report_dir,
+        no_report):
+    """Replay every unique signature of the traces (files or folders) once, then write the report."""
+    from replay.pool import PoolError
+    from replay.runner import Settings, default_results_path, load_traces, parse_shard, replay
+
+    try:
+        settings = Settings(backend, device, dtype, memory, jobs, timeout_s, ttnn_python, parse_shard(shard))
+        settings.validate()
+        traces = load_traces(list(paths))
+        path = default_results_path(out, settings)
+        header, results = replay(traces, settings, path, resume=resume)
+    except (ReplayError, PoolError) as e:
+        _die(str(e))
+    click.echo(f"results: {path} ({len(results)} signatures; {header.get('note')})")
+    if not no_report and settings.shard is None:
+        _write_report(traces, header, results, report_dir)
+
+
+def _write_report(traces, header, results, report_dir):
+    try:
+        from replay.report import build_report, render_terminal, write_report
+    except ImportError:
+        click.echo("replay: report module not available; results are stored", err=True)
+        return
+    rep = build_report(traces, header, results)
+    click.echo(render_terminal(rep))
+    paths = write_report(rep, report_dir)
+    shown = paths.get("html") or next(iter(paths.values()))
+    click.echo(f"report: {shown}")
+
+
+@main.command()
+@click.argument("results_files", nargs=-1, required=True)
+@click.option("--report", "report_dir", default="reports", show_default=True, help="folder for the report")
+def report(results_files, report_dir):
+    """Render the report again from stored results, without replaying."""
+    from replay.results import ResultsError, read_results
+    from replay.runner import load_traces
+
+    for f in results_files:
+        try:
+            header, results = read_results(f)
+            traces = load_traces([t["path"] for t in header.get("traces", [])])
+        except (ResultsError, ReplayError) as e:
+            _die(str(e))
+        _write_report(traces, header, results, report_dir)
+
+
+@main.command()
+@click.argument("shards", nargs=-1, required=True)
+@click.option("--out", required=True, help="merged results file")
+def merge(shards, out):
+    """Combine the results of --shard K/N runs into one results file."""
+    from replay.runner import merge as merge_files
+    try:
+        header, results = merge_files(list(shards), out)
+    except ReplayError as e:
+        _die(str(e))
+    click.echo(f"merged {len(shards)} shard(s): {len(results)} of {header.get('unique_signatures')} "
+               f"signatures -> {out}")
+
+
+@main.command()
+@click.argument("paths", nargs=-1)
+def ops(paths):
+    """The aten -> ttnn mapping table: op, ttnn call, status, calls in the traces."""
+    from collections import Counter
+
+    from replay.mapping import mapping_table
+    from replay.runner import load_traces
+
+    calls: Counter = Counter()
+    try:
+        traces = load_traces(list(paths) or ["traces"])
+    except ReplayError as e:
+        _die(str(e))
+    for t in traces:
+        for c in t.calls:
+            calls[t.op_name(c)] += 1
+    rows = mapping_table(sorted(set(calls)))
+    w = max(len(r["op"]) for r in rows)
+    click.echo(f"{'aten op':{w}}  {'status':11}  {'calls':>6}  ttnn call / reason")
+    for r in sorted(rows, key=lambda r: -calls[r["op"]]):
+        click.echo(f"{r['op']:{w}}  {r['status']:11}  {calls[r['op']]:6}  {r['ttnn']}")
+
+
+@main.command()
+@click.option("--shape", required=True, help="e.g. 160,100,512,1,1")
+@click.option("--dtype", default="bfloat16", show_default=True)
+@click.option("--layout", default="tile", show_default=True, help="tile | row_major")
+@click.option("--memory", default="dram", show_default=True, help="dram | l1")
+@click.option("--device", default="n150", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def footprint(shape, dtype, layout, memory, device, as_json):
+    """What one tensor costs on the device: padding, pages, per-bank bytes, fit."""
+    from replay.footprint import FootprintError, footprint as compute, parse_shape, render
+    try:
+        fp = compute(parse_shape(shape), dtype=dtype, layout=layout, memory=memory, device=device)
+    except FootprintError as e:
+        _die(str(e))
+    click.echo(json.dumps(fp) if as_json else render(fp))

@@ -1,0 +1,237 @@
+"""Crash-isolated ttnn worker processes: one signature at a time each, with a per-op timeout.
+
+The coordinator (any Python with optrace) speaks to workers (the ttnn interpreter, running
+``python -m replay.worker``) over pipes in length-prefixed msgpack frames. A worker that dies
+yields a ``crash`` result for its signature and is replaced; one that overruns ``timeout_s`` is
+killed and yields ``timeout``. The run goes on either way.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import selectors
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import msgpack
+
+from replay.results import ReplayResult
+
+READY_TIMEOUT_S = 180.0
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_TTNN_VENV_PYTHON = os.path.join(REPO_ROOT, ".venv-ttnn", "bin", "python")
+
+
+class PoolError(RuntimeError):
+    """The workers cannot be started at all; one line saying what to do."""
+
+
+def pack_frame(obj) -> bytes:
+    body = msgpack.packb(obj, use_bin_type=True)
+    return struct.pack(">I", len(body)) + body
+
+
+def find_ttnn_python(explicit: str | None = None) -> str:
+    """The interpreter for workers: this one if it has ttnn, else --ttnn-python /
+    OPTRACE_TTNN_PYTHON, else the environment scripts/setup.sh made."""
+    if importlib.util.find_spec("ttnn") is not None:
+        return sys.executable
+    for cand, origin in ((explicit, "--ttnn-python"), (os.environ.get("OPTRACE_TTNN_PYTHON"), "OPTRACE_TTNN_PYTHON")):
+        if cand:
+            if not (os.path.isfile(cand) and os.access(cand, os.X_OK)):
+                raise PoolError(f"{origin} {cand!r} is not an executable Python interpreter")
+            return cand
+    if os.path.isfile(DEFAULT_TTNN_VENV_PYTHON):
+        return DEFAULT_TTNN_VENV_PYTHON
+    raise PoolError("no Python with ttnn found: run scripts/setup.sh, or pass --ttnn-python PATH "
+                    "(a Python 3.10/3.12 with ttnn==0.81.1 and optrace installed)")
+
+
+@dataclass
+class Job:
+    key: str
+    request: dict
+
+
+class Worker:
+    def __init__(self, argv: list[str], env: dict, log_dir: str, n: int):
+        self.log = tempfile.NamedTemporaryFile(prefix=f"worker{n}-", suffix=".log", dir=log_dir, delete=False)
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                     env=env, cwd=REPO_ROOT, start_new_session=True)
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self.buf = b""
+        self.job: Job | None = None
+        self.deadline = 0.0
+        self.info: dict | None = None
+
+    def frames(self):
+        """Complete frames received so far (non-blocking read of what is available)."""
+        try:
+            chunk = self.proc.stdout.read()
+        except (BlockingIOError, ValueError):
+            chunk = None
+        if chunk == b"":
+            raise EOFError
+        if chunk:
+            self.buf += chunk
+        out = []
+        while len(self.buf) >= 4:
+            n = struct.unpack(">I", self.buf[:4])[0]
+            if len(self.buf) < 4 + n:
+                break
+            out.append(msgpack.unpackb(self.buf[4:4 + n], raw=False))
+            self.buf = self.buf[4 + n:]
+        return out
+
+    def send(self, job: Job, timeout_s: float) -> None:
+        self.job = job
+        self.deadline = time.monotonic() + timeout_s
+        self.proc.stdin.write(pack_frame(job.request))
+        self.proc.stdin.flush()
+
+    def log_tail(self, lines: int = 6) -> str:
+        try:
+            with open(self.log.name, "rb") as f:
+                f.seek(max(0, os.path.getsize(self.log.name) - 4000))
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return ""
+        return " | ".join(text.strip().splitlines()[-lines:])
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.log.close()
+
+
+class WorkerPool:
+    """``jobs`` workers; ``run(jobs, on_result)`` calls on_result(key, result_dict) per job."""
+
+    def __init__(self, python: str, worker_args: list[str], jobs: int, timeout_s: float, log_dir: str,
+                 env: dict | None = None):
+        self.argv = [python, "-m", "replay.worker", *worker_args]
+        self.env = dict(os.environ if env is None else env)
+        self.env["PYTHONPATH"] = REPO_ROOT + os.pathsep + self.env.get("PYTHONPATH", "")
+        self.jobs = max(1, jobs)
+        self.timeout_s = timeout_s
+        self.log_dir = log_dir
+        self.workers: list[Worker] = []
+        self._spawned = 0
+        self.info: dict = {}
+
+    def _spawn(self) -> Worker:
+        self._spawned += 1
+        w = Worker(self.argv, self.env, self.log_dir, self._spawned)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        sel = selectors.DefaultSelector()
+        sel.register(w.proc.stdout, selectors.EVENT_READ)
+        try:
+            while w.info is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    w.kill()
+                    raise PoolError(f"a ttnn worker did not start within {READY_TIMEOUT_S:.0f} s: {w.log_tail()}")
+                sel.select(min(left, 1.0))
+                try:
+                    frames = w.frames()
+                except EOFError:
+                    w.proc.wait()
+                    raise PoolError(f"a ttnn worker exited at start (status {w.proc.returncode}): "
+                                    f"{w.log_tail()}") from None
+                for f in frames:
+                    if f.get("kind") == "ready":
+                        w.info = f
+                    elif f.get("kind") == "fatal":
+                        w.kill()
+                        raise PoolError(f"ttnn worker cannot start: {f.get('error')}")
+        finally:
+            sel.close()
+        self.info = w.info
+        return w
+
+    def start(self) -> dict:
+        """Start the workers; returns the first worker's ready info (device, mock, versions)."""
+        self.workers = [self._spawn() for _ in range(self.jobs)]
+        return self.info
+
+    def _replace(self, w: Worker) -> Worker:
+        w.kill()
+        w.log.close()
+        nw = self._spawn()
+        self.workers[self.workers.index(w)] = nw
+        return nw
+
+    def run(self, jobs: list[Job], on_result) -> None:
+        queue = list(reversed(jobs))
+        sel = selectors.DefaultSelector()
+        try:
+            while queue or any(w.job for w in self.workers):
+                for w in self.workers:
+                    if w.job is None and queue:
+                        try:
+                            w.send(queue.pop(), self.timeout_s)
+                        except OSError:  # the worker died between two ops
+                            job, tail = w.job, w.log_tail()
+                            self._replace(w)
+                            on_result(job.key, _failure(job, "crash", f"worker died before the op: {tail}"))
+                busy = [w for w in self.workers if w.job]
+                if not busy:
+                    continue
+                for w in busy:
+                    sel.register(w.proc.stdout, selectors.EVENT_READ, w)
+                wait = max(0.0, min(w.deadline for w in busy) - time.monotonic())
+                events = sel.select(min(wait, 1.0))
+                for w in busy:
+                    sel.unregister(w.proc.stdout)
+                ready = {key.data for key, _ in events}
+                for w in busy:
+                    job = w.job
+                    if w in ready:
+                        try:
+                            frames = w.frames()
+                        except EOFError:
+                            w.proc.wait()
+                            tail = w.log_tail()
+                            self._replace(w)
+                            on_result(job.key, _failure(job, "crash", f"worker died (exit status "
+                                                                      f"{w.proc.returncode}): {tail}"))
+                            continue
+                        for f in frames:
+                            if f.get("kind") == "result" and f.get("id") == job.key:
+                                w.job = None
+                                on_result(job.key, f["result"])
+                    if w.job is not None and time.monotonic() > w.deadline:
+                        self._replace(w)
+                        on_result(job.key, _failure(job, "timeout", f"no answer within {self.timeout_s:g} s"))
+        finally:
+            sel.close()
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.close()
+        self.workers = []
+
+
+def _failure(job: Job, status: str, reason: str) -> dict:
+    sig = job.request["sig"]
+    return ReplayResult(signature_id=sig[0], op=sig[1], status=status, backend="ttnn",
+                        device=job.request.get("device", ""), mock=bool(job.request.get("mock")),
+                        reason=reason[:600]).to_json()

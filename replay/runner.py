@@ -1,0 +1,314 @@
+"""The replay runner: unique signatures across traces, replayed once each, journaled as they finish.
+
+Killing the runner (even with SIGKILL) loses no finished result: every result is a flushed line of
+the journal, and ``resume=True`` replays only what the journal does not hold yet.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import importlib.metadata
+import json
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from capture.schema import Signature, Trace, TraceError, read_trace
+from replay.results import Journal, ReplayResult, ResultsError, read_results, write_header
+
+DEVICES = ("n150", "n300", "p150", "p100")
+DTYPES = ("bfloat16", "float32", "bfloat8_b")
+MEMORIES = ("dram", "l1")
+
+
+class ReplayError(ValueError):
+    """Bad input to a replay run; one line that says what to do."""
+
+
+@dataclass
+class Settings:
+    backend: str = "ttnn"
+    device: str = "n150"
+    dtype: str = "bfloat16"
+    memory: str = "dram"
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    timeout_s: float = 120.0
+    ttnn_python: str | None = None
+    shard: tuple[int, int] | None = None      # (K, N): the K-th of N shards, K from 1
+    log_dir: str = ""
+
+    def as_dict(self) -> dict:
+        return {"device": self.device, "dtype": self.dtype, "memory": self.memory, "backend": self.backend}
+
+    def validate(self) -> None:
+        from replay.backends import BACKENDS
+        if self.backend not in BACKENDS:
+            raise ReplayError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        if self.device not in DEVICES:
+            raise ReplayError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
+        if self.dtype not in DTYPES:
+            raise ReplayError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.memory not in MEMORIES:
+            raise ReplayError(f"unknown memory {self.memory!r}; choose dram or l1")
+        if self.timeout_s <= 0 or self.jobs < 1:
+            raise ReplayError("--timeout must be > 0 and --jobs >= 1")
+
+
+@dataclass
+class Case:
+    """One unique signature to replay, with the models it occurs in."""
+    sig: Signature
+    arg_names: list[str]
+    models: list[str]
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+def trace_paths(paths: list[str]) -> list[str]:
+    """Trace files named directly or found (non-recursively) in folders; sorted, deduplicated."""
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            found = sorted(glob.glob(os.path.join(p, "*.msgpack")))
+            if not found:
+                raise ReplayError(f"{p}: no *.msgpack traces in this folder (make some with trace-model)")
+            out += found
+        elif os.path.isfile(p):
+            out.append(p)
+        else:
+            raise ReplayError(f"{p}: no such file or folder")
+    if not out:
+        raise ReplayError("no traces given (e.g. replay traces/)")
+    return sorted(dict.fromkeys(os.path.normpath(p) for p in out))
+
+
+def load_traces(paths: list[str]) -> list[Trace]:
+    traces = []
+    for p in trace_paths(paths):
+        try:
+            traces.append(read_trace(p))
+        except TraceError as e:
+            raise ReplayError(str(e)) from None
+    names = Counter(t.header["model"]["name"] for t in traces)
+    dup = [n for n, k in names.items() if k > 1]
+    if dup:
+        raise ReplayError(f"model {dup[0]!r} appears in more than one trace; replay one trace per model")
+    return traces
+
+
+def file_sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def collect_cases(traces: list[Trace]) -> list[Case]:
+    """Unique signatures across all traces, in first-seen order."""
+    cases: dict[str, Case] = {}
+    for t in traces:
+        model = t.header["model"]["name"]
+        for s in t.signatures:
+            c = cases.get(s.id)
+            if c is None:
+                arg_names = t.ops[t.calls[s.calls[0]].op].arg_names
+                cases[s.id] = Case(s, arg_names, [model])
+            elif model not in c.models:
+                c.models.append(model)
+    return list(cases.values())
+
+
+def in_shard(sig_id: str, shard: tuple[int, int] | None) -> bool:
+    """A deterministic 1/N split by signature id, the same on every machine."""
+    if shard is None:
+        return True
+    k, n = shard
+    return int(sig_id, 16) % n == k - 1
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ReplayError(f"--shard {text!r} must look like K/N, e.g. 1/4") from None
+    if not (n >= 1 and 1 <= k <= n):
+        raise ReplayError(f"--shard {text!r}: need 1 <= K <= N")
+    return k, n
+
+
+# ---------------------------------------------------------------------------------------------
+# The run header: what makes two result files comparable
+
+def run_identity(traces: list[Trace], settings: Settings) -> dict:
+    """Everything that must match for results to be resumed or merged (shard aside)."""
+    return {
+        "backend": settings.backend, "device": settings.device, "dtype": settings.dtype,
+        "memory": settings.memory,
+        "traces": [{"path": t.path, "model": t.header["model"]["name"], "sha256": file_sha256(t.path),
+                    "calls": len(t.calls), "signatures": len(t.signatures)} for t in traces],
+    }
+
+
+def identity_key(identity: dict) -> str:
+    core = {k: identity[k] for k in ("backend", "device", "dtype", "memory")}
+    core["traces"] = sorted(t["sha256"] for t in identity["traces"])
+    return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def default_results_path(out_dir: str, settings: Settings) -> str:
+    name = f"{settings.backend}_{settings.device}_{settings.dtype}_{settings.memory}"
+    if settings.shard:
+        name += f"_shard{settings.shard[0]}of{settings.shard[1]}"
+    return os.path.join(out_dir, name + ".jsonl")
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress on a terminal
+
+class Progress:
+    """One updating line on a TTY (done/total, counts by status, ETA, current op); sparse lines otherwise."""
+
+    def __init__(self, total: int, stream=sys.stderr, label: str = ""):
+        self.total, self.stream, self.label = total, stream, label
+        self.done = 0
+        self.counts: Counter = Counter()
+        self.t0 = time.monotonic()
+        self.tty = stream.isatty()
+        self._last = 0.0
+
+    def update(self, case: Case, result: ReplayResult) -> None:
+        self.done += 1
+        self.counts[result.status] += 1
+        now = time.monotonic()
+        if not self.tty and now - self._last < 5 and self.done != self.total:
+            return
+        self._last = now
+        rate = self.done / max(now - self.t0, 1e-9)
+        eta = (self.total - self.done) / rate if rate else 0
+        counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
+        line = (f"{self.label}[{self.done}/{self.total}] {counts} | ETA {eta:.0f}s | "
+                f"{result.op} ({', '.join(case.models[:2])}{'...' if len(case.models) > 2 else ''})")
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + line[:200])
+            if self.done == self.total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+def replay(traces: list[Trace], settings: Settings, results_path: str, resume: bool = False,
+           progress: bool = True) -> tuple[dict, list[ReplayResult]]:
+    """Replay every unique signature of the traces (of this shard) once; returns (header, results)."""
+    from replay.backends import BACKENDS
+
+    settings.validate()
+    identity = run_identity(traces, settings)
+    key = identity_key(identity)
+    cases = [c for c in collect_cases(traces) if in_shard(c.sig.id, settings.shard)]
+    os.makedirs(os.path.dirname(os.path.abspath(results_path)), exist_ok=True)
+    settings.log_dir = settings.log_dir or os.path.join(os.path.dirname(os.path.abspath(results_path)), "logs")
+    os.makedirs(settings.log_dir, exist_ok=True)
+
+    done: dict[str, ReplayResult] = {}
+    header = None
+    if resume and os.path.exists(results_path):
+        try:
+            header, previous = read_results(results_path)
+        except ResultsError as e:
+            raise ReplayError(str(e)) from None
+        if header.get("identity_key") != key or header.get("shard") != _shard_text(settings.shard):
+            raise ReplayError(f"{results_path} was made from other traces or settings; "
+                              f"drop --resume to start over, or use another --out")
+        done = {r.signature_id: r for r in previous}
+
+    todo = [c for c in cases if c.sig.id not in done]
+    backend = BACKENDS[settings.backend](settings)
+    try:
+        info = backend.start() if todo or header is None else {}
+        if header is None:
+            header = {
+                **identity, "identity_key": key, "shard": _shard_text(settings.shard),
+                "optrace": _version("optrace"), "ttnn": info.get("ttnn"), "torch": info.get("torch"),
+                "mock": info.get("mock", False), "note": info.get("note", ""),
+                "device": info.get("device", settings.device), "unique_signatures": len(cases),
+                "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            write_header(results_path, header)
+        journal = Journal(results_path)
+        bar = Progress(len(cases), label=f"replay {settings.backend} {settings.device} ") if progress else None
+        if bar:
+            bar.done = len(done)
+            bar.counts.update(r.status for r in done.values())
+
+        def on_result(case: Case, result: ReplayResult) -> None:
+            journal.append(result)
+            done[result.signature_id] = result
+            if bar:
+                bar.update(case, result)
+
+        try:
+            backend.run(todo, on_result)
+        finally:
+            journal.close()
+    finally:
+        backend.close()
+    return header, [done[c.sig.id] for c in cases if c.sig.id in done]
+
+
+def _shard_text(shard) -> str | None:
+    return f"{shard[0]}/{shard[1]}" if shard else None
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Merging shards
+
+def merge(paths: list[str], out_path: str) -> tuple[dict, list[ReplayResult]]:
+    """Combine shard result files of the same traces and settings into one results file."""
+    if not paths:
+        raise ReplayError("name the shard result files to merge")
+    loaded = []
+    for p in paths:
+        try:
+            loaded.append(read_results(p))
+        except ResultsError as e:
+            raise ReplayError(str(e)) from None
+    first = loaded[0][0]
+    results: dict[str, ReplayResult] = {}
+    for p, (h, rs) in zip(paths, loaded):
+        if h.get("identity_key") != first.get("identity_key"):
+            raise ReplayError(f"{p} was made from other traces or settings than {paths[0]}; "
+                              f"only shards of one run can be merged")
+        for r in rs:
+            results[r.signature_id] = r
+    header = {k: v for k, v in first.items() if k not in ("kind", "format", "version")}
+    header["shard"] = None
+    header["merged_from"] = [os.path.basename(p) for p in paths]
+    tmp = out_path + ".merging"
+    write_header(tmp, header)
+    j = Journal(tmp)
+    for r in results.values():
+        j.append(r)
+    j.close()
+    os.replace(tmp, out_path)
+    return header, list(results.values())
+
+
+def header_summary(header: dict) -> str:
+    where = header.get("note") or ("real board " + str(header.get("device")))
+    return (f"backend {header.get('backend')} on {header.get('device')} ({where}); dtype {header.get('dtype')}, "
+            f"memory {header.get('memory')}")
+

@@ -1,0 +1,123 @@
+"""Capture: what a user of trace-model would see break."""
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="capture tests run in the torch environment (.venv)")
+
+from capture.capture import capture_model, grad_context, make_inputs  # noqa: E402
+from capture.registry import build_model, load_registry  # noqa: E402
+from capture.schema import read_trace, write_trace  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REG = load_registry()
+
+
+@pytest.fixture(scope="module")
+def yolo_trace():
+    return capture_model(REG["yolov8s"])
+
+
+class _Count(torch.utils._python_dispatch.TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[str(func)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_no_aten_call_is_lost_compared_with_an_independent_count(yolo_trace):
+    entry = REG["yolov8s"]
+    model = build_model(entry)
+    xs = make_inputs(entry, entry.inputs, None)
+    counter = _Count()
+    with grad_context("no_grad"), counter:
+        model(*xs)
+    recorded = Counter(yolo_trace.op_name(c) for c in yolo_trace.calls)
+    expected = Counter({k if k.startswith("aten.") else k: v for k, v in counter.ops.items()})
+    assert sum(recorded.values()) == sum(expected.values()) == yolo_trace.header["call_count"]
+    assert recorded == expected
+
+
+def test_first_convolution_of_yolov8s_is_attributed_to_model_0_conv(yolo_trace):
+    first = next(c for c in yolo_trace.calls if yolo_trace.op_name(c) == "aten.convolution.default")
+    assert yolo_trace.module_path(first) == "model.0.conv"
+    assert yolo_trace.module_class(first) == "Conv2d"
+    stack = [yolo_trace.modules[i].path for i in yolo_trace.scopes[first.scope]]
+    assert stack == ["", "model.0", "model.0.conv"]  # ultralytics iterates self.model, never calls it
+    weight = yolo_trace.tensors[yolo_trace.named_args(first)["weight"][1]]
+    assert (weight.kind, weight.name) == ("param", "model.0.conv.weight")
+    x = yolo_trace.tensors[yolo_trace.named_args(first)["input"][1]]
+    assert x.kind == "input" and x.shape == [1, 3, 640, 640]
+
+
+def test_a_view_and_its_base_share_a_storage_id(yolo_trace):
+    views = [c for c in yolo_trace.calls if yolo_trace.op_name(c) == "aten.view.default"]
+    assert views
+    for c in views:
+        base = yolo_trace.tensors[yolo_trace.named_args(c)["self"][1]]
+        out = yolo_trace.tensors[c.outputs[0][1]]
+        assert out.storage_id == base.storage_id
+    convs = [c for c in yolo_trace.calls if yolo_trace.op_name(c) == "aten.convolution.default"][:2]
+    a, b = (yolo_trace.tensors[c.outputs[0][1]].storage_id for c in convs)
+    assert a != b
+
+
+def test_fake_and_real_capture_give_identical_calls_and_signatures(yolo_trace):
+    fake = capture_model(REG["yolov8s"], fake=True)
+    assert fake.header["tensor_mode"] == "fake" and yolo_trace.header["tensor_mode"] == "real"
+    assert [(c.op, c.args, c.outputs, c.scope) for c in fake.calls] == \
+           [(c.op, c.args, c.outputs, c.scope) for c in yolo_trace.calls]
+    assert [s.to_wire() for s in fake.signatures] == [s.to_wire() for s in yolo_trace.signatures]
+
+
+def test_round_trip_keeps_every_call_and_signature(yolo_trace, tmp_path):
+    path = tmp_path / "t.msgpack"
+    write_trace(yolo_trace, str(path))
+    back = read_trace(str(path))
+    assert back.to_wire() == yolo_trace.to_wire()
+    assert sum(s.count for s in back.signatures) == len(back.calls) == back.header["call_count"]
+    assert [s.args for s in back.signatures] == [s.args for s in yolo_trace.signatures]
+
+
+def test_grad_mode_is_recorded_and_changes_the_ops():
+    inf = capture_model(REG["vit_b_16"], grad_mode="inference_mode")
+    ng = capture_model(REG["vit_b_16"], grad_mode="no_grad")
+    assert inf.header["grad_mode"] == "inference_mode" and ng.header["grad_mode"] == "no_grad"
+    assert {inf.op_name(c) for c in inf.calls} != {ng.op_name(c) for c in ng.calls}
+
+
+def test_nan_and_inf_arguments_survive_the_round_trip(tmp_path):
+    from capture.recorder import ModuleStack, Recorder, TensorTable
+    from torch.utils.weak import WeakIdKeyDictionary
+    model = torch.nn.Identity()
+    rec = Recorder(ModuleStack(model), TensorTable(WeakIdKeyDictionary()))
+    with rec:
+        x = torch.ones(3)
+        torch.clamp(x, min=float("-inf"), max=float("nan"))
+    clamp = [c for c in rec.rec.calls if rec.rec.ops[c.op].name == "aten.clamp.default"][0]
+    lo, hi = clamp.args[1][1], clamp.args[2][1]
+    assert lo == float("-inf") and hi != hi
+
+
+def _committed_vs_fresh(name):
+    committed = read_trace(os.path.join(REPO, "traces", f"{name}.msgpack"))
+    entry = REG[name]
+    fresh = capture_model(entry, grad_mode=committed.header["grad_mode"],
+                          fake=committed.header["tensor_mode"] == "fake")
+    a, b = committed.to_wire(), fresh.to_wire()
+    for w in (a, b):
+        for k in ("created_utc", "capture_s", "versions"):
+            w["header"].pop(k, None)
+    return a, b
+
+
+@pytest.mark.parametrize("name", sorted(REG))
+def test_committed_trace_matches_what_trace_model_produces_now(name):
+    a, b = _committed_vs_fresh(name)
+    assert a == b, f"traces/{name}.msgpack is stale: re-run trace-model {name}"
