@@ -1,0 +1,131 @@
+"""A replay worker process: opens the device once, then replays signatures sent on stdin.
+
+    .venv-ttnn/bin/python -m replay.worker --device n150 --dtype bfloat16 --memory dram
+
+Frames both ways are a 4-byte big-endian length followed by a msgpack body.
+- First frame out: {"ready": true, "device": DeviceInfo, "board", "mock", "note", "ttnn_version"}
+  or, when the device cannot be opened, {"ready": false, "error": "..."} and exit status 2.
+- Request in: {"id": any, "sig": [id, op, args, outputs, count, calls, arg_names]}
+  Reply out: {"id": same, "result": ReplayResult.to_json()}
+- {"cmd": "shutdown"} or end of stdin closes the device and exits 0.
+
+ttnn and tt-metal write logs to stdout; before ttnn is imported the frame channel is moved to a
+private duplicate of fd 1 and fd 1 is pointed at stderr, so nothing can corrupt a frame.
+Test-only ops, honoured only when OPTRACE_TEST_OPS=1: "optrace_test.crash" kills the process with
+SIGSEGV, "optrace_test.hang" sleeps forever (for the coordinator's crash/timeout tests).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import struct
+import sys
+import time
+
+import msgpack
+
+MAX_FRAME_BYTES = 256 << 20
+TEST_OPS_ENV = "OPTRACE_TEST_OPS"
+
+
+def write_frame(fd: int, obj) -> None:
+    body = msgpack.packb(obj, use_bin_type=True)
+    data = struct.pack(">I", len(body)) + body
+    while data:
+        n = os.write(fd, data)
+        data = data[n:]
+
+
+def _read_exact(stream, n: int) -> bytes | None:
+    buf = b""
+    while len(buf) < n:
+        chunk = stream.read(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def read_frame(stream):
+    """The next frame from a binary stream, or None at end of stream."""
+    head = _read_exact(stream, 4)
+    if head is None:
+        return None
+    (size,) = struct.unpack(">I", head)
+    if size > MAX_FRAME_BYTES:
+        raise ValueError(f"frame of {size} B is larger than {MAX_FRAME_BYTES} B")
+    body = _read_exact(stream, size)
+    if body is None:
+        return None
+    return msgpack.unpackb(body, raw=False, strict_map_key=False)
+
+
+def protect_stdout() -> int:
+    """Keep the real stdout for frames only; everything printed to fd 1 goes to stderr."""
+    frames_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return frames_fd
+
+
+def _test_op(op: str) -> None:
+    if os.environ.get(TEST_OPS_ENV) != "1":
+        return
+    if op == "optrace_test.crash":
+        os.kill(os.getpid(), signal.SIGSEGV)
+        os._exit(139)
+    if op == "optrace_test.hang":
+        while True:
+            time.sleep(3600)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m replay.worker", description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="n150", help="board to mock when no real board is present")
+    ap.add_argument("--dtype", default="bfloat16", help="ttnn dtype for float tensors")
+    ap.add_argument("--memory", default="dram", choices=["dram", "l1"])
+    ap.add_argument("--layout", default="TILE", choices=["TILE", "ROW_MAJOR"])
+    ap.add_argument("--l1-small-size", type=int, default=32768)
+    args = ap.parse_args(argv)
+
+    frames_fd = protect_stdout()
+    stdin = sys.stdin.buffer
+    from replay.device import open_device  # noqa: PLC0415 - after stdout is protected
+    from replay.mapping import Settings  # noqa: PLC0415
+    from replay.results import ReplayResult, one_line  # noqa: PLC0415
+    try:
+        device, info = open_device(args.device, l1_small_size=args.l1_small_size)
+    except Exception as e:  # noqa: BLE001 - report, whatever it is
+        write_frame(frames_fd, {"ready": False, "error": one_line(str(e))})
+        return 2
+    from replay.ttnn_backend import run_signature  # noqa: PLC0415 - imports ttnn
+
+    settings = Settings(dtype=args.dtype, layout=args.layout, memory=args.memory)
+    write_frame(frames_fd, {"ready": True, "device": info.to_json(), "board": info.board, "mock": info.mock,
+                            "note": info.note, "ttnn_version": info.ttnn_version,
+                            "settings": {"dtype": settings.dtype, "layout": settings.layout,
+                                         "memory": settings.memory}})
+    try:
+        while True:
+            req = read_frame(stdin)
+            if req is None or req.get("cmd") == "shutdown":
+                break
+            sig = req.get("sig")
+            _test_op(sig[1] if isinstance(sig, list) and len(sig) > 1 else "")
+            try:
+                result = run_signature(device, sig, settings, board=info.board, mock=info.mock)
+            except Exception as e:  # noqa: BLE001 - an optrace bug must not lose the other signatures
+                result = ReplayResult(signature_id=str(sig[0]) if sig else "", op=str(sig[1]) if sig else "",
+                                      status="ttnn_error", backend="ttnn", device=info.board, mock=info.mock,
+                                      reason=f"optrace internal error: {type(e).__name__}: {one_line(str(e))}",
+                                      extra={"internal": True})
+            write_frame(frames_fd, {"id": req.get("id"), "result": result.to_json()})
+    finally:
+        import ttnn  # noqa: PLC0415
+        ttnn.close_device(device)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
