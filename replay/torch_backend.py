@@ -1,0 +1,416 @@
+"""The torch reference backend: re-execute one traced signature on the CPU from its metadata alone.
+
+A signature holds no data, only argument metadata. This backend rebuilds every argument (tensors
+laid out exactly as traced, values generated so the op does not reject them), calls the aten
+overload, and checks that the outputs have the traced count, shapes and dtypes. Agreement on every
+signature is the proof that a trace is faithful: what ttnn is asked to do is what torch did.
+
+Signatures too large for this machine run on fake tensors, which check shapes and dtypes only.
+Per-op knowledge of valid input values lives in INPUT_RULES, one small function per op family.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Callable
+
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from capture.schema import Signature
+from replay.results import ReplayResult, TensorFootprint, one_line
+
+# Above this many input + output bytes a signature runs on fake tensors (settings "fake_above_bytes").
+DEFAULT_FAKE_ABOVE_BYTES = 2 << 30
+BACKEND = "torch"
+
+
+class NotBuildable(Exception):
+    """The signature cannot be turned into a torch call (unknown op, opaque argument, ...)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding tagged values
+
+def resolve_op(name: str) -> torch._ops.OpOverload:
+    """``"aten.view.default"`` -> ``torch.ops.aten.view.default``; NotBuildable when unknown."""
+    parts = name.split(".")
+    if len(parts) != 3:
+        raise NotBuildable(f"op name {name!r} is not namespace.op.overload")
+    ns, op, overload = parts
+    try:
+        return getattr(getattr(getattr(torch.ops, ns), op), overload)
+    except (AttributeError, RuntimeError):
+        raise NotBuildable(f"torch {torch.__version__} has no op {name}") from None
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise NotBuildable(f"unknown dtype {name!r}")
+    return dtype
+
+
+def _named(kind: type, name: str) -> Any:
+    value = getattr(torch, name, None)
+    if not isinstance(value, kind):
+        raise NotBuildable(f"unknown {kind.__name__} {name!r}")
+    return value
+
+
+def tensor_extent(shape: list[int], stride: list[int]) -> int:
+    """Elements of the flat buffer a (shape, stride) view reaches from offset 0."""
+    if any(d == 0 for d in shape):
+        return 0
+    return 1 + sum((d - 1) * s for d, s in zip(shape, stride))
+
+
+def tensor_bytes(shape: list[int], dtype: str) -> int:
+    numel = 1
+    for d in shape:
+        numel *= d
+    return numel * torch_dtype(dtype).itemsize
+
+
+class _Builder:
+    """Turns tagged values into torch values; remembers the tensors it made for the footprint."""
+
+    def __init__(self, generator: torch.Generator | None):
+        self.generator = generator  # None: fake tensors, no data
+        self.tensors: list[torch.Tensor] = []
+
+    def tensor(self, shape: list[int], dtype_name: str, stride: list[int]) -> torch.Tensor:
+        dtype = torch_dtype(dtype_name)
+        extent = tensor_extent(shape, stride)
+        if self.generator is None:
+            t = torch.empty_strided(shape, stride, dtype=dtype)
+        else:
+            # a flat buffer of exactly the traced extent, so expanded (stride 0) and overlapping
+            # layouts are the traced ones; rules fill the buffer via t._base
+            buf = torch.empty(extent, dtype=dtype)
+            _fill_random(buf, self.generator)
+            t = buf.as_strided(shape, stride)
+        self.tensors.append(t)
+        return t
+
+    def value(self, v: list) -> Any:
+        tag, payload = v
+        if tag == "T":
+            return self.tensor(*payload)
+        if tag == "list":
+            return [self.value(x) for x in payload]
+        if tag in ("int", "float", "bool", "str"):
+            return payload
+        if tag == "none":
+            return None
+        if tag == "dtype":
+            return torch_dtype(payload)
+        if tag == "device":
+            return torch.device(payload)
+        if tag == "layout":
+            return _named(torch.layout, payload)
+        if tag == "memory_format":
+            return _named(torch.memory_format, payload)
+        raise NotBuildable(f"argument {tag} {str(payload)[:80]!r} cannot be rebuilt")
+
+
+# Buffers above this many elements repeat one random block: filling GBs with fresh random numbers
+# would cost more than most ops, and shapes and dtypes do not depend on the values.
+RANDOM_BLOCK = 1 << 16
+
+
+def _fill_random(buf: torch.Tensor, generator: torch.Generator) -> None:
+    n = buf.numel()
+    if n > 4 * RANDOM_BLOCK:
+        _fill_random(buf[:RANDOM_BLOCK], generator)
+        whole = n // RANDOM_BLOCK
+        buf[:whole * RANDOM_BLOCK].view(whole, RANDOM_BLOCK).copy_(buf[:RANDOM_BLOCK].expand(whole, -1))
+        buf[whole * RANDOM_BLOCK:].copy_(buf[:n - whole * RANDOM_BLOCK])
+        return
+    if n == 0:
+        return
+    if buf.dtype.is_floating_point or buf.dtype.is_complex:
+        buf.normal_(generator=generator)
+    elif buf.dtype == torch.bool:
+        buf.random_(0, 2, generator=generator)
+    else:  # small non-negative ints: valid counts, sizes and indices for most ops
+        buf.random_(0, 8, generator=generator)
+
+
+def _buffer(t: torch.Tensor) -> torch.Tensor:
+    """The flat buffer behind a built tensor: writing it writes every element of the tensor."""
+    return t._base if t._base is not None else t
+
+
+# ---------------------------------------------------------------------------------------------
+# Valid input values: one rule per op family, run on real tensors before the call.
+# A rule gets the arguments by schema name and the signature (for traced output shapes).
+
+InputRule = Callable[[dict[str, Any], Signature], None]
+INPUT_RULES: dict[str, InputRule] = {}
+
+
+def input_rule(*ops: str) -> Callable[[InputRule], InputRule]:
+    def register(fn: InputRule) -> InputRule:
+        for op in ops:
+            INPUT_RULES[op] = fn
+        return fn
+    return register
+
+
+def _indices_below(t: torch.Tensor | None, n: int) -> None:
+    if isinstance(t, torch.Tensor) and t.numel() and not t.dtype.is_floating_point:
+        _buffer(t).random_(0, max(n, 1))
+
+
+def _first_true(mask: torch.Tensor, k: int) -> None:
+    """Exactly k true elements, so a data-dependent output gets its traced size."""
+    flat = mask.reshape(-1) if mask.is_contiguous() else None
+    if flat is None:  # a non-contiguous mask: count over its own element order
+        flat = torch.zeros(mask.numel(), dtype=mask.dtype)
+        flat[:k] = 1
+        mask.copy_(flat.view(mask.shape))
+        return
+    flat.zero_()
+    flat[:k] = 1
+
+
+def _traced_shape(sig: Signature, i: int = 0) -> list[int] | None:
+    out = sig.outputs[i] if i < len(sig.outputs) else None
+    return out[1][0] if out and out[0] == "T" else None
+
+
+@input_rule("aten.index.Tensor", "aten._unsafe_index.Tensor", "aten.index_put.default",
+            "aten.index_put_.default", "aten._index_put_impl_.default")
+def _advanced_indices(args: dict, sig: Signature) -> None:
+    self, dim = args["self"], 0
+    for idx in args["indices"]:
+        if idx is None:
+            dim += 1
+        elif idx.dtype in (torch.bool, torch.uint8):
+            out = _traced_shape(sig)
+            if out is not None and dim < len(out):
+                _first_true(idx, out[dim])
+            dim += idx.dim()
+        else:
+            _indices_below(idx, self.shape[dim] if self.dim() else 1)
+            dim += 1
+
+
+def _index_in_dim(index_arg: str) -> InputRule:
+    def rule(args: dict, sig: Signature) -> None:
+        self, dim = args["self"], args["dim"]
+        _indices_below(args[index_arg], self.shape[dim] if self.dim() else 1)
+    return rule
+
+
+for _op in ("aten.index_select.default", "aten.gather.default", "aten.scatter.src",
+            "aten.scatter.value", "aten.scatter.reduce", "aten.scatter.value_reduce",
+            "aten.scatter_.src", "aten.scatter_.value", "aten.scatter_add.default",
+            "aten.scatter_add_.default", "aten.scatter_reduce.two", "aten.scatter_reduce_.two",
+            "aten.index_add.default", "aten.index_add_.default", "aten.index_copy.default",
+            "aten.index_copy_.default", "aten.index_fill.int_Scalar", "aten.index_fill_.int_Scalar",
+            "aten.index_fill.int_Tensor", "aten.index_fill_.int_Tensor"):
+    INPUT_RULES[_op] = _index_in_dim("index")
+
+
+@input_rule("aten.embedding.default", "aten.embedding_dense_backward.default")
+def _embedding(args: dict, sig: Signature) -> None:
+    _indices_below(args.get("indices"), args["weight"].shape[0] if "weight" in args else 1)
+
+
+@input_rule("aten.take.default")
+def _take(args: dict, sig: Signature) -> None:
+    _indices_below(args["index"], args["self"].numel())
+
+
+@input_rule("aten.native_batch_norm.default", "aten._native_batch_norm_legit.default",
+            "aten._native_batch_norm_legit_no_training.default",
+            "aten._native_batch_norm_legit_functional.default", "aten.batch_norm.default",
+            "aten._batch_norm_impl_index.default", "aten.instance_norm.default")
+def _batch_norm(args: dict, sig: Signature) -> None:
+    var = args.get("running_var")
+    if isinstance(var, torch.Tensor):
+        _buffer(var).abs_()
+
+
+@input_rule("aten.nonzero.default", "aten.masked_select.default", "aten.argwhere.default")
+def _data_dependent_count(args: dict, sig: Signature) -> None:
+    # nonzero: [k, ndim]; masked_select: [k] -- make exactly k elements selected
+    out = _traced_shape(sig)
+    t = args.get("mask", args["self"])
+    if out and t.numel():
+        _first_true(t, out[0])
+
+
+@input_rule("aten._local_scalar_dense.default", "aten.item.default")
+def _scalar(args: dict, sig: Signature) -> None:
+    # the traced scalar is the tensor's value; reproduce it so even the value agrees
+    tag, value = sig.outputs[0]
+    if tag in ("int", "float", "bool"):
+        args["self"].fill_(value)
+
+
+@input_rule("aten.repeat_interleave.Tensor", "aten.bincount.default")
+def _non_negative_counts(args: dict, sig: Signature) -> None:
+    t = args.get("repeats", args.get("self"))
+    if isinstance(t, torch.Tensor) and t.numel():
+        _buffer(t).abs_()
+
+
+@input_rule("aten.bernoulli.default", "aten.bernoulli_.float", "aten.bernoulli_.Tensor",
+            "aten.multinomial.default")
+def _probabilities(args: dict, sig: Signature) -> None:
+    for name in ("self", "p"):
+        t = args.get(name)
+        if isinstance(t, torch.Tensor) and t.dtype.is_floating_point and t.numel():
+            _buffer(t).uniform_(0, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing outputs
+
+def _describe(v: Any) -> str:
+    if isinstance(v, torch.Tensor):
+        return f"tensor {list(v.shape)} {str(v.dtype).removeprefix('torch.')}"
+    return type(v).__name__
+
+
+def _strides_differ(got: list[int], traced: list[int], shape: list[int]) -> bool:
+    # the stride of a size-1 dim is arbitrary (fake and real tensors choose differently)
+    return 0 not in shape and any(g != t for g, t, d in zip(got, traced, shape) if d != 1)
+
+
+def compare_outputs(got: Any, traced: list) -> tuple[list[str], list[str]]:
+    """(differences in count/shape/dtype/kind, differences in stride only) vs the traced outputs."""
+    got = list(got) if isinstance(got, (tuple, list)) and len(traced) != 1 else [got]
+    if len(got) != len(traced):
+        return [f"{len(got)} outputs, traced {len(traced)}"], []
+    diffs: list[str] = []
+    strides: list[str] = []
+
+    def walk(g: Any, t: list, where: str) -> None:
+        tag, payload = t
+        if tag == "T":
+            if not isinstance(g, torch.Tensor):
+                diffs.append(f"{where}: {_describe(g)}, traced a tensor")
+                return
+            shape, dtype, stride = payload
+            if list(g.shape) != shape or str(g.dtype).removeprefix("torch.") != dtype:
+                diffs.append(f"{where}: {_describe(g)}, traced {shape} {dtype}")
+            elif _strides_differ(list(g.stride()), stride, shape):
+                strides.append(f"{where}: stride {list(g.stride())}, traced {stride}")
+        elif tag == "list":
+            if not isinstance(g, (list, tuple)) or len(g) != len(payload):
+                n = len(g) if isinstance(g, (list, tuple)) else _describe(g)
+                diffs.append(f"{where}: {n} items, traced a list of {len(payload)}")
+                return
+            for i, (gi, ti) in enumerate(zip(g, payload)):
+                walk(gi, ti, f"{where}[{i}]")
+        elif tag == "none":
+            if g is not None:
+                diffs.append(f"{where}: {_describe(g)}, traced None")
+        elif tag in ("int", "float", "bool"):
+            kinds = {"int": int, "float": float, "bool": bool}
+            if isinstance(g, torch.Tensor) or not isinstance(g, kinds[tag]):
+                diffs.append(f"{where}: {_describe(g)}, traced {tag}")
+
+    for i, (g, t) in enumerate(zip(got, traced)):
+        walk(g, t, f"output {i}")
+    return diffs, strides
+
+
+# ---------------------------------------------------------------------------------------------
+# Running one signature
+
+def _footprint(shape: list[int], dtype: str) -> TensorFootprint:
+    n = tensor_bytes(shape, dtype)
+    return TensorFootprint(list(shape), dtype, "strided", "host", n, list(shape), n)
+
+
+def _tensor_metas(values: list) -> list[list]:
+    out = []
+    for tag, payload in values:
+        if tag == "T":
+            out.append(payload)
+        elif tag == "list":
+            out.extend(_tensor_metas(payload))
+    return out
+
+
+def signature_bytes(sig: Signature) -> int:
+    """Bytes this signature needs on the CPU: input buffers plus traced outputs."""
+    inputs = sum(tensor_extent(s, st) * torch_dtype(d).itemsize for s, d, st in _tensor_metas(sig.args))
+    return inputs + sum(tensor_bytes(s, d) for s, d, _ in _tensor_metas(sig.outputs))
+
+
+def _call_args(op: torch._ops.OpOverload, arg_names: list[str], values: list) -> tuple[list, dict]:
+    schema_args = op._schema.arguments
+    names = [a.name for a in schema_args]
+    if names != list(arg_names):
+        raise NotBuildable(f"traced arguments {arg_names} differ from torch's schema {names}")
+    args = [v for a, v in zip(schema_args, values) if not a.kwarg_only]
+    kwargs = {a.name: v for a, v in zip(schema_args, values) if a.kwarg_only}
+    return args, kwargs
+
+
+def run_signature(sig: Signature, arg_names: list[str], settings: dict) -> ReplayResult:
+    """Re-execute one signature on the CPU and check its outputs' count, shapes and dtypes.
+
+    settings: ``fake_above_bytes`` (int, default 2 GiB): larger signatures run on fake tensors;
+    ``tensors``: "auto" (default) | "real" | "fake"; ``seed`` (int, default 0) for input data.
+    """
+    result = ReplayResult(sig.id, sig.op, "unsupported", BACKEND, "cpu", False)
+    try:
+        op = resolve_op(sig.op)
+        result.inputs = [_footprint(s, d) for s, d, _ in _tensor_metas(sig.args)]
+        mode = settings.get("tensors", "auto")
+        fake = mode == "fake" or (mode == "auto" and signature_bytes(sig) >
+                                  settings.get("fake_above_bytes", DEFAULT_FAKE_ABOVE_BYTES))
+    except NotBuildable as e:
+        result.reason = str(e)
+        return result
+
+    try:
+        with FakeTensorMode() if fake else contextlib.nullcontext():
+            generator = None if fake else torch.Generator().manual_seed(
+                settings.get("seed", 0) ^ int(sig.id, 16))
+            args, kwargs = _build(op, sig, arg_names, generator)
+            start = time.perf_counter()
+            try:
+                with torch.no_grad():
+                    got = op(*args, **kwargs)
+            finally:
+                result.time_s = time.perf_counter() - start
+    except NotBuildable as e:
+        result.reason = str(e)
+        return result
+    except Exception as e:  # the op rejected what the trace says it accepted
+        result.status = "mismatch"
+        result.reason = one_line(f"raised {type(e).__name__}: {e}")
+        return result
+
+    diffs, stride_diffs = compare_outputs(got, sig.outputs)
+    result.outputs = [_footprint(s, d) for s, d, _ in _tensor_metas(sig.outputs)]
+    result.status = "mismatch" if diffs else "pass"
+    result.reason = "; ".join(diffs)
+    if stride_diffs:  # informational: ttnn does not see strides, but a faithful trace has them
+        result.extra["strides"] = "; ".join(stride_diffs)
+    if fake:
+        result.extra["tensors"] = "fake"
+        note = "ran on fake tensors (too large for this machine): shapes and dtypes only"
+        result.reason = f"{result.reason}; {note}" if result.reason else note
+    return result
+
+
+def _build(op: torch._ops.OpOverload, sig: Signature, arg_names: list[str],
+           generator: torch.Generator | None) -> tuple[list, dict]:
+    """The call's positional and keyword arguments, with valid values when tensors are real."""
+    builder = _Builder(generator)
+    values = [builder.value(v) for v in sig.args]
+    args, kwargs = _call_args(op, arg_names, values)
+    rule = INPUT_RULES.get(sig.op)
+    if rule is not None and generator is not None:
+        with torch.no_grad():
+            rule(dict(zip(arg_names, values)), sig)
+    return args, kwargs
