@@ -3,204 +3,26 @@
 Imports neither torch nor ttnn, so reports render anywhere. ``build_report`` turns traces plus one
 results set into a ``Report`` (plain dataclasses, no formatting); ``write_report`` writes it as
 HTML, Markdown, a failures CSV and JSON; ``render_terminal`` gives one compact table per model.
-The formats live in report_html.py and report_text.py.
+The data model is report_data.py; the formats live in report_html.py and report_text.py.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
 
 from capture.schema import Trace
 from replay.attribution import (MEMORY_FAILURES, NOT_RUN, NOT_RUN_NOTE, REPORT_STATUSES,
                                 Attribution, ModelAttribution, attribute, format_shapes, input_shapes,
                                 is_blocked, is_failing, status_order, worst_status)
+from replay.report_data import (REPORT_FORMAT, REPORT_VERSION, FailureRow, FirstBlock, LayerRow,  # noqa: F401
+                                MatrixCell, MemoryLimit, ModelReport, OpFix, Provenance, ReasonRow, Report,
+                                SignatureRow, TensorRow)
 from replay.results import ESTIMATE_NOTE, MOCK_NOTE, ReplayResult
 
-REPORT_FORMAT = "optrace-report"
-REPORT_VERSION = 1
 TOP_N = 10  # rows in per-model "top" tables
-
-
-@dataclass
-class Provenance:
-    """Where the numbers come from; every format prints all of it."""
-    optrace: str
-    ttnn: str
-    torch: str
-    backend: str
-    device: str
-    mock: bool
-    note: str                # MOCK_NOTE, ESTIMATE_NOTE or ""
-    dtype: str
-    memory: str
-    traces: list[dict]       # {path, model, sha256}
-    created_utc: str = ""
-
-
-@dataclass
-class SignatureRow:
-    """One signature with its result, as the fix ranking and per-model tables show it."""
-    signature_id: str
-    op: str
-    input_shapes: str
-    status: str
-    reason: str
-    calls: int               # calls across the models listed
-    models: list[str]
-    calls_by_model: dict[str, int]
-    requested_bytes: int | None = None
-    buffer_type: str = ""
-    ttnn_call: str = ""
-    error_signature: str = ""
-
-
-@dataclass
-class FirstBlock:
-    """The first blocking call of a model in execution order: where a port stops."""
-    call_index: int
-    module_path: str
-    module_class: str
-    op: str
-    input_shapes: str
-    status: str
-    reason: str
-    signature_id: str
-    requested_bytes: int | None
-    buffer_type: str
-    not_run_before: int      # calls without a result before it (the run was interrupted)
-
-
-@dataclass
-class LayerRow:
-    module_path: str
-    module_class: str
-    first_call: int
-    calls: int
-    statuses: dict[str, int]
-
-
-@dataclass
-class ReasonRow:
-    """Calls of one status with one reason (skipped, not_run, unsupported, errors)."""
-    status: str
-    reason: str
-    calls: int
-    signatures: int
-
-
-@dataclass
-class TensorRow:
-    signature_id: str
-    op: str
-    role: str                # "input 0", "output 0", ...
-    shape: list[int]
-    padded_shape: list[int]
-    dtype: str
-    layout: str
-    memory: str
-    logical_bytes: int
-    padded_bytes: int
-    blowup: float            # padded / logical
-    status: str
-    calls: int
-
-
-@dataclass
-class FailureRow:
-    """One failing (model, signature, module path): a row of failures.csv."""
-    model: str
-    module_path: str
-    signature_id: str
-    op: str
-    input_shapes: str
-    calls: int
-    first_call: int
-    status: str
-    reason: str
-    buffer_type: str
-    requested_bytes: int | None
-    per_bank_bytes: int | None
-    num_banks: int | None
-    oom_cause: str
-    device: str
-    mock: bool
-    backend: str
-    logical_bytes: int       # inputs + outputs as replay placed them
-    padded_bytes: int
-
-
-@dataclass
-class ModelReport:
-    model: str
-    trace_path: str
-    trace_sha256: str
-    calls: int
-    unique_signatures: int
-    by_status: dict[str, int]
-    blocked_calls: int
-    blocked_pct: float
-    first_block: FirstBlock | None
-    top_blocking: list[SignatureRow]
-    reasons: list[ReasonRow]
-    layers: list[LayerRow]   # layers with at least one blocked call, in execution order
-    largest_tensors: list[TensorRow]
-    worst_padding: list[TensorRow]
-    failures: list[FailureRow]
-
-
-@dataclass
-class MatrixCell:
-    calls: int
-    status: str              # the worst status among the cell's calls
-    statuses: dict[str, int]
-
-
-@dataclass
-class OpFix:
-    """A failing aten op: everything its failing signatures block."""
-    op: str
-    models: list[str]
-    calls: int
-    failing_signatures: int
-    statuses: dict[str, int]
-
-
-@dataclass
-class MemoryLimit:
-    """Per op: the largest tensor that passed and the smallest that failed for memory."""
-    op: str
-    passing: int
-    largest_pass_bytes: int | None
-    largest_pass_shape: list[int] | None
-    largest_pass_signature: str
-    failing: int
-    smallest_fail_bytes: int | None
-    smallest_fail_shape: list[int] | None
-    smallest_fail_signature: str
-    smallest_fail_status: str
-    overlap: bool            # a failure smaller than a pass: size alone does not explain it
-
-
-@dataclass
-class Report:
-    provenance: Provenance
-    statuses: dict[str, str]                 # every status shown -> what it means
-    models: list[ModelReport]
-    ops: list[str]                           # matrix rows
-    matrix: dict[str, dict[str, MatrixCell]]  # op -> model -> cell
-    shared: list[SignatureRow]               # signatures used by several models
-    fix_by_signature: list[SignatureRow]
-    fix_by_op: list[OpFix]
-    memory_limits: list[MemoryLimit]
-    orphan_results: list[str] = field(default_factory=list)
-    format: str = REPORT_FORMAT
-    version: int = REPORT_VERSION
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,7 +50,7 @@ def provenance(header: dict, traces: list[Trace], results: list[ReplayResult]) -
     return Provenance(version("optrace"), version("ttnn"), version("torch"), backend, device, mock, note,
                       str(header.get("dtype") or "unknown"), str(header.get("memory") or "unknown"),
                       [dict(t) for t in listed if isinstance(t, dict)],
-                      str(header.get("created_utc") or ""))
+                      str(header.get("created_utc") or header.get("started_utc") or ""))
 
 
 def _result_bytes(r: ReplayResult | None) -> tuple[int, int]:
@@ -403,10 +225,34 @@ class _Builder:
         return rows
 
 
+def _file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _trace_hashes(traces: list[Trace], header: dict) -> tuple[dict[str, str], list[str]]:
+    """sha256 of each trace as the results header lists it (by path, else by model), and a warning
+    for every trace file that changed since the results were made."""
+    listed = [t for t in header.get("traces") or [] if isinstance(t, dict)] \
+        if isinstance(header.get("traces"), list) else []
+    by_path = {str(t.get("path", "")): str(t.get("sha256") or "") for t in listed}
+    by_model = {str(t.get("model", "")): str(t.get("sha256") or "") for t in listed}
+    sha, warnings = {}, []
+    for t in traces:
+        want = by_path.get(t.path) or by_model.get(t.header["model"]["name"], "")
+        sha[t.path] = want
+        if want and t.path and os.path.isfile(t.path) and _file_sha256(t.path) != want:
+            warnings.append(f"{t.path} changed since these results were made (sha256 differs): "
+                            "signatures it no longer shares with the results count as not_run")
+    return sha, warnings
+
+
 def build_report(traces: list[Trace], header: dict, results: list[ReplayResult]) -> Report:
     """Attribute one results set to the traces and compute every per-model and cross-model view."""
-    listed = header.get("traces") if isinstance(header.get("traces"), list) else []
-    sha = {t.get("path", ""): t.get("sha256", "") for t in listed if isinstance(t, dict)}
+    sha, warnings = _trace_hashes(traces, header)
     att = attribute(traces, results, sha)
     prov = provenance(header, traces, results)
     b = _Builder(att, prov)
@@ -415,7 +261,14 @@ def build_report(traces: list[Trace], header: dict, results: list[ReplayResult])
     shown = {s for m in models for s in m.by_status}
     statuses = {s: REPORT_STATUSES.get(s, "a status this optrace does not know")
                 for s in status_order(shown | {"pass"})}
-    return Report(prov, statuses, models, ops, matrix, shared, fix, fix_ops, limits, att.orphan_results)
+    not_run = sum(m.by_status.get(NOT_RUN, 0) for m in models)
+    if not_run:
+        warnings.append(f"{not_run} calls have no result (not_run): the run was interrupted or is incomplete")
+    if att.orphan_results:
+        warnings.append(f"{len(att.orphan_results)} results belong to signatures no trace here holds; "
+                        "they are not counted")
+    return Report(prov, statuses, models, ops, matrix, shared, fix, fix_ops, limits, att.orphan_results,
+                  warnings)
 
 
 # ---------------------------------------------------------------------------------------------

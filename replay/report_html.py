@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import math
 
-from replay.report import ModelReport, Report, SignatureRow, TensorRow
+from replay.report_data import ModelReport, Report, SignatureRow, TensorRow
 from replay.report_text import first_block_text, fmt_bytes, pct, provenance_lines
 
 STATUS_COLORS = {
@@ -82,6 +82,8 @@ def status_chart(report: Report) -> str:
     legend_y = len(report.models) * row_h + 16
     legend, lx = [], label_w
     for s in report.statuses:
+        if lx + 24 + 8 * len(s) > label_w + bar_w:  # wrap the legend onto another line
+            lx, legend_y = label_w, legend_y + 18
         legend.append(f'<rect x="{lx}" y="{legend_y - 10}" width="12" height="12" fill="{color(s)}"/>'
                       f'<text x="{lx + 16}" y="{legend_y}">{e(s)}</text>')
         lx += 24 + 8 * len(s)
@@ -237,15 +239,14 @@ def render_html(report: Report) -> str:
                     for l in report.memory_limits], {1, 2, 4, 5}) if report.memory_limits else \
         "<p>No op ran out of memory.</p>"
     legend = table(["status", "meaning"], [[badge(s), e(why)] for s, why in report.statuses.items()])
-    orphans = (f"<p>{len(report.orphan_results)} results belong to signatures no trace here holds; "
-               "they are not counted.</p>") if report.orphan_results else ""
+    warnings = "".join(f'<p class="note">{e(w)}</p>' for w in report.warnings)
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>optrace impact report: {e(p.device)} ({e(p.backend)})</title><style>{CSS}</style></head>",
-        '<body id="top"><h1>optrace impact report</h1>', f'<div class="prov">{prov}</div>',
+        '<body id="top"><h1>optrace impact report</h1>', f'<div class="prov">{prov}</div>', warnings,
         "<nav><p>" + " ".join(nav) + "</p></nav>",
-        '<section id="summary"><h2>Summary</h2>', status_chart(report), summary, legend, orphans, "</section>",
+        '<section id="summary"><h2>Summary</h2>', status_chart(report), summary, legend, "</section>",
         '<section id="fix"><h2>Fix ranking</h2><h3>Failing ops, by models blocked</h3>', fix_ops,
         "<h3>Failing signatures, by models blocked</h3>",
         sig_rows(report.fix_by_signature, with_models=True) if report.fix_by_signature else "<p>None.</p>",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 
-from replay.report import FailureRow, ModelReport, Provenance, Report
+from replay.report_data import FailureRow, ModelReport, Provenance, Report
 
 MIB = 1 << 20
 
@@ -68,7 +68,7 @@ def _table(rows: list[list[str]], right: set[int]) -> list[str]:
 
 def render_terminal(report: Report) -> str:
     """One compact table per model and a one-line provenance."""
-    out = provenance_lines(report.provenance)
+    out = provenance_lines(report.provenance) + [f"warning: {w}" for w in report.warnings]
     for m in report.models:
         out.append("")
         out.append(f"{m.model}: {m.calls} calls, {m.unique_signatures} signatures, "
@@ -97,6 +97,7 @@ def render_markdown(report: Report, top: int = 15) -> str:
     p = report.provenance
     out = ["# optrace impact report", ""]
     out += [_md(line) + "  " for line in provenance_lines(p)]
+    out += [f"**warning:** {_md(w)}  " for w in report.warnings]
     out += ["", "## Models", "",
             "| model | calls | signatures | blocked | statuses | first blocking op |",
             "|---|---:|---:|---:|---|---|"]

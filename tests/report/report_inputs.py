@@ -1,10 +1,8 @@
-"""Shared inputs for report tests: the committed traces and results covering every status."""
+"""Inputs for report tests: the committed traces and results covering every status."""
 from __future__ import annotations
 
 import glob
 import os
-
-import pytest
 
 from capture.schema import read_trace
 from replay.attribution import input_shapes
@@ -13,12 +11,6 @@ from replay.results import STATUSES, OomInfo, ReplayResult, TensorFootprint
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRACE_PATHS = sorted(glob.glob(os.path.join(ROOT, "traces", "*.msgpack")))
 ITEM = {"float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "uint8": 1, "bool": 1}
-
-
-@pytest.fixture(scope="session")
-def traces():
-    assert TRACE_PATHS, "no committed traces under traces/"
-    return [read_trace(p) for p in TRACE_PATHS]
 
 
 def footprint(shape: list[int], torch_dtype: str) -> TensorFootprint:

@@ -1,0 +1,190 @@
+"""The Report: plain dataclasses, no formatting. ``build_report`` (report.py) fills it; the renderers
+(report_html.py, report_text.py) and report.json read it. Bump REPORT_VERSION when a field changes
+meaning.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+REPORT_FORMAT = "optrace-report"
+REPORT_VERSION = 1
+
+
+@dataclass
+class Provenance:
+    """Where the numbers come from; every format prints all of it."""
+    optrace: str
+    ttnn: str
+    torch: str
+    backend: str
+    device: str
+    mock: bool
+    note: str                # MOCK_NOTE, ESTIMATE_NOTE or ""
+    dtype: str
+    memory: str
+    traces: list[dict]       # {path, model, sha256}
+    created_utc: str = ""
+
+
+@dataclass
+class SignatureRow:
+    """One signature with its result, as the fix ranking and per-model tables show it."""
+    signature_id: str
+    op: str
+    input_shapes: str
+    status: str
+    reason: str
+    calls: int               # calls across the models listed
+    models: list[str]
+    calls_by_model: dict[str, int]
+    requested_bytes: int | None = None
+    buffer_type: str = ""
+    ttnn_call: str = ""
+    error_signature: str = ""
+
+
+@dataclass
+class FirstBlock:
+    """The first blocking call of a model in execution order: where a port stops."""
+    call_index: int
+    module_path: str
+    module_class: str
+    op: str
+    input_shapes: str
+    status: str
+    reason: str
+    signature_id: str
+    requested_bytes: int | None
+    buffer_type: str
+    not_run_before: int      # calls without a result before it (the run was interrupted)
+
+
+@dataclass
+class LayerRow:
+    module_path: str
+    module_class: str
+    first_call: int
+    calls: int
+    statuses: dict[str, int]
+
+
+@dataclass
+class ReasonRow:
+    """Calls of one status with one reason (skipped, not_run, unsupported, errors)."""
+    status: str
+    reason: str
+    calls: int
+    signatures: int
+
+
+@dataclass
+class TensorRow:
+    signature_id: str
+    op: str
+    role: str                # "input 0", "output 0", ...
+    shape: list[int]
+    padded_shape: list[int]
+    dtype: str
+    layout: str
+    memory: str
+    logical_bytes: int
+    padded_bytes: int
+    blowup: float            # padded / logical
+    status: str
+    calls: int
+
+
+@dataclass
+class FailureRow:
+    """One failing (model, signature, module path): a row of failures.csv."""
+    model: str
+    module_path: str
+    signature_id: str
+    op: str
+    input_shapes: str
+    calls: int
+    first_call: int
+    status: str
+    reason: str
+    buffer_type: str
+    requested_bytes: int | None
+    per_bank_bytes: int | None
+    num_banks: int | None
+    oom_cause: str
+    device: str
+    mock: bool
+    backend: str
+    logical_bytes: int       # inputs + outputs as replay placed them
+    padded_bytes: int
+
+
+@dataclass
+class ModelReport:
+    model: str
+    trace_path: str
+    trace_sha256: str
+    calls: int
+    unique_signatures: int
+    by_status: dict[str, int]
+    blocked_calls: int
+    blocked_pct: float
+    first_block: FirstBlock | None
+    top_blocking: list[SignatureRow]
+    reasons: list[ReasonRow]
+    layers: list[LayerRow]   # layers with at least one blocked call, in execution order
+    largest_tensors: list[TensorRow]
+    worst_padding: list[TensorRow]
+    failures: list[FailureRow]
+
+
+@dataclass
+class MatrixCell:
+    calls: int
+    status: str              # the worst status among the cell's calls
+    statuses: dict[str, int]
+
+
+@dataclass
+class OpFix:
+    """A failing aten op: everything its failing signatures block."""
+    op: str
+    models: list[str]
+    calls: int
+    failing_signatures: int
+    statuses: dict[str, int]
+
+
+@dataclass
+class MemoryLimit:
+    """Per op: the largest tensor that passed and the smallest that failed for memory."""
+    op: str
+    passing: int
+    largest_pass_bytes: int | None
+    largest_pass_shape: list[int] | None
+    largest_pass_signature: str
+    failing: int
+    smallest_fail_bytes: int | None
+    smallest_fail_shape: list[int] | None
+    smallest_fail_signature: str
+    smallest_fail_status: str
+    overlap: bool            # a failure smaller than a pass: size alone does not explain it
+
+
+@dataclass
+class Report:
+    provenance: Provenance
+    statuses: dict[str, str]                 # every status shown -> what it means
+    models: list[ModelReport]
+    ops: list[str]                           # matrix rows
+    matrix: dict[str, dict[str, MatrixCell]]  # op -> model -> cell
+    shared: list[SignatureRow]               # signatures used by several models
+    fix_by_signature: list[SignatureRow]
+    fix_by_op: list[OpFix]
+    memory_limits: list[MemoryLimit]
+    orphan_results: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what makes the numbers less than complete
+    format: str = REPORT_FORMAT
+    version: int = REPORT_VERSION
+
+    def to_json(self) -> dict:
+        return asdict(self)
