@@ -691,7 +691,9 @@ def upsample(p: Port, c: Case):
     scale = [int(sh), int(sw)] if sh.is_integer() and sw.is_integer() else [sh, sw]
     name = "self" if c.tensor("self") else "input"
     mode = "bilinear" if "bilinear" in c.op else "nearest"
-    p.call("upsample", p.input(name, [n, h, w, ch]), scale, mode=mode, memory_config=MEMORY)
+    # ttnn.upsample wants tile-aligned TILE input; a port holds it ROW_MAJOR.
+    p.call("upsample", p.input(name, [n, h, w, ch], layout="ROW_MAJOR"), scale, mode=mode,
+           memory_config=MEMORY)
     p.expect([n, out[2], out[3], ch])
 
 
@@ -748,10 +750,12 @@ def group_norm(p: Port, c: Case):
     n, ch = t.shape[0], t.shape[1]
     hw = math.prod(t.shape[2:])
     groups = c.get("group", c.get("num_groups"))
-    kwargs = dict(num_groups=groups, epsilon=float(c.get("eps", 1e-5)), memory_config=MEMORY)
+    # inplace=False: ttnn's in-place group_norm needs ROW_MAJOR; a TILE port writes a new tensor.
+    kwargs = dict(num_groups=groups, epsilon=float(c.get("eps", 1e-5)), inplace=False, memory_config=MEMORY)
     for name in ("weight", "bias"):
         if c.tensor(name) is not None:
-            kwargs[name] = p.input(name, [1, 1, 1, ch])
+            kwargs[name] = p.input(name, [1, 1, ch // 32, 32] if ch % 32 == 0 else [1, 1, 1, ch],
+                                   layout="ROW_MAJOR")
     p.call("group_norm", p.input("input", [n, 1, hw, ch]), **kwargs)
     p.expect([n, 1, hw, ch])
 
