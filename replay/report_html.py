@@ -25,7 +25,7 @@ h3{margin-top:1.4em}
 table{border-collapse:collapse;margin:.5em 0;font-size:13px}
 th,td{border:1px solid #d8dce2;padding:2px 6px;text-align:left;vertical-align:top}
 th{background:#f2f4f7}td.n{text-align:right;font-variant-numeric:tabular-nums}
-code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;word-break:break-all}
+code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
 .prov{background:#f6f8fa;border:1px solid #dde;padding:.6em 1em;border-radius:4px}
 .note{font-weight:600;color:#8a4b00}
 .st{display:inline-block;padding:0 5px;border-radius:3px;color:#fff;font-size:12px}
@@ -193,6 +193,17 @@ def model_section(i: int, m: ModelReport) -> str:
     return "\n".join(out)
 
 
+def fix_signatures(report: Report, shown: int = 30) -> str:
+    rows = report.fix_by_signature
+    if not rows:
+        return "<p>None.</p>"
+    out = sig_rows(rows[:shown], with_models=True)
+    if len(rows) > shown:
+        out += (f"<details><summary>{len(rows) - shown} more failing signatures</summary>"
+                + sig_rows(rows[shown:], with_models=True) + "</details>")
+    return out
+
+
 def matrix_section(report: Report) -> str:
     models = [m.model for m in report.models]
     head = "<tr><th>op</th>" + "".join(f'<th class="m">{e(m)}</th>' for m in models) + "</tr>"
@@ -248,8 +259,7 @@ def render_html(report: Report) -> str:
         "<nav><p>" + " ".join(nav) + "</p></nav>",
         '<section id="summary"><h2>Summary</h2>', status_chart(report), summary, legend, "</section>",
         '<section id="fix"><h2>Fix ranking</h2><h3>Failing ops, by models blocked</h3>', fix_ops,
-        "<h3>Failing signatures, by models blocked</h3>",
-        sig_rows(report.fix_by_signature, with_models=True) if report.fix_by_signature else "<p>None.</p>",
+        "<h3>Failing signatures, by models blocked</h3>", fix_signatures(report),
         "<h3>Failures by bytes</h3>", bytes_chart(report), "</section>",
         '<section id="matrix"><h2>Ops x models</h2>', matrix_section(report), "</section>",
         f'<section id="shared"><h2>Signatures shared by several models ({len(report.shared)})</h2>',
