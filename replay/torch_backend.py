@@ -281,9 +281,12 @@ def _strides_differ(got: list[int], traced: list[int], shape: list[int]) -> bool
     return 0 not in shape and any(g != t for g, t, d in zip(got, traced, shape) if d != 1)
 
 
-def compare_outputs(got: Any, traced: list) -> tuple[list[str], list[str]]:
-    """(differences in count/shape/dtype/kind, differences in stride only) vs the traced outputs."""
-    got = list(got) if isinstance(got, (tuple, list)) and len(traced) != 1 else [got]
+def compare_outputs(got: Any, traced: list, return_count: int = 1) -> tuple[list[str], list[str]]:
+    """(differences in count/shape/dtype/kind, differences in stride only) vs the traced outputs.
+
+    ``got`` is what the op returned; ``return_count`` its schema's number of returns.
+    """
+    got = [] if return_count == 0 else [got] if return_count == 1 else list(got)
     if len(got) != len(traced):
         return [f"{len(got)} outputs, traced {len(traced)}"], []
     diffs: list[str] = []
@@ -390,7 +393,7 @@ def run_signature(sig: Signature, arg_names: list[str], settings: dict) -> Repla
         result.reason = one_line(f"raised {type(e).__name__}: {e}")
         return result
 
-    diffs, stride_diffs = compare_outputs(got, sig.outputs)
+    diffs, stride_diffs = compare_outputs(got, sig.outputs, len(op._schema.returns))
     result.outputs = [_footprint(s, d) for s, d, _ in _tensor_metas(sig.outputs)]
     result.status = "mismatch" if diffs else "pass"
     result.reason = "; ".join(diffs)
