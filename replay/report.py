@@ -44,10 +44,13 @@ def provenance(header: dict, traces: list[Trace], results: list[ReplayResult]) -
     backend = str(header.get("backend") or ", ".join(sorted({r.backend for r in results})) or "unknown")
     device = str(header.get("device") or ", ".join(sorted({r.device for r in results})) or "unknown")
     note = MOCK_NOTE if mock else ESTIMATE_NOTE if backend == "estimate" else ""
+    ttnn = version("ttnn")
+    if ttnn == "unknown" and backend in ("estimate", "torch"):
+        ttnn = f"not used ({backend} backend)"
     listed = header.get("traces") if isinstance(header.get("traces"), list) else None
     if listed is None:
         listed = [{"path": t.path, "model": t.header["model"]["name"], "sha256": ""} for t in traces]
-    return Provenance(version("optrace"), version("ttnn"), version("torch"), backend, device, mock, note,
+    return Provenance(version("optrace"), ttnn, version("torch"), backend, device, mock, note,
                       str(header.get("dtype") or "unknown"), str(header.get("memory") or "unknown"),
                       [dict(t) for t in listed if isinstance(t, dict)],
                       str(header.get("created_utc") or header.get("started_utc") or ""))

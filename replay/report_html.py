@@ -29,7 +29,7 @@ code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
 .prov{background:#f6f8fa;border:1px solid #dde;padding:.6em 1em;border-radius:4px}
 .note{font-weight:600;color:#8a4b00}
 .st{display:inline-block;padding:0 5px;border-radius:3px;color:#fff;font-size:12px}
-.matrix td{text-align:center;min-width:2.5em}.matrix th.m{writing-mode:vertical-rl;transform:rotate(180deg)}
+.matrix td{text-align:center;min-width:2.5em}.matrix td:first-child{text-align:left}.matrix th.m{writing-mode:vertical-rl;transform:rotate(180deg)}
 nav a{margin-right:1em}details{margin:.4em 0}summary{cursor:pointer}
 """
 

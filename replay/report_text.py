@@ -7,6 +7,8 @@ import io
 from replay.report_data import FailureRow, ModelReport, Provenance, Report
 
 MIB = 1 << 20
+# Statuses whose reasons are categorical, so the Markdown summary groups calls by reason.
+EXPLAINED = ("skipped", "unsupported", "not_run")
 
 # The original study's columns first (kept verbatim so its spreadsheets keep working), then ours.
 CSV_COLUMNS = ("Operator", "Input_Shape", "Total_Memory_B", "Total_Memory_MB", "Per_Bank_Memory_B",
@@ -119,6 +121,19 @@ def render_markdown(report: Report, top: int = 15) -> str:
                        f"{fmt_bytes(r.requested_bytes)} | {_md(r.reason[:160])} |")
         if len(report.fix_by_signature) > top:
             out.append(f"\n{len(report.fix_by_signature) - top} more failing signatures in report.html.")
+    reasons: dict[tuple[str, str], int] = {}
+    for m in report.models:
+        for r in m.reasons:
+            if r.status not in EXPLAINED:
+                continue  # failures are in the fix ranking; their reasons differ by sizes
+            reasons[(r.status, r.reason)] = reasons.get((r.status, r.reason), 0) + r.calls
+    if reasons:
+        out += ["", "## Calls not replayed or not supported, and why (all models)", "", "| status | reason | calls |", "|---|---|---:|"]
+        ranked = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+        for (status, why), n in ranked[:top]:
+            out.append(f"| {status} | {_md(why[:200])} | {n} |")
+        if len(ranked) > top:
+            out.append(f"\n{len(ranked) - top} more reasons in report.html.")
     if report.memory_limits:
         out += ["", "## Memory limits per op", "",
                 "| op | largest pass | smallest memory failure | status |", "|---|---:|---:|---|"]
