@@ -3,10 +3,12 @@
     .venv-ttnn/bin/python -m replay.worker --device n150 --dtype bfloat16 --memory dram
 
 Frames both ways are a 4-byte big-endian length followed by a msgpack body.
-- First frame out: {"ready": true, "device": DeviceInfo, "board", "mock", "note", "ttnn_version"}
-  or, when the device cannot be opened, {"ready": false, "error": "..."} and exit status 2.
-- Request in: {"id": any, "sig": [id, op, args, outputs, count, calls, arg_names]}
-  Reply out: {"id": same, "result": ReplayResult.to_json()}
+- First frame out: {"kind": "ready", "ready": true, "device": DeviceInfo, "board", "mock", "note",
+  "ttnn_version", "settings"}; or, when the device cannot be opened, {"kind": "fatal",
+  "ready": false, "error": "..."} and exit status 2.
+- Request in: {"id": any, "sig": Signature.to_full_wire(arg_names)}, i.e.
+  [id, op, args, outputs, count, calls, arg_names]; other keys are ignored.
+  Reply out: {"kind": "result", "id": same, "result": ReplayResult.to_json()}
 - {"cmd": "shutdown"} or end of stdin closes the device and exits 0.
 
 ttnn and tt-metal write logs to stdout; before ttnn is imported the frame channel is moved to a
@@ -97,12 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device, info = open_device(args.device, l1_small_size=args.l1_small_size)
     except Exception as e:  # noqa: BLE001 - report, whatever it is
-        write_frame(frames_fd, {"ready": False, "error": one_line(str(e))})
+        write_frame(frames_fd, {"kind": "fatal", "ready": False, "error": one_line(str(e))})
         return 2
     from replay.ttnn_backend import run_signature  # noqa: PLC0415 - imports ttnn
 
     settings = Settings(dtype=args.dtype, layout=args.layout, memory=args.memory)
-    write_frame(frames_fd, {"ready": True, "device": info.to_json(), "board": info.board, "mock": info.mock,
+    write_frame(frames_fd, {"kind": "ready", "ready": True, "device": info.to_json(), "board": info.board, "mock": info.mock,
                             "note": info.note, "ttnn_version": info.ttnn_version,
                             "settings": {"dtype": settings.dtype, "layout": settings.layout,
                                          "memory": settings.memory}})
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                                       status="ttnn_error", backend="ttnn", device=info.board, mock=info.mock,
                                       reason=f"optrace internal error: {type(e).__name__}: {one_line(str(e))}",
                                       extra={"internal": True})
-            write_frame(frames_fd, {"id": req.get("id"), "result": result.to_json()})
+            write_frame(frames_fd, {"kind": "result", "id": req.get("id"), "result": result.to_json()})
     finally:
         import ttnn  # noqa: PLC0415
         ttnn.close_device(device)
