@@ -34,8 +34,8 @@ def pct(part: int, whole: int) -> str:
 
 def run_kind(mock: bool, backend: str) -> str:
     """'mock', 'real' or 'estimate': what produced a result."""
-    if backend == "estimate":
-        return "estimate"
+    if backend in ("estimate", "unknown"):
+        return backend
     return "mock" if mock else "real"
 
 
@@ -44,9 +44,9 @@ def provenance_lines(p: Provenance) -> list[str]:
              f"({run_kind(p.mock, p.backend)}), dtype {p.dtype}, memory {p.memory}"]
     if p.note:
         lines.append(p.note)
-    lines.append("traces: " + ", ".join(f"{t.get('model', '?')} ({t.get('path', '?')}"
+    lines.append("traces: " + (", ".join(f"{t.get('model', '?')} ({t.get('path', '?')}"
                                         + (f", sha256 {str(t['sha256'])[:12]}" if t.get("sha256") else "") + ")"
-                                        for t in p.traces))
+                                        for t in p.traces) or "none"))
     return lines
 
 

@@ -140,3 +140,18 @@ def test_terminal_shows_one_table_per_model(built):
     for m in report.models:
         assert f"{m.model}: {m.calls} calls" in text
     assert NOT_RUN in text
+
+
+def test_a_status_newer_than_this_optrace_is_counted_as_failing(traces):
+    header, results = synthetic_results(traces[:1])
+    results[0].status = "brand_new_status"
+    report = build_report(traces[:1], header, results)
+    assert report.statuses["brand_new_status"] == "a status this optrace does not know"
+    assert any(r.signature_id == results[0].signature_id for r in report.fix_by_signature)
+    assert sum(report.models[0].by_status.values()) == len(traces[0].calls)
+
+
+def test_an_empty_results_header_renders_with_unknown_provenance(traces):
+    report = build_report([], {}, [])
+    text = render_terminal(report) + render_markdown(report)
+    assert "device unknown (unknown)" in text and "traces: none" in text
