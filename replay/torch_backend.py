@@ -164,15 +164,13 @@ def _indices_below(t: torch.Tensor | None, n: int) -> None:
 
 
 def _first_true(mask: torch.Tensor, k: int) -> None:
-    """Exactly k true elements, so a data-dependent output gets its traced size."""
-    flat = mask.reshape(-1) if mask.is_contiguous() else None
-    if flat is None:  # a non-contiguous mask: count over its own element order
-        flat = torch.zeros(mask.numel(), dtype=mask.dtype)
-        flat[:k] = 1
-        mask.copy_(flat.view(mask.shape))
-        return
-    flat.zero_()
-    flat[:k] = 1
+    """Exactly k true elements, so a data-dependent output gets its traced size.
+
+    Exact for every non-overlapping layout: each buffer element is then one mask element.
+    """
+    buf = _buffer(mask)
+    buf.zero_()
+    buf[:k] = 1
 
 
 def _traced_shape(sig: Signature, i: int = 0) -> list[int] | None:
@@ -368,6 +366,8 @@ def run_signature(sig: Signature, arg_names: list[str], settings: dict) -> Repla
         op = resolve_op(sig.op)
         result.inputs = [_footprint(s, d) for s, d, _ in _tensor_metas(sig.args)]
         mode = settings.get("tensors", "auto")
+        if mode not in ("auto", "real", "fake"):
+            raise ValueError(f"settings tensors={mode!r}: expected auto, real or fake")
         fake = mode == "fake" or (mode == "auto" and signature_bytes(sig) >
                                   settings.get("fake_above_bytes", DEFAULT_FAKE_ABOVE_BYTES))
     except NotBuildable as e:

@@ -115,3 +115,9 @@ def test_signature_too_large_for_memory_runs_on_fake_tensors():
     r = run_signature(sig, _names(sig.op), {"fake_above_bytes": 1024})
     assert r.status == "pass" and r.extra["tensors"] == "fake" and "fake tensors" in r.reason
     assert run_signature(sig, _names(sig.op), {}).extra == {}
+
+
+def test_boolean_mask_selects_as_many_rows_as_traced():
+    sig = _sig("aten.index.Tensor", [["T", [[6, 2], "float32", [2, 1]]], ["list", [["T", [[6], "bool", [1]]]]]],
+               [["T", [[4, 2], "float32", [2, 1]]]])
+    assert run_signature(sig, _names(sig.op), {}).status == "pass"
