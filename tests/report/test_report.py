@@ -155,3 +155,20 @@ def test_an_empty_results_header_renders_with_unknown_provenance(traces):
     report = build_report([], {}, [])
     text = render_terminal(report) + render_markdown(report)
     assert "device unknown (unknown)" in text and "traces: none" in text
+
+
+def test_reports_render_without_torch_or_ttnn():
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['ttnn'] = None\n"
+            "import glob\n"
+            "from capture.schema import read_trace\n"
+            "from replay.report import build_report, render_terminal\n"
+            "from replay.report_html import render_html\n"
+            "from replay.report_text import render_csv, render_markdown\n"
+            "r = build_report([read_trace(p) for p in sorted(glob.glob('traces/*.msgpack'))[:2]], {}, [])\n"
+            "render_html(r); render_markdown(r); render_csv(r); print(render_terminal(r))\n"
+            "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n")
+    from report_inputs import ROOT
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
