@@ -30,12 +30,16 @@ class InProcessBackend:
     def function(self):
         raise NotImplementedError
 
+    def options(self):
+        """What the backend's run_signature takes as its settings."""
+        return self.settings.as_dict()
+
     def start(self) -> dict:
         self.fn = self.function()
         return {}
 
     def run(self, cases, on_result) -> None:
-        opts = self.settings.as_dict()
+        opts = self.options()
         for case in cases:
             t0 = time.perf_counter()
             try:
@@ -58,6 +62,11 @@ class EstimateBackend(InProcessBackend):
     def function(self):
         from replay.estimate import run_signature
         return run_signature
+
+    def options(self):
+        from replay.estimate import Settings
+        s = self.settings
+        return Settings(device=s.device, dtype=s.dtype, memory=s.memory)
 
     def start(self) -> dict:
         super().start()

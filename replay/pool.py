@@ -72,8 +72,8 @@ class Worker:
     def frames(self):
         """Complete frames received so far (non-blocking read of what is available)."""
         try:
-            chunk = self.proc.stdout.read()
-        except (BlockingIOError, ValueError):
+            chunk = os.read(self.proc.stdout.fileno(), 1 << 20)
+        except BlockingIOError:
             chunk = None
         if chunk == b"":
             raise EOFError
