@@ -22,7 +22,7 @@ from replay.results import ESTIMATE_NOTE, OomInfo, ReplayResult, TensorFootprint
 
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
 # torch dtype -> ttnn dtype for non-float tensors (float tensors take Settings.dtype). ttnn has no
-# 64-bit or bool tensors: integers become int32, masks bfloat16 (as replay/mapping.py places them).
+# 64-bit or bool tensors: integers become int32, masks bfloat16 (as replay/mapping/ places them).
 INT_DTYPES = {"int64": "int32", "int32": "int32", "int16": "int32", "int8": "int32", "uint8": "int32",
               "bool": "bfloat16"}
 

@@ -1,0 +1,100 @@
+"""Elementwise ops: unary, binary with traced broadcast shapes, where, masked_fill."""
+from __future__ import annotations
+
+from replay.mapping.case import Case, Traced
+from replay.mapping.plan import (DEVICE, INT64_MAX, MEMORY, TT, Port, Ref, channels_last_flat,
+                                 first_out, nchw_out_flat, norm_dim, pair, skip, unsupported)
+from replay.mapping.registry import register, register_skip, register_unsupported
+
+
+UNARY = {  # aten base name -> ttnn function
+    "relu": "relu", "silu": "silu", "sigmoid": "sigmoid", "tanh": "tanh", "hardswish": "hardswish",
+    "hardsigmoid": "hardsigmoid", "mish": "mish", "log": "log", "exp": "exp", "sqrt": "sqrt",
+    "rsqrt": "rsqrt", "neg": "neg", "abs": "abs", "reciprocal": "reciprocal", "erf": "erf",
+    "sin": "sin", "cos": "cos", "floor": "floor", "ceil": "ceil", "sign": "sign", "square": "square",
+    "logical_not": "logical_not", "relu6": "relu6", "log2": "log2", "exp2": "exp2", "log1p": "log1p",
+    "expm1": "expm1", "gelu": "gelu", "elu": "elu", "leaky_relu": "leaky_relu", "hardtanh": "hardtanh",
+    "softplus": "softplus", "clamp": "clamp", "clamp_min": "clamp", "clamp_max": "clamp",
+}
+_NO_INPLACE = ("relu6", "softplus")
+_UNARY_OPS = [f"aten.{b}{ip}.default" for b in UNARY for ip in ("", "_")
+              if not (ip and b in _NO_INPLACE)] + ["aten.clamp.Tensor", "aten.clamp_.Tensor"]
+
+
+@register(*_UNARY_OPS, ttnn="ttnn.<same name>(x, ...)")
+def unary(p: Port, c: Case):
+    base = c.op.split(".")[1].rstrip("_")
+    fn = UNARY[base]
+    kwargs: dict = {}
+    if base == "gelu" and c.get("approximate", "none") == "tanh":
+        kwargs["fast_and_approximate_mode"] = True
+    elif base == "leaky_relu":
+        kwargs["negative_slope"] = float(c.get("negative_slope", 0.01))
+    elif base == "hardtanh":
+        kwargs.update(min_val=float(c.get("min_val", -1.0)), max_val=float(c.get("max_val", 1.0)))
+    elif base == "elu":
+        kwargs["alpha"] = float(c.get("alpha", 1.0))
+    elif base == "softplus":
+        kwargs.update(beta=float(c.get("beta", 1.0)), threshold=float(c.get("threshold", 20.0)))
+    elif base.startswith("clamp"):
+        lo = c.get("min") if base != "clamp_max" else None
+        hi = c.get("max") if base != "clamp_min" else None
+        for key, v, name in (("min", lo, "min"), ("max", hi, "max")):
+            if isinstance(v, Traced):
+                kwargs[key] = p.input(name)
+            elif v is not None:
+                kwargs[key] = float(v)
+    p.call(fn, p.input("self"), memory_config=MEMORY, **kwargs)
+    p.expect(first_out(c))
+
+
+BINARY = {"add": "add", "sub": "subtract", "mul": "multiply", "div": "divide", "rsub": "rsub",
+          "eq": "eq", "ne": "ne", "lt": "lt", "le": "le", "gt": "gt", "ge": "ge",
+          "maximum": "maximum", "minimum": "minimum", "pow": "pow", "remainder": "remainder",
+          "logical_and": "logical_and", "logical_or": "logical_or", "bitwise_and": "bitwise_and",
+          "atan2": "atan2", "floor_divide": "floor_div", "fmod": "fmod"}
+_BINARY_OPS = [f"aten.{b}{ip}.{ov}" for b in ("add", "sub", "mul", "div", "eq", "ne", "lt", "le", "gt",
+                                                "ge", "remainder", "fmod")
+               for ip in ("", "_") for ov in ("Tensor", "Scalar")] + [
+    "aten.div.Tensor_mode", "aten.div_.Tensor_mode", "aten.div.Scalar_mode", "aten.rsub.Tensor",
+    "aten.rsub.Scalar", "aten.pow.Tensor_Scalar", "aten.pow.Tensor_Tensor", "aten.pow_.Scalar",
+    "aten.pow_.Tensor", "aten.maximum.default", "aten.minimum.default", "aten.logical_and.default",
+    "aten.logical_or.default", "aten.logical_and_.default", "aten.logical_or_.default",
+    "aten.bitwise_and.Tensor", "aten.atan2.default", "aten.floor_divide.default", "aten.floor_divide.Scalar"]
+
+
+@register(*_BINARY_OPS, ttnn="ttnn.<add|subtract|multiply|divide|...>(a, b) with traced broadcast shapes")
+def binary(p: Port, c: Case):
+    base = c.op.split(".")[1].rstrip("_")
+    fn = BINARY[base]
+    a = p.input("self") if c.tensor("self") is not None else float(c.get("self"))
+    other_name = "exponent" if base == "pow" else "other"
+    other = c.get(other_name)
+    if isinstance(other, Traced):
+        b = p.input(other_name) if other.shape else p.input(other_name, [1])
+    elif other is None:
+        unsupported(f"{c.op}: no second operand in the trace")
+    else:
+        b = float(other)
+    alpha = c.get("alpha", 1)
+    if alpha != 1 and base in ("add", "sub", "rsub"):
+        b = p.call("multiply", b, float(alpha), memory_config=MEMORY) if isinstance(b, Ref) else b * alpha
+    kwargs = dict(memory_config=MEMORY)
+    if base == "div" and c.get("rounding_mode"):
+        kwargs["round_mode"] = c.get("rounding_mode")
+    p.call(fn, a, b, **kwargs)
+    p.expect(first_out(c))
+
+
+@register("aten.where.self", "aten.where.ScalarOther", "aten.where.ScalarSelf", "aten.where.Scalar",
+          ttnn="ttnn.where(cond, a, b)")
+def where(p: Port, c: Case):
+    vals = [p.input(n) if c.tensor(n) is not None else float(c.get(n)) for n in ("self", "other")]
+    p.call("where", p.input("condition"), *vals, memory_config=MEMORY)
+    p.expect(first_out(c))
+
+
+@register("aten.masked_fill.Scalar", "aten.masked_fill_.Scalar", ttnn="ttnn.where(mask, value, x)")
+def masked_fill(p: Port, c: Case):
+    p.call("where", p.input("mask"), float(c.get("value")), p.input("self"), memory_config=MEMORY)
+    p.expect(first_out(c))

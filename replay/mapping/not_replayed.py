@@ -1,0 +1,32 @@
+"""Ops a port never issues (skip) or cannot express in ttnn (unsupported), with the reason."""
+from __future__ import annotations
+
+from replay.mapping.registry import register_skip, register_unsupported
+
+register_skip("allocates uninitialised memory; a port allocates when the consuming op runs",
+              "aten.empty.memory_format", "aten.empty.default", "aten.empty_like.default",
+              "aten.new_empty.default", "aten.empty_strided.default", "aten.new_empty_strided.default")
+register_skip("autograd/aliasing bookkeeping: same data, a port issues nothing",
+              "aten.detach.default", "aten.detach_.default", "aten.alias.default", "aten.lift_fresh.default",
+              "aten.lift_fresh_copy.default", "aten.lift.default")
+register_skip("reads a value back to the host (Python control flow); not a device op",
+              "aten._local_scalar_dense.default", "aten.item.default", "aten.is_nonzero.default",
+              "aten.equal.default")
+register_skip("random values (inputs or initialisation); a port loads real data from the host",
+              "aten.randn.default", "aten.rand.default", "aten.normal_.default", "aten.uniform_.default",
+              "aten.randint.low", "aten.bernoulli_.float")
+register_skip("identity in eval mode (train=False)", "aten.dropout.default", "aten.dropout_.default",
+              "aten.native_dropout.default", "aten.feature_dropout.default", "aten.alpha_dropout.default")
+register_skip("device/layout/dtype bookkeeping a port does once at load time",
+              "aten.to.device", "aten.to.prim_device", "aten._has_compatible_shallow_copy_type.default",
+              "aten.resolve_conj.default", "aten.resolve_neg.default")
+register_unsupported("arbitrary strides: ttnn has no strided views; the port must express this "
+                     "as reshape/slice/permute", "aten.as_strided.default", "aten.as_strided_.default",
+                     "aten.set_.source_Storage_storage_offset")
+register_unsupported("fused nn.MultiheadAttention fast path (eval without grad): re-capture with "
+                     "torch.backends.mha.set_fastpath_enabled(False) to see it as linear/bmm/softmax, "
+                     "which map",
+                     "aten._native_multi_head_attention.default")
+register_unsupported("advanced indexing with index tensors: ttnn has no general gather-by-index; a "
+                     "port would use ttnn.embedding/ttnn.gather or slices", "aten.index.Tensor",
+                     "aten.index_put.default", "aten.index_put_.default", "aten.nonzero.default")

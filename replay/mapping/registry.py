@@ -1,0 +1,84 @@
+"""The registry: aten overload name -> mapping function (or skip/unsupported reason)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from replay.mapping.case import Case
+from replay.mapping.plan import NotReplayed, Port, Replay, Settings
+
+
+@dataclass
+class Mapping:
+    op: str
+    fn: Callable[[Port, Case], None] | None
+    ttnn: str                     # what it becomes, for the table
+    kind: str                     # mapped | skip | unsupported
+    reason: str = ""
+
+
+MAPPINGS: dict[str, Mapping] = {}
+NO_MAPPING = "no mapping in optrace yet: add one in replay/mapping/"
+
+
+def register(*ops: str, ttnn: str):
+    """Register a mapping function for these aten overloads."""
+    def deco(fn):
+        for op in ops:
+            MAPPINGS[op] = Mapping(op, fn, ttnn, "mapped")
+        return fn
+    return deco
+
+
+def register_skip(reason: str, *ops: str) -> None:
+    for op in ops:
+        MAPPINGS[op] = Mapping(op, None, "-", "skip", reason)
+
+
+def register_unsupported(reason: str, *ops: str) -> None:
+    for op in ops:
+        MAPPINGS[op] = Mapping(op, None, "-", "unsupported", reason)
+
+
+def plan_replay(case: Case, settings: Settings | None = None) -> Replay:
+    """Translate one captured signature into its Replay (mapped, skip or unsupported)."""
+    settings = settings or Settings()
+    m = MAPPINGS.get(case.op)
+    if m is None:
+        return Replay(case.op, "unsupported", NO_MAPPING)
+    if m.kind != "mapped":
+        return Replay(case.op, m.kind, m.reason)
+    port = Port(case, settings)
+    try:
+        m.fn(port, case)
+    except NotReplayed as e:
+        return Replay(case.op, e.status, e.reason)
+    return port.finish()
+
+
+def table_rows() -> list[tuple[str, str, str]]:
+    """The registry as (aten op, ttnn call or reason, status) rows, mapped ops first."""
+    return [(m.op, m.ttnn if m.kind == "mapped" else m.reason, m.kind) for m in sorted(
+        MAPPINGS.values(), key=lambda m: (m.kind != "mapped", m.op))]
+
+
+def print_table(file=None) -> None:
+    """Print the registry: aten op -> ttnn call (or reason) -> status."""
+    rows = table_rows()
+    w = max(len(r[0]) for r in rows)
+    for op, what, kind in rows:
+        print(f"{op:<{w}}  {kind:<11}  {what}", file=file)
+    counts = {k: sum(1 for r in rows if r[2] == k) for k in ("mapped", "skip", "unsupported")}
+    print(f"{len(rows)} aten overloads: " + ", ".join(f"{v} {k}" for k, v in counts.items()), file=file)
+
+
+def mapping_table(op_names: list[str]) -> list[dict]:
+    """For each aten op: {"op", "status" (mapped|skip|unsupported), "ttnn" (the call, or the reason)}."""
+    rows = []
+    for op in op_names:
+        m = MAPPINGS.get(op)
+        if m is None:
+            rows.append({"op": op, "status": "unsupported", "ttnn": NO_MAPPING})
+        else:
+            rows.append({"op": op, "status": m.kind, "ttnn": m.ttnn if m.kind == "mapped" else m.reason})
+    return rows
