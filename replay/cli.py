@@ -115,18 +115,21 @@ def ops(paths):
     """The aten -> ttnn mapping table: op, ttnn call, status, calls in the traces."""
     from collections import Counter
 
+    from capture.schema import TraceError, read_trace
     from replay.mapping import mapping_table
-    from replay.runner import load_traces
+    from replay.runner import trace_paths
 
     calls: Counter = Counter()
     try:
-        traces = load_traces(list(paths) or ["traces"])
-    except ReplayError as e:
+        # Read one by one: a model may appear twice here (e.g. traces/ and traces/export/).
+        for path in trace_paths(list(paths) or ["traces"]):
+            t = read_trace(path)
+            calls.update(t.op_name(c) for c in t.calls)
+    except (ReplayError, TraceError) as e:
         _die(str(e))
-    for t in traces:
-        for c in t.calls:
-            calls[t.op_name(c)] += 1
     rows = mapping_table(sorted(set(calls)))
+    if not rows:
+        _die("the traces record no op calls")
     w = max(len(r["op"]) for r in rows)
     click.echo(f"{'aten op':{w}}  {'status':11}  {'calls':>6}  ttnn call / reason")
     for r in sorted(rows, key=lambda r: -calls[r["op"]]):
