@@ -56,42 +56,50 @@ def build_signatures(rec, tensors) -> tuple[list[OpCall], list[Signature]]:
     return calls, sigs
 
 
-def capture_model(entry: ModelEntry, *, fake: bool | None = None, grad_mode: str = "no_grad",
-                  inputs: list[list[int]] | None = None) -> Trace:
-    """Trace one forward of the entry; fake=None uses the entry's capture mode."""
-    import torch
+def tensor_kinds(model, inputs):
+    """Parameters, buffers and inputs by tensor identity, for the tensor table."""
     from torch.utils.weak import WeakIdKeyDictionary
-
-    from capture.recorder import ModuleStack, Recorder, TensorTable
-
-    use_fake = entry.capture == "fake" if fake is None else fake
-    shapes = inputs or entry.inputs
-    model = build_model(entry)
     kinds = WeakIdKeyDictionary()
     for n, p in model.named_parameters(remove_duplicate=False):
         kinds.setdefault(p, ("param", n))
     for n, b in model.named_buffers(remove_duplicate=False):
         kinds.setdefault(b, ("buffer", n))
-
-    fake_mode = None
-    if use_fake:
-        from torch._subclasses.fake_tensor import FakeTensorMode
-        fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-    xs = make_inputs(entry, shapes, fake_mode)
-    for i, x in enumerate(xs):
+    for i, x in enumerate(inputs):
         kinds[x] = ("input", str(i))
+    return kinds
+
+
+def record_forward(model, inputs, grad_mode: str = "no_grad", fake_mode=None):
+    """Run one forward under the recorder; returns (module stack, tensor table, recorder)."""
+    from capture.recorder import ModuleStack, Recorder, TensorTable
 
     modules = ModuleStack(model)
-    table = TensorTable(kinds)
+    table = TensorTable(tensor_kinds(model, inputs))
     recorder = Recorder(modules, table, fake_mode)
-    t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         stack.enter_context(grad_context(grad_mode))
         if fake_mode is not None:
             stack.enter_context(fake_mode)
         stack.enter_context(modules)
         stack.enter_context(recorder)
-        model(*xs)
+        model(*inputs)
+    return modules, table, recorder
+
+
+def capture_model(entry: ModelEntry, *, fake: bool | None = None, grad_mode: str = "no_grad",
+                  inputs: list[list[int]] | None = None) -> Trace:
+    """Trace one forward of the entry; fake=None uses the entry's capture mode."""
+    use_fake = entry.capture == "fake" if fake is None else fake
+    shapes = inputs or entry.inputs
+    model = build_model(entry)
+    fake_mode = None
+    if use_fake:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    xs = make_inputs(entry, shapes, fake_mode)
+
+    t0 = time.perf_counter()
+    modules, table, recorder = record_forward(model, xs, grad_mode, fake_mode)
     capture_s = time.perf_counter() - t0
 
     calls, sigs = build_signatures(recorder.rec, table.metas)

@@ -14,6 +14,7 @@ not just ultralytics.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import torch
@@ -98,7 +99,8 @@ class TensorTable:
     def __init__(self, kinds: WeakIdKeyDictionary):
         self.kinds = kinds                        # tensor -> (kind, name) for params, buffers, inputs
         self.metas: list[TensorMeta] = []
-        self._seen = WeakIdKeyDictionary()        # tensor -> (meta key, index)
+        # id(tensor) -> (weakref, meta key, index); the weakref tells a reused id from the same tensor
+        self._seen: dict[int, tuple] = {}
         self._storages: dict[int, tuple[StorageWeakRef, int]] = {}
 
     def storage_id(self, t: torch.Tensor) -> int:
@@ -119,15 +121,15 @@ class TensorTable:
         return sid
 
     def ref(self, t: torch.Tensor, produced: bool) -> int:
-        key = (tuple(t.shape), t.dtype, tuple(t.stride()), t.storage_offset())
-        hit = self._seen.get(t)
-        if hit is not None and hit[0] == key:
-            return hit[1]
+        key = (t.shape, t.dtype, t.stride(), t.storage_offset())
+        hit = self._seen.get(id(t))
+        if hit is not None and hit[0]() is t and hit[1] == key:
+            return hit[2]
         kind, name = self.kinds.get(t, ("activation" if produced else "constant", ""))
         idx = len(self.metas)
         self.metas.append(TensorMeta([int(s) for s in key[0]], _name(key[1]), [int(s) for s in key[2]],
                                      int(key[3]), self.storage_id(t), kind, name))
-        self._seen[t] = (key, idx)
+        self._seen[id(t)] = (weakref.ref(t), key, idx)
         return idx
 
 
@@ -170,11 +172,15 @@ class Recorder(TorchDispatchMode):
         self.tensors = tensors
         self.rec = Recording()
         self._op_index: dict = {}
+        self._arg_specs: dict = {}
         self.fake_mode = fake_mode
         self.shadows = WeakIdKeyDictionary()      # fake tensor -> small real tensor with its values
 
     # -- values ---------------------------------------------------------------------------------
     def encode(self, v, produced: bool = False) -> list:
+        cls = type(v)
+        if cls is int:  # the common cases first: this runs for every argument of every call
+            return ["int", v]
         if isinstance(v, torch.Tensor):
             return ["T", self.tensors.ref(v, produced)]
         if isinstance(v, bool):
@@ -211,18 +217,25 @@ class Recorder(TorchDispatchMode):
                                        [a.name for a in schema.arguments], len(schema.returns), str(schema)))
         return i
 
+    def _arg_spec(self, func) -> list[tuple]:
+        spec = self._arg_specs.get(func)
+        if spec is None:
+            spec = self._arg_specs[func] = [
+                (a.name, a.kwarg_only, a.default_value if a.has_default_value() else None)
+                for a in func._schema.arguments]
+        return spec
+
     def _named_args(self, func, args, kwargs) -> list:
+        """One encoded value per schema argument: positional, keyword, or the schema default."""
+        encode = self.encode
+        spec = self._arg_spec(func)
+        n = len(args)
         out = []
-        for i, a in enumerate(func._schema.arguments):
-            if not a.kwarg_only and i < len(args):
-                v = args[i]
-            elif a.name in kwargs:
-                v = kwargs[a.name]
-            elif a.has_default_value():
-                v = a.default_value
+        for i, (name, kwarg_only, default) in enumerate(spec):
+            if i < n and not kwarg_only:
+                out.append(encode(args[i]))
             else:
-                v = None
-            out.append(self.encode(v))
+                out.append(encode(kwargs.get(name, default)))
         return out
 
     # -- shadows (fake mode only) ---------------------------------------------------------------
