@@ -1,0 +1,47 @@
+"""Replay throughput, measured in one run: unique signatures per second on the mock device with 1
+and 2 workers, and for the torch and estimate backends, over the same committed traces.
+
+    .venv/bin/python benchmarks/bench_replay.py [traces ...]   (default: every trace but yolo12x)
+"""
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from replay.runner import Settings, collect_cases, load_traces, replay  # noqa: E402
+
+
+def timed(traces, settings: Settings) -> tuple[float, int, dict]:
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        header, results = replay(traces, settings, os.path.join(d, "r.jsonl"), progress=False)
+        return time.perf_counter() - t0, len(results), header
+
+
+def main() -> None:
+    paths = sys.argv[1:] or [p for p in sorted(glob.glob(os.path.join(REPO, "traces", "*.msgpack")))
+                             if "yolo12x" not in p]
+    traces = load_traces(paths)
+    n = len(collect_cases(traces))
+    print(f"{len(traces)} traces, {n} unique signatures (wall time includes worker start-up)")
+    print(f"{'backend':28} {'s':>7} {'sig/s':>8} {'s/sig':>8}")
+    rows = [("ttnn mock n150, 1 worker", Settings("ttnn", jobs=1)),
+            ("ttnn mock n150, 2 workers", Settings("ttnn", jobs=2)),
+            ("torch (CPU reference)", Settings("torch", jobs=1)),
+            ("estimate", Settings("estimate", jobs=1))]
+    base = None
+    for label, settings in rows:
+        secs, done, header = timed(traces, settings)
+        base = base or secs
+        print(f"{label:28} {secs:7.2f} {done / secs:8.1f} {secs / done:8.4f}   ({base / secs:.2f}x of 1 worker)"
+              f"   [{header.get('note')}]")
+
+
+if __name__ == "__main__":
+    main()
