@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 models=("$@"); [ ${#models[@]} -gt 0 ] || models=(yolov8s_world)
-out=.cache/main-traces
+out=results/traces
 rm -rf "$out"; mkdir -p "$out"
 .venv/bin/trace-model "${models[@]}" --out "$out"
 .venv/bin/replay "$out" --backend ttnn --device "${OPTRACE_DEVICE:-n150}" --out results --report reports

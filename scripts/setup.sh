@@ -30,8 +30,8 @@ make_env() {  # make_env DIR VERSION PIP-ARGS...
   py=$(find_python "$version") || { echo "optrace setup: Python $version not found (put python$version on PATH or install it with pyenv)" >&2; exit 2; }
   echo "optrace setup: building $dir with $py" >&2
   [ -x "$dir/bin/python" ] || "$py" -m venv "$dir"
-  "$dir/bin/python" -m pip install --quiet --upgrade pip >&2 || true
-  "$dir/bin/python" -m pip install --quiet "$@" >&2
+  # pip's find-links warnings about index folders it cannot use are noise here; real errors pass
+  "$dir/bin/python" -m pip install --quiet "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
   echo "$stamp" > "$dir/.optrace-stamp"
 }
 
