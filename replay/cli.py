@@ -46,8 +46,11 @@ def main():
 @click.option("--ttnn-python", default=None, help="Python with ttnn for the workers (or OPTRACE_TTNN_PYTHON)")
 @click.option("--report", "report_dir", default="reports", show_default=True, help="folder for the report")
 @click.option("--no-report", is_flag=True, help="do not write the report")
+@click.option("--mode", type=click.Choice(["signature", "model"]), default="signature", show_default=True,
+              help="signature: each unique signature alone; model: each model's whole call sequence in "
+                   "context (live tensors, program cache), beside the isolated verdicts")
 def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, shard, ttnn_python, report_dir,
-        no_report):
+        no_report, mode):
     """Replay every unique signature of the traces (files or folders) once, then write the report."""
     from replay.pool import PoolError
     from replay.runner import Settings, default_results_path, load_traces, parse_shard, replay
@@ -56,6 +59,8 @@ def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, sha
         settings = Settings(backend, device, dtype, memory, jobs, timeout_s, ttnn_python, parse_shard(shard))
         settings.validate()
         traces = load_traces(list(paths))
+        if mode == "model":
+            return _run_context(traces, settings, out, report_dir, no_report)
         path = default_results_path(out, settings)
         header, results = replay(traces, settings, path, resume=resume)
     except (ReplayError, PoolError) as e:
@@ -63,6 +68,18 @@ def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, sha
     click.echo(f"results: {path} ({len(results)} signatures; {header.get('note')})")
     if not no_report and settings.shard is None:
         _write_report(traces, header, results, report_dir)
+
+
+def _run_context(traces, settings, out, report_dir, no_report):
+    from replay.context import run_context
+    from replay.results import read_results
+    for results_path, calls_path in run_context(traces, settings, out):
+        click.echo(f"results: {results_path} (per call: {calls_path})")
+        if not no_report:
+            header, results = read_results(results_path)
+            model = header.get("model", "")
+            _write_report([t for t in traces if t.header["model"]["name"] == model], header, results,
+                          os.path.join(report_dir, f"context_{model}"))
 
 
 def _write_report(traces, header, results, report_dir):

@@ -1,0 +1,453 @@
+"""In-context replay: one model's whole call sequence, in execution order, on one device.
+
+Isolated replay (runner.py) runs each unique signature alone on an empty device. A port runs the
+model: parameters stay resident, activations live until their last use, and ttnn's program cache
+keeps reshape page-mapping tensors alive. An op that fits alone can fail in context. This module
+holds what both in-context backends share; it imports neither torch nor ttnn.
+
+- ``plan_context(trace)``: the call sequence as Steps, with every tensor's lifetime from the trace:
+  parameters, buffers and constants live for the whole run; inputs and activations are freed after
+  the last call that uses any tensor of their storage (a view keeps its base alive).
+- ``CallRecord`` / ``ContextSummary``: one record per call (status, memory in use after it, the
+  allocator state when it failed), and the run's peaks. Stored as JSON lines in a ``.calls.jsonl``
+  file next to the per-signature results journal (see docs/in-context.md).
+- ``simulate_estimate``: the estimate backend's in-context mode (a pure-Python first-fit allocator
+  per bank type with the estimate's per-op rules).
+- ``signature_results`` and ``why_differs``: per-signature results for the report, each with the
+  isolated verdict beside the in-context one and the reason they differ.
+
+The ttnn side is replay/context_worker.py, the estimate side replay/context_estimate.py;
+``run_context`` (below) runs either and writes the results.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+from capture.schema import Trace
+from replay.results import BLOCKING, OOM_STATUSES, ReplayResult
+
+CONTEXT_FORMAT = "optrace-context-calls"
+CONTEXT_VERSION = 1
+RESIDENT_KINDS = ("param", "buffer", "constant")
+# Why an op that fits alone fails in context (why_differs), in the words the report uses.
+DIFFERENCE_REASONS = {
+    "live_tensors": "the model's live tensors (parameters, activations not yet freed) leave too little room",
+    "fragmentation": "enough memory is free in total, but no free block is large enough (fragmentation)",
+    "program_cache": "reshape page-mapping tensors kept by ttnn's program cache hold the missing room",
+    "same": "fails alone too",
+    "passes_in_context": "fails alone but passes in context (a stand-in input, or an ordering effect)",
+    "other": "a non-memory error that appears only in context",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan: steps and lifetimes
+
+@dataclass
+class Step:
+    """One call of the sequence, with the trace tensors it reads and writes."""
+    index: int                   # call index in the trace
+    signature_id: str
+    op: str
+    module_path: str
+    args: dict[str, int]         # mapping input name ("self", "tensors_0") -> trace tensor index
+    arg_order: list[int]         # tensor arguments in schema order, nested lists flattened
+    outputs: list[int]           # trace tensor indices of the outputs, flattened
+    free_after: list[int]        # tensors whose storage is used for the last time by this call
+
+
+@dataclass
+class ContextPlan:
+    model: str
+    trace_path: str
+    steps: list[Step]
+    resident: list[int]          # params, buffers, constants used: allocated first, never freed
+    inputs: list[int]            # model inputs: allocated first, freed after their last use
+    tensors: list                # the trace's TensorMeta table
+
+
+def _bind(names: list[str], values: list) -> tuple[dict[str, int], list[int]]:
+    named, order = {}, []
+    for name, (tag, payload) in zip(names, values):
+        if tag == "T":
+            named[name] = payload
+            order.append(payload)
+        elif tag == "list":
+            k = 0
+            for tag2, p2 in payload:
+                if tag2 == "T":
+                    named[f"{name}_{k}"] = p2
+                    order.append(p2)
+                    k += 1
+    return named, order
+
+
+def _flat(values: list) -> list[int]:
+    out = []
+    for tag, payload in values:
+        if tag == "T":
+            out.append(payload)
+        elif tag == "list":
+            out += _flat(payload)
+    return out
+
+
+def plan_context(trace: Trace) -> ContextPlan:
+    """The trace's calls as Steps with lifetimes (storage-level: a view keeps its base alive)."""
+    metas = trace.tensors
+    last_use: dict[int, int] = {}
+    steps = []
+    for call in trace.calls:
+        names = trace.ops[call.op].arg_names
+        named, order = _bind(names, call.args)
+        outs = _flat(call.outputs)
+        for t in order + outs:
+            last_use[metas[t].storage_id] = call.index
+        steps.append(Step(call.index, trace.signatures[call.signature].id, trace.op_name(call),
+                          trace.module_path(call), named, order, outs, []))
+    seen: set[int] = set()
+    resident, inputs = [], []
+    for s in steps:
+        for t in s.arg_order + s.outputs:
+            if t in seen:
+                continue
+            seen.add(t)
+            kind = metas[t].kind
+            if kind in RESIDENT_KINDS:
+                resident.append(t)
+            elif kind == "input":
+                inputs.append(t)
+    # A storage that holds a parameter (a weight's transposed view, say) is resident too.
+    resident_storages = {metas[t].storage_id for t in resident}
+    by_storage: dict[int, list[int]] = {}
+    for t in sorted(seen):
+        if metas[t].storage_id not in resident_storages:
+            by_storage.setdefault(metas[t].storage_id, []).append(t)
+    for storage, ts in by_storage.items():
+        steps[last_use[storage]].free_after.extend(ts)
+    return ContextPlan(trace.header["model"]["name"], trace.path, steps, resident, inputs, metas)
+
+
+def prepared_shape(shape: list[int]) -> list[int]:
+    """How a port holds a weight on the device: a conv weight [Cout, Cin, kh, kw] as ttnn prepares
+    it, [1, 1, Cin*kh*kw, Cout] (in TILE its traced shape would pad each 3x3 kernel to a tile);
+    anything else as traced."""
+    if len(shape) == 4:
+        return [1, 1, shape[1] * shape[2] * shape[3], shape[0]]
+    return list(shape) or [1]
+
+
+def port_replays(trace: Trace, settings) -> dict:
+    """Signature id -> its Replay (replay.mapping) under mapping Settings."""
+    from replay.mapping import Case, plan_replay
+    out = {}
+    for s in trace.signatures:
+        names = trace.ops[trace.calls[s.calls[0]].op].arg_names
+        out[s.id] = plan_replay(Case.from_wire(s.to_full_wire(names)), settings)
+    return out
+
+
+def resident_specs(plan: ContextPlan, replays: dict, default_dtype: str) -> dict:
+    """Each resident tensor (parameter, buffer, constant, input) -> the InputTensor it is allocated as
+    before the first call: as its first mapped consumer's port wants it; a weight the port hands
+    ttnn from the host (conv) as the DRAM tensor ttnn prepares from it (prepared_shape)."""
+    from replay.mapping import InputTensor
+    want = {}
+    for step in plan.steps:
+        r = replays[step.signature_id]
+        if r.status != "mapped":
+            continue
+        for spec in r.inputs:
+            tid = step.args.get(spec.name)
+            if tid is not None and tid not in want:
+                want[tid] = spec
+    out = {}
+    for tid in plan.resident + plan.inputs:
+        meta, spec = plan.tensors[tid], want.get(tid)
+        if spec is None or spec.memory == "host":
+            dtype = default_dtype if meta.dtype.startswith(("float", "bfloat")) else "int32"
+            spec = InputTensor(str(tid), prepared_shape(meta.shape), dtype, "TILE", "DRAM")
+            spec.pinned = True  # not what the consumer receives: it gets the host tensor
+        out[tid] = spec
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Records
+
+@dataclass
+class CallRecord:
+    """One call replayed in context."""
+    index: int
+    signature_id: str
+    op: str
+    module_path: str
+    status: str
+    reason: str = ""
+    oom: dict | None = None              # OomInfo as a dict when the call ran out of memory
+    dram_bytes: int = 0                  # DRAM in use after the call, before its dead tensors are freed
+    l1_bytes: int = 0
+    live_tensors: int = 0                # trace tensors resident after the call
+    standins: int = 0                    # inputs allocated fresh (their producer failed or was not replayed)
+    reheld: int = 0                      # inputs re-held in the layout this call's port needs
+    cascade: bool = False                # failed allocating a stand-in for a failed producer's output
+    allocator: dict | None = None        # the allocator's state when the call failed
+    time_s: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"kind": "call", **asdict(self)}
+
+
+@dataclass
+class ContextSummary:
+    model: str
+    backend: str
+    device: str
+    calls: int = 0
+    by_status: dict = field(default_factory=dict)
+    peak_dram_bytes: int = 0
+    peak_dram_call: int = -1
+    peak_l1_bytes: int = 0
+    peak_l1_call: int = -1
+    resident_bytes: dict = field(default_factory=dict)   # params/buffers/constants, per memory
+    first_failure: int | None = None                     # call index of the first failing call
+    failing_calls: int = 0
+    cascaded_calls: int = 0                              # failures that only repeat a producer's
+    completed: bool = True                               # False when the worker died mid-sequence
+    note: str = ""
+    time_s: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"kind": "summary", **asdict(self)}
+
+
+def summarize(model: str, backend: str, device: str, records: list[CallRecord], total_calls: int) -> ContextSummary:
+    """Peaks, counts and the first failure over a sequence of records."""
+    s = ContextSummary(model, backend, device, calls=total_calls)
+    for r in records:
+        s.by_status[r.status] = s.by_status.get(r.status, 0) + 1
+        if r.dram_bytes > s.peak_dram_bytes:
+            s.peak_dram_bytes, s.peak_dram_call = r.dram_bytes, r.index
+        if r.l1_bytes > s.peak_l1_bytes:
+            s.peak_l1_bytes, s.peak_l1_call = r.l1_bytes, r.index
+        if r.status in BLOCKING and r.status != "unsupported":
+            s.failing_calls += 1
+            s.cascaded_calls += r.cascade
+            if s.first_failure is None and not r.cascade:
+                s.first_failure = r.index
+        s.time_s += r.time_s
+    s.completed = len(records) == total_calls
+    return s
+
+
+def write_calls(path: str, header: dict, records: list[CallRecord], summary: ContextSummary) -> None:
+    """The per-call file: a header line, one line per call, a summary line (atomic)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps({"kind": "header", "format": CONTEXT_FORMAT, "version": CONTEXT_VERSION, **header},
+                           sort_keys=True) + "\n")
+        for r in records:
+            f.write(json.dumps(r.to_json(), sort_keys=True) + "\n")
+        f.write(json.dumps(summary.to_json(), sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_calls(path: str) -> tuple[dict, list[CallRecord], ContextSummary | None]:
+    """Read a per-call file: (header, records, summary or None when the run did not finish)."""
+    header, records, summary = {}, [], None
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            d = json.loads(line)
+            kind = d.pop("kind", "")
+            if kind == "header":
+                header = d
+            elif kind == "call":
+                records.append(CallRecord(**d))
+            elif kind == "summary":
+                summary = ContextSummary(**d)
+    return header, records, summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-signature results for the report
+
+def why_differs(context: CallRecord, isolated: ReplayResult | None) -> str:
+    """A DIFFERENCE_REASONS key: why this call's in-context verdict differs from the isolated one."""
+    iso = isolated.status if isolated else "not_run"
+    if context.status == iso or (context.status in BLOCKING and iso in BLOCKING):
+        return "same"
+    if context.status not in BLOCKING:
+        return "passes_in_context"
+    if context.status not in OOM_STATUSES or not context.oom:
+        return "other"
+    oom = context.oom
+    need, free, largest = oom["per_bank_bytes"], oom.get("free_bytes"), oom.get("largest_free_bytes")
+    if free is not None and largest is not None and free >= need > largest:
+        return "fragmentation"
+    alloc = context.allocator or {}
+    held = (alloc.get("live_per_bank") or {}).get(oom["buffer_type"])
+    if held is not None and oom.get("allocated_bytes") is not None:
+        untracked = oom["allocated_bytes"] - held           # what no live tensor of ours holds
+        if alloc.get("program_cache_entries") and untracked > 0 and \
+                need <= oom["bank_bytes"] - held and need > oom["bank_bytes"] - oom["allocated_bytes"]:
+            return "program_cache"
+    return "live_tensors"
+
+
+def signature_results(plan: ContextPlan, records: list[CallRecord], isolated: dict[str, ReplayResult],
+                      backend: str, device: str, mock: bool) -> list[ReplayResult]:
+    """One result per signature reached: the first failing call's verdict (else the first call's),
+    with ``extra["context"]`` (calls, failing calls, why it differs) and ``extra["isolated"]``."""
+    by_sig: dict[str, list[CallRecord]] = {}
+    for r in records:
+        by_sig.setdefault(r.signature_id, []).append(r)
+    out = []
+    for sid, recs in by_sig.items():
+        failing = [r for r in recs if r.status in BLOCKING]
+        first = failing[0] if failing else recs[0]
+        iso = isolated.get(sid)
+        res = ReplayResult(sid, first.op, first.status, backend, device, mock, reason=first.reason)
+        if first.oom:
+            from replay.results import OomInfo
+            res.oom = OomInfo(**first.oom)
+        if iso is not None:
+            res.ttnn_call, res.inputs, res.outputs = iso.ttnn_call, iso.inputs, iso.outputs
+            res.error_signature = iso.error_signature if first.status == iso.status else ""
+        why = why_differs(first, iso)
+        res.extra = {
+            "mode": "model",
+            "context": {"calls": len(recs), "failing_calls": [r.index for r in failing][:50],
+                        "first_call": first.index, "module_path": first.module_path, "status": first.status,
+                        "why": why, "allocator": first.allocator},
+            "isolated": {"status": iso.status if iso else "not_run", "reason": iso.reason if iso else "",
+                         "requested_bytes": iso.oom.requested_bytes if iso and iso.oom else None},
+        }
+        out.append(res)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The run: isolated verdicts first, then each model in context; results journaled per model
+
+def context_paths(out_dir: str, settings, model: str) -> tuple[str, str]:
+    """(per-signature results journal, per-call file) of one model's in-context run."""
+    base = os.path.join(out_dir, f"context_{settings.backend}_{settings.device}_{settings.dtype}_"
+                                 f"{settings.memory}_{model}")
+    return base + ".jsonl", base + ".calls.jsonl"
+
+
+def _run_ttnn(trace: Trace, settings, log_dir: str) -> tuple[list[CallRecord], ContextSummary, dict]:
+    """The whole sequence in one crash-isolated ttnn worker (replay/context_worker.py)."""
+    import selectors
+    import time
+
+    from replay.pool import REPO_ROOT, PoolError, Worker, find_ttnn_python
+    python = find_ttnn_python(settings.ttnn_python)
+    argv = [python, "-m", "replay.context_worker", trace.path, "--device", settings.device,
+            "--dtype", settings.dtype, "--memory", settings.memory]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    w = Worker(argv, env, log_dir, 0)
+    records: list[CallRecord] = []
+    info: dict = {}
+    summary = None
+    sel = selectors.DefaultSelector()
+    sel.register(w.proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + max(settings.timeout_s, 180.0)
+    try:
+        while summary is None:
+            if time.monotonic() > deadline:
+                w.kill()
+                break
+            sel.select(1.0)
+            try:
+                frames = w.frames()
+            except EOFError:
+                break
+            for f in frames:
+                kind = f.get("kind")
+                if kind == "fatal":
+                    raise PoolError(f"ttnn context worker cannot start: {f.get('error')}")
+                if kind == "ready":
+                    info = f
+                elif kind == "call":
+                    records.append(CallRecord(**{k: v for k, v in f["record"].items() if k != "kind"}))
+                elif kind == "summary":
+                    summary = ContextSummary(**f["summary"])
+                deadline = time.monotonic() + settings.timeout_s
+    finally:
+        sel.close()
+        if summary is not None:
+            w.close()
+        else:
+            w.kill()
+    if summary is None:  # the worker died or hung: the call it was on is the culprit
+        calls = plan_context(trace).steps
+        if len(records) < len(calls):
+            s = calls[len(records)]
+            records.append(CallRecord(s.index, s.signature_id, s.op, s.module_path, "crash",
+                                      reason=f"the context worker died or hung here: {w.log_tail()}"[:600]))
+        summary = summarize(trace.header["model"]["name"], "ttnn", settings.device, records, len(calls))
+    return records, summary, info
+
+
+def run_context(traces: list[Trace], settings, out_dir: str, progress: bool = True) -> list[tuple[str, str]]:
+    """Replay each trace in context (settings.backend: ttnn or estimate); write per model a results
+    journal (per-signature, the report's input) and a per-call file. Returns their paths."""
+    import sys
+    import time
+
+    from replay.results import Journal, read_results, write_header
+    from replay.runner import ReplayError, default_results_path, file_sha256, replay, run_identity
+
+    if settings.backend not in ("ttnn", "estimate"):
+        raise ReplayError("--mode model runs on the ttnn or estimate backend")
+    os.makedirs(out_dir, exist_ok=True)
+    log_dir = settings.log_dir or os.path.join(os.path.abspath(out_dir), "logs")
+    os.makedirs(log_dir, exist_ok=True)
+    # isolated verdicts of the same signatures, for the side-by-side view (resumed when present)
+    iso_path = default_results_path(out_dir, settings)
+    try:
+        iso_header, iso_results = replay(traces, settings, iso_path, resume=True, progress=progress)
+    except ReplayError:
+        iso_header, iso_results = replay(traces, settings, iso_path, resume=False, progress=progress)
+    isolated = {r.signature_id: r for r in iso_results}
+    out = []
+    for trace in traces:
+        model = trace.header["model"]["name"]
+        t0 = time.monotonic()
+        if settings.backend == "estimate":
+            from replay.context_estimate import simulate_estimate
+            from replay.estimate import Settings as EstimateSettings
+            records, summary = simulate_estimate(trace, EstimateSettings(settings.device, settings.dtype,
+                                                                         memory=settings.memory))
+            info = {"mock": False, "note": summary.note}
+        else:
+            records, summary, info = _run_ttnn(trace, settings, log_dir)
+        mock = bool(info.get("mock", iso_header.get("mock")))
+        plan = plan_context(trace)
+        results_path, calls_path = context_paths(out_dir, settings, model)
+        header = {**run_identity([trace], settings), "mode": "model", "model": model,
+                  "mock": mock, "note": info.get("note") or iso_header.get("note", ""),
+                  "ttnn": info.get("ttnn_version") or iso_header.get("ttnn"),
+                  "isolated_results": os.path.basename(iso_path), "calls_file": os.path.basename(calls_path),
+                  "context": summary.to_json(), "trace_sha256": file_sha256(trace.path),
+                  "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        write_calls(calls_path, header, records, summary)
+        write_header(results_path, header)
+        j = Journal(results_path)
+        for r in signature_results(plan, records, isolated, settings.backend, settings.device, mock):
+            j.append(r)
+        j.close()
+        if progress:
+            sys.stderr.write(f"context {settings.backend} {settings.device} {model}: {len(records)} calls in "
+                             f"{time.monotonic() - t0:.1f} s; peak DRAM {summary.peak_dram_bytes:,} B, "
+                             f"L1 {summary.peak_l1_bytes:,} B; first failure "
+                             f"{summary.first_failure if summary.first_failure is not None else 'none'}\n")
+        out.append((results_path, calls_path))
+        read_results(results_path)  # what the report reads must read back
+    return out

@@ -1,0 +1,260 @@
+"""The estimate backend's in-context mode: a model's call sequence on a simulated allocator.
+
+Imports neither torch nor ttnn. Each call's buffers come from the estimate's per-op rules
+(replay/estimate.py); they are placed by a pure-Python allocator with one free list per bank type.
+Interleaved buffers take the same offset in every bank of their type, so one simulated bank stands
+for all of them; an allocation fails when its per-bank size exceeds the largest free block.
+
+Simplifications (documented in docs/in-context.md): first-fit (ttnn's allocator is best-fit), DRAM
+bottom-up and L1 top-down as in tt-metal; no circular buffers, no op scratch buffers, no L1_SMALL
+region use; ttnn's program cache is modelled only for reshape page-mapping tensors (allocated by
+the first call of a reshape signature, kept to the end, shared by later calls of that signature).
+"""
+from __future__ import annotations
+
+import time
+
+from capture.schema import Trace
+from replay.context import CallRecord, ContextPlan, plan_context, port_replays, resident_specs, summarize
+from replay.devices import get_device
+from replay.estimate import RULES, OpCase, Settings, _place, _tensors, outputs_only
+from replay.footprint import allocate
+from replay.results import oom_status
+
+MAPPING_ROLE = "reshape page-mapping tensor"
+
+
+class BankAllocator:
+    """One bank's free list: first fit, from the bottom (DRAM) or the top (L1)."""
+
+    def __init__(self, size: int, top_down: bool = False):
+        self.size, self.top_down = size, top_down
+        self.free: list[list[int]] = [[0, size]]      # [start, length], sorted by start
+
+    def alloc(self, n: int) -> int | None:
+        blocks = reversed(self.free) if self.top_down else self.free
+        for b in blocks:
+            if b[1] >= n:
+                addr = b[0] + b[1] - n if self.top_down else b[0]
+                if self.top_down:
+                    b[1] -= n
+                else:
+                    b[0] += n
+                    b[1] -= n
+                self.free = [x for x in self.free if x[1] > 0]
+                return addr
+        return None
+
+    def release(self, addr: int, n: int) -> None:
+        self.free.append([addr, n])
+        self.free.sort()
+        merged = [self.free[0]]
+        for s, ln in self.free[1:]:
+            last = merged[-1]
+            if last[0] + last[1] == s:
+                last[1] += ln
+            else:
+                merged.append([s, ln])
+        self.free = merged
+
+    @property
+    def free_bytes(self) -> int:
+        return sum(b[1] for b in self.free)
+
+    @property
+    def largest(self) -> int:
+        return max((b[1] for b in self.free), default=0)
+
+
+class Alloc:
+    """A placed buffer; several trace tensors (views) may share one."""
+
+    def __init__(self, memory: str, addr: int, per_bank: int, total: int, shape, role: str):
+        self.memory, self.addr, self.per_bank, self.total, self.shape, self.role = \
+            memory, addr, per_bank, total, tuple(shape), role
+        self.refs = 0
+
+
+class Simulation:
+    def __init__(self, plan: ContextPlan, trace: Trace, settings: Settings):
+        self.plan, self.trace, self.settings = plan, trace, settings
+        self.device = get_device(settings.device)
+        self.banks = {m: BankAllocator(self.device.banks(m, settings.l1_small_bytes)[1], top_down=(m == "L1"))
+                      for m in ("DRAM", "L1")}
+        self.live: dict[int, Alloc] = {}
+        self.cache: dict[str, Alloc] = {}          # signature id -> its cached page-mapping tensor
+        self.failed: set[int] = set()
+        self.cases: dict[str, tuple] = {}
+
+    # -- allocator ---------------------------------------------------------------------------
+    def place(self, buf):
+        """(Alloc, None) or (None, OomInfo dict) for one estimate Buffer."""
+        a = allocate(buf.shape, buf.dtype, buf.layout, buf.memory, self.device, self.settings.l1_small_bytes)
+        bank = self.banks[buf.memory]
+        addr = bank.alloc(a.per_bank_bytes) if a.per_bank_bytes else 0
+        if addr is None:
+            used = bank.size - bank.free_bytes
+            cause = "fragmentation" if bank.free_bytes >= a.per_bank_bytes else "exhaustion"
+            return None, {"requested_bytes": a.total_bytes, "buffer_type": buf.memory, "num_banks": a.num_banks,
+                          "per_bank_bytes": a.per_bank_bytes, "bank_bytes": bank.size, "allocated_bytes": used,
+                          "free_bytes": bank.free_bytes, "largest_free_bytes": bank.largest, "cause": cause,
+                          "phase": "op"}
+        return Alloc(buf.memory, addr, a.per_bank_bytes, a.total_bytes, buf.shape, buf.role), None
+
+    def hold(self, tid: int, alloc: Alloc) -> None:
+        self.drop(tid)
+        alloc.refs += 1
+        self.live[tid] = alloc
+
+    def drop(self, tid: int) -> None:
+        a = self.live.pop(tid, None)
+        if a is not None:
+            a.refs -= 1
+            if a.refs == 0:
+                self.banks[a.memory].release(a.addr, a.per_bank)
+
+    def in_use(self) -> tuple[int, int]:
+        out = []
+        for m in ("DRAM", "L1"):
+            b = self.banks[m]
+            out.append((b.size - b.free_bytes) * self.device.banks(m, self.settings.l1_small_bytes)[0])
+        return out[0], out[1]
+
+    def state(self) -> dict:
+        s = {"program_cache_entries": len(self.cache), "live_tensors": len(self.live),
+             "live_per_bank": {"DRAM": 0, "L1": 0}}
+        for m, b in self.banks.items():
+            s[m] = {"banks": self.device.banks(m, self.settings.l1_small_bytes)[0],
+                    "allocated_per_bank": b.size - b.free_bytes, "free_per_bank": b.free_bytes,
+                    "largest_free_per_bank": b.largest}
+        seen, top = set(), []
+        for tid, a in self.live.items():
+            if id(a) in seen:
+                continue
+            seen.add(id(a))
+            s["live_per_bank"][a.memory] += a.per_bank
+            meta = self.plan.tensors[tid]
+            top.append({"tensor": tid, "kind": meta.kind, "name": meta.name, "shape": list(a.shape),
+                        "memory": a.memory, "per_bank_bytes": a.per_bank})
+        s["top_live"] = sorted(top, key=lambda x: -x["per_bank_bytes"])[:8]
+        return s
+
+    # -- the sequence ------------------------------------------------------------------------
+    def case(self, sig_index: int):
+        sig = self.trace.signatures[sig_index]
+        if sig.id not in self.cases:
+            names = self.trace.ops[self.trace.calls[sig.calls[0]].op].arg_names
+            in_m, out_m = [], []
+            _tensors(sig.args, in_m)
+            _tensors(sig.outputs, out_m)
+            ins, why = _place(in_m, self.settings, "input")
+            outs, why2 = _place(out_m, self.settings, "output")
+            plan = None
+            if not (why or why2):
+                plan = RULES.get(sig.op, outputs_only)(OpCase(sig.op, dict(zip(names, sig.args)), ins, outs,
+                                                              self.settings, self.device))
+            self.cases[sig.id] = (ins, outs, plan, why or why2)
+        return self.cases[sig.id]
+
+    def place_resident(self) -> dict:
+        """Parameters, buffers, constants and inputs, placed as the port holds them (replay.mapping)."""
+        from replay.estimate import Buffer
+        from replay.mapping import Settings as PortSettings
+        replays = port_replays(self.trace, PortSettings(self.settings.dtype, self.settings.layout,
+                                                        self.settings.memory))
+        placed = {"DRAM": 0, "L1": 0, "failed": 0}
+        for tid, spec in resident_specs(self.plan, replays, self.settings.dtype).items():
+            a, _ = self.place(Buffer(tuple(spec.shape), spec.dtype, spec.layout, spec.memory, "resident"))
+            if a is None:
+                placed["failed"] += 1
+                continue
+            self.hold(tid, a)
+            placed[a.memory] += a.total
+        return placed
+
+    def run_step(self, step, call) -> CallRecord:
+        t0 = time.perf_counter()
+        rec = CallRecord(step.index, step.signature_id, step.op, step.module_path, "pass")
+        ins, outs, plan, why = self.case(call.signature)
+        if why or plan is None or plan.status:
+            rec.status = "unsupported" if (why or plan is None or plan.status == "unsupported") else "skipped"
+            rec.reason = why or plan.reason
+            if rec.status == "skipped":
+                self._alias(step)
+            return self._finish(step, rec, t0)
+        temps: list[Alloc] = []
+        oom = None
+        for buf, tid in zip(ins, step.arg_order):
+            if tid in self.live:
+                continue
+            a, oom = self.place(buf)
+            if a is None:
+                oom["phase"] = "inputs"
+                rec.cascade = tid in self.failed
+                break
+            rec.standins += 1
+            self.hold(tid, a)
+        made: dict[int, Alloc] = {}
+        if oom is None:
+            for buf in plan.buffers:
+                if buf.role == MAPPING_ROLE and step.signature_id in self.cache:
+                    continue
+                a, oom = self.place(buf)
+                if a is None:
+                    break
+                made[id(buf)] = a
+                if buf.role == MAPPING_ROLE:
+                    self.cache[step.signature_id] = a
+                elif all(buf is not o for o in outs):
+                    temps.append(a)
+        if oom is not None:
+            rec.status, rec.oom = oom_status(oom["buffer_type"]), oom
+            rec.reason = (f"{oom['buffer_type']} buffer needs {oom['per_bank_bytes']:,} B per bank, largest free "
+                          f"block {oom['largest_free_bytes']:,} B ({oom['free_bytes']:,} B free); estimate in context")
+            rec.allocator = self.state()
+            for a in made.values():
+                if a.role != MAPPING_ROLE:
+                    self.banks[a.memory].release(a.addr, a.per_bank)
+                else:
+                    self.cache.pop(step.signature_id, None)
+                    self.banks[a.memory].release(a.addr, a.per_bank)
+            self.failed.update(step.outputs)
+            return self._finish(step, rec, t0)
+        for buf, tid in zip(outs, step.outputs):
+            a = made.get(id(buf))
+            if a is not None:
+                self.hold(tid, a)
+            elif step.arg_order and step.arg_order[0] in self.live:   # a view: shares its input
+                self.hold(tid, self.live[step.arg_order[0]])
+        rec.dram_bytes, rec.l1_bytes = self.in_use()
+        for a in temps:
+            self.banks[a.memory].release(a.addr, a.per_bank)
+        return self._finish(step, rec, t0, measured=True)
+
+    def _alias(self, step) -> None:
+        for out in step.outputs:
+            for tid in step.arg_order:
+                if tid in self.live and self.plan.tensors[tid].storage_id == self.plan.tensors[out].storage_id:
+                    self.hold(out, self.live[tid])
+                    break
+
+    def _finish(self, step, rec, t0, measured: bool = False) -> CallRecord:
+        if not measured:
+            rec.dram_bytes, rec.l1_bytes = self.in_use()
+        for tid in step.free_after:
+            self.drop(tid)
+        rec.live_tensors = len(self.live)
+        rec.time_s = time.perf_counter() - t0
+        return rec
+
+
+def simulate_estimate(trace: Trace, settings: Settings = Settings()):
+    """Replay the trace's calls in context on the estimate: (records, ContextSummary)."""
+    plan = plan_context(trace)
+    sim = Simulation(plan, trace, settings)
+    resident = sim.place_resident()
+    records = [sim.run_step(step, call) for step, call in zip(plan.steps, trace.calls)]
+    summary = summarize(plan.model, "estimate", sim.device.name, records, len(plan.steps))
+    summary.resident_bytes = resident
+    summary.note = "estimate in context: first-fit allocator simulation, no device"
+    return records, summary

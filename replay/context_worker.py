@@ -1,0 +1,269 @@
+"""The in-context ttnn worker: replays one model's whole call sequence on one device, in order.
+
+    .venv-ttnn/bin/python -m replay.context_worker traces/yolov8s.msgpack --device n150 --memory dram
+
+It reads the trace itself (capture.schema needs only msgpack), opens the device once and keeps it:
+parameters, buffers and constants are allocated first and stay; every activation is the ttnn
+tensor its producing call returned and is dropped after its last use (replay.context.plan_context),
+so ttnn frees it when nothing else (a view) holds it; the program cache is never cleared, so cached
+reshape page-mapping tensors stay as they would in a port. A failing call is recorded and the run
+goes on: its outputs are simply absent, and a later consumer gets a freshly allocated stand-in.
+
+Frames out (4-byte big-endian length + msgpack, as replay.worker): {"kind": "ready", ...} or
+{"kind": "fatal", "error"}; one {"kind": "call", "record": CallRecord} per call in order; then
+{"kind": "summary", "summary": ContextSummary, "resident_bytes": {...}}. Never imports torch.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from replay.worker import protect_stdout, write_frame
+
+
+def _per_bank(spec, fp) -> int:
+    from replay.footprint import allocate
+    try:
+        return allocate(tuple(fp.shape), fp.dtype, fp.layout, fp.memory, spec).per_bank_bytes
+    except (KeyError, ValueError):
+        return 0
+
+
+class ContextRun:
+    """The device, the live tensors and the per-call bookkeeping of one in-context replay."""
+
+    def __init__(self, device, plan, trace, settings, board: str, mock: bool):
+        import ttnn
+
+        from replay.context import port_replays
+        from replay.devices import get_device
+        self.ttnn, self.device, self.plan, self.settings = ttnn, device, plan, settings
+        self.board, self.mock = board, mock
+        self.spec = get_device(board if board in ("n150", "n300", "p150", "p100")
+                               else "p150" if "blackhole" in board else "n150")
+        self.live: dict[int, object] = {}       # trace tensor index -> ttnn tensor (device)
+        self.host: dict[int, object] = {}       # host tensors (conv weights) by trace tensor index
+        self.pinned: dict[int, object] = {}     # device stand-ins for weights a port holds on host
+        self.produced_by: dict[int, int] = {}
+        self.failed: set[int] = set()           # outputs of calls that failed in context
+        self.replays = port_replays(trace, settings)
+
+    # -- memory ------------------------------------------------------------------------------
+    def _view(self, buffer: str):
+        bt = self.ttnn.BufferType.L1 if buffer == "L1" else self.ttnn.BufferType.DRAM
+        return self.ttnn.device.get_memory_view(self.device, bt)
+
+    def in_use(self) -> tuple[int, int]:
+        d, l1 = self._view("DRAM"), self._view("L1")
+        return d.total_bytes_allocated_per_bank * d.num_banks, l1.total_bytes_allocated_per_bank * l1.num_banks
+
+    def _device_tensors(self) -> dict:
+        """Distinct live device tensors (views of one buffer counted once) -> a trace tensor index."""
+        from replay.ttnn_backend import footprint
+        out = {}
+        for tid, t in list(self.live.items()) + list(self.pinned.items()):
+            try:
+                key = (t.buffer_address(), str(t.memory_config().buffer_type))
+            except Exception:  # noqa: BLE001 - a host or deallocated tensor holds no device memory
+                continue
+            out.setdefault(key, (tid, footprint(t)))
+        return out
+
+    def allocator_state(self) -> dict:
+        """The allocator's state now: per memory, what is allocated/free/the largest block, and
+        what our live tensors hold (the rest is the program cache and ops' scratch)."""
+        state = {"program_cache_entries": int(self.device.num_program_cache_entries()),
+                 "live_tensors": len(self.live), "live_per_bank": {"DRAM": 0, "L1": 0}}
+        for buf in ("DRAM", "L1"):
+            v = self._view(buf)
+            state[buf] = {"banks": v.num_banks, "allocated_per_bank": v.total_bytes_allocated_per_bank,
+                          "free_per_bank": v.total_bytes_free_per_bank,
+                          "largest_free_per_bank": v.largest_contiguous_bytes_free_per_bank}
+        top = []
+        for tid, fp in self._device_tensors().values():
+            pb = _per_bank(self.spec, fp)
+            state["live_per_bank"][fp.memory] = state["live_per_bank"].get(fp.memory, 0) + pb
+            meta = self.plan.tensors[tid]
+            step = self.plan.steps[self.produced_by[tid]] if tid in self.produced_by else None
+            top.append({"tensor": tid, "kind": meta.kind, "name": meta.name, "shape": fp.shape, "dtype": fp.dtype,
+                        "layout": fp.layout, "memory": fp.memory, "per_bank_bytes": pb,
+                        "produced_by_call": step.index if step else None,
+                        "module_path": step.module_path if step else ""})
+        state["top_live"] = sorted(top, key=lambda x: -x["per_bank_bytes"])[:8]
+        return state
+
+    # -- tensors -----------------------------------------------------------------------------
+    def _matches(self, t, spec) -> bool:
+        from replay.ttnn_backend import footprint
+        fp = footprint(t)
+        return fp.shape == list(spec.shape) and fp.dtype == spec.dtype and fp.layout == spec.layout \
+            and fp.memory == spec.memory
+
+    def _alive(self, t) -> bool:
+        try:
+            return t.storage_type() != self.ttnn.StorageType.DEVICE or t.is_allocated()
+        except Exception:  # noqa: BLE001
+            return False
+
+    def place_resident(self) -> dict:
+        """Allocate parameters, buffers, constants and inputs before the first call."""
+        from replay.context import resident_specs
+        from replay.ttnn_backend import create_input
+        placed = {"DRAM": 0, "L1": 0, "failed": 0}
+        for tid, spec in resident_specs(self.plan, self.replays, self.settings.dtype).items():
+            target = self.pinned if getattr(spec, "pinned", False) else self.live
+            try:
+                target[tid] = create_input(self.device, spec)
+                placed[spec.memory] += spec_bytes(spec)
+            except Exception:  # noqa: BLE001 - a weight that does not fit: consumers get stand-ins
+                placed["failed"] += 1
+        return placed
+
+    # -- one call ----------------------------------------------------------------------------
+    def run_step(self, step):
+        from replay.context import CallRecord
+        from replay.ttnn_backend import _failure, _resolve, _tensors, create_input
+        from replay.results import ReplayResult
+        ttnn = self.ttnn
+        t0 = time.perf_counter()
+        r = self.replays[step.signature_id]
+        rec = CallRecord(step.index, step.signature_id, step.op, step.module_path, "pass")
+        if r.status != "mapped":
+            rec.status, rec.reason = ("skipped" if r.status == "skip" else "unsupported"), r.reason
+            if r.status == "skip":  # a view or alias a port never issues: outputs are their input
+                for out in step.outputs:
+                    for tid in step.arg_order:
+                        if tid in self.live and self.plan.tensors[tid].storage_id == \
+                                self.plan.tensors[out].storage_id:
+                            self.live[out] = self.live[tid]
+                            break
+            return self._finish(step, rec, t0)
+        memory_config = ttnn.L1_MEMORY_CONFIG if self.settings.buffer == "L1" else ttnn.DRAM_MEMORY_CONFIG
+        env: dict = {}
+        failure = ReplayResult(step.signature_id, step.op, "pass", "ttnn", self.board, self.mock)
+        value, phase = None, "inputs"
+        try:
+            for spec in r.inputs:
+                tid = step.args.get(spec.name)
+                if spec.memory == "host":
+                    if tid is None or tid not in self.host:
+                        t = create_input(self.device, spec)
+                        if tid is not None:
+                            self.host[tid] = t
+                    env[spec.name] = self.host.get(tid) if tid is not None else t
+                    continue
+                cur = self.live.get(tid) if tid is not None else None
+                if cur is not None and self._alive(cur) and self._matches(cur, spec):
+                    env[spec.name] = cur
+                    continue
+                if cur is not None:
+                    rec.reheld += 1          # a port would hold it this way: replace, do not copy
+                    del self.live[tid]
+                    cur = None
+                else:
+                    rec.standins += 1
+                    rec.cascade = rec.cascade or tid in self.failed
+                env[spec.name] = t = create_input(self.device, spec)
+                if tid is not None:
+                    self.live[tid] = t
+            phase = "op"
+            for call in r.calls:
+                fn = ttnn
+                for part in call.fn.split("."):
+                    fn = getattr(fn, part)
+                args = _resolve(call.args, env, self.device, memory_config)
+                kwargs = {k: _resolve(v, env, self.device, memory_config) for k, v in call.kwargs.items()}
+                value = fn(*args, **kwargs)
+                if call.pick is not None:
+                    value = value[call.pick]
+                env[call.out] = value
+        except Exception as e:  # noqa: BLE001 - any ttnn error is this call's verdict
+            _failure(failure, e, phase)
+            rec.status, rec.reason = failure.status, failure.reason
+            rec.oom = _oom_dict(failure.oom)
+            rec.allocator = self.allocator_state()
+            rec.cascade = rec.cascade and phase == "inputs"
+            self.failed.update(step.outputs)
+            env.clear()
+            return self._finish(step, rec, t0)
+        outs = _tensors(value)
+        for i, tid in enumerate(step.outputs):
+            if i < len(outs):
+                self.live[tid] = outs[i]
+                self.produced_by[tid] = step.index
+            else:
+                self.live.pop(tid, None)
+        env.clear()
+        del outs, value
+        return self._finish(step, rec, t0)
+
+    def _finish(self, step, rec, t0):
+        rec.dram_bytes, rec.l1_bytes = self.in_use()
+        for tid in step.free_after:
+            self.live.pop(tid, None)
+            self.host.pop(tid, None)
+        rec.live_tensors = len(self.live)
+        rec.time_s = time.perf_counter() - t0
+        return rec
+
+
+def spec_bytes(spec) -> int:
+    from replay.ttnn_backend import planned_footprint
+    return planned_footprint(spec).padded_bytes
+
+
+def _oom_dict(oom):
+    from dataclasses import asdict
+    return asdict(oom) if oom is not None else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m replay.context_worker", description=__doc__.split("\n")[0])
+    ap.add_argument("trace")
+    ap.add_argument("--device", default="n150")
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--memory", default="dram", choices=["dram", "l1"])
+    ap.add_argument("--layout", default="TILE", choices=["TILE", "ROW_MAJOR"])
+    ap.add_argument("--l1-small-size", type=int, default=32768)
+    args = ap.parse_args(argv)
+
+    frames_fd = protect_stdout()
+    from dataclasses import asdict
+
+    from capture.schema import read_trace
+    from replay.context import plan_context, summarize
+    from replay.device import open_device
+    from replay.mapping import Settings
+    from replay.results import one_line
+    try:
+        trace = read_trace(args.trace)
+        plan = plan_context(trace)
+        device, info = open_device(args.device, l1_small_size=args.l1_small_size)
+    except Exception as e:  # noqa: BLE001 - report, whatever it is
+        write_frame(frames_fd, {"kind": "fatal", "ready": False, "error": one_line(str(e))})
+        return 2
+    import ttnn
+    settings = Settings(dtype=args.dtype, layout=args.layout, memory=args.memory)
+    try:
+        run = ContextRun(device, plan, trace, settings, info.board, info.mock)
+        write_frame(frames_fd, {"kind": "ready", "ready": True, "board": info.board, "mock": info.mock,
+                                "note": info.note, "ttnn_version": info.ttnn_version, "calls": len(plan.steps)})
+        resident = run.place_resident()
+        records = []
+        for step in plan.steps:
+            rec = run.run_step(step)
+            records.append(rec)
+            write_frame(frames_fd, {"kind": "call", "record": rec.to_json()})
+        summary = summarize(plan.model, "ttnn", info.board, records, len(plan.steps))
+        summary.resident_bytes = resident
+        summary.note = info.note
+        write_frame(frames_fd, {"kind": "summary", "summary": asdict(summary)})
+    finally:
+        run = None
+        ttnn.close_device(device)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
