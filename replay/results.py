@@ -115,11 +115,15 @@ _CB_RE = re.compile(r"(circular buffers|dataflow buffers).*(beyond max L1 size|c
                     re.IGNORECASE | re.DOTALL)
 
 
+_TT_PREFIX_RE = re.compile(r"^(?:\w+: )?(TT_THROW|TT_FATAL) @ \S+:\d+: (\S+)?(.*?)(tt::exception )?info: ")
+
+
 def one_line(message: str, limit: int = 400) -> str:
-    """The message up to ttnn's backtrace, whitespace collapsed."""
+    """The message up to ttnn's backtrace, whitespace collapsed, tt-metal's source location dropped."""
     m = " ".join(str(message).split())
     cut = m.find("backtrace:")
-    return (m[:cut] if cut >= 0 else m).strip()[:limit]
+    m = (m[:cut] if cut >= 0 else m).strip()
+    return _TT_PREFIX_RE.sub("", m)[:limit]
 
 
 def parse_oom(message: str, phase: str) -> OomInfo | None:
