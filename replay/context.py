@@ -36,6 +36,7 @@ DIFFERENCE_REASONS = {
     "live_tensors": "the model's live tensors (parameters, activations not yet freed) leave too little room",
     "fragmentation": "enough memory is free in total, but no free block is large enough (fragmentation)",
     "program_cache": "reshape page-mapping tensors kept by ttnn's program cache hold the missing room",
+    "cascade": "its input's producer failed in context, and a stand-in for that input does not fit either",
     "same": "fails alone too",
     "passes_in_context": "fails alone but passes in context (a stand-in input, or an ordering effect)",
     "other": "a non-memory error that appears only in context",
@@ -317,7 +318,7 @@ def signature_results(plan: ContextPlan, records: list[CallRecord], isolated: di
         if iso is not None:
             res.ttnn_call, res.inputs, res.outputs = iso.ttnn_call, iso.inputs, iso.outputs
             res.error_signature = iso.error_signature if first.status == iso.status else ""
-        why = why_differs(first, iso)
+        why = "cascade" if first.cascade else why_differs(first, iso)
         res.extra = {
             "mode": "model",
             "context": {"calls": len(recs), "failing_calls": [r.index for r in failing][:50],
@@ -451,3 +452,41 @@ def run_context(traces: list[Trace], settings, out_dir: str, progress: bool = Tr
         out.append((results_path, calls_path))
         read_results(results_path)  # what the report reads must read back
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# For the reports
+
+def context_models(header: dict, results, shapes: dict[str, str]) -> list:
+    """The report's in-context section for a --mode model results set (one model)."""
+    from replay.remedies import remedy_text
+    from replay.report_data import ContextModel, ContextRow
+    s = header.get("context") or {}
+    rows, flips = [], 0
+    for r in results:
+        ctx, iso = r.extra.get("context"), r.extra.get("isolated")
+        if not isinstance(ctx, dict) or not isinstance(iso, dict):
+            continue
+        if r.status not in BLOCKING and iso.get("status") not in BLOCKING:
+            continue
+        why = ctx.get("why", "")
+        flips += r.status in BLOCKING and iso.get("status") not in BLOCKING and why != "cascade"
+        rows.append(ContextRow(r.signature_id, r.op, shapes.get(r.signature_id, ""), ctx.get("first_call", -1),
+                               ctx.get("module_path", ""), iso.get("status", "not_run"), r.status,
+                               len(ctx.get("failing_calls") or []), why, DIFFERENCE_REASONS.get(why, why),
+                               r.oom.requested_bytes if r.oom else iso.get("requested_bytes"), remedy_text(r)))
+    rows.sort(key=lambda x: x.first_call)
+    first = s.get("first_failure")
+    first_row = next((x for x in rows if x.first_call == first), None)
+    text = "none" if first is None else (
+        f"call {first} in {first_row.module_path or '(model)'}: {first_row.op} {first_row.input_shapes} -> "
+        f"{first_row.context_status} (alone: {first_row.isolated_status}); {first_row.why_text}"
+        if first_row else f"call {first}")
+    allocator = next((r.extra["context"].get("allocator") for r in results
+                      if isinstance(r.extra.get("context"), dict) and r.extra["context"].get("first_call") == first),
+                     None)
+    return [ContextModel(str(header.get("model", s.get("model", ""))), str(s.get("backend", header.get("backend"))),
+                         int(s.get("peak_dram_bytes", 0)), int(s.get("peak_dram_call", -1)),
+                         int(s.get("peak_l1_bytes", 0)), int(s.get("peak_l1_call", -1)),
+                         dict(s.get("resident_bytes") or {}), first, text, allocator,
+                         int(s.get("failing_calls", 0)), int(s.get("cascaded_calls", 0)), flips, rows)]

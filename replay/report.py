@@ -20,6 +20,7 @@ from replay.attribution import (MEMORY_FAILURES, NOT_RUN, NOT_RUN_NOTE, REPORT_S
 from replay.report_data import (REPORT_FORMAT, REPORT_VERSION, FailureRow, FirstBlock, LayerRow,  # noqa: F401
                                 MatrixCell, MemoryLimit, ModelReport, OpFix, Provenance, ReasonRow, Report,
                                 SignatureRow, TensorRow)
+from replay.remedies import remedy_rows, remedy_text
 from replay.results import ESTIMATE_NOTE, MOCK_NOTE, ReplayResult
 
 TOP_N = 10  # rows in per-model "top" tables
@@ -163,7 +164,8 @@ class _Builder:
                 self.reason(sid), oom.buffer_type if oom else "", oom.requested_bytes if oom else None,
                 oom.per_bank_bytes if oom else None, oom.num_banks if oom else None,
                 oom.cause if oom else "", r.device if r else self.prov.device,
-                r.mock if r else self.prov.mock, r.backend if r else self.prov.backend, logical, padded_b))
+                r.mock if r else self.prov.mock, r.backend if r else self.prov.backend, logical, padded_b,
+                remedy_text(r)))
 
         return ModelReport(m.model, m.trace_path, m.trace_sha256, len(m.calls), len(m.signature_ids),
                            by_status, blocked, round(100.0 * blocked / len(m.calls), 2) if m.calls else 0.0,
@@ -270,8 +272,13 @@ def build_report(traces: list[Trace], header: dict, results: list[ReplayResult])
     if att.orphan_results:
         warnings.append(f"{len(att.orphan_results)} results belong to signatures no trace here holds; "
                         "they are not counted")
-    return Report(prov, statuses, models, ops, matrix, shared, fix, fix_ops, limits, att.orphan_results,
-                  warnings)
+    report = Report(prov, statuses, models, ops, matrix, shared, fix, fix_ops, limits, att.orphan_results,
+                    warnings)
+    if header.get("mode") == "model":  # replay --mode model: isolated and in-context verdicts side by side
+        from replay.context import context_models
+        report.context = context_models(header, att.results.values(), b.shapes)
+    report.remedies = remedy_rows(att.results.values(), b.shapes)
+    return report
 
 
 # ---------------------------------------------------------------------------------------------

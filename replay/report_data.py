@@ -116,6 +116,7 @@ class FailureRow:
     backend: str
     logical_bytes: int       # inputs + outputs as replay placed them
     padded_bytes: int
+    remedy: str = ""         # the cheapest configuration that works (replay.remedies), "none", or "" (not tried)
 
 
 @dataclass
@@ -171,6 +172,66 @@ class MemoryLimit:
 
 
 @dataclass
+class ContextRow:
+    """A signature failing alone or in a model's call sequence: both verdicts side by side."""
+    signature_id: str
+    op: str
+    input_shapes: str
+    first_call: int          # the first call failing in context (else the first call)
+    module_path: str
+    isolated_status: str
+    context_status: str
+    failing_calls: int       # calls of the signature failing in context
+    why: str                 # replay.context.DIFFERENCE_REASONS key
+    why_text: str
+    requested_bytes: int | None
+    remedy: str = ""
+
+
+@dataclass
+class ContextModel:
+    """One model replayed in context (replay --mode model): peaks and the first failure."""
+    model: str
+    backend: str
+    peak_dram_bytes: int
+    peak_dram_call: int
+    peak_l1_bytes: int
+    peak_l1_call: int
+    resident_bytes: dict     # parameters, buffers, constants and inputs placed before the first call
+    first_failure: int | None
+    first_failure_text: str
+    allocator: dict | None   # the allocator's state at the first failure
+    failing_calls: int
+    cascaded_calls: int      # failures that only repeat a failed producer's (stand-in inputs)
+    isolated_pass_context_fail: int   # signatures passing alone that fail in context
+    rows: list[ContextRow]
+
+
+@dataclass
+class RemedyRow:
+    """A failing signature and the cheapest configuration found that makes it run."""
+    signature_id: str
+    op: str
+    input_shapes: str
+    status: str
+    remedy: str              # e.g. "memory=DRAM", "fold trailing 1s: [160, 100, 512]", or "none"
+    bytes_needed: int | None  # the largest buffer of the working configuration
+    tried: list[str]
+
+
+@dataclass
+class HeadroomRow:
+    """The largest input of a model that still replays without a failure."""
+    model: str
+    batch: int
+    height: int
+    width: int
+    confirmed: str           # "mock", "real", "estimate" or "" (not confirmed on a device)
+    first_failing_above: str  # what fails just above: "call 183 aten._softmax.default oom_dram"
+    note: str = ""
+
+
+@dataclass
 class Report:
     provenance: Provenance
     statuses: dict[str, str]                 # every status shown -> what it means
@@ -183,6 +244,9 @@ class Report:
     memory_limits: list[MemoryLimit]
     orphan_results: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # what makes the numbers less than complete
+    context: list[ContextModel] = field(default_factory=list)   # --mode model runs only
+    remedies: list[RemedyRow] = field(default_factory=list)     # when remedies were tried
+    headroom: list[HeadroomRow] = field(default_factory=list)   # when `replay headroom` results exist
     format: str = REPORT_FORMAT
     version: int = REPORT_VERSION
 

@@ -223,6 +223,62 @@ def matrix_section(report: Report) -> str:
             "<p>Each cell: calls of the op in the model, coloured by its worst status (hover for all).</p>")
 
 
+def context_sections(report: Report) -> str:
+    """In-context runs: peaks, the first failure with the allocator's state, verdicts side by side."""
+    out = []
+    for c in report.context:
+        resident = ", ".join(f"{k} {fmt_bytes(v)}" for k, v in c.resident_bytes.items() if k != "failed")
+        out.append(f'<section id="context"><h2>{e(c.model)} in context ({e(c.backend)})</h2>'
+                   f"<p>Peak DRAM <b>{e(fmt_bytes(c.peak_dram_bytes))}</b> (after call {c.peak_dram_call}), peak L1 "
+                   f"<b>{e(fmt_bytes(c.peak_l1_bytes))}</b> (after call {c.peak_l1_call}); resident before the first "
+                   f"call: {e(resident)}. {c.failing_calls} calls fail in context ({c.cascaded_calls} only because "
+                   f"a producer failed); {c.isolated_pass_context_fail} signatures pass alone and fail in context.</p>"
+                   f"<p>First failure in context: {e(c.first_failure_text)}</p>")
+        a = c.allocator
+        if a:
+            rows = [[e(m), str(a[m]["banks"]), e(fmt_bytes(a[m]["allocated_per_bank"])),
+                     e(fmt_bytes((a.get("live_per_bank") or {}).get(m))), e(fmt_bytes(a[m]["free_per_bank"])),
+                     e(fmt_bytes(a[m]["largest_free_per_bank"]))] for m in ("DRAM", "L1") if m in a]
+            out.append(f"<h3>Allocator at the first failure ({a.get('program_cache_entries', 0)} programs cached, "
+                       f"{a.get('live_tensors', 0)} live tensors)</h3>"
+                       + table(["memory", "banks", "allocated / bank", "held by live tensors / bank", "free / bank",
+                                "largest free block"], rows, {1, 2, 3, 4, 5})
+                       + table(["tensor", "kind", "shape", "memory", "per bank", "made by call", "module"],
+                               [[str(t["tensor"]), e(t["kind"]), f"<code>{e(t['shape'])}</code>", e(t["memory"]),
+                                 e(fmt_bytes(t["per_bank_bytes"])), e(t.get("produced_by_call", "")),
+                                 f"<code>{e(t.get('module_path') or '')}</code>"] for t in a.get("top_live", [])],
+                               {0, 4, 5}))
+        if c.rows:
+            out.append("<h3>Failing ops: alone and in context</h3>" + table(
+                ["call", "module", "op", "input shapes", "alone", "in context", "failing calls", "why", "remedy"],
+                [[str(r.first_call), f"<code>{e(r.module_path)}</code>", f"<code>{e(r.op)}</code>",
+                  f"<code>{e(r.input_shapes)}</code>", badge(r.isolated_status), badge(r.context_status),
+                  str(r.failing_calls), e(r.why_text), e(r.remedy or "-")] for r in c.rows], {0, 6}))
+        out.append("</section>")
+    return "\n".join(out)
+
+
+def remedies_section(report: Report) -> str:
+    if not report.remedies:
+        return ""
+    return ('<section id="remedies"><h2>Remedies</h2><p>For each failing signature, the cheapest configuration '
+            "on the same device that runs (fewest bytes of inputs and outputs), or none.</p>"
+            + table(["op", "input shapes", "status", "remedy", "bytes needed", "tried"],
+                    [[f"<code>{e(r.op)}</code>", f"<code>{e(r.input_shapes)}</code>", badge(r.status), e(r.remedy),
+                      e(fmt_bytes(r.bytes_needed)), e("; ".join(r.tried))] for r in report.remedies], {4})
+            + "</section>")
+
+
+def headroom_section(report: Report) -> str:
+    if not report.headroom:
+        return ""
+    return ('<section id="headroom"><h2>Maximum supported size</h2>'
+            + table(["model", "batch", "height", "width", "confirmed", "what fails just above", "note"],
+                    [[e(h.model), str(h.batch), str(h.height), str(h.width), e(h.confirmed or "-"),
+                      e(h.first_failing_above), e(h.note)] for h in report.headroom], {1, 2, 3})
+            + "</section>")
+
+
 def render_html(report: Report) -> str:
     """The whole report as one HTML document."""
     p = report.provenance
@@ -267,6 +323,7 @@ def render_html(report: Report) -> str:
         if report.shared else "<p>None.</p>", "</section>",
         '<section id="limits"><h2>Memory limits per op</h2>',
         "<p>Sizes are the largest tensor of the op (padded bytes as replay placed it).</p>", limits, "</section>",
+        context_sections(report), remedies_section(report), headroom_section(report),
     ]
     parts += [model_section(i, m) for i, m in enumerate(report.models)]
     parts.append("</body></html>")

@@ -14,7 +14,7 @@ EXPLAINED = ("skipped", "unsupported", "not_run")
 CSV_COLUMNS = ("Operator", "Input_Shape", "Total_Memory_B", "Total_Memory_MB", "Per_Bank_Memory_B",
                "Per_Bank_Memory_KB", "Num_Banks", "Model", "Module_Path", "Calls", "First_Call", "Status",
                "Buffer_Type", "OOM_Cause", "Device", "Mock_Or_Real", "Backend", "Logical_Bytes",
-               "Padded_Bytes", "Reason", "Signature_Id")
+               "Padded_Bytes", "Reason", "Signature_Id", "Remedy")
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -78,6 +78,7 @@ def render_terminal(report: Report) -> str:
         rows = [["status", "calls", "%"]] + [[s, str(n), pct(n, m.calls)] for s, n in m.by_status.items()]
         out += ["  " + line for line in _table(rows, {1, 2})]
         out.append("  first blocking: " + first_block_text(m))
+    out += context_lines(report)
     if report.fix_by_op:
         out.append("")
         out.append("fix first (op: models blocked, calls): " + "; ".join(
@@ -140,8 +141,61 @@ def render_markdown(report: Report, top: int = 15) -> str:
         for ml in report.memory_limits[:top]:
             out.append(f"| {_md(ml.op)} | {fmt_bytes(ml.largest_pass_bytes)} | {fmt_bytes(ml.smallest_fail_bytes)} "
                        f"| {ml.smallest_fail_status}{' (overlaps a pass)' if ml.overlap else ''} |")
+    out += context_markdown(report, top) + remedies_markdown(report, top) + headroom_markdown(report)
     out += ["", "## Statuses", ""] + [f"- `{s}`: {_md(why)}" for s, why in report.statuses.items()]
     return "\n".join(out) + "\n"
+
+
+def context_lines(report: Report) -> list[str]:
+    """Terminal lines of an in-context run: peaks, first failure, ops that fail only in context."""
+    out = []
+    for c in report.context:
+        out += ["", f"{c.model} in context ({c.backend}): peak DRAM {fmt_bytes(c.peak_dram_bytes)} (call "
+                    f"{c.peak_dram_call}), peak L1 {fmt_bytes(c.peak_l1_bytes)}; {c.failing_calls} calls fail in "
+                    f"context ({c.cascaded_calls} only because a producer failed); "
+                    f"{c.isolated_pass_context_fail} signatures pass alone but fail in context",
+                f"  first failure in context: {c.first_failure_text}"]
+    return out
+
+
+def context_markdown(report: Report, top: int) -> list[str]:
+    out = []
+    for c in report.context:
+        out += ["", f"## {_md(c.model)} in context: isolated and in-context verdicts", "",
+                f"Peak DRAM {fmt_bytes(c.peak_dram_bytes)} (after call {c.peak_dram_call}), peak L1 "
+                f"{fmt_bytes(c.peak_l1_bytes)}; resident before the first call: "
+                + _md(", ".join(f"{k} {fmt_bytes(v)}" for k, v in c.resident_bytes.items() if k != "failed"))
+                + f". First failure in context: {_md(c.first_failure_text)}.", ""]
+        if c.rows:
+            out += ["| call | module | op | input shapes | alone | in context | failing calls | why | remedy |",
+                    "|---:|---|---|---|---|---|---:|---|---|"]
+            for r in c.rows[:top]:
+                out.append(f"| {r.first_call} | {_md(r.module_path)} | {_md(r.op)} | {_md(r.input_shapes)} | "
+                           f"{r.isolated_status} | {r.context_status} | {r.failing_calls} | {_md(r.why_text)} | "
+                           f"{_md(r.remedy)} |")
+    return out
+
+
+def remedies_markdown(report: Report, top: int) -> list[str]:
+    if not report.remedies:
+        return []
+    out = ["", "## Remedies: the cheapest configuration that runs", "",
+           "| op | input shapes | status | remedy | bytes needed |", "|---|---|---|---|---:|"]
+    for r in report.remedies[:top]:
+        out.append(f"| {_md(r.op)} | {_md(r.input_shapes)} | {r.status} | {_md(r.remedy)} | "
+                   f"{fmt_bytes(r.bytes_needed)} |")
+    return out
+
+
+def headroom_markdown(report: Report) -> list[str]:
+    if not report.headroom:
+        return []
+    out = ["", "## Maximum supported size", "",
+           "| model | batch | height | width | confirmed | what fails just above |", "|---|---:|---:|---:|---|---|"]
+    for h in report.headroom:
+        out.append(f"| {_md(h.model)} | {h.batch} | {h.height} | {h.width} | {h.confirmed or '-'} | "
+                   f"{_md(h.first_failing_above)} |")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,7 +214,7 @@ def csv_row(f: FailureRow) -> dict:
         "First_Call": f.first_call, "Status": f.status, "Buffer_Type": f.buffer_type, "OOM_Cause": f.oom_cause,
         "Device": f.device, "Mock_Or_Real": run_kind(f.mock, f.backend), "Backend": f.backend,
         "Logical_Bytes": f.logical_bytes, "Padded_Bytes": f.padded_bytes, "Reason": f.reason,
-        "Signature_Id": f.signature_id,
+        "Signature_Id": f.signature_id, "Remedy": f.remedy,
     }
 
 

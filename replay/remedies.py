@@ -1,0 +1,180 @@
+"""Remedies: for a failing signature, the cheapest configuration on the same device that runs.
+
+Imports neither torch nor ttnn. The ladder (``ladder``) tries, one change at a time from the run's
+settings: DRAM instead of L1; ROW_MAJOR instead of TILE (or the reverse); bfloat8_b; and, for a
+reshape or permute with size-1 trailing dims, the same op with those dims folded away (a port keeps
+them implicit) — alone and with DRAM. Each alternative is replayed on the run's backend (the ttnn
+workers, or the estimate); among those that pass, the cheapest is the one whose tensors need the
+fewest bytes (inputs + outputs, padded, as replay placed them). The result is stored in the
+signature's ``extra["remedy"]``: ``{"remedy", "bytes_needed", "tried": [[name, status], ...]}``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from capture.schema import Signature
+from replay.results import BLOCKING, ReplayResult, bytes_of
+
+NONE = "none"
+FOLDABLE_OPS = ("aten.view.default", "aten._unsafe_view.default", "aten.reshape.default",
+                "aten.unsqueeze.default", "aten.view_copy.default", "aten.permute.default")
+
+
+@dataclass
+class Variant:
+    name: str                # what a user would change, e.g. "memory=DRAM"
+    dtype: str
+    layout: str
+    memory: str              # dram | l1
+    sig: Signature
+    arg_names: list[str]
+
+
+def _strip_ones(shape: list[int]) -> list[int]:
+    out = list(shape)
+    while len(out) > 1 and out[-1] == 1:
+        out.pop()
+    return out
+
+
+def _tensor(shape: list[int], like: list) -> list:
+    stride, acc = [], 1
+    for d in reversed(shape):
+        stride.insert(0, acc)
+        acc *= max(d, 1)
+    return ["T", [shape, like[1], stride]]
+
+
+def fold_trailing_ones(sig: Signature, arg_names: list[str]) -> Signature | None:
+    """The reshape/permute with its size-1 trailing dims folded away, or None when it has none."""
+    if sig.op not in FOLDABLE_OPS:
+        return None
+    named = dict(zip(arg_names, range(len(arg_names))))
+    if "self" not in named or not sig.outputs or sig.outputs[0][0] != "T":
+        return None
+    x = sig.args[named["self"]][1]
+    out = sig.outputs[0][1]
+    args = list(sig.args)
+    if sig.op == "aten.permute.default":
+        shape, dims = x[0], [d % max(len(x[0]), 1) for d in (v[1] for v in sig.args[named["dims"]][1])]
+        keep = [i for i, n in enumerate(shape) if n != 1]
+        if len(keep) == len(shape):
+            return None
+        new_dims = [keep.index(d) for d in dims if d in keep]
+        new_in = [shape[i] for i in keep] or [1]
+        args[named["self"]] = _tensor(new_in, x)
+        args[named["dims"]] = ["list", [["int", d] for d in new_dims or [0]]]
+        new_out = [shape[d] for d in dims if d in keep] or [1]
+    else:
+        new_in, new_out = _strip_ones(x[0]), _strip_ones(out[0])
+        if new_in == x[0] and new_out == out[0]:
+            return None
+        args[named["self"]] = _tensor(new_in, x)
+        for name in ("size", "shape"):
+            if name in named:
+                args[named[name]] = ["list", [["int", d] for d in new_out]]
+        if sig.op == "aten.unsqueeze.default":
+            return None if new_out != new_in else Signature(sig.id + "-fold", "aten.view.default",
+                                                            [args[named["self"]], ["list", [["int", d] for d in new_out]]],
+                                                            [_tensor(new_out, out)], sig.count, sig.calls)
+    return Signature(sig.id + "-fold", sig.op, args, [_tensor(new_out, out)] + sig.outputs[1:], sig.count, sig.calls)
+
+
+def ladder(sig: Signature, arg_names: list[str], dtype: str, layout: str, memory: str) -> list[Variant]:
+    """The alternatives to try for one signature, cheapest change first."""
+    out = []
+    if memory == "l1":
+        out.append(Variant("memory=DRAM", dtype, layout, "dram", sig, arg_names))
+    flip = "ROW_MAJOR" if layout == "TILE" else "TILE"
+    if not (flip == "ROW_MAJOR" and dtype.endswith("_b")):
+        out.append(Variant(f"layout={flip}", dtype, flip, memory, sig, arg_names))
+    if dtype != "bfloat8_b":
+        out.append(Variant("dtype=bfloat8_b", "bfloat8_b", "TILE", memory, sig, arg_names))
+    folded = fold_trailing_ones(sig, arg_names)
+    if folded is not None:
+        shape = folded.outputs[0][1][0]
+        out.append(Variant(f"fold trailing 1s: {shape}", dtype, layout, memory, folded, arg_names))
+        if memory == "l1":
+            out.append(Variant(f"fold trailing 1s: {shape}, memory=DRAM", dtype, layout, "dram", folded, arg_names))
+    return out
+
+
+def choose(tried: list[tuple[Variant, ReplayResult]]) -> dict:
+    """The cheapest passing variant (fewest padded bytes), as stored in extra["remedy"]."""
+    passing = [(bytes_of(r.inputs) + bytes_of(r.outputs), i, v) for i, (v, r) in enumerate(tried)
+               if r.status == "pass"]
+    best = min(passing, key=lambda x: (x[0], x[1])) if passing else None
+    return {"remedy": best[2].name if best else NONE, "bytes_needed": best[0] if best else None,
+            "tried": [[v.name, r.status] for v, r in tried]}
+
+
+def find_remedies(cases: list, results: dict[str, ReplayResult], settings) -> dict[str, dict]:
+    """Signature id -> remedy for every failing result among the cases (runner.Case), on the run's
+    backend and device. settings is runner.Settings."""
+    failing = [c for c in cases if c.sig.id in results and results[c.sig.id].status in BLOCKING
+               and results[c.sig.id].status not in ("unsupported", "crash", "timeout")]
+    variants = [(c.sig.id, v) for c in failing
+                for v in ladder(c.sig, c.arg_names, settings.dtype, "TILE", settings.memory)]
+    if not variants:
+        return {}
+    ran = run_variants([v for _, v in variants], settings)
+    tried: dict[str, list] = {}
+    for (sid, v), r in zip(variants, ran):
+        tried.setdefault(sid, []).append((v, r))
+    return {sid: choose(t) for sid, t in tried.items()}
+
+
+def run_variants(variants: list[Variant], settings) -> list[ReplayResult]:
+    """Replay each variant on settings.backend (ttnn workers grouped by placement, or the estimate)."""
+    if settings.backend == "estimate":
+        from replay.estimate import Settings as EstimateSettings
+        from replay.estimate import run_signature
+        return [run_signature(v.sig, v.arg_names, EstimateSettings(settings.device, v.dtype, v.layout, v.memory))
+                for v in variants]
+    import os
+    import tempfile
+
+    from replay.pool import Job, WorkerPool, find_ttnn_python
+    python = find_ttnn_python(settings.ttnn_python)
+    results: dict[int, ReplayResult] = {}
+    groups: dict[tuple, list[int]] = {}
+    for i, v in enumerate(variants):
+        groups.setdefault((v.dtype, v.layout, v.memory), []).append(i)
+    log_dir = settings.log_dir or tempfile.mkdtemp(prefix="optrace-remedies-")
+    os.makedirs(log_dir, exist_ok=True)
+    for (dtype, layout, memory), idx in groups.items():
+        pool = WorkerPool(python, ["--device", settings.device, "--dtype", dtype, "--memory", memory,
+                                   "--layout", layout], 1, settings.timeout_s, log_dir)
+        try:
+            info = pool.start()
+            jobs = [Job(str(i), {"id": str(i), "sig": variants[i].sig.to_full_wire(variants[i].arg_names),
+                                 "device": settings.device, "mock": bool(info.get("mock"))}) for i in idx]
+            pool.run(jobs, lambda key, d: results.__setitem__(int(key), ReplayResult.from_json(d)))
+        finally:
+            pool.close()
+    return [results[i] for i in range(len(variants))]
+
+
+# ---------------------------------------------------------------------------------------------
+# For the reports
+
+def remedy_text(r: ReplayResult | None) -> str:
+    """The remedy column: the cheapest working configuration, "none", or "" when none was tried."""
+    if r is None or not isinstance(r.extra.get("remedy"), dict):
+        return ""
+    rem = r.extra["remedy"]
+    need = rem.get("bytes_needed")
+    return rem.get("remedy", "") + (f" ({need:,} B)" if need else "")
+
+
+def remedy_rows(results, shapes: dict[str, str]) -> list:
+    """RemedyRow per result that has a remedy, in signature id order."""
+    from replay.report_data import RemedyRow
+    rows = []
+    for r in sorted(results, key=lambda r: r.signature_id):
+        rem = r.extra.get("remedy") if isinstance(r.extra, dict) else None
+        if isinstance(rem, dict):
+            rows.append(RemedyRow(r.signature_id, r.op, shapes.get(r.signature_id, ""), r.status,
+                                  rem.get("remedy", NONE), rem.get("bytes_needed"),
+                                  [f"{n}: {s}" for n, s in rem.get("tried", [])]))
+    return rows
