@@ -46,11 +46,13 @@ def main():
 @click.option("--ttnn-python", default=None, help="Python with ttnn for the workers (or OPTRACE_TTNN_PYTHON)")
 @click.option("--report", "report_dir", default="reports", show_default=True, help="folder for the report")
 @click.option("--no-report", is_flag=True, help="do not write the report")
+@click.option("--remedies/--no-remedies", default=True, show_default=True,
+              help="for each failing signature, try DRAM, the other layout, bfloat8_b, folded 1-dims")
 @click.option("--mode", type=click.Choice(["signature", "model"]), default="signature", show_default=True,
               help="signature: each unique signature alone; model: each model's whole call sequence in "
                    "context (live tensors, program cache), beside the isolated verdicts")
 def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, shard, ttnn_python, report_dir,
-        no_report, mode):
+        no_report, mode, remedies):
     """Replay every unique signature of the traces (files or folders) once, then write the report."""
     from replay.pool import PoolError
     from replay.runner import Settings, default_results_path, load_traces, parse_shard, replay
@@ -63,6 +65,9 @@ def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, sha
             return _run_context(traces, settings, out, report_dir, no_report)
         path = default_results_path(out, settings)
         header, results = replay(traces, settings, path, resume=resume)
+        if remedies and settings.backend in ("ttnn", "estimate"):
+            from replay.remedies import add_remedies
+            results = add_remedies(traces, settings, path, results)
     except (ReplayError, PoolError) as e:
         _die(str(e))
     click.echo(f"results: {path} ({len(results)} signatures; {header.get('note')})")

@@ -178,3 +178,19 @@ def remedy_rows(results, shapes: dict[str, str]) -> list:
                                   rem.get("remedy", NONE), rem.get("bytes_needed"),
                                   [f"{n}: {s}" for n, s in rem.get("tried", [])]))
     return rows
+
+
+def add_remedies(traces: list, settings, results_path: str, results: list[ReplayResult]) -> list[ReplayResult]:
+    """Find remedies for the failing results of a run and journal them (a later line for the same
+    signature is the last word); returns the results with ``extra["remedy"]`` filled in."""
+    from replay.results import Journal
+    from replay.runner import collect_cases
+    by_id = {r.signature_id: r for r in results}
+    found = find_remedies(collect_cases(traces), by_id, settings)
+    if found:
+        j = Journal(results_path)
+        for sid, rem in found.items():
+            by_id[sid].extra["remedy"] = rem
+            j.append(by_id[sid])
+        j.close()
+    return [by_id[r.signature_id] for r in results]
