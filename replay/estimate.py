@@ -12,12 +12,15 @@ Not modelled: circular buffers (cb_overflow), sharded memory, fragmentation from
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from replay.devices import BLOCK_FLOAT_DTYPES, L1_SMALL_BYTES, TILE_HW, DeviceSpec, get_device
 from replay.footprint import Allocation, allocate, normalize
+from replay.mapping import NO_MAPPING, Case, Replay, plan_replay
+from replay.mapping import Settings as PortSettings
 from replay.results import ESTIMATE_NOTE, OomInfo, ReplayResult, TensorFootprint, oom_status
 
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
@@ -56,6 +59,7 @@ class OpCase:
     outputs: list[Buffer]
     settings: Settings
     device: DeviceSpec
+    port: Replay | None = None                   # the ttnn calls a port makes (replay.mapping)
 
 
 @dataclass
@@ -122,22 +126,61 @@ def _as3(shape: tuple) -> tuple[int, int, int]:
     return lead, s[-2], s[-1]
 
 
-def _mapping_segments(src: tuple, dst: tuple) -> int:
-    """Data segments of the first output tile that are contiguous in both input and output tiles."""
-    _, h1, w1 = _as3(src)
-    _, h2, w2 = _as3(dst)
-    n = 0
-    for row in range(min(TILE_HW, h2)):
-        for c0 in range(0, min(TILE_HW, w2), 16):  # a tile row is two face rows
-            f0 = row * w2 + c0
-            f1 = row * w2 + min(c0 + 16, w2)
-            n += 1
-            # breaks where the input changes row (or face row) inside this run
-            for p in range(f0 + 1, f1):
-                x = p % w1
-                if x == 0 or x % 16 == 0:
-                    n += 1
-    return max(n, 1)
+# reshape's page-mapping tensor (ttnn reshape_view/device/reshape_tiled_program_factory.cpp): one
+# uint32 row per output tile of 4 words per segment (input page, input offset, output offset, count),
+# as wide as the widest output tile needs: (input tiles it reads) x (most segments from one of them),
+# plus that count mod 16. Computed exactly per output tile; beyond MAPPING_PAGES_CHECKED output tiles
+# a spread sample of them (matched all 226 non-view reshapes of the committed traces on the mock device).
+MAPPING_PAGES_CHECKED = 128
+
+
+def _mapping_tile_width(src: tuple, dst: tuple, page: int) -> int:
+    """Segment slots output tile `page` needs in the mapping tensor (shapes as rank-3)."""
+    _, h1, w1 = src
+    _, h2, w2 = dst
+    wt1 = -(-w1 // TILE_HW)
+    ct1 = wt1 * -(-h1 // TILE_HW)
+    wt2 = -(-w2 // TILE_HW)
+    c, r = divmod(page, wt2 * -(-h2 // TILE_HW))
+    h0, w0 = r // wt2 * TILE_HW, r % wt2 * TILE_HW
+    hs, ws = min(h2 - h0, TILE_HW), min(w2 - w0, TILE_HW)
+    plane = h1 * w1
+    segments: dict[int, int] = {}
+    prev_page, prev_in, prev_out = -1, -2, -2
+    for dh in range(hs):
+        row = c * h2 * w2 + (h0 + dh) * w2 + w0
+        out_base = (dh >> 4) * 512 + (dh & 15) * 16
+        dw = 0
+        while dw < ws:
+            # a run of elements contiguous in both tiles: up to a face row's end on either side or
+            # the end of an input row
+            ci, rem = divmod(row + dw, plane)
+            hi, wi = divmod(rem, w1)
+            n = min(16 - (dw & 15), ws - dw, 16 - (wi & 15), w1 - wi)
+            page_in = ci * ct1 + (hi >> 5) * wt1 + (wi >> 5)
+            off_in = (((hi & 31) >> 4) * 2 + ((wi & 31) >> 4)) * 256 + (hi & 15) * 16 + (wi & 15)
+            off_out = out_base + (dw >> 4) * 256 + (dw & 15)
+            if not (page_in == prev_page and off_in == prev_in + 1 and off_out == prev_out + 1):
+                segments[page_in] = segments.get(page_in, 0) + 1
+            prev_page, prev_in, prev_out = page_in, off_in + n - 1, off_out + n - 1
+            dw += n
+    return len(segments) * max(segments.values())
+
+
+@functools.lru_cache(maxsize=4096)
+def mapping_page_bytes(src: tuple, dst: tuple) -> int:
+    """Bytes of one page (row) of reshape's page-mapping tensor, before alignment."""
+    src, dst = _as3(src), _as3(dst)
+    c2, h2, w2 = dst
+    pages = c2 * -(-h2 // TILE_HW) * -(-w2 // TILE_HW)
+    if pages <= MAPPING_PAGES_CHECKED:
+        check = range(pages)
+    else:
+        half = MAPPING_PAGES_CHECKED // 2
+        check = sorted(set(range(half)) | {pages * i // half for i in range(half)} | {pages - 1})
+    widest = max(_mapping_tile_width(src, dst, p) for p in check)
+    widest += widest % 16      # tt-metal's "alignment" of the count
+    return 16 * widest
 
 
 @register_rule("aten.view.default", "aten._unsafe_view.default", "aten.reshape.default",
@@ -145,8 +188,8 @@ def _mapping_segments(src: tuple, dst: tuple) -> int:
                "aten.flatten.using_ints", "aten.unflatten.int", "aten.view_as.default")
 def reshape(case: OpCase) -> Plan:
     """ttnn.reshape: free when a view; else padded output + a DRAM page-mapping tensor the program
-    cache keeps (one page per output tile, 16 B per segment: approximate); bfloat8_b and bfloat4_b
-    go through bfloat16 (input and output copies)."""
+    cache keeps (one row per output tile, 16 B per segment); bfloat8_b and bfloat4_b go through
+    bfloat16 (input and output copies)."""
     if not case.inputs or not case.outputs:
         return outputs_only(case)
     src, out = case.inputs[0], case.outputs[0]
@@ -157,8 +200,8 @@ def reshape(case: OpCase) -> Plan:
         return Plan([out], ttnn_call=call)
     c2, h2, w2 = _as3(out.shape)
     out_tiles = c2 * (-(-h2 // TILE_HW)) * (-(-w2 // TILE_HW))
-    page = _up(16 * _mapping_segments(src.shape, out.shape), case.device.dram_alignment)
-    mapping = Buffer((out_tiles, page // 4), "uint32", "ROW_MAJOR", "DRAM", "reshape page-mapping tensor")
+    mapping = Buffer((out_tiles, mapping_page_bytes(src.shape, out.shape) // 4), "uint32", "ROW_MAJOR", "DRAM",
+                     "reshape page-mapping tensor")
     if src.dtype in BLOCK_FLOAT_DTYPES:
         as_bf16 = Buffer(src.shape, "bfloat16", "TILE", src.memory, "input typecast to bfloat16")
         out_bf16 = Buffer(out.shape, "bfloat16", "TILE", out.memory, "output in bfloat16")
@@ -209,6 +252,22 @@ def _place(metas: list, settings: Settings, role: str) -> tuple[list[Buffer], st
     return bufs, ""
 
 
+def _port_buffers(port: Replay, out_metas: list, settings: Settings) -> tuple[list, list, str]:
+    """Inputs and outputs as the port holds them (replay.mapping): channels-last conv/pool inputs,
+    transposed linear weights, leading 1s for expand; host tensors (conv weights) are not on the device."""
+    inputs = []
+    for t in port.inputs:
+        if t.memory == "host":
+            continue
+        layout = "TILE" if t.dtype in BLOCK_FLOAT_DTYPES else t.layout
+        inputs.append(Buffer(tuple(t.shape), t.dtype, layout, t.memory, "input"))
+    outputs, why = _place(out_metas, settings, "output")
+    if port.expected and len(port.expected) == len(outputs):
+        outputs = [Buffer(tuple(shape), b.dtype, b.layout, b.memory, b.role)
+                   for shape, b in zip(port.expected, outputs)]
+    return inputs, outputs, why
+
+
 def _tensor_footprint(b: Buffer, a: Allocation) -> TensorFootprint:
     return TensorFootprint(list(b.shape), b.dtype, b.layout, b.memory, a.logical_bytes,
                            list(a.padded_shape), a.total_bytes)
@@ -225,12 +284,24 @@ def run_signature(sig, arg_names: list[str], settings: Settings = Settings()) ->
     in_metas, out_metas = [], []
     _tensors(sig.args, in_metas)
     _tensors(sig.outputs, out_metas)
-    inputs, why = _place(in_metas, settings, "input")
-    outputs, why_out = _place(out_metas, settings, "output")
+    port = plan_replay(Case.from_wire(sig.to_full_wire(arg_names)),
+                       PortSettings(settings.dtype, settings.layout, settings.memory))
+    if port.status == "skip" or (port.status == "unsupported" and port.reason != NO_MAPPING):
+        # what a port would not issue (or cannot express) allocates nothing
+        result.status = "skipped" if port.status == "skip" else "unsupported"
+        result.reason = f"{port.reason}; {ESTIMATE_NOTE}"
+        return _done(result, t0)
+    if port.status == "mapped":
+        inputs, outputs, why = _port_buffers(port, out_metas, settings)
+        why_out = ""
+    else:  # no mapping yet: the traced tensors as they are
+        inputs, why = _place(in_metas, settings, "input")
+        outputs, why_out = _place(out_metas, settings, "output")
     if why or why_out:
         result.status, result.reason = "unsupported", f"{why or why_out}; {ESTIMATE_NOTE}"
         return _done(result, t0)
-    case = OpCase(sig.op, dict(zip(arg_names, sig.args)), inputs, outputs, settings, device)
+    case = OpCase(sig.op, dict(zip(arg_names, sig.args)), inputs, outputs, settings, device,
+                  port if port.status == "mapped" else None)
     rule = RULES.get(sig.op, outputs_only)
     plan = rule(case)
     result.ttnn_call = plan.ttnn_call
