@@ -32,12 +32,17 @@ class ModelEntry:
     cls: str = ""
     kwargs: dict = field(default_factory=dict)
     note: str = ""
+    export: str = ""         # "eager-only: <reason>" when torch.export cannot export the model
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The entry as traces record it: how the model is built (``export`` is not part of that)."""
+        d = asdict(self)
+        d.pop("export")
+        return d
 
 
-_FIELDS = {"source", "build", "inputs", "dtype", "capture", "seed", "class", "kwargs", "note"}
+_FIELDS = {"source", "build", "inputs", "dtype", "capture", "seed", "class", "kwargs", "note", "export"}
+EAGER_ONLY = "eager-only:"
 
 
 def _entry(name: str, raw: dict, path: str) -> ModelEntry:
@@ -76,8 +81,12 @@ def _entry(name: str, raw: dict, path: str) -> ModelEntry:
     cls = raw.get("class", "")
     if not isinstance(cls, str) or (cls and raw["source"] != "ultralytics"):
         raise bad("class", "is a string and only for ultralytics entries")
+    export = raw.get("export", "")
+    if export and not (isinstance(export, str) and export.startswith(EAGER_ONLY)
+                       and export[len(EAGER_ONLY):].strip()):
+        raise bad("export", f'must be "{EAGER_ONLY} <reason>" (or absent when torch.export works)')
     return ModelEntry(name, raw["source"], raw["build"], inputs, dtype, capture, seed, cls, kwargs,
-                      str(raw.get("note", "")))
+                      str(raw.get("note", "")), export)
 
 
 def load_registry(path: str = DEFAULT_REGISTRY) -> dict[str, ModelEntry]:
