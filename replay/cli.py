@@ -173,3 +173,30 @@ def footprint(shape, dtype, layout, memory, device, as_json):
     except FootprintError as e:
         _die(str(e))
     click.echo(json.dumps(fp) if as_json else render(fp))
+
+
+@main.command()
+@click.argument("signature_id", required=False)
+@click.option("--failing", "failing", default=None, metavar="RESULTS_OR_DIR",
+              help="write one repro per failing signature of a results file (or of every results file in a folder)")
+@click.option("--results", "results_file", default=None, help="results file holding SIGNATURE_ID (default: search results/)")
+@click.option("--out", default=None, help="file (one signature) or folder; default repros/")
+def repro(signature_id, failing, results_file, out):
+    """Write a standalone pytest file that reproduces a result with ttnn alone."""
+    import glob
+
+    from replay.repro import ReproError, find_results, write_repros
+    from replay.results import ResultsError
+    try:
+        if failing:
+            files = [p for p in sorted(glob.glob(os.path.join(failing, "*.jsonl"))) if not p.endswith(".calls.jsonl")] \
+                if os.path.isdir(failing) else [failing]
+            paths = [p for f in files for p in write_repros(f, None, out or "repros")]
+        elif signature_id:
+            paths = write_repros(results_file or find_results(signature_id), [signature_id], out or "repros")
+        else:
+            _die("name a SIGNATURE_ID, or --failing RESULTS_OR_DIR")
+    except (ReproError, ResultsError, ReplayError) as e:
+        _die(str(e))
+    for p in paths:
+        click.echo(p)
