@@ -1,0 +1,84 @@
+"""In-context replay on the estimate: lifetimes from the trace, the simulated allocator, the report."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from click.testing import CliRunner  # noqa: E402
+
+from capture.schema import read_trace  # noqa: E402
+from context_trace import BIG, build_trace, keeps_input_alive  # noqa: E402
+from replay.cli import main  # noqa: E402
+from replay.context import CallRecord, plan_context, read_calls, why_differs  # noqa: E402
+from replay.context_estimate import BankAllocator, simulate_estimate  # noqa: E402
+from replay.results import ReplayResult, read_results  # noqa: E402
+
+
+def test_a_view_keeps_its_base_alive_until_the_views_last_use(tmp_path):
+    trace = build_trace("views", str(tmp_path / "v.msgpack"), {"x": [4, 64], "y": [4, 64], "v": [256], "z": [256]},
+                        [("aten.relu.default", ["x"], "y"), ("aten.view.default", ["y", ["list", [["int", 256]]]], "v"),
+                         ("aten.relu.default", ["v"], "z")])
+    plan = plan_context(read_trace(trace.path))
+    y, v = 1, 2  # tensor indices in first-seen order: x, y, v, z
+    assert plan.steps[0].free_after == [0]                    # x: last used by call 0
+    assert sorted(plan.steps[2].free_after) == [y, v, 3]      # y lives as long as its view v
+    assert plan.inputs == [0] and plan.resident == []
+
+
+def test_the_second_relu_fits_alone_but_not_beside_the_live_model_input(tmp_path):
+    records, summary = simulate_estimate(read_trace(keeps_input_alive(str(tmp_path / "k.msgpack")).path))
+    assert [r.status for r in records] == ["pass", "oom_dram", "oom_dram"]
+    # add's input z never came to be: it gets a stand-in (y is freed by then), then its own output fails
+    assert records[2].standins == 1 and not records[2].cascade
+    assert summary.first_failure == 1 and summary.failing_calls == 2 and summary.cascaded_calls == 0
+    assert records[1].allocator["live_per_bank"]["DRAM"] == 2 * 436_908_032
+    assert records[1].oom["per_bank_bytes"] == 436_908_032 >= BIG[2] * BIG[3] * 2 // 12
+
+
+def test_first_fit_allocator_fails_on_fragmentation_with_enough_free_bytes():
+    bank = BankAllocator(100)
+    a, b, c = bank.alloc(30), bank.alloc(30), bank.alloc(30)
+    bank.release(a, 30)
+    bank.release(c, 30)
+    assert bank.free_bytes == 70 and bank.largest == 40 and bank.alloc(50) is None
+    bank.release(b, 30)
+    assert bank.largest == 100
+    top = BankAllocator(100, top_down=True)
+    assert top.alloc(10) == 90
+
+
+def test_why_differs_names_fragmentation_program_cache_and_live_tensors():
+    iso = ReplayResult("s", "aten.relu.default", "pass", "ttnn", "n150", True)
+    oom = {"per_bank_bytes": 50, "bank_bytes": 100, "allocated_bytes": 70, "free_bytes": 60, "largest_free_bytes": 40,
+           "buffer_type": "DRAM", "requested_bytes": 600, "num_banks": 12, "cause": "fragmentation", "phase": "op"}
+    rec = CallRecord(3, "s", "aten.relu.default", "", "oom_dram", oom=oom)
+    assert why_differs(rec, iso) == "fragmentation"
+    rec.oom = oom = {**oom, "free_bytes": 30, "largest_free_bytes": 30}
+    rec.allocator = {"program_cache_entries": 4, "live_per_bank": {"DRAM": 40}}
+    assert why_differs(rec, iso) == "program_cache"            # 60 B held by no live tensor of ours
+    rec.oom, rec.allocator = oom, {"program_cache_entries": 0, "live_per_bank": {"DRAM": 70}}
+    assert why_differs(rec, iso) == "live_tensors"
+    assert why_differs(rec, ReplayResult("s", "aten.relu.default", "oom_dram", "ttnn", "n150", True)) == "same"
+
+
+def test_replay_mode_model_on_the_estimate_writes_results_calls_and_a_report_with_both_verdicts(tmp_path):
+    trace = keeps_input_alive(str(tmp_path / "k.msgpack"))
+    out, rep = tmp_path / "results", tmp_path / "reports"
+    res = CliRunner().invoke(main, ["run", trace.path, "--mode", "model", "--backend", "estimate",
+                                    "--out", str(out), "--report", str(rep)])
+    assert res.exit_code == 0, res.output
+    header, results = read_results(str(out / "context_estimate_n150_bfloat16_dram_keeps_input_alive.jsonl"))
+    assert header["mode"] == "model" and header["context"]["first_failure"] == 1
+    relu = next(r for r in results if r.op == "aten.relu.default")
+    assert relu.status == "oom_dram" and relu.extra["isolated"]["status"] == "pass"
+    _, records, summary = read_calls(str(out / "context_estimate_n150_bfloat16_dram_keeps_input_alive.calls.jsonl"))
+    assert len(records) == 3 and summary.peak_dram_call == 0
+    md = (rep / "context_keeps_input_alive" / "summary.md").read_text()
+    assert "| 1 | layer1 | aten.relu.default |" in md and "live tensors" in md
+    html = (rep / "context_keeps_input_alive" / "report.html").read_text()
+    assert "Failing ops: alone and in context" in html
+    # and `replay report` re-renders it from the stored results
+    res = CliRunner().invoke(main, ["report", str(out / "context_estimate_n150_bfloat16_dram_keeps_input_alive.jsonl"),
+                                    "--report", str(tmp_path / "again")])
+    assert res.exit_code == 0, res.output
+    assert "in context" in (tmp_path / "again" / "summary.md").read_text()
