@@ -139,8 +139,16 @@ def parse_oom(message: str, phase: str) -> OomInfo | None:
     return OomInfo(int(req), bt, int(banks), int(per_bank), int(bank), alloc, free, largest, cause, phase)
 
 
+# One page of an op's dataflow buffer larger than a core's L1 (ttnn 0.81.1 sources:
+# concat/device/concat_program_factory.cpp, pad/device/pad_rm_reader_writer*_program_factory.cpp).
+_DFB_CAPACITY_RE = re.compile(r"required DFB entry size \(\d+ B\) exceeds per-core L1 capacity"
+                              r"|padded row of \d+ B does not fit in the per-core L1 budget")
+
+
 def is_cb_overflow(message: str) -> bool:
-    return bool(_CB_RE.search(str(message)))
+    """Circular/dataflow buffers that do not fit a core's L1 (or clash with L1 buffers)."""
+    m = str(message)
+    return bool(_CB_RE.search(m) or _DFB_CAPACITY_RE.search(" ".join(m.split())))
 
 
 def oom_status(buffer_type: str) -> str:

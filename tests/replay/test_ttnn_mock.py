@@ -130,6 +130,26 @@ def test_row_major_view_of_wide_rows_overflows_circular_buffers():
     assert "beyond max L1 size" in r["reason"]
 
 
+def test_concat_whose_rows_exceed_a_cores_l1_is_a_cb_overflow(dram):
+    # ttnn.concat stages one row per dataflow-buffer entry: 800,000 bf16 = 1.6 MB > 1,393,312 B of L1
+    s = sig("aten.cat.default", [("tensors", ["list", [T([1, 1, 1, 800000]), T([1, 1, 1, 800000])]]),
+                                 ("dim", ["int", 2])], [T([1, 1, 2, 800000])], "widecat")
+    r = dram.run(s)
+    assert r["status"] == "cb_overflow", r["reason"]
+    assert "required DFB entry size (1600000 B) exceeds per-core L1 capacity (1393312 B)" in r["reason"]
+
+
+def test_row_major_pad_of_a_row_wider_than_half_l1_is_a_cb_overflow():
+    w = Worker("--device", "n150", "--layout", "ROW_MAJOR")
+    try:
+        r = w.run(sig("aten.constant_pad_nd.default", [("self", T([1, 1, 1, 400000])), ("pad", ints([0, 1])),
+                                                       ("value", ["float", 0.0])], [T([1, 1, 1, 400001])], "widepad"))
+    finally:
+        w.close()
+    assert r["status"] == "cb_overflow", r["reason"]
+    assert "padded row of 800016 B does not fit in the per-core L1 budget" in r["reason"]
+
+
 def test_mock_writes_only_into_its_cache_and_runs_ops_with_the_python_written_elf(tmp_path):
     cache, home, cwd = tmp_path / "cache", tmp_path / "home", tmp_path / "cwd"
     home.mkdir()
