@@ -24,11 +24,16 @@ class OpCounts:
 
 @dataclass
 class ShapeDiff:
-    """A (module path, op) whose calls take different argument shapes in the two flows."""
+    """A (module path, op) whose calls take different argument shapes in the two flows.
+
+    Repeated blocks with the same difference are folded into one: ``module_path`` is then a
+    pattern (``layers.2.blocks.*.attn``) and ``modules`` counts them.
+    """
     module_path: str
     op: str
-    eager_shapes: Counter     # argument-shapes text -> calls
-    export_shapes: Counter
+    only_eager: Counter       # argument-shapes text -> calls, shapes the export flow lacks
+    only_export: Counter
+    modules: int = 1
 
 
 @dataclass
@@ -41,6 +46,7 @@ class Comparison:
     decompositions: str
     ops: list[OpCounts]
     shape_diffs: list[ShapeDiff] = field(default_factory=list)
+    shared_signatures: int = 0    # signature ids in both traces: replay results carry over
 
     @property
     def only_eager(self) -> list[OpCounts]:
@@ -80,14 +86,37 @@ def compare_traces(eager: Trace, export: Trace) -> Comparison:
     cx = Counter(export.op_name(c) for c in export.calls)
     ops = [OpCounts(op, ce[op], cx[op]) for op in sorted(set(ce) | set(cx))]
     se, sx = _shapes_by_site(eager), _shapes_by_site(export)
-    diffs = [ShapeDiff(path, op, se[(path, op)], sx[(path, op)])
-             for (path, op) in sorted(set(se) & set(sx)) if se[(path, op)] != sx[(path, op)]]
+    shared = len({s.id for s in eager.signatures} & {s.id for s in export.signatures})
     return Comparison(str(eager.header["model"]["name"]), len(eager.calls), len(export.calls),
                       len(eager.signatures), len(export.signatures),
-                      str(export.header.get("decompositions", "")), ops, diffs)
+                      str(export.header.get("decompositions", "")), ops, _fold(se, sx), shared)
 
 
-def _shapes_cell(shapes: Counter, limit: int = 2) -> str:
+def _fold(se: dict, sx: dict) -> list[ShapeDiff]:
+    """Per-site differences, repeated blocks with the same difference folded into one pattern."""
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for path, op in sorted(set(se) & set(sx), key=lambda k: (_natural(k[0]), k[1])):
+        e, x = se[(path, op)], sx[(path, op)]
+        if e != x:
+            groups[(op, frozenset((e - x).items()), frozenset((x - e).items()))].append(path)
+    diffs = []
+    for (op, e, x), paths in groups.items():
+        if len(paths) == 1:
+            path = paths[0]
+        else:  # digits that vary between the folded paths become '*'
+            parts = [p.split(".") for p in paths]
+            same_depth = len({len(p) for p in parts}) == 1
+            path = ".".join(seg if len({p[i] for p in parts}) == 1 else "*" for i, seg in enumerate(parts[0])) \
+                if same_depth else f"{paths[0]} (+{len(paths) - 1} like it)"
+        diffs.append(ShapeDiff(path, op, Counter(dict(e)), Counter(dict(x)), len(paths)))
+    return diffs
+
+
+def _natural(path: str) -> list:
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in path.split(".")]
+
+
+def _shapes_cell(shapes: Counter, limit: int = 3) -> str:
     items = [f"{k} x{n}" if n > 1 else k for k, n in shapes.most_common(limit)]
     more = len(shapes) - limit
     return "; ".join(items) + (f"; +{more} more" if more > 0 else "")
@@ -97,7 +126,7 @@ def render_comparison(c: Comparison, max_shape_rows: int = 25) -> str:
     """The comparison as plain text for the terminal."""
     lines = [f"{c.model}: eager {c.eager_calls} calls / {c.eager_signatures} signatures, "
              f"export ({c.decompositions or 'no decompositions'}) {c.export_calls} calls / "
-             f"{c.export_signatures} signatures",
+             f"{c.export_signatures} signatures ({c.shared_signatures} signatures in both)",
              f"ops: {len(c.in_both)} in both, {len(c.only_eager)} only eager, {len(c.only_export)} only export"]
 
     def table(title: str, rows: list[OpCounts]):
@@ -120,9 +149,10 @@ def render_comparison(c: Comparison, max_shape_rows: int = 25) -> str:
     if not c.shape_diffs:
         lines.append("  (none)")
     for d in c.shape_diffs[:max_shape_rows]:
-        lines.append(f"  {d.module_path or '<root>'}  {d.op}")
-        lines.append(f"    eager:  {_shapes_cell(d.eager_shapes)}")
-        lines.append(f"    export: {_shapes_cell(d.export_shapes)}")
+        where = d.module_path or "<root>"
+        lines.append(f"  {where}  {d.op}" + (f"  ({d.modules} modules)" if d.modules > 1 else ""))
+        lines.append(f"    only eager:  {_shapes_cell(d.only_eager) or '-'}")
+        lines.append(f"    only export: {_shapes_cell(d.only_export) or '-'}")
     if len(c.shape_diffs) > max_shape_rows:
         lines.append(f"  ... and {len(c.shape_diffs) - max_shape_rows} more")
     return "\n".join(lines)

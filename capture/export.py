@@ -18,7 +18,6 @@ graph order, as a trace in the same format as an eager capture (capture/schema.p
 
 Header fields added by export (additive: a reader of format version 1 ignores them):
 ``via = "export"``, ``decompositions`` (the decomposition table, ``"core_aten"``),
-``export_warnings`` (first lines of the warnings torch gave while exporting),
 ``torch_version`` (the export graph depends on it; also in the volatile ``versions``) and
 ``tensor_last_use``: per tensor index, the index of the last call reading it, ``call_count`` if
 the graph returns it, -1 if nothing reads it (lifetimes an eager trace cannot know).
@@ -59,7 +58,7 @@ def export_program(model, inputs: list, grad_mode: str = "no_grad"):
 
     Raises ExportError with torch's first line. Warnings are returned, not printed, and what torch
     prints on failure (the partial graph, thousands of lines) is dropped, so a CLI line per model
-    stays one line; the trace header keeps the warnings.
+    stays one line. (Warnings stay out of the trace: their text is not deterministic.)
     """
     import torch
     try:
@@ -276,7 +275,7 @@ def export_model(entry: ModelEntry, *, grad_mode: str = "no_grad",
     # and keep ultra-high-resolution entries cheap
     xs = [torch.empty(s, dtype=getattr(torch, entry.dtype)) for s in shapes]
     t0 = time.perf_counter()
-    ep, said = export_program(model, xs, grad_mode)
+    ep, _warnings = export_program(model, xs, grad_mode)
     tracer = GraphTracer(model, ep)
     tracer.run()
     calls, sigs = build_signatures(tracer.rec, tracer.tensors)
@@ -291,7 +290,6 @@ def export_model(entry: ModelEntry, *, grad_mode: str = "no_grad",
         "decompositions": DECOMPOSITIONS,
         "torch_version": torch.__version__,
         "call_count": len(calls),
-        "export_warnings": said,
         "tensor_last_use": tracer.last_use,
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "capture_s": round(time.perf_counter() - t0, 3),
