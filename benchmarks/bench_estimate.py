@@ -5,6 +5,9 @@
 Throughput: every unique signature of the committed traces, on every board, DRAM and L1.
 Agreement: random single allocations compared with the mock device, which needs the ttnn
 environment (.venv-ttnn); it is run there through tests/replay/test_estimate_vs_ttnn.py's worker.
+Whole-op agreement: every signature of the committed traces replayed in isolation on the mock device
+(through the replay worker pool) and estimated, per board, DRAM and L1: same fit/OOM verdict, and
+for OOMs the same bytes (tests/replay/test_estimate_vs_ttnn.py holds the n150 rates).
 """
 from __future__ import annotations
 
@@ -81,14 +84,36 @@ def agreement() -> None:
               f"vs the mock device ({time.perf_counter() - t0:.1f} s)")
 
 
+def whole_op_agreement(boards: list[str], verbose: bool) -> None:
+    if not os.path.exists(TTNN_PYTHON):
+        print("whole-op agreement: skipped (no .venv-ttnn; run scripts/setup.sh)")
+        return
+    import tempfile  # noqa: PLC0415
+    sys.path.insert(0, os.path.join(ROOT, "tests", "replay"))
+    import test_estimate_vs_ttnn as vs  # noqa: PLC0415
+    os.environ.setdefault("OPTRACE_TTNN_PYTHON", TTNN_PYTHON)
+    for board in boards:
+        for memory in ("dram", "l1"):
+            t0 = time.perf_counter()
+            with tempfile.TemporaryDirectory() as out:
+                real = vs.replay_all("ttnn", board, memory, out)
+                est = vs.replay_all("estimate", board, memory, out)
+            a = vs.whole_op_agreement(real, est)
+            text = vs.render_agreement(board, memory, a)
+            print((text if verbose else text.split("\n")[0]) + f" ({time.perf_counter() - t0:.0f} s)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--no-agreement", action="store_true", help="skip the mock-device comparison")
+    ap.add_argument("--no-agreement", action="store_true", help="skip the mock-device comparisons")
+    ap.add_argument("--boards", default="n150,p150", help="boards for the whole-op agreement")
+    ap.add_argument("-v", "--verbose", action="store_true", help="list every whole-op disagreement")
     args = ap.parse_args()
     throughput(args.repeat)
     if not args.no_agreement:
         agreement()
+        whole_op_agreement([b for b in args.boards.split(",") if b], args.verbose)
 
 
 if __name__ == "__main__":

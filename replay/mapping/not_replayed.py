@@ -30,3 +30,9 @@ register_unsupported("fused nn.MultiheadAttention fast path (eval without grad):
 register_unsupported("advanced indexing with index tensors: ttnn has no general gather-by-index; a "
                      "port would use ttnn.embedding/ttnn.gather or slices", "aten.index.Tensor",
                      "aten.index_put.default", "aten.index_put_.default", "aten.nonzero.default")
+register_unsupported("index_select with a traced index tensor: the trace keeps the index's shape, not its "
+                     "values (torch.export writes swin's shifted-window roll this way); a port uses "
+                     "ttnn.roll, or ttnn.embedding/ttnn.gather with real indices. Capture eagerly to see aten.roll",
+                     "aten.index_select.default")
+register_unsupported("boolean reduction: ttnn has no any/all; a port computes ttnn.max(ttnn.ne(x, 0), dim) "
+                     "(not mapped in optrace yet)", "aten.any.dim", "aten.all.dim")

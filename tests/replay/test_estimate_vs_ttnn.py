@@ -176,11 +176,7 @@ def test_op_rule_allocates_what_ttnn_allocates(board_run, index):
     est = estimate_op(OP_CASES[index], board).extra["buffers"]
     assert [b[0] for b in real] == [b[1] for b in est], (real, est)
     for (memory, size, page), (role, _, total, _) in zip(real, est):
-        if role == "reshape page-mapping tensor":
-            out_tiles = [b for b in est if b[0] == "output"][0][2] // TILE_BYTES[OP_CASES[index][5]]
-            assert size // page == out_tiles  # one mapping page per output tile; page bytes approximate
-        else:
-            assert size == total, (role, real, est)
+        assert size == total, (role, real, est)   # reshape's page-mapping tensor included, byte for byte
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,7 +184,7 @@ def test_op_rule_allocates_what_ttnn_allocates(board_run, index):
 
 TRACES = os.path.join(ROOT, "traces")
 # The whole-op verdict agreement reached (n150, committed traces); the test holds it.
-MIN_WHOLE_OP_AGREEMENT = {"dram": 1.0, "l1": 0.985}
+MIN_WHOLE_OP_AGREEMENT = {"dram": 1.0, "l1": 0.988}
 EXCLUDED = ("skipped", "unsupported")
 # ttnn calls that allocate more than their output (sharded copies, halos, scratch, mapping tensors)
 MULTI_BUFFER_CALLS = ("conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
