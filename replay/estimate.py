@@ -8,7 +8,10 @@ lists it. Every buffer goes through the allocator model of replay/footprint.py; 
 does not fit is the OOM ttnn would report. Rules are checked against ttnn's own allocations on the
 mock device in tests/replay/test_estimate_vs_ttnn.py.
 
-Not modelled: circular buffers (cb_overflow), sharded memory, fragmentation from earlier ops.
+Tensors are placed as a port holds them (replay.mapping.plan_replay: channels-last conv/pool inputs,
+host conv weights, pre-transposed linear weights), and what a port skips or cannot express is
+skipped or unsupported here too. Not modelled: circular buffers (cb_overflow), the sharded
+intermediates of conv2d/pools/concat in L1 (halo, sharded input copies), fragmentation from earlier ops.
 """
 from __future__ import annotations
 
