@@ -200,3 +200,29 @@ def repro(signature_id, failing, results_file, out):
         _die(str(e))
     for p in paths:
         click.echo(p)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--device", default="n150", show_default=True)
+@click.option("--memory", default="dram", show_default=True, help="dram | l1")
+@click.option("--step", type=int, default=32, show_default=True, help="resolution step in pixels (short side)")
+@click.option("--confirm/--no-confirm", default=True, show_default=True,
+              help="confirm the found sizes in context on ttnn (the mock device when there is no board)")
+@click.option("--out", default="results", show_default=True, help="folder for headroom_*.json")
+@click.option("--ttnn-python", default=None, help="Python with ttnn for the confirming worker")
+def headroom(model, device, memory, step, confirm, out, ttnn_python):
+    """The largest input (resolution, batch) MODEL still replays without a failure."""
+    from capture.registry import RegistryError
+    from replay.headroom import headroom as find, render_headroom, write_headroom
+    from replay.pool import PoolError
+    from replay.runner import Settings
+    settings = Settings(backend="ttnn", device=device, memory=memory, jobs=1, ttnn_python=ttnn_python,
+                        log_dir=os.path.join(out, "logs"))
+    os.makedirs(settings.log_dir, exist_ok=True)
+    try:
+        result = find(model, device, memory, step, confirm, settings)
+    except (RegistryError, PoolError) as e:
+        _die(str(e))
+    click.echo(render_headroom(result))
+    click.echo(f"headroom: {write_headroom(result, out)}")
