@@ -10,8 +10,9 @@ mock device in tests/replay/test_estimate_vs_ttnn.py.
 
 Tensors are placed as a port holds them (replay.mapping.plan_replay: channels-last conv/pool inputs,
 host conv weights, pre-transposed linear weights), and what a port skips or cannot express is
-skipped or unsupported here too. Not modelled: circular buffers (cb_overflow), the sharded
-intermediates of conv2d/pools/concat in L1 (halo, sharded input copies), fragmentation from earlier ops.
+skipped or unsupported here too. conv2d: a 1x1 matmul conv writes its output to DRAM, as ttnn does.
+Not modelled: circular buffers (cb_overflow), the sharded intermediates of other conv2d/pools/concat
+in L1 (sharded input copy, halo, sharded output), fragmentation from earlier ops.
 """
 from __future__ import annotations
 
@@ -225,6 +226,42 @@ def permute(case: OpCase) -> Plan:
     if order and [d % rank for d in order] == list(range(rank)):
         return Plan([], ttnn_call=f"ttnn.permute(x, {order})", reason="identity permutation")
     return Plan(list(case.outputs), ttnn_call=f"ttnn.permute(x, {order})")
+
+
+def _pair(v, default: int) -> tuple[int, int]:
+    v = v[1] if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) else v
+    if isinstance(v, list):
+        vals = [x[1] if isinstance(x, list) else x for x in v]
+        return (vals[0], vals[-1]) if vals else (default, default)
+    return (v, v) if isinstance(v, int) else (default, default)
+
+
+def is_matmul_conv(case: OpCase) -> bool:
+    """ttnn runs a 1x1, stride-1, unpadded, undilated, ungrouped conv2d as a matmul (conv2d_utils
+    is_mm_conv); measured on all 253 traced convolutions of the mock n150."""
+    weight = case.args.get("weight")
+    if not (isinstance(weight, list) and weight[0] == "T") or len(weight[1][0]) != 4:
+        return False
+    transposed = case.args.get("transposed", ["bool", False])
+    if (transposed[1] if isinstance(transposed, list) else transposed) is True:
+        return False
+    groups = case.args.get("groups", ["int", 1])
+    groups = groups[1] if isinstance(groups, list) else groups
+    return (tuple(weight[1][0][2:]) == (1, 1) and _pair(case.args.get("stride"), 1) == (1, 1)
+            and _pair(case.args.get("padding"), 0) == (0, 0) and _pair(case.args.get("dilation"), 1) == (1, 1)
+            and groups == 1)
+
+
+@register_rule("aten.convolution.default", "aten.conv2d.default", "aten._convolution.default",
+               "aten.cudnn_convolution.default", "aten.mkldnn_convolution.default")
+def conv2d(case: OpCase) -> Plan:
+    """ttnn.conv2d: a 1x1 matmul conv reads the interleaved input as is and writes an interleaved
+    DRAM output (auto-sharded matmul convs skip sharding); other convs: the output as traced."""
+    if case.port is None or not case.outputs or not is_matmul_conv(case):
+        return outputs_only(case)
+    out = case.outputs[0]
+    return Plan([Buffer(out.shape, out.dtype, "TILE", "DRAM", "output")],
+                reason="matmul conv: output in DRAM interleaved")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -130,6 +130,27 @@ def test_identity_permute_allocates_nothing():
     assert r.status == "pass" and r.reason.startswith("identity")
 
 
+def _conv(kernel, stride, padding, groups=1, cin=192, cout=192, hw=(272, 480)):
+    names = ["input", "weight", "bias", "stride", "padding", "dilation", "transposed", "output_padding", "groups"]
+    ints = lambda xs: ["list", [["int", x] for x in xs]]  # noqa: E731
+    h, w = hw
+    oh, ow = (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
+    args = [T([1, cin, h, w]), T([cout, cin // groups, kernel, kernel]), T([cout]), ints([stride] * 2),
+            ints([padding] * 2), ints([1, 1]), ["bool", False], ints([0, 0]), ["int", groups]]
+    return sig("aten.convolution.default", args, [T([1, cout, oh, ow])]), names
+
+
+def test_1x1_conv_in_l1_writes_its_output_to_dram_as_ttnns_matmul_conv_does():
+    s, names = _conv(1, 1, 0)
+    r = run_signature(s, names, Settings(memory="l1"))
+    assert r.status == "pass" and r.extra["rule"] == "conv2d"
+    assert r.inputs[0].memory == "L1" and r.inputs[0].shape == [1, 1, 272 * 480, 192]
+    # ttnn's own DRAM output buffer on the mock n150: 4,177,920 B per bank
+    assert r.extra["buffers"] == [["output", "DRAM", 50_135_040, 4_177_920]]
+    s3, names = _conv(3, 1, 1, hw=(56, 56))      # a 3x3 conv is not a matmul conv: its output stays where placed
+    assert run_signature(s3, names, Settings(memory="l1")).extra["buffers"][0][1] == "L1"
+
+
 def test_complex_tensors_are_unsupported_with_a_reason():
     r = run_signature(sig("aten.abs.default", [T([2], "complex64")], [T([2])]), ["self"])
     assert r.status == "unsupported" and "complex64" in r.reason
