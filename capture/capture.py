@@ -56,6 +56,24 @@ def build_signatures(rec, tensors) -> tuple[list[OpCall], list[Signature]]:
     return calls, sigs
 
 
+def trace_header(entry: ModelEntry, shapes: list[list[int]], grad_mode: str, tensor_mode: str, via: str,
+                 call_count: int, capture_s: float, **extra) -> dict:
+    """The trace header both capture routes write (docs/trace-format.md)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "versions": package_versions(),
+        "model": entry.to_dict(),
+        "input_shapes": shapes,
+        "grad_mode": grad_mode,
+        "tensor_mode": tensor_mode,
+        "via": via,
+        "call_count": call_count,
+        **extra,
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "capture_s": round(capture_s, 3),
+    }
+
+
 def tensor_kinds(model, inputs):
     """Parameters, buffers and inputs by tensor identity, for the tensor table."""
     from torch.utils.weak import WeakIdKeyDictionary
@@ -103,16 +121,5 @@ def capture_model(entry: ModelEntry, *, fake: bool | None = None, grad_mode: str
     capture_s = time.perf_counter() - t0
 
     calls, sigs = build_signatures(recorder.rec, table.metas)
-    header = {
-        "format_version": FORMAT_VERSION,
-        "versions": package_versions(),
-        "model": entry.to_dict(),
-        "input_shapes": shapes,
-        "grad_mode": grad_mode,
-        "tensor_mode": "fake" if use_fake else "real",
-        "via": "eager",
-        "call_count": len(calls),
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "capture_s": round(capture_s, 3),
-    }
+    header = trace_header(entry, shapes, grad_mode, "fake" if use_fake else "real", "eager", len(calls), capture_s)
     return Trace(header, modules.modules, modules.scopes, recorder.rec.ops, table.metas, calls, sigs)

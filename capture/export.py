@@ -25,15 +25,14 @@ the graph returns it, -1 if nothing reads it (lifetimes an eager trace cannot kn
 from __future__ import annotations
 
 import contextlib
-import datetime
 import io
 import operator
 import time
 import warnings
 
-from capture.capture import build_signatures, grad_context, package_versions
+from capture.capture import build_signatures, grad_context, trace_header
 from capture.registry import ModelEntry, build_model
-from capture.schema import FORMAT_VERSION, ModuleInfo, OpInfo, TensorMeta, Trace
+from capture.schema import ModuleInfo, OpInfo, TensorMeta, Trace
 
 DECOMPOSITIONS = "core_aten"
 
@@ -279,19 +278,7 @@ def export_model(entry: ModelEntry, *, grad_mode: str = "no_grad",
     tracer = GraphTracer(model, ep)
     tracer.run()
     calls, sigs = build_signatures(tracer.rec, tracer.tensors)
-    header = {
-        "format_version": FORMAT_VERSION,
-        "versions": package_versions(),
-        "model": entry.to_dict(),
-        "input_shapes": shapes,
-        "grad_mode": grad_mode,
-        "tensor_mode": "fake",
-        "via": "export",
-        "decompositions": DECOMPOSITIONS,
-        "torch_version": torch.__version__,
-        "call_count": len(calls),
-        "tensor_last_use": tracer.last_use,
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "capture_s": round(time.perf_counter() - t0, 3),
-    }
+    header = trace_header(entry, shapes, grad_mode, "fake", "export", len(calls), time.perf_counter() - t0,
+                          decompositions=DECOMPOSITIONS, torch_version=torch.__version__,
+                          tensor_last_use=tracer.last_use)
     return Trace(header, tracer.modules, tracer.scopes, tracer.rec.ops, tracer.tensors, calls, sigs)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import math
 
-from replay.mapping.case import Case, Traced
-from replay.mapping.plan import (DEVICE, INT64_MAX, MEMORY, TT, Port, Ref, channels_last_flat,
-                                 first_out, nchw_out_flat, norm_dim, pair, skip, unsupported)
-from replay.mapping.registry import register, register_skip, register_unsupported
+from replay.mapping.case import Case
+from replay.mapping.plan import (DEVICE, MEMORY, Port, channels_last_flat,
+                                 first_out, nchw_out_flat, norm_dim, pair, unsupported)
+from replay.mapping.registry import register
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from replay.mapping.case import Case, Traced
-from replay.mapping.plan import (DEVICE, INT64_MAX, MEMORY, TT, Port, Ref, channels_last_flat,
-                                 first_out, nchw_out_flat, norm_dim, pair, skip, unsupported)
-from replay.mapping.registry import register, register_skip, register_unsupported
+from replay.mapping.plan import (DEVICE, MEMORY, TT, Port, first_out, skip, unsupported)
+from replay.mapping.registry import register
 
 
 @register("aten.clone.default", "aten.contiguous.default", "aten.copy.default",

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from replay.mapping.case import Case, Traced
-from replay.mapping.plan import (DEVICE, INT64_MAX, MEMORY, TT, Port, Ref, channels_last_flat,
-                                 first_out, nchw_out_flat, norm_dim, pair, skip, unsupported)
-from replay.mapping.registry import register, register_skip, register_unsupported
+from replay.mapping.plan import (MEMORY, Port, Ref, first_out, unsupported)
+from replay.mapping.registry import register
 
 
 UNARY = {  # aten base name -> ttnn function

@@ -1,11 +1,10 @@
 """What a mapping returns (a Replay of inputs and ttnn calls) and the Port that builds it."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from replay.mapping.case import Case, Traced
+from replay.mapping.case import Case
 
 INT64_MAX = 2**63 - 1
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")

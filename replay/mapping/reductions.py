@@ -1,10 +1,9 @@
 """Reductions and selection: mean/sum/max/..., argmax, topk, sort, cumsum, vector norms."""
 from __future__ import annotations
 
-from replay.mapping.case import Case, Traced
-from replay.mapping.plan import (DEVICE, INT64_MAX, MEMORY, TT, Port, Ref, channels_last_flat,
-                                 first_out, nchw_out_flat, norm_dim, pair, skip, unsupported)
-from replay.mapping.registry import register, register_skip, register_unsupported
+from replay.mapping.case import Case
+from replay.mapping.plan import (MEMORY, Port, first_out, norm_dim, unsupported)
+from replay.mapping.registry import register
 
 
 REDUCE = {"mean": "mean", "sum": "sum", "amax": "max", "amin": "min", "max": "max", "min": "min",

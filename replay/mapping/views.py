@@ -5,9 +5,8 @@ This is where tile-padding OOMs live: a view costs nothing in torch and a padded
 from __future__ import annotations
 
 from replay.mapping.case import Case, Traced
-from replay.mapping.plan import (DEVICE, INT64_MAX, MEMORY, TT, Port, Ref, channels_last_flat,
-                                 first_out, nchw_out_flat, norm_dim, pair, skip, unsupported)
-from replay.mapping.registry import register, register_skip, register_unsupported
+from replay.mapping.plan import (INT64_MAX, MEMORY, Port, first_out, norm_dim, skip, unsupported)
+from replay.mapping.registry import register
 
 
 @register("aten.view.default", "aten._unsafe_view.default", "aten.reshape.default",
