@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from replay.mapping.case import Case
-from replay.mapping.plan import (DEVICE, MEMORY, Port, channels_last_flat,
+from replay.mapping.plan import (CHANNELS_LAST, DEVICE, MEMORY, Port, channels_last_flat,
                                  first_out, nchw_out_flat, norm_dim, pair, unsupported)
 from replay.mapping.registry import register
 
@@ -40,7 +40,7 @@ def convolution(p: Port, c: Case):
         p.call("conv_transpose2d", **kw)
     else:
         p.call("conv2d", **kw)
-    p.expect(nchw_out_flat(first_out(c)))
+    p.expect(nchw_out_flat(first_out(c)), permute=CHANNELS_LAST[c.tensor("input").rank])
 
 
 @register("aten.max_pool2d.default", "aten.max_pool2d_with_indices.default",
@@ -52,13 +52,13 @@ def max_pool2d(p: Port, c: Case):
                   stride=pair(c.get("stride") or k), padding=pair(c.get("padding", [0, 0])),
                   dilation=pair(c.get("dilation", [1, 1])), ceil_mode=bool(c.get("ceil_mode", False)),
                   memory_config=MEMORY)
-    out = nchw_out_flat(first_out(c))
+    out, dims = nchw_out_flat(first_out(c)), CHANNELS_LAST[c.tensor("self").rank]
     if c.op.endswith("with_indices.default"):
         p.call("max_pool2d", return_indices=True, **kwargs)
-        p.expect(out, out)
+        p.expect(out, out, permute=dims)
     else:
         p.call("max_pool2d", **kwargs)
-        p.expect(out)
+        p.expect(out, permute=dims)
 
 
 @register("aten.avg_pool2d.default", ttnn="ttnn.avg_pool2d (input [1,1,NHW,C])")
@@ -72,7 +72,7 @@ def avg_pool2d(p: Port, c: Case):
     if c.get("divisor_override") is not None:
         kwargs["divisor_override"] = c.get("divisor_override")
     p.call("avg_pool2d", **kwargs)
-    p.expect(nchw_out_flat(first_out(c)))
+    p.expect(nchw_out_flat(first_out(c)), permute=CHANNELS_LAST[c.tensor("self").rank])
 
 
 @register("aten.adaptive_avg_pool2d.default", "aten._adaptive_avg_pool2d.default",
@@ -82,7 +82,8 @@ def adaptive_pool2d(p: Port, c: Case):
     fn = "adaptive_max_pool2d" if "max" in c.op else "adaptive_avg_pool2d"
     p.call(fn, input_tensor=x, batch_size=n, input_h=h, input_w=w, channels=ch,
            output_size=pair(c.get("output_size")), memory_config=MEMORY)
-    p.expect(nchw_out_flat(first_out(c)))      # values only: ttnn returns no indices here
+    # values only: ttnn returns no indices here
+    p.expect(nchw_out_flat(first_out(c)), permute=CHANNELS_LAST[c.tensor("self").rank])
 
 
 @register("aten.upsample_nearest2d.default", "aten.upsample_nearest2d.vec",
@@ -98,9 +99,9 @@ def upsample(p: Port, c: Case):
     name = "self" if c.tensor("self") else "input"
     mode = "bilinear" if "bilinear" in c.op else "nearest"
     # ttnn.upsample wants tile-aligned TILE input; a port holds it ROW_MAJOR.
-    p.call("upsample", p.input(name, [n, h, w, ch], layout="ROW_MAJOR"), scale, mode=mode,
-           memory_config=MEMORY)
-    p.expect([n, out[2], out[3], ch])
+    p.call("upsample", p.input(name, [n, h, w, ch], layout="ROW_MAJOR", permute=CHANNELS_LAST[4]), scale,
+           mode=mode, memory_config=MEMORY)
+    p.expect([n, out[2], out[3], ch], permute=CHANNELS_LAST[4])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,8 +163,9 @@ def group_norm(p: Port, c: Case):
         if c.tensor(name) is not None:
             kwargs[name] = p.input(name, [1, 1, ch // 32, 32] if ch % 32 == 0 else [1, 1, 1, ch],
                                    layout="ROW_MAJOR")
-    p.call("group_norm", p.input("input", [n, 1, hw, ch]), **kwargs)
-    p.expect([n, 1, hw, ch])
+    channels_last = [0, *range(2, t.rank), 1]
+    p.call("group_norm", p.input("input", [n, 1, hw, ch], permute=channels_last), **kwargs)
+    p.expect([n, 1, hw, ch], permute=channels_last)
 
 
 @register("aten._softmax.default", "aten.softmax.int", "aten._safe_softmax.default",
@@ -191,7 +193,7 @@ def linear(p: Port, c: Case):
     kwargs = dict(memory_config=MEMORY)
     if c.tensor("bias") is not None:
         kwargs["bias"] = p.input("bias", [1, w.shape[0]])
-    p.call("linear", p.input("input"), p.input("weight", [w.shape[1], w.shape[0]]), **kwargs)
+    p.call("linear", p.input("input"), p.input("weight", [w.shape[1], w.shape[0]], permute=[1, 0]), **kwargs)
     p.expect(first_out(c))
 
 

@@ -46,6 +46,7 @@ class InputTensor:
     dtype: str                    # ttnn dtype name
     layout: str                   # TILE | ROW_MAJOR
     memory: str                   # DRAM | L1 | host
+    permute: list[int] | None = None   # the traced data permuted by these dims, then reshaped to shape
 
 
 @dataclass
@@ -66,6 +67,9 @@ class Replay:
     inputs: list[InputTensor] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     expected: list[list[int]] = field(default_factory=list)   # output shapes in the port's layout
+    # torch's outputs permuted by these dims, then reshaped to `expected`, are the port's outputs
+    # (numerics compare in the port's layout); None: a plain reshape
+    output_permute: list[int] | None = None
     notes: list[str] = field(default_factory=list)
 
     def call_string(self) -> str:
@@ -121,15 +125,19 @@ class Port:
         unsupported(f"tensor dtype {traced_dtype} has no ttnn equivalent")
 
     def input(self, name: str, shape: list[int] | None = None, dtype: str | None = None,
-              layout: str | None = None, memory: str | None = None) -> Ref:
-        """Create the traced tensor argument `name` (optionally re-shaped the way a port holds it)."""
+              layout: str | None = None, memory: str | None = None, permute: list[int] | None = None) -> Ref:
+        """Create the traced tensor argument `name` (optionally re-shaped the way a port holds it).
+
+        A shape other than the traced one is a row-major reshape of the traced data, after
+        ``permute`` when given; numerics upload the data the same way.
+        """
         t = self.case.tensor(name)
         if t is None and shape is None:
             unsupported(f"argument {name!r} is not a traced tensor")
         shape = list(shape if shape is not None else t.shape) or [1]
         self.replay.inputs.append(InputTensor(
             name, shape, dtype or self.dtype_of(t.dtype if t else "float32"),
-            layout or self.settings.layout, memory or self.settings.buffer))
+            layout or self.settings.layout, memory or self.settings.buffer, permute))
         return Ref(name)
 
     def call(self, fn: str, *args, pick: int | None = None, **kwargs) -> Ref:
@@ -138,9 +146,11 @@ class Port:
         self.replay.calls.append(Call(fn, list(args), kwargs, out, pick))
         return Ref(out)
 
-    def expect(self, *shapes: list[int]) -> None:
+    def expect(self, *shapes: list[int], permute: list[int] | None = None) -> None:
+        """The port's output shapes; ``permute``: how torch's outputs are permuted to reach them."""
         # rank-0 tensors are held as [1]: ttnn has no 0-d tensors
         self.replay.expected = [list(s) or [1] for s in shapes]
+        self.replay.output_permute = permute
 
     def note(self, text: str) -> None:
         self.replay.notes.append(text)
@@ -172,13 +182,17 @@ def first_out(case: Case) -> list[int]:
     return shapes[0]
 
 
+# NCHW (or unbatched CHW) -> channels last, the data order of a port's conv/pool activations.
+CHANNELS_LAST = {3: [1, 2, 0], 4: [0, 2, 3, 1]}
+
+
 def channels_last_flat(p: Port, name: str) -> tuple[Ref, int, int, int, int]:
     """A port's conv/pool activation: NCHW traced, held as [1, 1, N*H*W, C]."""
     t = p.case.tensor(name)
     if t is None or t.rank not in (3, 4):
         unsupported(f"{p.case.op} on a rank-{t.rank if t else 0} tensor: ttnn's 2D conv/pool take NCHW only")
     n, c, h, w = ([1] + t.shape) if t.rank == 3 else t.shape
-    return p.input(name, [1, 1, n * h * w, c]), n, c, h, w
+    return p.input(name, [1, 1, n * h * w, c], permute=CHANNELS_LAST[t.rank]), n, c, h, w
 
 
 def nchw_out_flat(shape: list[int]) -> list[int]:
