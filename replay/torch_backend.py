@@ -376,9 +376,8 @@ def run_signature(sig: Signature, arg_names: list[str], settings: dict) -> Repla
 
     try:
         with FakeTensorMode() if fake else contextlib.nullcontext():
-            generator = None if fake else torch.Generator().manual_seed(
-                settings.get("seed", 0) ^ int(sig.id, 16))
-            args, kwargs = _build(op, sig, arg_names, generator)
+            generator = None if fake else _generator(sig, settings.get("seed", 0))
+            args, kwargs, _ = _build(op, sig, arg_names, generator)
             start = time.perf_counter()
             try:
                 with torch.no_grad():
@@ -406,14 +405,28 @@ def run_signature(sig: Signature, arg_names: list[str], settings: dict) -> Repla
     return result
 
 
+def _generator(sig: Signature, seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed ^ int(sig.id, 16))
+
+
+def build_inputs(sig: Signature, arg_names: list[str],
+                 seed: int = 0) -> tuple[torch._ops.OpOverload, list, dict, dict]:
+    """The op and its real arguments with valid values, as run_signature builds them with this seed:
+    (op, args, kwargs, values by schema name). Raises NotBuildable."""
+    op = resolve_op(sig.op)
+    args, kwargs, named = _build(op, sig, arg_names, _generator(sig, seed))
+    return op, args, kwargs, named
+
+
 def _build(op: torch._ops.OpOverload, sig: Signature, arg_names: list[str],
-           generator: torch.Generator | None) -> tuple[list, dict]:
-    """The call's positional and keyword arguments, with valid values when tensors are real."""
+           generator: torch.Generator | None) -> tuple[list, dict, dict]:
+    """The call's positional and keyword arguments (and all values by name), valid when tensors are real."""
     builder = _Builder(generator)
     values = [builder.value(v) for v in sig.args]
     args, kwargs = _call_args(op, arg_names, values)
+    named = dict(zip(arg_names, values))
     rule = INPUT_RULES.get(sig.op)
     if rule is not None and generator is not None:
         with torch.no_grad():
-            rule(dict(zip(arg_names, values)), sig)
-    return args, kwargs
+            rule(named, sig)
+    return args, kwargs, named
