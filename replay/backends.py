@@ -9,6 +9,7 @@ import os
 import time
 import traceback
 
+from replay.numerics import NUMERICS_ON_MOCK_ENV
 from replay.pool import Job, WorkerPool, find_ttnn_python
 from replay.results import ESTIMATE_NOTE, MOCK_NOTE, ReplayResult
 
@@ -105,15 +106,41 @@ class TtnnBackend:
                 "ttnn": info.get("ttnn_version") or info.get("ttnn"), "device": info.get("board", s.device),
                 "ttnn_python": python}
 
+    def numerics(self) -> bool:
+        """Compare outputs with torch: on a real board, or on the mock device when testing the path."""
+        return not self.mock or os.environ.get(NUMERICS_ON_MOCK_ENV) == "1"
+
+    def _job(self, case, inputs: dict | None = None) -> Job:
+        request = {"id": case.sig.id, "sig": case.sig.to_full_wire(case.arg_names),
+                   "device": self.settings.device, "mock": self.mock}
+        if inputs is not None:      # also {} for ops without inputs (full, arange): read the output back
+            request["inputs"] = inputs
+        return Job(case.sig.id, request)
+
     def run(self, cases, on_result) -> None:
         by_key = {c.sig.id: c for c in cases}
-        jobs = [Job(c.sig.id, {"id": c.sig.id, "sig": c.sig.to_full_wire(c.arg_names),
-                               "device": self.settings.device, "mock": self.mock}) for c in cases]
+        if not self.numerics():
+            def done(key, result_dict):
+                on_result(by_key[key], ReplayResult.from_json(result_dict))
+            self.pool.run([self._job(c) for c in cases], done)
+            return
+        # Numerics: inputs and references are made batch by batch, so only a batch's data is held.
+        from replay.mapping import Settings as MappingSettings
+        from replay.numerics import judge, prepare
+        s = self.settings
+        mapping_settings = MappingSettings(dtype=s.dtype, memory=s.memory)
+        step = 4 * max(1, s.jobs)
+        for start in range(0, len(cases), step):
+            batch = cases[start:start + step]
+            prepared = {c.sig.id: prepare(c.sig, c.arg_names, mapping_settings) for c in batch}
 
-        def done(key, result_dict):
-            on_result(by_key[key], ReplayResult.from_json(result_dict))
-
-        self.pool.run(jobs, done)
+            def judged(key, result_dict):
+                actual = result_dict.get("extra", {}).pop("numerics_outputs", None)
+                result = ReplayResult.from_json(result_dict)
+                judge(result, prepared[key], actual, s.pcc)
+                on_result(by_key[key], result)
+            self.pool.run([self._job(c, None if prepared[c.sig.id].reason else prepared[c.sig.id].inputs)
+                           for c in batch], judged)
 
     def close(self) -> None:
         if self.pool:

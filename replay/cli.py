@@ -48,17 +48,20 @@ def main():
 @click.option("--no-report", is_flag=True, help="do not write the report")
 @click.option("--remedies/--no-remedies", default=True, show_default=True,
               help="for each failing signature, try DRAM, the other layout, bfloat8_b, folded 1-dims")
+@click.option("--pcc", type=float, default=0.99, show_default=True,
+              help="on a real board, outputs with a lower Pearson correlation to torch are a mismatch")
 @click.option("--mode", type=click.Choice(["signature", "model"]), default="signature", show_default=True,
               help="signature: each unique signature alone; model: each model's whole call sequence in "
                    "context (live tensors, program cache), beside the isolated verdicts")
 def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, shard, ttnn_python, report_dir,
-        no_report, mode, remedies):
+        no_report, mode, remedies, pcc):
     """Replay every unique signature of the traces (files or folders) once, then write the report."""
     from replay.pool import PoolError
     from replay.runner import Settings, default_results_path, load_traces, parse_shard, replay
 
     try:
-        settings = Settings(backend, device, dtype, memory, jobs, timeout_s, ttnn_python, parse_shard(shard))
+        settings = Settings(backend, device, dtype, memory, jobs, timeout_s, ttnn_python, parse_shard(shard),
+                            pcc=pcc)
         settings.validate()
         traces = load_traces(list(paths))
         if mode == "model":

@@ -38,6 +38,7 @@ class Settings:
     ttnn_python: str | None = None
     shard: tuple[int, int] | None = None      # (K, N): the K-th of N shards, K from 1
     log_dir: str = ""
+    pcc: float = 0.99                         # numerics on a real board: below this PCC is a mismatch
 
     def as_dict(self) -> dict:
         return {"device": self.device, "dtype": self.dtype, "memory": self.memory, "backend": self.backend}
@@ -54,6 +55,8 @@ class Settings:
             raise ReplayError(f"unknown memory {self.memory!r}; choose dram or l1")
         if self.timeout_s <= 0 or self.jobs < 1:
             raise ReplayError("--timeout must be > 0 and --jobs >= 1")
+        if not -1.0 <= self.pcc <= 1.0:
+            raise ReplayError(f"--pcc {self.pcc:g} must be between -1 and 1")
 
 
 @dataclass

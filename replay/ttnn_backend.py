@@ -4,6 +4,10 @@
 device: everything it created is deallocated afterwards and the program cache (which keeps
 reshape's page-mapping tensors alive) is cleared. An error while creating inputs is phase "inputs",
 during the calls phase "op". Needs ttnn (never torch).
+
+With ``inputs`` (wire arrays by plan input name, see ``replay.numerics``) the inputs are uploaded
+with those values instead of allocated uninitialised, and the outputs are read back into
+``result.extra["numerics_outputs"]`` (wire arrays) for the coordinator to compare.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import time
 import ttnn
 
 from replay.mapping import DEVICE, MEMORY, TT, Case, InputTensor, Ref, Replay, Settings, plan_replay
+from replay.numerics import from_wire, to_wire
 from replay.results import (MOCK_NOTE, ReplayResult, TensorFootprint, error_signature, is_cb_overflow,
                             one_line, oom_status, parse_oom)
 
@@ -83,6 +88,25 @@ def create_input(device, spec: InputTensor):
                                                           buffer_type=buffer), device)
 
 
+def upload_input(device, spec: InputTensor, array):
+    """One input with the given values (already in the port's layout), placed as create_input places it."""
+    if list(array.shape) != list(spec.shape):
+        raise ValueError(f"data for {spec.name!r} is {list(array.shape)}, the plan holds {spec.shape}")
+    dtype, layout = getattr(ttnn, spec.dtype), _layout(spec.layout)
+    if spec.memory == "host":
+        return ttnn.Tensor(array, dtype, None, layout)
+    memory_config = ttnn.L1_MEMORY_CONFIG if spec.memory == "L1" else ttnn.DRAM_MEMORY_CONFIG
+    return ttnn.Tensor(array, dtype, device, layout, memory_config)
+
+
+def read_back(t):
+    """A tensor's values as a numpy array of its logical shape (float32, or int32/uint32)."""
+    host = t.cpu() if t.storage_type() == ttnn.StorageType.DEVICE else t
+    if host.dtype not in (ttnn.float32, ttnn.int32, ttnn.uint32):   # numpy has no bfloat16
+        host = ttnn.to_dtype(host, ttnn.float32)
+    return host.to_numpy()
+
+
 def _resolve(v, env: dict, device, memory_config):
     if isinstance(v, Ref):
         return env[str(v)]
@@ -135,8 +159,11 @@ def _failure(result: ReplayResult, exc: BaseException, phase: str) -> None:
 
 
 def run_signature(device, sig, settings: Settings | None = None, *, board: str = "",
-                  mock: bool = True) -> ReplayResult:
-    """Replay one signature (a Case, or its wire list) on `device`; never raises for ttnn errors."""
+                  mock: bool = True, inputs: dict | None = None) -> ReplayResult:
+    """Replay one signature (a Case, or its wire list) on `device`; never raises for ttnn errors.
+
+    ``inputs``: values to upload (numerics); the outputs are then read back.
+    """
     settings = settings or Settings()
     case = sig if isinstance(sig, Case) else Case.from_wire(sig)
     t0 = time.perf_counter()
@@ -155,19 +182,45 @@ def run_signature(device, sig, settings: Settings | None = None, *, board: str =
     result.ttnn_call = plan.call_string()
     if plan.notes:
         result.extra["notes"] = plan.notes
-    _execute(device, plan, settings, result)
+    _execute(device, plan, settings, result, inputs)
     result.time_s = time.perf_counter() - t0
     return result
 
 
-def _execute(device, plan: Replay, settings: Settings, result: ReplayResult) -> None:
+def _create(device, spec: InputTensor, inputs: dict | None, no_data: dict):
+    if inputs is not None:
+        if spec.name not in inputs:
+            no_data[spec.name] = "no data sent"
+        else:
+            try:
+                return upload_input(device, spec, from_wire(inputs[spec.name]))
+            except Exception as e:  # noqa: BLE001 - allocating alone says whether it is the placement
+                no_data[spec.name] = one_line(str(e), 200)
+    return create_input(device, spec)
+
+
+def _read_outputs(outputs: list, no_data: dict, result: ReplayResult) -> None:
+    """Outputs back to the host for the coordinator's comparison, when every input had its values."""
+    if no_data:
+        result.extra["numerics_path"] = "inputs not uploaded: " + "; ".join(f"{k}: {v}" for k, v in no_data.items())
+        return
+    try:
+        result.extra["numerics_outputs"] = [to_wire(read_back(t)) for t in outputs]
+    except Exception as e:  # noqa: BLE001 - numerics are not checked, the op itself ran
+        result.extra["numerics_path"] = f"read back failed: {one_line(str(e), 200)}"
+        return
+    result.extra["numerics_path"] = f"uploaded {len(result.inputs)} inputs, read back {len(outputs)} outputs"
+
+
+def _execute(device, plan: Replay, settings: Settings, result: ReplayResult, inputs: dict | None = None) -> None:
     memory_config = ttnn.L1_MEMORY_CONFIG if settings.buffer == "L1" else ttnn.DRAM_MEMORY_CONFIG
     env: dict = {}
     created: list = []
+    no_data: dict = {}
     try:
         for spec in plan.inputs:
             try:
-                env[spec.name] = create_input(device, spec)
+                env[spec.name] = _create(device, spec, inputs, no_data)
             except Exception as e:  # noqa: BLE001
                 result.inputs = [footprint(env[s.name]) for s in plan.inputs if s.name in env]
                 result.inputs.append(planned_footprint(spec))
@@ -194,6 +247,8 @@ def _execute(device, plan: Replay, settings: Settings, result: ReplayResult) -> 
         outputs = _tensors(value)
         result.outputs = [footprint(t) for t in outputs]
         _check_shapes(plan, outputs, result)
+        if inputs is not None:
+            _read_outputs(outputs, no_data, result)
     finally:
         _release(created, device)
 

@@ -7,7 +7,9 @@ Frames both ways are a 4-byte big-endian length followed by a msgpack body.
   "ttnn_version", "settings"}; or, when the device cannot be opened, {"kind": "fatal",
   "ready": false, "error": "..."} and exit status 2.
 - Request in: {"id": any, "sig": Signature.to_full_wire(arg_names)}, i.e.
-  [id, op, args, outputs, count, calls, arg_names]; other keys are ignored.
+  [id, op, args, outputs, count, calls, arg_names], and optionally "inputs": {plan input name:
+  wire array} (numerics: upload these values; the reply's result then carries the outputs read
+  back in extra["numerics_outputs"], see replay.numerics); other keys are ignored.
   Reply out: {"kind": "result", "id": same, "result": ReplayResult.to_json()}
 - {"cmd": "shutdown"} or end of stdin closes the device and exits 0.
 
@@ -116,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             sig = req.get("sig")
             _test_op(sig[1] if isinstance(sig, list) and len(sig) > 1 else "")
             try:
-                result = run_signature(device, sig, settings, board=info.board, mock=info.mock)
+                result = run_signature(device, sig, settings, board=info.board, mock=info.mock,
+                                       inputs=req.get("inputs"))
             except Exception as e:  # noqa: BLE001 - an optrace bug must not lose the other signatures
                 result = ReplayResult(signature_id=str(sig[0]) if sig else "", op=str(sig[1]) if sig else "",
                                       status="ttnn_error", backend="ttnn", device=info.board, mock=info.mock,
