@@ -229,6 +229,9 @@ class HeadroomRow:
     confirmed: str           # "mock", "real", "estimate" or "" (not confirmed on a device)
     first_failing_above: str  # what fails just above: "call 183 aten._softmax.default oom_dram"
     note: str = ""
+    axis: str = ""           # "resolution" (batch 1) or "batch" (at the traced resolution)
+    estimate_bound: str = ""  # the estimate's largest size, e.g. "batch 1, 12544 x 12544"
+    why: str = ""            # why the device's size differs from the estimate's bound ("" when equal)
 
 
 @dataclass

@@ -273,9 +273,13 @@ def headroom_section(report: Report) -> str:
     if not report.headroom:
         return ""
     return ('<section id="headroom"><h2>Maximum supported size</h2>'
-            + table(["model", "batch", "height", "width", "confirmed", "what fails just above", "note"],
-                    [[e(h.model), str(h.batch), str(h.height), str(h.width), e(h.confirmed or "-"),
-                      e(h.first_failing_above), e(h.note)] for h in report.headroom], {1, 2, 3})
+            "<p>From <code>replay headroom MODEL</code>: the largest input that replays in context without "
+            "a failure, run on the device named under confirmed (else the estimate).</p>"
+            + table(["model", "largest", "batch", "height", "width", "confirmed", "what fails just above",
+                     "estimate's bound", "why they differ", "note"],
+                    [[e(h.model), e(h.axis), str(h.batch), str(h.height), str(h.width), e(h.confirmed or "-"),
+                      e(h.first_failing_above), e(h.estimate_bound or "-"), e(h.why or "-"), e(h.note)]
+                     for h in report.headroom], {2, 3, 4})
             + "</section>")
 
 

@@ -78,7 +78,7 @@ def render_terminal(report: Report) -> str:
         rows = [["status", "calls", "%"]] + [[s, str(n), pct(n, m.calls)] for s, n in m.by_status.items()]
         out += ["  " + line for line in _table(rows, {1, 2})]
         out.append("  first blocking: " + first_block_text(m))
-    out += context_lines(report)
+    out += context_lines(report) + headroom_lines(report)
     if report.fix_by_op:
         out.append("")
         out.append("fix first (op: models blocked, calls): " + "; ".join(
@@ -191,10 +191,25 @@ def headroom_markdown(report: Report) -> list[str]:
     if not report.headroom:
         return []
     out = ["", "## Maximum supported size", "",
-           "| model | batch | height | width | confirmed | what fails just above |", "|---|---:|---:|---:|---|---|"]
+           "| model | largest | batch | height | width | confirmed | what fails just above | estimate's bound | "
+           "why they differ |", "|---|---|---:|---:|---:|---|---|---|---|"]
     for h in report.headroom:
-        out.append(f"| {_md(h.model)} | {h.batch} | {h.height} | {h.width} | {h.confirmed or '-'} | "
-                   f"{_md(h.first_failing_above)} |")
+        out.append(f"| {_md(h.model)} | {_md(h.axis)} | {h.batch} | {h.height} | {h.width} | {h.confirmed or '-'} | "
+                   f"{_md(h.first_failing_above)} | {_md(h.estimate_bound)} | {_md(h.why)} |")
+    return out
+
+
+def headroom_lines(report: Report) -> list[str]:
+    """Terminal lines of the maximum-supported-size table (stored `replay headroom` results)."""
+    if not report.headroom:
+        return []
+    out = ["", "maximum supported size (replay headroom):"]
+    for h in report.headroom:
+        out.append(f"  {h.model} largest {h.axis or 'size'}: batch {h.batch}, {h.height} x {h.width} "
+                   f"({'confirmed on the ' + h.confirmed + ' device' if h.confirmed else 'estimate'}); "
+                   f"just above: {h.first_failing_above}")
+        if h.why:
+            out.append(f"    estimate's bound {h.estimate_bound}: {h.why}")
     return out
 
 
