@@ -75,7 +75,7 @@ def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, sha
         _die(str(e))
     click.echo(f"results: {path} ({len(results)} signatures; {header.get('note')})")
     if not no_report and settings.shard is None:
-        _write_report(traces, header, results, report_dir)
+        _write_report(traces, header, results, report_dir, out)
 
 
 def _run_context(traces, settings, out, report_dir, no_report):
@@ -87,16 +87,21 @@ def _run_context(traces, settings, out, report_dir, no_report):
             header, results = read_results(results_path)
             model = header.get("model", "")
             _write_report([t for t in traces if t.header["model"]["name"] == model], header, results,
-                          os.path.join(report_dir, f"context_{model}"))
+                          os.path.join(report_dir, f"context_{model}"), out)
 
 
-def _write_report(traces, header, results, report_dir):
+def _write_report(traces, header, results, report_dir, results_dir="results"):
+    """Build, print and write the report; `replay headroom` results in results_dir for the same device,
+    memory and models become its maximum-supported-size table."""
     try:
         from replay.report import build_report, render_terminal, write_report
     except ImportError:
         click.echo("replay: report module not available; results are stored", err=True)
         return
+    from replay.headroom import load_headroom_rows
     rep = build_report(traces, header, results)
+    rep.headroom = load_headroom_rows(results_dir, header.get("device"), header.get("memory"),
+                                      {m.model for m in rep.models})
     click.echo(render_terminal(rep))
     paths = write_report(rep, report_dir)
     shown = paths.get("html") or next(iter(paths.values()))
@@ -117,7 +122,7 @@ def report(results_files, report_dir):
             traces = load_traces([t["path"] for t in header.get("traces", [])])
         except (ResultsError, ReplayError) as e:
             _die(str(e))
-        _write_report(traces, header, results, report_dir)
+        _write_report(traces, header, results, report_dir, os.path.dirname(os.path.abspath(f)))
 
 
 @main.command()
@@ -212,10 +217,17 @@ def repro(signature_id, failing, results_file, out):
 @click.option("--step", type=int, default=32, show_default=True, help="resolution step in pixels (short side)")
 @click.option("--confirm/--no-confirm", default=True, show_default=True,
               help="confirm the found sizes in context on ttnn (the mock device when there is no board)")
-@click.option("--out", default="results", show_default=True, help="folder for headroom_*.json")
+@click.option("--max-batch", type=int, default=1024, show_default=True, help="largest batch tried")
+@click.option("--device-probes", type=int, default=12, show_default=True,
+              help="at most this many in-context device runs per axis when the device disagrees with the estimate")
+@click.option("--op-probes", type=int, default=5, show_default=True,
+              help="isolated device runs per failing op when bisecting the largest inputs it fits with")
+@click.option("--out", default="results", show_default=True,
+              help="folder for headroom_<device>_<memory>_<model>.json (where `replay report` finds it)")
 @click.option("--ttnn-python", default=None, help="Python with ttnn for the confirming worker")
-def headroom(model, device, memory, step, confirm, out, ttnn_python):
-    """The largest input (resolution, batch) MODEL still replays without a failure."""
+def headroom(model, device, memory, step, confirm, max_batch, device_probes, op_probes, out, ttnn_python):
+    """The largest input (resolution, batch) MODEL still replays without a failure: bisected on the
+    estimate, then confirmed (and, where they disagree, bisected on) the ttnn device."""
     from capture.registry import RegistryError
     from replay.headroom import headroom as find, render_headroom, write_headroom
     from replay.pool import PoolError
@@ -224,7 +236,8 @@ def headroom(model, device, memory, step, confirm, out, ttnn_python):
                         log_dir=os.path.join(out, "logs"))
     os.makedirs(settings.log_dir, exist_ok=True)
     try:
-        result = find(model, device, memory, step, confirm, settings)
+        result = find(model, device, memory, step, confirm, settings, max_batch=max_batch,
+                      max_device_probes=device_probes, op_probes=op_probes)
     except (RegistryError, PoolError) as e:
         _die(str(e))
     click.echo(render_headroom(result))
