@@ -102,7 +102,11 @@ class TtnnBackend:
                                s.jobs, s.timeout_s, s.log_dir)
         info = self.pool.start()
         self.mock = bool(info.get("mock", True))
-        return {"mock": self.mock, "note": info.get("note") or (MOCK_NOTE if self.mock else ""),
+        note = info.get("note") or (MOCK_NOTE if self.mock else "")
+        if self.numerics():
+            note += (f"; outputs compared with torch (PCC >= {s.pcc:g})" if not self.mock else
+                     f"; {NUMERICS_ON_MOCK_ENV}=1: data sent to test the numerics path, outputs are garbage")
+        return {"mock": self.mock, "note": note,
                 "ttnn": info.get("ttnn_version") or info.get("ttnn"), "device": info.get("board", s.device),
                 "ttnn_python": python}
 
