@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+
+from capture.atomic import write_atomic
 
 FORMAT = "optrace-trace"
 FORMAT_VERSION = 1
@@ -204,21 +205,7 @@ def signature_id(op: str, sig_args: list) -> str:
 
 def write_trace(trace: Trace, path: str) -> int:
     """Write atomically (temporary file in the same folder, then rename); returns bytes written."""
-    blob = msgpack.packb(trace.to_wire(), use_bin_type=True)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".msgpack", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return len(blob)
+    return write_atomic(path, msgpack.packb(trace.to_wire(), use_bin_type=True))
 
 
 # ---------------------------------------------------------------------------------------------

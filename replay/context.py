@@ -25,6 +25,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from capture.atomic import write_atomic
 from capture.schema import Trace
 from replay.results import BLOCKING, OOM_STATUSES, ReplayResult
 
@@ -245,14 +246,11 @@ def summarize(model: str, backend: str, device: str, records: list[CallRecord], 
 
 def write_calls(path: str, header: dict, records: list[CallRecord], summary: ContextSummary) -> None:
     """The per-call file: a header line, one line per call, a summary line (atomic)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps({"kind": "header", "format": CONTEXT_FORMAT, "version": CONTEXT_VERSION, **header},
-                           sort_keys=True) + "\n")
-        for r in records:
-            f.write(json.dumps(r.to_json(), sort_keys=True) + "\n")
-        f.write(json.dumps(summary.to_json(), sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    lines = [json.dumps({"kind": "header", "format": CONTEXT_FORMAT, "version": CONTEXT_VERSION, **header},
+                        sort_keys=True)]
+    lines += [json.dumps(r.to_json(), sort_keys=True) for r in records]
+    lines.append(json.dumps(summary.to_json(), sort_keys=True))
+    write_atomic(path, "\n".join(lines) + "\n")
 
 
 def read_calls(path: str) -> tuple[dict, list[CallRecord], ContextSummary | None]:

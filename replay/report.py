@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter, defaultdict
 
+from capture.atomic import write_atomic
 from capture.schema import Trace
 from replay.attribution import (MEMORY_FAILURES, NOT_RUN, NOT_RUN_NOTE, REPORT_STATUSES,
                                 Attribution, ModelAttribution, attribute, format_shapes, input_shapes,
@@ -283,23 +283,6 @@ def build_report(traces: list[Trace], header: dict, results: list[ReplayResult])
 
 # ---------------------------------------------------------------------------------------------
 # Writing
-
-def write_atomic(path: str, text: str) -> None:
-    """Write text to path via a temporary file in the same folder and a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
 
 def write_report(report: Report, out_dir: str = "reports") -> dict[str, str]:
     """Write report.html, summary.md, failures.csv and report.json into out_dir; returns their paths."""

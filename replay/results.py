@@ -13,6 +13,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
+from capture.atomic import write_atomic
+
 # Every status a result can have, with what it means to a user.
 STATUSES = {
     "pass": "ran; output shape/dtype as traced",
@@ -173,13 +175,8 @@ class ResultsError(ValueError):
 
 def write_header(path: str, header: dict) -> None:
     """Start a new journal atomically with its header line."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps({"kind": "header", "format": RESULTS_FORMAT, "version": RESULTS_VERSION,
-                            **header}, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps({"kind": "header", "format": RESULTS_FORMAT, "version": RESULTS_VERSION,
+                                   **header}, sort_keys=True) + "\n")
 
 
 class Journal:
