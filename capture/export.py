@@ -31,6 +31,7 @@ import time
 import warnings
 
 from capture.capture import build_signatures, grad_context, trace_header
+from capture.recorder import encode_constant
 from capture.registry import ModelEntry, build_model
 from capture.schema import ModuleInfo, OpInfo, TensorMeta, Trace
 
@@ -72,32 +73,6 @@ def export_program(model, inputs: list, grad_mode: str = "no_grad"):
     return ep, list(dict.fromkeys(said))
 
 
-def _dtype_name(x) -> str:
-    return str(x).removeprefix("torch.")
-
-
-def _encode_constant(v) -> list:
-    """A non-tensor argument as a tagged value, the way the eager recorder encodes it."""
-    import torch
-    if isinstance(v, bool):
-        return ["bool", v]
-    if isinstance(v, int):
-        return ["int", v]
-    if isinstance(v, float):
-        return ["float", v]
-    if v is None:
-        return ["none", None]
-    if isinstance(v, str):
-        return ["str", v]
-    if isinstance(v, torch.dtype):
-        return ["dtype", _dtype_name(v)]
-    if isinstance(v, torch.device):
-        return ["device", str(v)]
-    if isinstance(v, torch.layout):
-        return ["layout", _dtype_name(v)]
-    if isinstance(v, torch.memory_format):
-        return ["memory_format", _dtype_name(v)]
-    return ["opaque", repr(v)[:200]]
 
 
 class GraphTracer:
@@ -149,7 +124,7 @@ class GraphTracer:
     def _new_tensor(self, val, kind: str, name: str, storage_id: int | None = None) -> list:
         if storage_id is None:
             storage_id, self.n_storages = self.n_storages, self.n_storages + 1
-        self.tensors.append(TensorMeta([int(s) for s in val.shape], _dtype_name(val.dtype),
+        self.tensors.append(TensorMeta([int(s) for s in val.shape], encode_constant(val.dtype)[1],
                                        [int(s) for s in val.stride()], int(val.storage_offset()),
                                        storage_id, kind, name))
         self.last_use.append(-1)
@@ -164,7 +139,7 @@ class GraphTracer:
             return self.value[v]
         if isinstance(v, (list, tuple)):
             return ["list", [self._arg_value(x) for x in v]]
-        return _encode_constant(v)
+        return encode_constant(v)
 
     def _output_value(self, val, storage_id: int | None) -> list:
         import torch
@@ -173,8 +148,8 @@ class GraphTracer:
         if isinstance(val, (list, tuple)):
             return ["list", [self._output_value(x, storage_id) for x in val]]
         if isinstance(val, (torch.SymInt, torch.SymFloat, torch.SymBool)):
-            return _encode_constant(val.node.hint if val.node.hint is not None else repr(val))
-        return _encode_constant(val)
+            return encode_constant(val.node.hint if val.node.hint is not None else repr(val))
+        return encode_constant(val)
 
     # -- calls ----------------------------------------------------------------------------------
     def _op(self, func) -> int:

@@ -31,6 +31,31 @@ def _name(x) -> str:
     return str(x).removeprefix("torch.")
 
 
+def encode_constant(v) -> list:
+    """A non-tensor, non-list value as a tagged value (capture/schema.py VALUE_TAGS)."""
+    if isinstance(v, bool):
+        return ["bool", v]
+    if isinstance(v, (int, torch.SymInt)):
+        return ["int", int(v)]
+    if isinstance(v, (float, torch.SymFloat)):
+        return ["float", float(v)]
+    if v is None:
+        return ["none", None]
+    if isinstance(v, str):
+        return ["str", v]
+    if isinstance(v, torch.dtype):
+        return ["dtype", _name(v)]
+    if isinstance(v, torch.device):
+        return ["device", str(v)]
+    if isinstance(v, torch.layout):
+        return ["layout", _name(v)]
+    if isinstance(v, torch.memory_format):
+        return ["memory_format", _name(v)]
+    if isinstance(v, torch.SymBool):
+        return ["bool", bool(v)]
+    return ["opaque", repr(v)[:200]]
+
+
 # ---------------------------------------------------------------------------------------------
 # Module stack
 
@@ -178,34 +203,13 @@ class Recorder(TorchDispatchMode):
 
     # -- values ---------------------------------------------------------------------------------
     def encode(self, v, produced: bool = False) -> list:
-        cls = type(v)
-        if cls is int:  # the common cases first: this runs for every argument of every call
+        if type(v) is int:  # the common case first: this runs for every argument of every call
             return ["int", v]
         if isinstance(v, torch.Tensor):
             return ["T", self.tensors.ref(v, produced)]
-        if isinstance(v, bool):
-            return ["bool", v]
-        if isinstance(v, (int, torch.SymInt)):
-            return ["int", int(v)]
-        if isinstance(v, (float, torch.SymFloat)):
-            return ["float", float(v)]
-        if v is None:
-            return ["none", None]
-        if isinstance(v, str):
-            return ["str", v]
         if isinstance(v, (list, tuple)):
             return ["list", [self.encode(x, produced) for x in v]]
-        if isinstance(v, torch.dtype):
-            return ["dtype", _name(v)]
-        if isinstance(v, torch.device):
-            return ["device", str(v)]
-        if isinstance(v, torch.layout):
-            return ["layout", _name(v)]
-        if isinstance(v, torch.memory_format):
-            return ["memory_format", _name(v)]
-        if isinstance(v, torch.SymBool):
-            return ["bool", bool(v)]
-        return ["opaque", repr(v)[:200]]
+        return encode_constant(v)
 
     def _op(self, func) -> int:
         i = self._op_index.get(func)
