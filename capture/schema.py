@@ -194,6 +194,18 @@ def signature_value(value: list, tensors: list[TensorMeta]) -> list:
     return value
 
 
+def tensor_payloads(values: list) -> list:
+    """The payloads of every tensor among tagged values, nested lists included, in order
+    (tensor indices in calls, [shape, dtype, stride] in signatures)."""
+    out = []
+    for tag, payload in values:
+        if tag == "T":
+            out.append(payload)
+        elif tag == "list":
+            out.extend(tensor_payloads(payload))
+    return out
+
+
 def signature_id(op: str, sig_args: list) -> str:
     """A stable 16-hex-digit id for (op, argument metadata)."""
     blob = msgpack.packb([op, sig_args], use_bin_type=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from capture.schema import Signature, Trace
+from capture.schema import Signature, Trace, tensor_payloads
 from replay.results import BLOCKING, STATUSES, ReplayResult
 
 NOT_RUN = "not_run"
@@ -162,20 +162,9 @@ def reconcile(att: Attribution, traces: list[Trace]) -> None:
 # ---------------------------------------------------------------------------------------------
 # What a signature looks like to a user
 
-def tensor_args(values: list) -> list[list]:
-    """The [shape, dtype, stride] of every tensor among signature values, nested lists included."""
-    out = []
-    for tag, payload in values:
-        if tag == "T":
-            out.append(payload)
-        elif tag == "list":
-            out.extend(tensor_args(payload))
-    return out
-
-
 def input_shapes(sig: Signature) -> list[list[int]]:
     """Shapes of the signature's tensor arguments, in argument order."""
-    return [t[0] for t in tensor_args(sig.args)]
+    return [t[0] for t in tensor_payloads(sig.args)]
 
 
 def format_shapes(shapes: list[list[int]]) -> str:

@@ -26,7 +26,7 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from capture.atomic import write_atomic
-from capture.schema import Trace
+from capture.schema import Trace, tensor_payloads
 from replay.results import BLOCKING, OOM_STATUSES, ReplayResult
 
 CONTEXT_FORMAT = "optrace-context-calls"
@@ -86,16 +86,6 @@ def _bind(names: list[str], values: list) -> tuple[dict[str, int], list[int]]:
     return named, order
 
 
-def _flat(values: list) -> list[int]:
-    out = []
-    for tag, payload in values:
-        if tag == "T":
-            out.append(payload)
-        elif tag == "list":
-            out += _flat(payload)
-    return out
-
-
 def plan_context(trace: Trace) -> ContextPlan:
     """The trace's calls as Steps with lifetimes (storage-level: a view keeps its base alive)."""
     metas = trace.tensors
@@ -104,7 +94,7 @@ def plan_context(trace: Trace) -> ContextPlan:
     for call in trace.calls:
         names = trace.ops[call.op].arg_names
         named, order = _bind(names, call.args)
-        outs = _flat(call.outputs)
+        outs = tensor_payloads(call.outputs)
         for t in order + outs:
             last_use[metas[t].storage_id] = call.index
         steps.append(Step(call.index, trace.signatures[call.signature].id, trace.op_name(call),

@@ -148,8 +148,9 @@ def render_repro(result: ReplayResult, case: Case, settings: Settings, provenanc
         args = [_py(a) for a in call.args] + [f"{k}={_py(v)}" for k, v in call.kwargs.items()]
         pick = f"[{call.pick}]" if call.pick is not None else ""
         body.append(f"{_var(call.out)} = ttnn.{call.fn}({', '.join(args)}){pick}")
-    from replay.attribution import format_shapes, tensor_args
-    shapes = format_shapes([t[0] for t in tensor_args(case.args)])
+    from capture.schema import tensor_payloads
+    from replay.attribution import format_shapes
+    shapes = format_shapes([t[0] for t in tensor_payloads(case.args)])
     mock_command = (" ".join(f"{k}={v}" for k, v in mock_env.items()) + f" python -m pytest -q {filename}"
                     if mock_env else "TT_METAL_MOCK_CLUSTER_DESC_PATH=<cluster.yaml> TT_METAL_RUNTIME_ROOT=<root with "
                     f"the SFPI stand-in> TT_METAL_CACHE=<tmp> python -m pytest -q {filename}")

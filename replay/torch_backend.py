@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from capture.schema import Signature
+from capture.schema import Signature, tensor_payloads
 from replay.results import ReplayResult, TensorFootprint, one_line
 
 # Above this many input + output bytes a signature runs on fake tensors (settings "fake_above_bytes").
@@ -329,20 +329,10 @@ def _footprint(shape: list[int], dtype: str) -> TensorFootprint:
     return TensorFootprint(list(shape), dtype, "strided", "host", n, list(shape), n)
 
 
-def _tensor_metas(values: list) -> list[list]:
-    out = []
-    for tag, payload in values:
-        if tag == "T":
-            out.append(payload)
-        elif tag == "list":
-            out.extend(_tensor_metas(payload))
-    return out
-
-
 def signature_bytes(sig: Signature) -> int:
     """Bytes this signature needs on the CPU: input buffers plus traced outputs."""
-    inputs = sum(tensor_extent(s, st) * torch_dtype(d).itemsize for s, d, st in _tensor_metas(sig.args))
-    return inputs + sum(tensor_bytes(s, d) for s, d, _ in _tensor_metas(sig.outputs))
+    inputs = sum(tensor_extent(s, st) * torch_dtype(d).itemsize for s, d, st in tensor_payloads(sig.args))
+    return inputs + sum(tensor_bytes(s, d) for s, d, _ in tensor_payloads(sig.outputs))
 
 
 def _call_args(op: torch._ops.OpOverload, arg_names: list[str], values: list) -> tuple[list, dict]:
@@ -364,7 +354,7 @@ def run_signature(sig: Signature, arg_names: list[str], settings: dict) -> Repla
     result = ReplayResult(sig.id, sig.op, "unsupported", BACKEND, "cpu", False)
     try:
         op = resolve_op(sig.op)
-        result.inputs = [_footprint(s, d) for s, d, _ in _tensor_metas(sig.args)]
+        result.inputs = [_footprint(s, d) for s, d, _ in tensor_payloads(sig.args)]
         mode = settings.get("tensors", "auto")
         if mode not in ("auto", "real", "fake"):
             raise ValueError(f"settings tensors={mode!r}: expected auto, real or fake")
@@ -393,7 +383,7 @@ def run_signature(sig: Signature, arg_names: list[str], settings: dict) -> Repla
         return result
 
     diffs, stride_diffs = compare_outputs(got, sig.outputs, len(op._schema.returns))
-    result.outputs = [_footprint(s, d) for s, d, _ in _tensor_metas(sig.outputs)]
+    result.outputs = [_footprint(s, d) for s, d, _ in tensor_payloads(sig.outputs)]
     result.status = "mismatch" if diffs else "pass"
     result.reason = "; ".join(diffs)
     if stride_diffs:  # informational: ttnn does not see strides, but a faithful trace has them
