@@ -311,7 +311,9 @@ def _axis(prober: Prober, size_of, lo: int, hi_limit: int, confirm: bool, max_de
     def dev_fits(k):
         return prober.on_device(*size_of(k)).fits
     start = prober.device_probes
-    left = lambda: max_device_probes - (prober.device_probes - start)  # noqa: E731
+
+    def left():
+        return max_device_probes - (prober.device_probes - start)
     if k_est is not None and dev_fits(k_est):
         if k_est_fail is None:
             k, k_fail, exact = k_est, None, True

@@ -191,8 +191,8 @@ def headroom_markdown(report: Report) -> list[str]:
     if not report.headroom:
         return []
     out = ["", "## Maximum supported size", "",
-           "| model | largest | batch | height | width | confirmed | what fails just above | estimate's bound | "
-           "why they differ |", "|---|---|---:|---:|---:|---|---|---|---|"]
+           ("| model | largest | batch | height | width | confirmed | what fails just above | estimate's bound | "
+            "why they differ |"), "|---|---|---:|---:|---:|---|---|---|---|"]
     for h in report.headroom:
         out.append(f"| {_md(h.model)} | {_md(h.axis)} | {h.batch} | {h.height} | {h.width} | {h.confirmed or '-'} | "
                    f"{_md(h.first_failing_above)} | {_md(h.estimate_bound)} | {_md(h.why)} |")

@@ -1,8 +1,17 @@
 """Headroom: bisection over re-traced input sizes agrees with direct replays just below and above."""
 import json
 
-from replay.headroom import (_size, headroom, headroom_rows, largest, load_headroom_rows, probe_estimate,
-                             render_headroom, search, write_headroom)
+from replay.headroom import (
+    _size,
+    headroom,
+    headroom_rows,
+    largest,
+    load_headroom_rows,
+    probe_estimate,
+    render_headroom,
+    search,
+    write_headroom,
+)
 
 
 def test_doubling_then_bisection_finds_the_last_size_that_fits():
@@ -45,7 +54,9 @@ def test_stored_headroom_is_found_for_the_same_device_memory_and_models_only(tmp
                              "estimate": {"batch": 1, "height": 672, "width": 672}, "why": "no CBs"},
               "batch": None}
     path = write_headroom(result, str(tmp_path))
-    assert json.load(open(path))["model"] == "m" and path.endswith("headroom_n150_dram_m.json")
+    with open(path) as f:
+        assert json.load(f)["model"] == "m"
+    assert path.endswith("headroom_n150_dram_m.json")
     [row] = load_headroom_rows(str(tmp_path), "n150", "dram", {"m"})
     assert (row.height, row.confirmed, row.estimate_bound, row.why) == (288, "mock", "batch 1, 672 x 672", "no CBs")
     assert load_headroom_rows(str(tmp_path), "p150", "dram", {"m"}) == []
