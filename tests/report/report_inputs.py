@@ -4,7 +4,7 @@ from __future__ import annotations
 import glob
 import os
 
-from capture.schema import read_trace
+from capture.schema import read_trace, tensor_payloads
 from replay.attribution import input_shapes
 from replay.results import STATUSES, OomInfo, ReplayResult, TensorFootprint
 
@@ -40,8 +40,8 @@ def synthetic_results(traces, leave_out_every: int = 0) -> tuple[dict, list[Repl
         if leave_out_every and i % leave_out_every == 0:
             continue
         status = "pass" if i % 3 else statuses[(i // 3) % len(statuses)]
-        tens = [footprint(t[0], t[1]) for t in _tensors(sig.args)]
-        outs = [footprint(t[0], t[1]) for t in _tensors(sig.outputs)]
+        tens = [footprint(t[0], t[1]) for t in tensor_payloads(sig.args)]
+        outs = [footprint(t[0], t[1]) for t in tensor_payloads(sig.outputs)]
         oom = None
         if status.startswith("oom"):
             bt = {"oom_dram": "DRAM", "oom_l1": "L1", "oom_l1_small": "L1_SMALL"}[status]
@@ -60,11 +60,3 @@ def synthetic_results(traces, leave_out_every: int = 0) -> tuple[dict, list[Repl
     return header, results
 
 
-def _tensors(values):
-    out = []
-    for tag, payload in values:
-        if tag == "T":
-            out.append(payload)
-        elif tag == "list":
-            out.extend(_tensors(payload))
-    return out
