@@ -58,5 +58,3 @@ def synthetic_results(traces, leave_out_every: int = 0) -> tuple[dict, list[Repl
               "optrace": "0.1.0", "ttnn": "0.81.1",
               "traces": [{"path": t.path, "model": t.header["model"]["name"], "sha256": "ab" * 32} for t in traces]}
     return header, results
-
-
