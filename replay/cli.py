@@ -93,12 +93,8 @@ def _run_context(traces, settings, out, report_dir, no_report):
 def _write_report(traces, header, results, report_dir, results_dir="results"):
     """Build, print and write the report; `replay headroom` results in results_dir for the same device,
     memory and models become its maximum-supported-size table."""
-    try:
-        from replay.report import build_report, render_terminal, write_report
-    except ImportError:
-        click.echo("replay: report module not available; results are stored", err=True)
-        return
     from replay.headroom import load_headroom_rows
+    from replay.report import build_report, render_terminal, write_report
     rep = build_report(traces, header, results)
     rep.headroom = load_headroom_rows(results_dir, header.get("device"), header.get("memory"),
                                       {m.model for m in rep.models})
