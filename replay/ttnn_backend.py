@@ -16,16 +16,15 @@ import time
 
 import ttnn
 
+from replay.devices import BLOCK_FLOAT_DTYPES, TILE_BYTES
+from replay.devices import ELEMENT_BYTES as ROW_MAJOR_ELEMENT_BYTES
 from replay.mapping import DEVICE, MEMORY, TT, Case, InputTensor, Ref, Replay, Settings, plan_replay
 from replay.numerics import from_wire, to_wire
 from replay.results import (MOCK_NOTE, ReplayResult, TensorFootprint, error_signature, is_cb_overflow,
                             one_line, oom_status, parse_oom)
 
-# Bytes per 32x32 tile (tt_metal/api/tt-metalium/constants.hpp) and per element.
-TILE_BYTES = {"bfloat16": 2048, "float32": 4096, "int32": 4096, "uint32": 4096, "uint16": 2048,
-              "uint8": 1024, "bfloat8_b": 1088, "bfloat4_b": 576}
-ELEMENT_BYTES = {"bfloat16": 2, "float32": 4, "int32": 4, "uint32": 4, "uint16": 2, "uint8": 1,
-                 "bfloat8_b": 1088 / 1024, "bfloat4_b": 576 / 1024}
+# Logical bytes per element; block floats count their tile bytes spread over the tile's elements.
+ELEMENT_BYTES = {**ROW_MAJOR_ELEMENT_BYTES, **{d: TILE_BYTES[d] / 1024 for d in BLOCK_FLOAT_DTYPES}}
 
 
 def _layout(name: str):
