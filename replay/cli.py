@@ -171,12 +171,12 @@ def ops(paths):
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def footprint(shape, dtype, layout, memory, device, as_json):
     """What one tensor costs on the device: padding, pages, per-bank bytes, fit."""
-    from replay.footprint import FootprintError, footprint as compute, parse_shape, render
+    from replay.footprint import FootprintError, footprint as compute, render_footprint
     try:
-        fp = compute(parse_shape(shape), dtype=dtype, layout=layout, memory=memory, device=device)
+        fp = compute(shape, dtype=dtype, layout=layout, memory=memory, device=device)
     except FootprintError as e:
         _die(str(e))
-    click.echo(json.dumps(fp) if as_json else render(fp))
+    click.echo(json.dumps(fp) if as_json else render_footprint(fp))
 
 
 @main.command()
