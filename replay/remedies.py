@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from capture.schema import Signature
+from capture.schema import Signature, contiguous_stride
 from replay.results import BLOCKING, ReplayResult, bytes_of
 
 NONE = "none"
@@ -38,11 +38,7 @@ def _strip_ones(shape: list[int]) -> list[int]:
 
 
 def _tensor(shape: list[int], like: list) -> list:
-    stride, acc = [], 1
-    for d in reversed(shape):
-        stride.insert(0, acc)
-        acc *= max(d, 1)
-    return ["T", [shape, like[1], stride]]
+    return ["T", [shape, like[1], contiguous_stride(shape)]]
 
 
 def fold_trailing_ones(sig: Signature, arg_names: list[str]) -> Signature | None:
