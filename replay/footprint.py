@@ -11,6 +11,8 @@ TILE pads only the last two dims up to multiples of 32 (rank 0 and 1 become [1, 
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 from replay.devices import (BLOCK_FLOAT_DTYPES, ELEMENT_BYTES, L1_SMALL_BYTES, TILE_BYTES, TILE_HW,
@@ -72,7 +74,7 @@ def allocate(shape, dtype: str, layout: str, memory: str, device: DeviceSpec,
         volume *= d
     if rank >= 2:
         h, w = shape[-2], shape[-1]
-        lead = volume // (h * w) if h * w else _prod(shape[:-2])
+        lead = volume // (h * w) if h * w else math.prod(shape[:-2])
     else:
         h, w, lead = 1, (shape[0] if rank else 1), 1
     if layout == "TILE":
@@ -95,12 +97,6 @@ def allocate(shape, dtype: str, layout: str, memory: str, device: DeviceSpec,
     return Allocation(tuple(shape), dtype, layout, memory, padded, page, pages, num_banks, per_bank,
                       bank_bytes, pages * page, logical)
 
-
-def _prod(xs) -> int:
-    p = 1
-    for x in xs:
-        p *= x
-    return p
 
 
 # ---------------------------------------------------------------------------------------------
