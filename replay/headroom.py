@@ -10,12 +10,13 @@ the short side; batch moves by 1 at the entry's resolution.
 
 Per axis: the estimate (replay.context_estimate) bisects first (doubling until a failure, then
 bisection), which is cheap. With ``confirm`` the ttnn device (mock or real) then checks the
-estimate's bound and one step above; where they disagree the bisection goes on *on the device*
-between the last size the device passed (the traced size) and the estimate's bound (or upward from
-it), within ``max_device_probes``. So the answer is always a size the device ran, with what fails
-one step above; the estimate's bound and why the two differ are kept beside it. For each op failing
-one step above, the op alone (its signature at that size, re-traced) is bisected over the same
-sizes on the same backend: the largest of its inputs that fits alone.
+estimate's bound and one step above; where they disagree the search goes on *on the device*
+(``device_search``): upward from the bound, or, when the bound fails, first a few sizes just below
+it (the device usually fails close under the estimate), then bisection between the traced size and
+the lowest failure, within ``max_device_probes``. So the answer is always a size the device ran,
+with what fails one step above; the estimate's bound and why the two differ are kept beside it.
+For each op failing one step above, the op alone (its signature at that size, re-traced) is
+bisected over the same sizes on the same backend: the largest of its inputs that fits alone.
 """
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ MEMORY_FAILURES = OOM_STATUSES + ("cb_overflow",)
 DEVICE_FAILURES = MEMORY_FAILURES + ("crash", "timeout")   # a size that kills or hangs the worker does not fit
 MAX_SIDE = 32768
 FAILING_OPS_KEPT = 5
+# Below a failing estimate bound the device first tries bound - 1 and - 2 steps (then - 4, - 8, ...
+# with a larger gallop). Each such probe is pure extra when the device's limit is far below: with two,
+# no limit costs more than two runs over a plain bisection from the traced size; with three, some do.
+GALLOP_PROBES = 2
 MISSED_BY_THE_ESTIMATE = {
     "cb_overflow": "the estimate places no circular buffers",
     "oom_l1": "the estimate places no circular buffers or op scratch in L1",
@@ -162,6 +167,50 @@ def search(fits, lo: int, hi: int | None, hi_limit: int, budget: int | None = No
         else:
             hi = mid
     return k, hi, True
+
+
+def device_search(fits, lo: int, bound: int | None, hi_limit: int, budget: int,
+                  gallop: int = GALLOP_PROBES) -> tuple[int | None, int | None, bool]:
+    """Largest k in [lo, hi_limit] with fits(k) (one device run per call), starting from the
+    estimate's bound (None: the estimate fails at lo already). Returns (k, the smallest failing k
+    seen or None, exact); k is always one fits passed, None when lo itself fails. At most about
+    ``budget`` calls: the bound and one above it, and lo when nothing else passed, run regardless."""
+    used = 0
+
+    def probe(k):
+        nonlocal used
+        used += 1
+        return fits(k)
+    if bound is None:
+        if not probe(lo):
+            return None, lo, True
+        return search(probe, lo, None, hi_limit, budget - used)
+    if probe(bound):
+        if bound >= hi_limit:
+            return bound, None, True
+        if not probe(bound + 1):
+            return bound, bound + 1, True
+        return search(probe, bound + 1, None, hi_limit, budget - used)   # the estimate is too cautious
+    hi, d = bound, 1
+    for _ in range(gallop):   # the device fails at the bound: bound - 1, - 2, - 4, ... steps
+        k = max(lo, bound - d)
+        if k >= hi or used >= budget:
+            break
+        if probe(k):
+            return search(probe, k, hi, hi_limit, max(0, budget - used))
+        hi, d = k, d * 2
+    if hi == lo:
+        return None, lo, True
+    # Bisection between lo and the lowest failure; lo - 1 stands for "nothing passed yet", so lo is
+    # run only when every size above it fails (the traced size, not yet run on the device).
+    k, hi, exact = search(probe, lo - 1, hi, hi_limit, max(0, budget - used))
+    if k >= lo:
+        return k, hi, exact
+    if hi == lo:
+        return None, lo, True
+    if not probe(lo):   # the budget ran out before anything passed
+        return None, lo, True
+    return lo, hi, hi == lo + 1
 
 
 def largest(fits, lo: int, hi_limit: int) -> tuple[int, int | None]:
@@ -308,25 +357,13 @@ def _axis(prober: Prober, size_of, lo: int, hi_limit: int, confirm: bool, max_de
             _ops_alone(prober, size_of, k_est, k_est_fail, hi_limit, est["above"], "estimate", op_probes)
         return est
 
-    def dev_fits(k):
-        return prober.on_device(*size_of(k)).fits
     start = prober.device_probes
-
-    def left():
-        return max_device_probes - (prober.device_probes - start)
-    if k_est is not None and dev_fits(k_est):
-        if k_est_fail is None:
-            k, k_fail, exact = k_est, None, True
-        elif not dev_fits(k_est_fail):
-            k, k_fail, exact = k_est, k_est_fail, True
-        else:   # the estimate is too cautious: go on upward on the device
-            k, k_fail, exact = search(dev_fits, k_est_fail, None, hi_limit, left())
-    elif not dev_fits(lo):
+    k, k_fail, exact = device_search(lambda k: prober.on_device(*size_of(k)).fits, lo, k_est, hi_limit,
+                                     max_device_probes)
+    if k is None:
         return {"batch": None, "backend": prober.device_kind, "confirmed": "", "estimate": est,
                 "above": asdict(prober.on_device(*size_of(lo))), "exact": True,
                 "why": "the registry's own input size already fails on the device"}
-    else:   # the device fails below the estimate's bound: bisect between the traced size and it
-        k, k_fail, exact = search(dev_fits, lo, k_est if k_est is not None else None, hi_limit, left())
     found = _found(prober.on_device, size_of, k, k_fail)
     est_at = prober.estimate(*size_of(k_fail)) if k_fail is not None and est is not None else None
     found.update(backend=prober.device_kind, confirmed=prober.device_kind, exact=exact, estimate=est,

@@ -3,6 +3,7 @@ import json
 
 from replay.headroom import (
     _size,
+    device_search,
     headroom,
     headroom_rows,
     largest,
@@ -62,3 +63,59 @@ def test_stored_headroom_is_found_for_the_same_device_memory_and_models_only(tmp
     assert load_headroom_rows(str(tmp_path), "p150", "dram", {"m"}) == []
     assert load_headroom_rows(str(tmp_path), "n150", "dram", {"other"}) == []
     assert headroom_rows(result) == [row]
+
+
+def _old_device_bisection(fits, lo, bound, hi_limit):
+    """The device search before galloping: the bound, then the traced size, then bisection between."""
+    if fits(bound):
+        return None
+    assert fits(lo)
+    return search(fits, lo, bound, hi_limit)
+
+
+def _counting(limit):
+    calls = []
+
+    def fits(k):
+        calls.append(k)
+        return k <= limit
+    return fits, calls
+
+
+def test_device_failing_just_below_the_estimate_bound_is_found_in_a_few_device_runs():
+    # swin_t batch on the mock n150: the estimate's bound is 252, the device passes 250 and fails 251
+    fits, calls = _counting(250)
+    assert device_search(fits, 1, 252, 1024, budget=12) == (250, 251, True)
+    assert calls == [252, 251, 250] and len(calls) <= 4
+    fits, calls = _counting(248)   # a longer gallop reaches further below the bound
+    assert device_search(fits, 1, 252, 1024, budget=12, gallop=3) == (248, 249, True) and len(calls) == 5
+
+
+def test_device_limit_far_below_the_estimate_bound_costs_at_most_two_runs_more_than_plain_bisection():
+    for lo, bound in ((1, 252), (1, 389), (7, 392), (1, 1024)):
+        for limit in range(lo, bound):
+            old_fits, old_calls = _counting(limit)
+            k, hi, _ = _old_device_bisection(old_fits, lo, bound, 4096)
+            fits, calls = _counting(limit)
+            assert device_search(fits, lo, bound, 4096, budget=100) == (k, hi, True) == (limit, limit + 1, True)
+            assert len(calls) <= len(old_calls) + 2, (lo, bound, limit, calls, old_calls)
+            assert len(set(calls)) == len(calls)
+
+
+def test_device_search_answers_a_size_the_device_passed_even_when_its_budget_runs_out():
+    for limit in (1, 5, 100, 250):
+        fits, calls = _counting(limit)
+        k, hi, exact = device_search(fits, 1, 252, 1024, budget=4)
+        assert k in calls and k <= limit < hi and exact == (hi == k + 1)
+        assert len(calls) <= 5
+    fits, calls = _counting(0)   # the traced size itself fails on the device
+    assert device_search(fits, 1, 252, 1024, budget=12)[0] is None and calls[-1] == 1
+
+
+def test_device_search_goes_upward_when_the_estimate_is_too_cautious_or_failed_at_the_traced_size():
+    fits, calls = _counting(37)
+    assert device_search(fits, 1, 37, 1024, budget=12) == (37, 38, True) and calls == [37, 38]
+    fits, calls = _counting(100)
+    assert device_search(fits, 1, 37, 1024, budget=12) == (100, 101, True)
+    assert device_search(_counting(20)[0], 1, None, 1024, budget=12) == (20, 21, True)
+    assert device_search(_counting(2000)[0], 1, 1024, 1024, budget=12) == (1024, None, True)
