@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import importlib.metadata
 import platform
 import time
@@ -74,16 +75,16 @@ def trace_header(entry: ModelEntry, shapes: list[list[int]], grad_mode: str, ten
     }
 
 
-def tensor_kinds(model, inputs):
-    """Parameters, buffers and inputs by tensor identity, for the tensor table."""
-    from torch.utils.weak import WeakIdKeyDictionary
-    kinds = WeakIdKeyDictionary()
+def tensor_kinds(model, inputs) -> dict:
+    """Parameters, buffers and inputs: id(tensor) -> (kind, name, tensor). Holding the tensor keeps
+    its id from being reused while the table is in use."""
+    kinds = {}
     for n, p in model.named_parameters(remove_duplicate=False):
-        kinds.setdefault(p, ("param", n))
+        kinds.setdefault(id(p), ("param", n, p))
     for n, b in model.named_buffers(remove_duplicate=False):
-        kinds.setdefault(b, ("buffer", n))
+        kinds.setdefault(id(b), ("buffer", n, b))
     for i, x in enumerate(inputs):
-        kinds[x] = ("input", str(i))
+        kinds[id(x)] = ("input", str(i), x)
     return kinds
 
 
@@ -94,13 +95,22 @@ def record_forward(model, inputs, grad_mode: str = "no_grad", fake_mode=None):
     modules = ModuleStack(model)
     table = TensorTable(tensor_kinds(model, inputs))
     recorder = Recorder(modules, table, fake_mode)
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(grad_context(grad_mode))
-        if fake_mode is not None:
-            stack.enter_context(fake_mode)
-        stack.enter_context(modules)
-        stack.enter_context(recorder)
-        model(*inputs)
+    # The recorder allocates many small objects per call; cyclic GC passes over the model's
+    # objects would cost more than the recording itself (nothing recorded here forms cycles).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(grad_context(grad_mode))
+            if fake_mode is not None:
+                stack.enter_context(fake_mode)
+            stack.enter_context(modules)
+            stack.enter_context(recorder)
+            model(*inputs)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+        table.close()
     return modules, table, recorder
 
 

@@ -2,9 +2,9 @@
 
 Nothing is filtered here (views, in-place ops, creation ops: all of it); replay decides what to
 skip. Per call it keeps the overload, every schema argument by name as a typed value, the outputs,
-and the module stack executing it. Tensors go into a table keyed by weak references (``id()`` is
-reused), and storages by ``StorageWeakRef`` (whose weak reference pins the StorageImpl address,
-so an id cannot be reused while we hold it).
+and the module stack executing it. Tensors go into a table keyed by ``id()`` checked against a weak
+reference (ids are reused), and storages by their StorageImpl address, pinned by a weak reference
+while the recording runs so that an address cannot be reused.
 
 Fake-tensor capture: under ``FakeTensorMode`` no data exists, so a model reading a tensor's value
 (ultralytics reads ``Detect.stride`` with ``.item()``) would fail. Small tensors keep a real
@@ -18,7 +18,6 @@ import weakref
 from dataclasses import dataclass, field
 
 import torch
-from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils.weak import WeakIdKeyDictionary
 
@@ -119,38 +118,53 @@ class ModuleStack:
 # Tensor table
 
 class TensorTable:
-    """Assigns each distinct tensor (object + metadata) an index, and each storage an id."""
+    """Assigns each distinct tensor (object + metadata) an index, and each storage an id.
 
-    def __init__(self, kinds: WeakIdKeyDictionary):
-        self.kinds = kinds                        # tensor -> (kind, name) for params, buffers, inputs
+    Storages are keyed by their StorageImpl address; the table holds a weak reference to each one
+    it has seen (freed in close()), which keeps that address from being reused while it runs.
+    """
+
+    def __init__(self, kinds: dict):
+        self.kinds = kinds                        # id(tensor) -> (kind, name, tensor): params, buffers, inputs
         self.metas: list[TensorMeta] = []
         # id(tensor) -> (weakref, meta key, index); the weakref tells a reused id from the same tensor
         self._seen: dict[int, tuple] = {}
-        self._storages: dict[int, tuple[StorageWeakRef, int]] = {}
+        self._storages: dict[int, int] = {}       # StorageImpl address -> storage id
+        self._pins: list[int] = []                # weak references pinning those addresses
+        self._next_sid = 0
 
     def storage_id(self, t: torch.Tensor) -> int:
         try:
-            ref = StorageWeakRef(t.untyped_storage())
+            storage = t.untyped_storage()
         except (RuntimeError, NotImplementedError):  # e.g. sparse or storage-less tensors
-            return self._new_storage_key(object())
-        hit = self._storages.get(ref.cdata)
-        if hit is not None:
-            return hit[1]
-        sid = len(self._storages)
-        self._storages[ref.cdata] = (ref, sid)
+            return self._new_storage_id()
+        sid = self._storages.get(storage._cdata)
+        if sid is None:
+            self._pins.append(storage._weak_ref())
+            sid = self._storages[storage._cdata] = self._new_storage_id()
         return sid
 
-    def _new_storage_key(self, token) -> int:
-        sid = len(self._storages)
-        self._storages[-sid - 1] = (token, sid)
-        return sid
+    def _new_storage_id(self) -> int:
+        self._next_sid += 1
+        return self._next_sid - 1
+
+    def close(self) -> None:
+        """Release the weak references that pin storage addresses."""
+        for w in self._pins:
+            torch.UntypedStorage._free_weak_ref(w)
+        self._pins = []
+
+    def __del__(self):
+        self.close()
 
     def ref(self, t: torch.Tensor, produced: bool) -> int:
         key = (t.shape, t.dtype, t.stride(), t.storage_offset())
         hit = self._seen.get(id(t))
         if hit is not None and hit[0]() is t and hit[1] == key:
             return hit[2]
-        kind, name = self.kinds.get(t, ("activation" if produced else "constant", ""))
+        known = self.kinds.get(id(t))
+        kind, name = (known[0], known[1]) if known is not None and known[2] is t else \
+            ("activation" if produced else "constant", "")
         idx = len(self.metas)
         self.metas.append(TensorMeta([int(s) for s in key[0]], _name(key[1]), [int(s) for s in key[2]],
                                      int(key[3]), self.storage_id(t), kind, name))
