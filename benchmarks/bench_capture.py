@@ -1,6 +1,7 @@
 """Capture cost and trace size, measured in one run, printed as ratios.
 
-For yolov8s_world (640) and swin_t: the plain forward, the forward under optrace's recorder
+For yolov8s_world (640) and swin_t: the plain forward, the forward under a pass-through
+TorchDispatchMode (the floor for any dispatch-mode recorder), the forward under optrace's recorder
 (including building the signature table), and the forward under torch.profiler(record_shapes=True);
 median of interleaved runs, as ratios to the plain forward. Then the trace size against
 torch.profiler.ExecutionTraceObserver's JSON for the same forward.
@@ -31,6 +32,18 @@ MODELS = ("yolov8s_world", "swin_t")
 def plain(model, xs):
     with grad_context("no_grad"):
         model(*xs)
+
+
+class _PassThrough(torch.utils._python_dispatch.TorchDispatchMode):
+    """The floor of any dispatch-mode recorder: Python sees every aten call and does nothing."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+def bare_mode(model, xs):
+    with _PassThrough():
+        plain(model, xs)
 
 
 def traced(model, xs):
@@ -69,13 +82,13 @@ def main() -> None:
     reg = load_registry()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     print(f"torch {torch.__version__}, {os.cpu_count()} cores, median of {args.runs} interleaved runs")
-    print(f"{'model':16} {'plain s':>8} {'optrace/plain':>14} {'profiler/plain':>15} "
+    print(f"{'model':16} {'plain s':>8} {'bare mode/plain':>16} {'optrace/plain':>14} {'profiler/plain':>15} "
           f"{'trace B':>10} {'ET JSON B':>11} {'trace/ET':>9}")
     for name in MODELS:
         entry = reg[name]
         model = build_model(entry)
         xs = make_inputs(entry, entry.inputs, None)
-        variants = {"plain": plain, "traced": traced, "profiled": profiled}
+        variants = {"plain": plain, "bare": bare_mode, "traced": traced, "profiled": profiled}
         for fn in variants.values():  # warm-up
             fn(model, xs)
         times = {k: [] for k in variants}
@@ -86,7 +99,7 @@ def main() -> None:
                 times[k].append(time.perf_counter() - t0)
         med = {k: statistics.median(v) for k, v in times.items()}
         tb, eb = trace_bytes(model, xs), et_json_bytes(model, xs)
-        print(f"{name:16} {med['plain']:8.3f} {med['traced'] / med['plain']:13.2f}x "
+        print(f"{name:16} {med['plain']:8.3f} {med['bare'] / med['plain']:15.2f}x {med['traced'] / med['plain']:13.2f}x "
               f"{med['profiled'] / med['plain']:14.2f}x {tb:10d} {eb:11d} {tb / eb:9.3f}")
 
 
