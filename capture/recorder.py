@@ -210,8 +210,7 @@ class Recorder(TorchDispatchMode):
         self.modules = modules
         self.tensors = tensors
         self.rec = Recording()
-        self._op_index: dict = {}
-        self._arg_specs: dict = {}
+        self._funcs: dict = {}                    # OpOverload -> (op index, argument spec, return count)
         self.fake_mode = fake_mode
         self.shadows = WeakIdKeyDictionary()      # fake tensor -> small real tensor with its values
 
@@ -225,28 +224,24 @@ class Recorder(TorchDispatchMode):
             return ["list", [self.encode(x, produced) for x in v]]
         return encode_constant(v)
 
-    def _op(self, func) -> int:
-        i = self._op_index.get(func)
-        if i is None:
+    def _func_info(self, func) -> tuple:
+        """(op index, argument spec, return count) of an overload, computed once per overload:
+        OpOverload hashes in Python and ``func._schema`` builds a new object on every access."""
+        info = self._funcs.get(func)
+        if info is None:
             schema = func._schema
-            i = self._op_index[func] = len(self.rec.ops)
+            op = len(self.rec.ops)
             self.rec.ops.append(OpInfo(f"aten.{func._opname}.{func._overloadname}"
                                        if func.namespace == "aten" else str(func),
                                        [a.name for a in schema.arguments], len(schema.returns), str(schema)))
-        return i
+            spec = [(a.name, a.kwarg_only, a.default_value if a.has_default_value() else None)
+                    for a in schema.arguments]
+            info = self._funcs[func] = (op, spec, len(schema.returns))
+        return info
 
-    def _arg_spec(self, func) -> list[tuple]:
-        spec = self._arg_specs.get(func)
-        if spec is None:
-            spec = self._arg_specs[func] = [
-                (a.name, a.kwarg_only, a.default_value if a.has_default_value() else None)
-                for a in func._schema.arguments]
-        return spec
-
-    def _named_args(self, func, args, kwargs) -> list:
+    def _named_args(self, spec: list[tuple], args, kwargs) -> list:
         """One encoded value per schema argument: positional, keyword, or the schema default."""
         encode = self.encode
-        spec = self._arg_spec(func)
         n = len(args)
         out = []
         for i, (name, kwarg_only, default) in enumerate(spec):
@@ -312,16 +307,17 @@ class Recorder(TorchDispatchMode):
     # -- dispatch -------------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in _SUBCLASS_METADATA_QUERIES:
+        if self.fake_mode is not None and func in _SUBCLASS_METADATA_QUERIES:
             return func(*args, **kwargs)
-        named = self._named_args(func, args, kwargs)
+        op, spec, n_returns = self._func_info(func)
+        named = self._named_args(spec, args, kwargs)
         if self.fake_mode is None:
             out = func(*args, **kwargs)
         else:
             out = self._with_shadows(func, args, kwargs)
-        if len(func._schema.returns) == 1:
+        if n_returns == 1:
             outputs = [self.encode(out, produced=True)]
         else:
             outputs = [self.encode(o, produced=True) for o in (out if isinstance(out, (list, tuple)) else [out])]
-        self.rec.calls.append(RawCall(self._op(func), named, outputs, self.modules.current_scope))
+        self.rec.calls.append(RawCall(op, named, outputs, self.modules.current_scope))
         return out
