@@ -12,13 +12,18 @@ from capture.registry import ModelEntry, build_model
 from capture.schema import FORMAT_VERSION, OpCall, Signature, Trace, signature_id, signature_value
 
 
+def dist_version(dist: str) -> str | None:
+    """The installed version of a distribution, or None when it is not installed."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def package_versions() -> dict:
     out = {"python": platform.python_version()}
     for dist in ("optrace", "torch", "torchvision", "timm", "ultralytics"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
+        out[dist] = dist_version(dist)
     return out
 
 

@@ -4,21 +4,14 @@ Adding a backend means one class here and one line in BACKENDS.
 """
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import time
 import traceback
 
+from capture.capture import dist_version
 from replay.numerics import NUMERICS_ON_MOCK_ENV
 from replay.pool import Job, WorkerPool, find_ttnn_python
 from replay.results import ESTIMATE_NOTE, MOCK_NOTE, ReplayResult
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 class InProcessBackend:
@@ -84,7 +77,7 @@ class TorchBackend(InProcessBackend):
     def start(self) -> dict:
         super().start()
         return {"mock": False, "note": "torch reference on the CPU (shapes and dtypes checked)",
-                "ttnn": None, "torch": _version("torch"), "device": "cpu"}
+                "ttnn": None, "torch": dist_version("torch"), "device": "cpu"}
 
 
 class TtnnBackend:

@@ -32,6 +32,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from capture.capture import dist_version
 from replay.results import MOCK_NOTE
 
 MOCK_BOARDS = ("n150", "n300", "p150", "p100")
@@ -395,7 +396,7 @@ def open_device(board: str = DEFAULT_BOARD, l1_small_size: int = 32768, trace_re
     device = ttnn.open_device(device_id=0, l1_small_size=l1_small_size, trace_region_size=trace_region_size)
     mock = env["OPTRACE_MOCK"] == "1"
     arch = str(device.arch()).split(".")[-1].lower()
-    version = getattr(ttnn, "__version__", "") or _dist_version("ttnn")
+    version = getattr(ttnn, "__version__", "") or (dist_version("ttnn") or "")
     info = DeviceInfo(board=board if mock else arch, mock=mock,
                       note=MOCK_NOTE if mock else f"real board ({arch})", ttnn_version=version,
                       arch=arch, compiler=env.get("OPTRACE_SFPI_COMPILER", ""), cache_dir=env["OPTRACE_CACHE"])
@@ -405,11 +406,3 @@ def open_device(board: str = DEFAULT_BOARD, l1_small_size: int = 32768, trace_re
 def close_device(device) -> None:
     import ttnn  # noqa: PLC0415
     ttnn.close_device(device)
-
-
-def _dist_version(name: str) -> str:
-    try:
-        from importlib.metadata import version
-        return version(name)
-    except Exception:  # noqa: BLE001 - a missing version is not worth failing over
-        return ""

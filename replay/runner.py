@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import importlib.metadata
 import json
 import os
 import sys
@@ -15,6 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from capture.capture import dist_version
 from capture.schema import Signature, Trace, TraceError, read_trace
 from replay.results import Journal, ReplayResult, ResultsError, read_results, write_header
 
@@ -238,7 +238,7 @@ def replay(traces: list[Trace], settings: Settings, results_path: str, resume: b
         if header is None:
             header = {
                 **identity, "identity_key": key, "shard": _shard_text(settings.shard),
-                "optrace": _version("optrace"), "ttnn": info.get("ttnn"), "torch": info.get("torch"),
+                "optrace": dist_version("optrace"), "ttnn": info.get("ttnn"), "torch": info.get("torch"),
                 "mock": info.get("mock", False), "note": info.get("note", ""),
                 "device": info.get("device", settings.device), "unique_signatures": len(cases),
                 "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -267,13 +267,6 @@ def replay(traces: list[Trace], settings: Settings, results_path: str, resume: b
 
 def _shard_text(shard) -> str | None:
     return f"{shard[0]}/{shard[1]}" if shard else None
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 # ---------------------------------------------------------------------------------------------
