@@ -22,9 +22,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from capture.schema import read_trace  # noqa: E402
-from replay.devices import DEVICES  # noqa: E402
-from replay.estimate import Settings, run_signature  # noqa: E402
-from replay.footprint import allocate, footprint  # noqa: E402
+from replay.backends.devices import DEVICES  # noqa: E402
+from replay.backends.estimate import EstimateSettings, run_signature  # noqa: E402
+from replay.backends.footprint import allocate, footprint  # noqa: E402
 from replay.results import parse_oom  # noqa: E402
 
 TTNN_PYTHON = os.path.join(ROOT, ".venv-ttnn", "bin", "python")
@@ -39,7 +39,7 @@ def throughput(repeat: int) -> None:
     if not work:
         print("no traces in traces/: nothing to time")
         return
-    settings = [Settings(device=d, memory=m) for d in DEVICES for m in ("dram", "l1")]
+    settings = [EstimateSettings(device=d, memory=m) for d in DEVICES for m in ("dram", "l1")]
     n = 0
     t0 = time.perf_counter()
     for _ in range(repeat):

@@ -14,10 +14,10 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from replay.runner import Settings, collect_cases, load_traces, replay  # noqa: E402
+from replay.run.runner import RunSettings, collect_cases, load_traces, replay  # noqa: E402
 
 
-def timed(traces, settings: Settings) -> tuple[float, int, dict]:
+def timed(traces, settings: RunSettings) -> tuple[float, int, dict]:
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         header, results = replay(traces, settings, os.path.join(d, "r.jsonl"), progress=False)
@@ -31,10 +31,10 @@ def main() -> None:
     n = len(collect_cases(traces))
     print(f"{len(traces)} traces, {n} unique signatures (wall time includes worker start-up)")
     print(f"{'backend':28} {'s':>7} {'sig/s':>8} {'s/sig':>8}")
-    rows = [("ttnn mock n150, 1 worker", Settings("ttnn", jobs=1)),
-            ("ttnn mock n150, 2 workers", Settings("ttnn", jobs=2)),
-            ("torch (CPU reference)", Settings("torch", jobs=1)),
-            ("estimate", Settings("estimate", jobs=1))]
+    rows = [("ttnn mock n150, 1 worker", RunSettings("ttnn", jobs=1)),
+            ("ttnn mock n150, 2 workers", RunSettings("ttnn", jobs=2)),
+            ("torch (CPU reference)", RunSettings("torch", jobs=1)),
+            ("estimate", RunSettings("estimate", jobs=1))]
     base = None
     for label, settings in rows:
         secs, done, header = timed(traces, settings)

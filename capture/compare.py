@@ -87,7 +87,7 @@ def compare_traces(eager: Trace, export: Trace) -> Comparison:
     ops = [OpCounts(op, ce[op], cx[op]) for op in sorted(set(ce) | set(cx))]
     se, sx = _shapes_by_site(eager), _shapes_by_site(export)
     shared = len({s.id for s in eager.signatures} & {s.id for s in export.signatures})
-    return Comparison(str(eager.header["model"]["name"]), len(eager.calls), len(export.calls),
+    return Comparison(eager.model_name, len(eager.calls), len(export.calls),
                       len(eager.signatures), len(export.signatures),
                       str(export.header.get("decompositions", "")), ops, _fold(se, sx), shared)
 

@@ -149,6 +149,11 @@ class Trace:
     path: str = field(default="", compare=False)
 
     # -- convenience views used by replay and reports --------------------------------------
+    @property
+    def model_name(self) -> str:
+        """The registry name of the traced model (header.model.name)."""
+        return str(self.header["model"]["name"])
+
     def module_path(self, call: OpCall) -> str:
         stack = self.scopes[call.scope]
         return self.modules[stack[-1]].path if stack else ""

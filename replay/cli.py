@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from replay.runner import ReplayError
+from replay.run.runner import ReplayError
 
 
 def _die(msg: str) -> None:
@@ -56,11 +56,11 @@ def main():
 def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, shard, ttnn_python, report_dir,
         no_report, mode, remedies, pcc):
     """Replay every unique signature of the traces (files or folders) once, then write the report."""
-    from replay.pool import PoolError
-    from replay.runner import Settings, default_results_path, load_traces, parse_shard, replay
+    from replay.run.pool import PoolError
+    from replay.run.runner import RunSettings, default_results_path, load_traces, parse_shard, replay
 
     try:
-        settings = Settings(backend, device, dtype, memory, jobs, timeout_s, ttnn_python, parse_shard(shard),
+        settings = RunSettings(backend, device, dtype, memory, jobs, timeout_s, ttnn_python, parse_shard(shard),
                             pcc=pcc)
         settings.validate()
         traces = load_traces(list(paths))
@@ -69,7 +69,7 @@ def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, sha
         path = default_results_path(out, settings)
         header, results = replay(traces, settings, path, resume=resume)
         if remedies and settings.backend in ("ttnn", "estimate"):
-            from replay.remedies import add_remedies
+            from replay.studies.remedies import add_remedies
             results = add_remedies(traces, settings, path, results)
     except (ReplayError, PoolError) as e:
         _die(str(e))
@@ -79,22 +79,22 @@ def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, sha
 
 
 def _run_context(traces, settings, out, report_dir, no_report):
-    from replay.context import run_context
+    from replay.context.plan import run_context
     from replay.results import read_results
     for results_path, calls_path in run_context(traces, settings, out):
         click.echo(f"results: {results_path} (per call: {calls_path})")
         if not no_report:
             header, results = read_results(results_path)
             model = header.get("model", "")
-            _write_report([t for t in traces if t.header["model"]["name"] == model], header, results,
+            _write_report([t for t in traces if t.model_name == model], header, results,
                           os.path.join(report_dir, f"context_{model}"), out)
 
 
 def _write_report(traces, header, results, report_dir, results_dir="results"):
     """Build, print and write the report; `replay headroom` results in results_dir for the same device,
     memory and models become its maximum-supported-size table."""
-    from replay.headroom import load_headroom_rows
-    from replay.report import build_report, render_terminal, write_report
+    from replay.studies.headroom import load_headroom_rows
+    from replay.report.build import build_report, render_terminal, write_report
     rep = build_report(traces, header, results)
     rep.headroom = load_headroom_rows(results_dir, header.get("device"), header.get("memory"),
                                       {m.model for m in rep.models})
@@ -110,7 +110,7 @@ def _write_report(traces, header, results, report_dir, results_dir="results"):
 def report(results_files, report_dir):
     """Render the report again from stored results, without replaying."""
     from replay.results import ResultsError, read_results
-    from replay.runner import load_traces
+    from replay.run.runner import load_traces
 
     for f in results_files:
         try:
@@ -126,7 +126,7 @@ def report(results_files, report_dir):
 @click.option("--out", required=True, help="merged results file")
 def merge(shards, out):
     """Combine the results of --shard K/N runs into one results file."""
-    from replay.runner import merge as merge_files
+    from replay.run.runner import merge as merge_files
     try:
         header, results = merge_files(list(shards), out)
     except ReplayError as e:
@@ -143,7 +143,7 @@ def ops(paths):
 
     from capture.schema import TraceError, read_trace
     from replay.mapping import mapping_table
-    from replay.runner import trace_paths
+    from replay.run.runner import trace_paths
 
     calls: Counter = Counter()
     try:
@@ -171,7 +171,7 @@ def ops(paths):
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def footprint(shape, dtype, layout, memory, device, as_json):
     """What one tensor costs on the device: padding, pages, per-bank bytes, fit."""
-    from replay.footprint import FootprintError, footprint as compute, render_footprint
+    from replay.backends.footprint import FootprintError, footprint as compute, render_footprint
     try:
         fp = compute(shape, dtype=dtype, layout=layout, memory=memory, device=device)
     except FootprintError as e:
@@ -189,7 +189,7 @@ def repro(signature_id, failing, results_file, out):
     """Write a standalone pytest file that reproduces a result with ttnn alone."""
     import glob
 
-    from replay.repro import ReproError, find_results, write_repros
+    from replay.studies.repro import ReproError, find_results, write_repros
     from replay.results import ResultsError
     try:
         if failing:
@@ -225,10 +225,10 @@ def headroom(model, device, memory, step, confirm, max_batch, device_probes, op_
     """The largest input (resolution, batch) MODEL still replays without a failure: bisected on the
     estimate, then confirmed (and, where they disagree, bisected on) the ttnn device."""
     from capture.registry import RegistryError
-    from replay.headroom import headroom as find, render_headroom, write_headroom
-    from replay.pool import PoolError
-    from replay.runner import Settings
-    settings = Settings(backend="ttnn", device=device, memory=memory, jobs=1, ttnn_python=ttnn_python,
+    from replay.studies.headroom import headroom as find, render_headroom, write_headroom
+    from replay.run.pool import PoolError
+    from replay.run.runner import RunSettings
+    settings = RunSettings(backend="ttnn", device=device, memory=memory, jobs=1, ttnn_python=ttnn_python,
                         log_dir=os.path.join(out, "logs"))
     os.makedirs(settings.log_dir, exist_ok=True)
     try:

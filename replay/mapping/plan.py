@@ -12,7 +12,7 @@ INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8")
 
 
 @dataclass
-class Settings:
+class PortSettings:
     """How replay places tensors: dtype for float tensors, layout, DRAM or L1."""
     dtype: str = "bfloat16"
     layout: str = "TILE"          # TILE | ROW_MAJOR
@@ -110,7 +110,7 @@ def unsupported(reason: str):
 class Port:
     """Collects the inputs and calls of one Replay."""
 
-    def __init__(self, case: Case, settings: Settings):
+    def __init__(self, case: Case, settings: PortSettings):
         self.case, self.settings = case, settings
         self.replay = Replay(case.op, "mapped")
         self._n = 0

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from replay.mapping.case import Case
-from replay.mapping.plan import NotReplayed, Port, Replay, Settings
+from replay.mapping.plan import NotReplayed, Port, Replay, PortSettings
 
 
 @dataclass
@@ -40,9 +40,9 @@ def register_unsupported(reason: str, *ops: str) -> None:
         MAPPINGS[op] = Mapping(op, None, "-", "unsupported", reason)
 
 
-def plan_replay(case: Case, settings: Settings | None = None) -> Replay:
+def plan_replay(case: Case, settings: PortSettings | None = None) -> Replay:
     """Translate one captured signature into its Replay (mapped, skip or unsupported)."""
-    settings = settings or Settings()
+    settings = settings or PortSettings()
     m = MAPPINGS.get(case.op)
     if m is None:
         return Replay(case.op, "unsupported", NO_MAPPING)

@@ -16,21 +16,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from capture.schema import read_trace  # noqa: E402
 from context_trace import keeps_input_alive  # noqa: E402
-from replay.context import ContextSummary, CallRecord, read_calls, run_context  # noqa: E402
-from replay.context_estimate import simulate_estimate  # noqa: E402
-from replay.report import build_report  # noqa: E402
-from replay.report_text import render_markdown  # noqa: E402
+from replay.context.plan import ContextSummary, CallRecord, read_calls, run_context  # noqa: E402
+from replay.context.estimate import simulate_estimate  # noqa: E402
+from replay.report.build import build_report  # noqa: E402
+from replay.report.text import render_markdown  # noqa: E402
 from replay.results import read_results  # noqa: E402
-from replay.runner import Settings  # noqa: E402
-from replay.worker import read_frame  # noqa: E402
+from replay.run.runner import RunSettings  # noqa: E402
+from replay.run.worker import read_frame  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 YOLO12X = os.path.join(REPO, "traces", "yolo12x_2176x3840.msgpack")
 
 
 def context_worker(trace_path: str, *args):
-    """(records, summary) from `python -m replay.context_worker` on the mock n150."""
-    proc = subprocess.Popen([sys.executable, "-m", "replay.context_worker", trace_path, *args], cwd=REPO,
+    """(records, summary) from `python -m replay.context.worker` on the mock n150."""
+    proc = subprocess.Popen([sys.executable, "-m", "replay.context.worker", trace_path, *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": REPO})
     records, summary = [], None
     while True:
@@ -47,7 +47,7 @@ def context_worker(trace_path: str, *args):
 
 def test_relu_that_fits_alone_runs_out_of_dram_while_the_models_input_is_still_alive(tmp_path):
     trace = keeps_input_alive(str(tmp_path / "kia.msgpack"))
-    settings = Settings(backend="ttnn", device="n150", jobs=1, log_dir=str(tmp_path / "logs"))
+    settings = RunSettings(backend="ttnn", device="n150", jobs=1, log_dir=str(tmp_path / "logs"))
     [(results_path, calls_path)] = run_context([read_trace(trace.path)], settings, str(tmp_path / "out"),
                                                progress=False)
     header, results = read_results(results_path)

@@ -5,9 +5,9 @@ import os
 import pytest
 
 from capture.schema import Signature
-from replay.devices import DEVICES, get_device
-from replay.estimate import RULES, Settings, rules_table, run_signature
-from replay.footprint import FootprintError, footprint, render_footprint
+from replay.backends.devices import DEVICES, get_device
+from replay.backends.estimate import RULES, EstimateSettings, rules_table, run_signature
+from replay.backends.footprint import FootprintError, footprint, render_footprint
 from replay.results import ESTIMATE_NOTE, STATUSES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -81,7 +81,7 @@ def test_rules_table_lists_the_reshape_and_skip_rules():
 
 def test_estimate_result_is_labelled_and_fills_footprints():
     r = run_signature(sig("aten.add.Tensor", [T([1, 64, 80, 80]), T([1, 64, 80, 80]), ["int", 1]],
-                          [T([1, 64, 80, 80])]), ["self", "other", "alpha"], Settings())
+                          [T([1, 64, 80, 80])]), ["self", "other", "alpha"], EstimateSettings())
     assert r.status == "pass" and r.backend == "estimate" and ESTIMATE_NOTE in r.reason
     assert r.status in STATUSES and len(r.inputs) == 2 and len(r.outputs) == 1
     assert r.outputs[0].padded_shape == [1, 64, 96, 96] and r.outputs[0].dtype == "bfloat16"
@@ -94,17 +94,17 @@ def test_detach_is_skipped_not_blocking():
 
 def test_huge_input_is_oom_dram_in_the_inputs_phase_with_ttnn_numbers():
     r = run_signature(sig("aten.relu.default", [T([160, 100, 512, 1, 1])], [T([160, 100, 512, 1, 1])]),
-                      ["self"], Settings(device="n150"))
+                      ["self"], EstimateSettings(device="n150"))
     assert r.status == "oom_dram" and r.oom.phase == "inputs"
     assert (r.oom.requested_bytes, r.oom.per_bank_bytes, r.oom.num_banks) == (16_777_216_000, 1_398_102_016, 12)
     assert (r.oom.allocated_bytes, r.oom.free_bytes, r.oom.largest_free_bytes) == (0, 1_072_693_184, 1_072_693_184)
     assert run_signature(sig("aten.relu.default", [T([160, 100, 512, 1, 1])], [T([160, 100, 512, 1, 1])]),
-                         ["self"], Settings(device="p150")).status == "pass"
+                         ["self"], EstimateSettings(device="p150")).status == "pass"
 
 
 def test_output_that_no_longer_fits_next_to_its_input_is_oom_in_the_op_phase():
     shape = [1, 64, 640, 640]  # 800 KiB per L1 bank in bf16: one copy fits, two do not
-    r = run_signature(sig("aten.relu.default", [T(shape)], [T(shape)]), ["self"], Settings(memory="l1"))
+    r = run_signature(sig("aten.relu.default", [T(shape)], [T(shape)]), ["self"], EstimateSettings(memory="l1"))
     assert r.status == "oom_l1" and r.oom.phase == "op" and r.oom.allocated_bytes > 0
 
 
@@ -119,7 +119,7 @@ def test_reshape_view_is_free_and_non_view_adds_a_mapping_tensor():
 
 def test_bfloat8_reshape_round_trips_through_bfloat16():
     r = run_signature(sig("aten.view.default", [T([2, 3, 40, 50]), ["list", []]], [T([6, 2000])]),
-                      ["self", "size"], Settings(dtype="bfloat8_b"))
+                      ["self", "size"], EstimateSettings(dtype="bfloat8_b"))
     assert r.extra["extra_buffers"] == ["input typecast to bfloat16", "output in bfloat16",
                                         "reshape page-mapping tensor"]
 
@@ -142,13 +142,13 @@ def _conv(kernel, stride, padding, groups=1, cin=192, cout=192, hw=(272, 480)):
 
 def test_1x1_conv_in_l1_writes_its_output_to_dram_as_ttnns_matmul_conv_does():
     s, names = _conv(1, 1, 0)
-    r = run_signature(s, names, Settings(memory="l1"))
+    r = run_signature(s, names, EstimateSettings(memory="l1"))
     assert r.status == "pass" and r.extra["rule"] == "conv2d"
     assert r.inputs[0].memory == "L1" and r.inputs[0].shape == [1, 1, 272 * 480, 192]
     # ttnn's own DRAM output buffer on the mock n150: 4,177,920 B per bank
     assert r.extra["buffers"] == [["output", "DRAM", 50_135_040, 4_177_920]]
     s3, names = _conv(3, 1, 1, hw=(56, 56))      # a 3x3 conv is not a matmul conv: its output stays where placed
-    assert run_signature(s3, names, Settings(memory="l1")).extra["buffers"][0][1] == "L1"
+    assert run_signature(s3, names, EstimateSettings(memory="l1")).extra["buffers"][0][1] == "L1"
 
 
 def test_complex_tensors_are_unsupported_with_a_reason():

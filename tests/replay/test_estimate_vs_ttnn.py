@@ -20,9 +20,9 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
 from capture.schema import Signature  # noqa: E402
-from replay.devices import DEVICES, TILE_BYTES  # noqa: E402
-from replay.estimate import Settings, run_signature  # noqa: E402
-from replay.footprint import allocate, footprint  # noqa: E402
+from replay.backends.devices import DEVICES, TILE_BYTES  # noqa: E402
+from replay.backends.estimate import EstimateSettings, run_signature  # noqa: E402
+from replay.backends.footprint import allocate, footprint  # noqa: E402
 from replay.results import parse_oom  # noqa: E402
 
 BOARDS = ("n150", "n300", "p150", "p100")
@@ -72,14 +72,14 @@ def estimate_op(case, board):
     label, op, src, dst, (fn, arg), dtype = case
     args = [T(src), ints(arg if fn == "permute" else dst)] if fn != "relu" else [T(src)]
     names = ["self", "dims" if fn == "permute" else "size"][:len(args)]
-    return run_signature(Signature("0" * 16, op, args, [T(dst)], 1, [0]), names, Settings(device=board, dtype=dtype))
+    return run_signature(Signature("0" * 16, op, args, [T(dst)], 1, [0]), names, EstimateSettings(device=board, dtype=dtype))
 
 
 # ---------------------------------------------------------------------------------------------
 # The worker: runs in the ttnn environment with the mock device of one board
 
 def worker(board: str) -> None:
-    from replay.device import close_device, open_device
+    from replay.backends.device import close_device, open_device
     device, _ = open_device(board)
     import ttnn
     graph = ttnn._ttnn.graph
@@ -147,7 +147,7 @@ def test_device_specs_match_the_mock_device(board_run):
     board, _, got = board_run
     spec = DEVICES[board]
     assert got["spec"]["DRAM"] == [spec.dram_banks, spec.dram_bank_bytes]
-    assert got["spec"]["L1"] == list(spec.banks("L1", Settings().l1_small_bytes))
+    assert got["spec"]["L1"] == list(spec.banks("L1", EstimateSettings().l1_small_bytes))
     assert got["spec"]["alignment"] == [spec.dram_alignment, spec.l1_alignment]
 
 
@@ -194,7 +194,7 @@ MULTI_BUFFER_CALLS = ("conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", 
 
 def replay_all(backend: str, board: str, memory: str, out_dir: str) -> dict:
     """Every unique signature of the committed traces on one backend: {signature id: ReplayResult}."""
-    from replay.runner import Settings as RunSettings, load_traces, replay
+    from replay.run.runner import RunSettings, load_traces, replay
     settings = RunSettings(backend=backend, device=board, memory=memory, jobs=os.cpu_count() or 1,
                            timeout_s=120.0, log_dir=os.path.join(out_dir, "logs"))
     path = os.path.join(out_dir, f"{backend}_{board}_{memory}.jsonl")

@@ -1,7 +1,7 @@
 """Headroom: bisection over re-traced input sizes agrees with direct replays just below and above."""
 import json
 
-from replay.headroom import (
+from replay.studies.headroom import (
     _size,
     device_search,
     headroom,

@@ -11,8 +11,8 @@ import os
 import pytest
 
 from capture.registry import ModelEntry
-from replay.headroom import _size, headroom, probe_device, trace_at, write_headroom
-from replay.runner import Settings
+from replay.studies.headroom import _size, headroom, probe_device, trace_at, write_headroom
+from replay.run.runner import RunSettings
 
 STEP = 32
 ENTRY = ModelEntry(name="resnet18_64", source="torchvision", build="resnet18", inputs=[[1, 3, 64, 64]])
@@ -21,7 +21,7 @@ ENTRY = ModelEntry(name="resnet18_64", source="torchvision", build="resnet18", i
 @pytest.fixture(scope="module")
 def found(tmp_path_factory):
     folder = tmp_path_factory.mktemp("headroom")
-    settings = Settings(backend="ttnn", device="n150", memory="l1", jobs=1, log_dir=str(folder))
+    settings = RunSettings(backend="ttnn", device="n150", memory="l1", jobs=1, log_dir=str(folder))
     result = headroom(ENTRY, "n150", "l1", STEP, True, settings, max_batch=32, folder=str(folder / "probes"),
                       max_device_probes=10, op_probes=1)
     return result, settings, folder

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 
 from capture.schema import Signature, contiguous_stride, read_trace, signature_id
 from replay.mapping import Case
-from replay.numerics import NUMERICS_ON_MOCK_ENV, compare, from_wire, prepare
+from replay.backends.numerics import NUMERICS_ON_MOCK_ENV, compare, from_wire, prepare
 from replay.results import read_results
-from replay.runner import Settings, load_traces, replay
+from replay.run.runner import RunSettings, load_traces, replay
 from tracekit import unary_trace
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -149,7 +149,7 @@ def _run(trace_path, out, flag: bool, pcc: float = 0.99):
     if flag:
         os.environ[NUMERICS_ON_MOCK_ENV] = "1"
     try:
-        return replay(load_traces([trace_path]), Settings("ttnn", jobs=1, pcc=pcc), str(out), progress=False)
+        return replay(load_traces([trace_path]), RunSettings("ttnn", jobs=1, pcc=pcc), str(out), progress=False)
     finally:
         os.environ.pop(NUMERICS_ON_MOCK_ENV, None)
         if old is not None:

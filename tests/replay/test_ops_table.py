@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 from capture.schema import read_trace
 from replay.cli import main
-from replay.mapping import MAPPINGS, NO_MAPPING, Case, Settings, mapping_table, plan_replay
-from replay.runner import collect_cases
+from replay.mapping import MAPPINGS, NO_MAPPING, Case, PortSettings, mapping_table, plan_replay
+from replay.run.runner import collect_cases
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # traces/export/ holds torch.export traces when they are committed; they are checked the same way.
@@ -47,7 +47,7 @@ def test_every_traced_signature_plans_a_ttnn_call_or_gives_a_reason(traces):
         for case in collect_cases([t]):
             wire = case.sig.to_full_wire(case.arg_names)
             for memory in ("dram", "l1"):
-                r = plan_replay(Case.from_wire(wire), Settings(memory=memory))
+                r = plan_replay(Case.from_wire(wire), PortSettings(memory=memory))
                 if r.status == "mapped" and not r.calls and r.op not in ("aten.arange.default",):
                     bad.append((r.op, "mapped without calls"))
                 elif r.status != "mapped" and len(r.reason) < 20:

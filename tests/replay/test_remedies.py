@@ -1,8 +1,8 @@
 """Remedies on the estimate: the ladder, folding size-1 dims, the cheapest working configuration."""
 from capture.schema import Signature, contiguous_stride
-from replay.remedies import choose, find_remedies, fold_trailing_ones, ladder
+from replay.studies.remedies import choose, find_remedies, fold_trailing_ones, ladder
 from replay.results import ReplayResult
-from replay.runner import Case, Settings
+from replay.run.runner import RunSettings, UniqueSignature
 
 
 def T(shape):
@@ -35,12 +35,12 @@ def test_ladder_tries_dram_first_when_in_l1_and_no_row_major_for_block_floats():
 
 def test_the_estimate_finds_the_fold_remedy_for_the_160x100x512x1x1_reshape():
     failing = {"view5d": ReplayResult("view5d", VIEW5D.op, "oom_dram", "estimate", "n150", False)}
-    found = find_remedies([Case(VIEW5D, ["self", "size"], ["m"])], failing, Settings(backend="estimate"))
+    found = find_remedies([UniqueSignature(VIEW5D, ["self", "size"], ["m"])], failing, RunSettings(backend="estimate"))
     assert found["view5d"]["remedy"] == "fold trailing 1s: [160, 100, 512]"
 
 
 def test_choose_takes_the_fewest_bytes_and_says_none_when_nothing_passes():
-    from replay.remedies import Variant
+    from replay.studies.remedies import Variant
     from replay.results import TensorFootprint
     v1, v2 = (Variant(n, "bfloat16", "TILE", "dram", VIEW5D, []) for n in ("a", "b"))
     big, small = (TensorFootprint([1], "bfloat16", "TILE", "DRAM", 2, [32, 32], n) for n in (4096, 2048))

@@ -10,9 +10,9 @@ if importlib.util.find_spec("ttnn") is None:  # the torch environment runs other
     pytest.skip("needs the ttnn environment (.venv-ttnn)", allow_module_level=True)
 
 from capture.schema import Signature, contiguous_stride  # noqa: E402
-from replay.remedies import find_remedies  # noqa: E402
+from replay.studies.remedies import find_remedies  # noqa: E402
 from replay.results import ReplayResult  # noqa: E402
-from replay.runner import Case, Settings  # noqa: E402
+from replay.run.runner import RunSettings, UniqueSignature  # noqa: E402
 
 
 def T(shape):
@@ -24,8 +24,8 @@ def test_reshape_to_trailing_ones_that_runs_out_of_dram_is_fixed_by_folding_the_
                                                                                  [160, 100, 512, 1, 1]]]],
                     [T([160, 100, 512, 1, 1])], 1, [0])
     failing = {"view5d": ReplayResult("view5d", sig.op, "oom_dram", "ttnn", "n150", True)}
-    settings = Settings(backend="ttnn", device="n150", jobs=1, log_dir=str(tmp_path))
-    [(sid, remedy)] = find_remedies([Case(sig, ["self", "size"], ["m"])], failing, settings).items()
+    settings = RunSettings(backend="ttnn", device="n150", jobs=1, log_dir=str(tmp_path))
+    [(sid, remedy)] = find_remedies([UniqueSignature(sig, ["self", "size"], ["m"])], failing, settings).items()
     tried = dict(remedy["tried"])
     assert tried["fold trailing 1s: [160, 100, 512]"] == "pass"
     assert remedy["remedy"] == "fold trailing 1s: [160, 100, 512]"

@@ -15,9 +15,9 @@ if importlib.util.find_spec("ttnn") is None:  # the torch environment runs other
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from context_trace import build_trace  # noqa: E402
-from replay.device import prepare_environment  # noqa: E402
-from replay.repro import MOCK_ENV_KEYS, write_repros  # noqa: E402
-from replay.runner import Settings, load_traces, replay  # noqa: E402
+from replay.backends.device import prepare_environment  # noqa: E402
+from replay.studies.repro import MOCK_ENV_KEYS, write_repros  # noqa: E402
+from replay.run.runner import RunSettings, load_traces, replay  # noqa: E402
 
 
 def test_repros_of_a_dram_oom_and_a_pass_run_standalone_on_the_mock_device(tmp_path):
@@ -26,7 +26,7 @@ def test_repros_of_a_dram_oom_and_a_pass_run_standalone_on_the_mock_device(tmp_p
                         [("aten.view.default", ["x", ["list", [["int", d] for d in [160, 100, 512, 1, 1]]]], "v"),
                          ("aten.relu.default", ["s"], "r")])
     results_path = str(tmp_path / "results.jsonl")
-    _, results = replay(load_traces([trace.path]), Settings(backend="ttnn", jobs=1, log_dir=str(tmp_path)),
+    _, results = replay(load_traces([trace.path]), RunSettings(backend="ttnn", jobs=1, log_dir=str(tmp_path)),
                         results_path, progress=False)
     by_op = {r.op: r for r in results}
     assert by_op["aten.view.default"].status == "oom_dram" and by_op["aten.relu.default"].status == "pass"

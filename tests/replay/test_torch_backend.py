@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from capture.schema import Signature, read_trace, signature_id
-from replay.torch_backend import _Builder, resolve_op, run_signature
+from replay.backends.torch_ref import _Builder, resolve_op, run_signature
 
 TRACES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "traces", "*.msgpack")))
 

@@ -16,7 +16,7 @@ if importlib.util.find_spec("ttnn") is None:  # the torch environment runs other
     pytest.skip("needs the ttnn environment (.venv-ttnn)", allow_module_level=True)
 
 from replay import device as device_mod  # noqa: E402
-from replay.worker import read_frame, write_frame  # noqa: E402
+from replay.run.worker import read_frame, write_frame  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -40,7 +40,7 @@ def sig(op, named, outputs, sig_id="s"):
 
 class Worker:
     def __init__(self, *args, env=None, cwd=REPO):
-        self.proc = subprocess.Popen([sys.executable, "-m", "replay.worker", *args], cwd=cwd,
+        self.proc = subprocess.Popen([sys.executable, "-m", "replay.run.worker", *args], cwd=cwd,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      env={**os.environ, "PYTHONPATH": REPO, **(env or {})})
         self.ready = read_frame(self.proc.stdout)

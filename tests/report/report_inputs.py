@@ -5,7 +5,7 @@ import glob
 import os
 
 from capture.schema import read_trace, tensor_payloads
-from replay.attribution import input_shapes
+from replay.report.attribution import input_shapes
 from replay.results import STATUSES, OomInfo, ReplayResult, TensorFootprint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -56,5 +56,5 @@ def synthetic_results(traces, leave_out_every: int = 0) -> tuple[dict, list[Repl
                                     inputs=tens, outputs=outs))
     header = {"device": "n150", "mock": True, "backend": "ttnn", "dtype": "bfloat16", "memory": "DRAM",
               "optrace": "0.1.0", "ttnn": "0.81.1",
-              "traces": [{"path": t.path, "model": t.header["model"]["name"], "sha256": "ab" * 32} for t in traces]}
+              "traces": [{"path": t.path, "model": t.model_name, "sha256": "ab" * 32} for t in traces]}
     return header, results

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from replay.attribution import NOT_RUN, AttributionError, attribute, reconcile
-from replay.report import build_report
+from replay.report.attribution import NOT_RUN, AttributionError, attribute, reconcile
+from replay.report.build import build_report
 from replay.results import STATUSES, ReplayResult
 
 from report_inputs import TRACE_PATHS, synthetic_results

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import csv
 
-from replay.report import build_report, write_report
-from replay.report_text import CSV_COLUMNS
+from replay.report.build import build_report, write_report
+from replay.report.text import CSV_COLUMNS
 
 from report_inputs import synthetic_results
 

@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from replay.report import build_report, write_report
-from replay.report_html import render_html
+from replay.report.build import build_report, write_report
+from replay.report.html import render_html
 
 from report_inputs import synthetic_results
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from capture.schema import read_trace
-from replay.report import build_report
+from replay.report.build import build_report
 from replay.results import read_results
 
 from report_inputs import ROOT, TRACE_PATHS

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from replay.attribution import FAILING, NOT_RUN
-from replay.report import build_report, render_terminal, write_report
-from replay.report_text import render_markdown
+from replay.report.attribution import FAILING, NOT_RUN
+from replay.report.build import build_report, render_terminal, write_report
+from replay.report.text import render_markdown
 from replay.results import ESTIMATE_NOTE, MOCK_NOTE
 
 from report_inputs import synthetic_results
@@ -43,7 +43,7 @@ def test_fix_ranking_puts_the_signature_blocking_most_models_first(built):
     assert {r.signature_id for r in report.fix_by_signature} == failing & {
         s.id for t in traces for s in t.signatures}
     for row in report.fix_by_signature[:20]:
-        users = [t.header["model"]["name"] for t in traces if any(s.id == row.signature_id for s in t.signatures)]
+        users = [t.model_name for t in traces if any(s.id == row.signature_id for s in t.signatures)]
         assert row.models == users
         assert row.calls == sum(s.count for t in traces for s in t.signatures if s.id == row.signature_id)
 
@@ -112,7 +112,7 @@ def test_provenance_names_versions_device_dtype_memory_and_traces(built):
     for needle in ("optrace 0.1.0", "ttnn 0.81.1", "torch 2.14.1", "device n150", "dtype bfloat16", "memory DRAM"):
         assert needle in text
     for t in traces:
-        assert t.header["model"]["name"] in text
+        assert t.model_name in text
 
 
 def test_estimate_results_say_they_are_an_estimate(traces):
@@ -163,9 +163,9 @@ def test_reports_render_without_torch_or_ttnn():
     code = ("import sys; sys.modules['torch'] = None; sys.modules['ttnn'] = None\n"
             "import glob\n"
             "from capture.schema import read_trace\n"
-            "from replay.report import build_report, render_terminal\n"
-            "from replay.report_html import render_html\n"
-            "from replay.report_text import render_csv, render_markdown\n"
+            "from replay.report.build import build_report, render_terminal\n"
+            "from replay.report.html import render_html\n"
+            "from replay.report.text import render_csv, render_markdown\n"
             "r = build_report([read_trace(p) for p in sorted(glob.glob('traces/*.msgpack'))[:2]], {}, [])\n"
             "render_html(r); render_markdown(r); render_csv(r); print(render_terminal(r))\n"
             "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n")

@@ -22,7 +22,7 @@ BLOCK_FLOAT_DTYPES = ("bfloat8_b", "bfloat4_b")
 DTYPES = tuple(TILE_BYTES)
 
 MEMORIES = ("DRAM", "L1")
-# replay opens devices with this L1_SMALL region (replay.device.open_device's default), which every
+# replay opens devices with this L1_SMALL region (replay.backends.device.open_device's default), which every
 # L1 bank gives up; estimates use the same so they agree with the ttnn backend.
 L1_SMALL_BYTES = 32768
 

@@ -106,7 +106,7 @@ class Attribution:
 
 
 def model_name(trace: Trace) -> str:
-    return str(trace.header["model"]["name"])
+    return trace.model_name
 
 
 def attribute(traces: list[Trace], results: list[ReplayResult], trace_sha256: dict[str, str] | None = None

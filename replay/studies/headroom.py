@@ -8,7 +8,7 @@ cb_overflow; on a device also crash and timeout); unsupported ops are a mapping 
 limit. Resolution keeps the registry entry's aspect ratio and moves in steps of ``step`` pixels on
 the short side; batch moves by 1 at the entry's resolution.
 
-Per axis: the estimate (replay.context_estimate) bisects first (doubling until a failure, then
+Per axis: the estimate (replay.context.estimate) bisects first (doubling until a failure, then
 bisection), which is cheap. With ``confirm`` the ttnn device (mock or real) then checks the
 estimate's bound and one step above; where they disagree the search goes on *on the device*
 (``device_search``): upward from the bound, or, when the bound fails, first a few sizes just below
@@ -64,7 +64,7 @@ class Probe:
 
 
 def _shapes(trace, call) -> str:
-    from replay.attribution import format_shapes, input_shapes
+    from replay.report.attribution import format_shapes, input_shapes
     return format_shapes(input_shapes(trace.signatures[call.signature]))
 
 
@@ -109,11 +109,11 @@ def verdict(trace, records, batch, height, width, backend="estimate", failures=M
 
 def probe_estimate(entry, batch, height, width, folder, device="n150", memory="dram", dtype="bfloat16") -> Probe:
     """Re-trace at this size and replay the whole model in context on the estimate, once."""
-    from replay.context_estimate import simulate_estimate
-    from replay.estimate import Settings
+    from replay.context.estimate import simulate_estimate
+    from replay.backends.estimate import EstimateSettings
     t0 = time.monotonic()
     trace = trace_at(entry, batch, height, width, folder)
-    records, _ = simulate_estimate(trace, Settings(device=device, dtype=dtype, memory=memory))
+    records, _ = simulate_estimate(trace, EstimateSettings(device=device, dtype=dtype, memory=memory))
     p = verdict(trace, records, batch, height, width)
     p.time_s = time.monotonic() - t0
     return p
@@ -121,8 +121,8 @@ def probe_estimate(entry, batch, height, width, folder, device="n150", memory="d
 
 def probe_device(entry, batch, height, width, folder, settings) -> Probe:
     """Re-trace at this size and replay the whole model in context on the ttnn device (mock or
-    real; settings is runner.Settings), once."""
-    from replay.context import _run_ttnn
+    real; settings is RunSettings), once."""
+    from replay.context.plan import _run_ttnn
     t0 = time.monotonic()
     trace = trace_at(entry, batch, height, width, folder)
     records, _, info = _run_ttnn(trace, settings, settings.log_dir or folder)
@@ -272,15 +272,15 @@ class Prober:
     def op_alone(self, key: tuple, b: int, h: int, w: int, backend: str) -> tuple[bool, str, str]:
         """One call of the model at this size (found by module path, op and occurrence), replayed alone:
         (fits, its input shapes, status)."""
-        from replay.remedies import Variant, run_variants
-        from replay.runner import Settings
+        from replay.studies.remedies import Variant, run_variants
+        from replay.run.runner import RunSettings
         t0 = time.monotonic()
         trace = trace_at(self.entry, b, h, w, self.folder)
         call = _find_call(trace, key)
         if call is None:
             return False, "", "not in the trace at this size"
         sig = trace.signatures[call.signature]
-        s = self.settings if backend != "estimate" else Settings(backend="estimate", device=self.device,
+        s = self.settings if backend != "estimate" else RunSettings(backend="estimate", device=self.device,
                                                                  memory=self.memory)
         dtype = s.dtype if s else "bfloat16"
         r = run_variants([Variant("as traced", dtype, "TILE", self.memory, sig, trace.ops[call.op].arg_names)], s)[0]
@@ -384,7 +384,7 @@ def headroom(model, device: str = "n150", memory: str = "dram", step: int = 32, 
              op_probes: int = 5, log=None) -> dict:
     """The headroom of one registry model (a name or a ModelEntry): largest resolution (batch 1) and
     largest batch (at the entry's resolution), on the estimate and, with confirm and ttnn settings
-    (runner.Settings), on the device. A plain dict (JSON)."""
+    (RunSettings), on the device. A plain dict (JSON)."""
     if isinstance(model, str):
         from capture.registry import load_registry, lookup
         entry = lookup(load_registry(), model)
@@ -453,7 +453,7 @@ def _size_text(f: dict | None) -> str:
 
 def headroom_rows(result: dict) -> list:
     """HeadroomRow per axis of a headroom() result."""
-    from replay.report_data import HeadroomRow
+    from replay.report.data import HeadroomRow
     rows = []
     for key in ("resolution", "batch"):
         f = result.get(key)

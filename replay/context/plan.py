@@ -16,7 +16,7 @@ holds what both in-context backends share; it imports neither torch nor ttnn.
 - ``signature_results`` and ``why_differs``: per-signature results for the report, each with the
   isolated verdict beside the in-context one and the reason they differ.
 
-The ttnn side is replay/context_worker.py, the estimate side replay/context_estimate.py;
+The ttnn side is replay/context/worker.py, the estimate side replay/context/estimate.py;
 ``run_context`` (below) runs either and writes the results.
 """
 from __future__ import annotations
@@ -119,7 +119,7 @@ def plan_context(trace: Trace) -> ContextPlan:
             by_storage.setdefault(metas[t].storage_id, []).append(t)
     for storage, ts in by_storage.items():
         steps[last_use[storage]].free_after.extend(ts)
-    return ContextPlan(trace.header["model"]["name"], trace.path, steps, resident, inputs, metas)
+    return ContextPlan(trace.model_name, trace.path, steps, resident, inputs, metas)
 
 
 def prepared_shape(shape: list[int]) -> list[int]:
@@ -132,7 +132,7 @@ def prepared_shape(shape: list[int]) -> list[int]:
 
 
 def port_replays(trace: Trace, settings) -> dict:
-    """Signature id -> its Replay (replay.mapping) under mapping Settings."""
+    """Signature id -> its Replay (replay.mapping) under PortSettings."""
     from replay.mapping import Case, plan_replay
     out = {}
     for s in trace.signatures:
@@ -330,13 +330,13 @@ def context_paths(out_dir: str, settings, model: str) -> tuple[str, str]:
 
 
 def _run_ttnn(trace: Trace, settings, log_dir: str) -> tuple[list[CallRecord], ContextSummary, dict]:
-    """The whole sequence in one crash-isolated ttnn worker (replay/context_worker.py)."""
+    """The whole sequence in one crash-isolated ttnn worker (replay/context/worker.py)."""
     import selectors
     import time
 
-    from replay.pool import REPO_ROOT, PoolError, Worker, find_ttnn_python
+    from replay.run.pool import REPO_ROOT, PoolError, Worker, find_ttnn_python
     python = find_ttnn_python(settings.ttnn_python)
-    argv = [python, "-m", "replay.context_worker", trace.path, "--device", settings.device,
+    argv = [python, "-m", "replay.context.worker", trace.path, "--device", settings.device,
             "--dtype", settings.dtype, "--memory", settings.memory]
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
@@ -380,7 +380,7 @@ def _run_ttnn(trace: Trace, settings, log_dir: str) -> tuple[list[CallRecord], C
             s = calls[len(records)]
             records.append(CallRecord(s.index, s.signature_id, s.op, s.module_path, "crash",
                                       reason=f"the context worker died or hung here: {w.log_tail()}"[:600]))
-        summary = summarize(trace.header["model"]["name"], "ttnn", settings.device, records, len(calls))
+        summary = summarize(trace.model_name, "ttnn", settings.device, records, len(calls))
     return records, summary, info
 
 
@@ -391,7 +391,7 @@ def run_context(traces: list[Trace], settings, out_dir: str, progress: bool = Tr
     import time
 
     from replay.results import Journal, read_results, write_header
-    from replay.runner import ReplayError, default_results_path, file_sha256, replay, run_identity
+    from replay.run.runner import ReplayError, default_results_path, file_sha256, replay, run_identity
 
     if settings.backend not in ("ttnn", "estimate"):
         raise ReplayError("--mode model runs on the ttnn or estimate backend")
@@ -407,11 +407,11 @@ def run_context(traces: list[Trace], settings, out_dir: str, progress: bool = Tr
     isolated = {r.signature_id: r for r in iso_results}
     out = []
     for trace in traces:
-        model = trace.header["model"]["name"]
+        model = trace.model_name
         t0 = time.monotonic()
         if settings.backend == "estimate":
-            from replay.context_estimate import simulate_estimate
-            from replay.estimate import Settings as EstimateSettings
+            from replay.context.estimate import simulate_estimate
+            from replay.backends.estimate import EstimateSettings
             records, summary = simulate_estimate(trace, EstimateSettings(settings.device, settings.dtype,
                                                                          memory=settings.memory))
             info = {"mock": False, "note": summary.note}
@@ -447,8 +447,8 @@ def run_context(traces: list[Trace], settings, out_dir: str, progress: bool = Tr
 
 def context_models(header: dict, results, shapes: dict[str, str]) -> list:
     """The report's in-context section for a --mode model results set (one model)."""
-    from replay.remedies import remedy_text
-    from replay.report_data import ContextModel, ContextRow
+    from replay.studies.remedies import remedy_text
+    from replay.report.data import ContextModel, ContextRow
     s = header.get("context") or {}
     rows, flips = [], 0
     for r in results:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import html
 import math
 
-from replay.report_data import ModelReport, Report, SignatureRow, TensorRow
-from replay.report_text import first_block_text, fmt_bytes, pct, provenance_lines
+from replay.report.data import ModelReport, Report, SignatureRow, TensorRow
+from replay.report.text import first_block_text, fmt_bytes, pct, provenance_lines
 
 STATUS_COLORS = {
     "pass": "#3a9d4a", "skipped": "#9aa5b1", "not_run": "#d5dae0", "oom_dram": "#d62728",

@@ -116,7 +116,7 @@ class FailureRow:
     backend: str
     logical_bytes: int       # inputs + outputs as replay placed them
     padded_bytes: int
-    remedy: str = ""         # the cheapest configuration that works (replay.remedies), "none", or "" (not tried)
+    remedy: str = ""         # the cheapest configuration that works (replay.studies.remedies), "none", or "" (not tried)
 
 
 @dataclass
@@ -182,7 +182,7 @@ class ContextRow:
     isolated_status: str
     context_status: str
     failing_calls: int       # calls of the signature failing in context
-    why: str                 # replay.context.DIFFERENCE_REASONS key
+    why: str                 # replay.context.plan.DIFFERENCE_REASONS key
     why_text: str
     requested_bytes: int | None
     remedy: str = ""

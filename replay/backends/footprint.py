@@ -15,7 +15,7 @@ import math
 
 from dataclasses import dataclass
 
-from replay.devices import (BLOCK_FLOAT_DTYPES, ELEMENT_BYTES, L1_SMALL_BYTES, TILE_BYTES, TILE_HW,
+from replay.backends.devices import (BLOCK_FLOAT_DTYPES, ELEMENT_BYTES, L1_SMALL_BYTES, TILE_BYTES, TILE_HW,
                             DeviceSpec, get_device)
 
 LAYOUTS = ("TILE", "ROW_MAJOR")

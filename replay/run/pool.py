@@ -1,7 +1,7 @@
 """Crash-isolated ttnn worker processes: one signature at a time each, with a per-op timeout.
 
 The coordinator (any Python with optrace) speaks to workers (the ttnn interpreter, running
-``python -m replay.worker``) over pipes in length-prefixed msgpack frames. A worker that dies
+``python -m replay.run.worker``) over pipes in length-prefixed msgpack frames. A worker that dies
 yields a ``crash`` result for its signature and is replaced; one that overruns ``timeout_s`` is
 killed and yields ``timeout``. The run goes on either way.
 """
@@ -127,7 +127,7 @@ class WorkerPool:
 
     def __init__(self, python: str, worker_args: list[str], jobs: int, timeout_s: float, log_dir: str,
                  env: dict | None = None):
-        self.argv = [python, "-m", "replay.worker", *worker_args]
+        self.argv = [python, "-m", "replay.run.worker", *worker_args]
         self.env = dict(os.environ if env is None else env)
         self.env["PYTHONPATH"] = REPO_ROOT + os.pathsep + self.env.get("PYTHONPATH", "")
         self.jobs = max(1, jobs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 
-from replay.report_data import FailureRow, ModelReport, Provenance, Report
+from replay.report.data import FailureRow, ModelReport, Provenance, Report
 
 MIB = 1 << 20
 # Statuses whose reasons are categorical, so the Markdown summary groups calls by reason.

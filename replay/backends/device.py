@@ -253,7 +253,7 @@ def cache_dir() -> Path:
 _STUB = """#!/bin/sh
 # optrace's stand-in for the SFPI compiler, for tt-metal's mock device only (no real board, no
 # real compiler installed). It compiles nothing: compile steps get empty outputs, links to *.elf
-# get a minimal kernel ELF. Written by replay/device.py.
+# get a minimal kernel ELF. Written by replay/backends/device.py.
 if [ "$1" = "--version" ]; then
   echo {version}
   exit 0
@@ -382,7 +382,7 @@ def apply_environment(env: dict[str, str]) -> None:
         stale = [k for k, v in env.items() if k.startswith(("TT_", "TTNN_")) and os.environ.get(k) != v]
         if stale:
             raise DeviceSetupError(f"ttnn was imported before optrace set {', '.join(stale)}; call "
-                                   "replay.device.open_device (or prepare_environment) before importing ttnn")
+                                   "replay.backends.device.open_device (or prepare_environment) before importing ttnn")
     os.environ.update(env)
 
 

@@ -1,6 +1,6 @@
 """A replay worker process: opens the device once, then replays signatures sent on stdin.
 
-    .venv-ttnn/bin/python -m replay.worker --device n150 --dtype bfloat16 --memory dram
+    .venv-ttnn/bin/python -m replay.run.worker --device n150 --dtype bfloat16 --memory dram
 
 Frames both ways are a 4-byte big-endian length followed by a msgpack body.
 - First frame out: {"kind": "ready", "ready": true, "device": DeviceInfo, "board", "mock", "note",
@@ -9,7 +9,7 @@ Frames both ways are a 4-byte big-endian length followed by a msgpack body.
 - Request in: {"id": any, "sig": Signature.to_full_wire(arg_names)}, i.e.
   [id, op, args, outputs, count, calls, arg_names], and optionally "inputs": {plan input name:
   wire array} (numerics: upload these values; the reply's result then carries the outputs read
-  back in extra["numerics_outputs"], see replay.numerics); other keys are ignored.
+  back in extra["numerics_outputs"], see replay.backends.numerics); other keys are ignored.
   Reply out: {"kind": "result", "id": same, "result": ReplayResult.to_json()}
 - {"cmd": "shutdown"} or end of stdin closes the device and exits 0.
 
@@ -85,7 +85,7 @@ def _test_op(op: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m replay.worker", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m replay.run.worker", description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="n150", help="board to mock when no real board is present")
     ap.add_argument("--dtype", default="bfloat16", help="ttnn dtype for float tensors")
     ap.add_argument("--memory", default="dram", choices=["dram", "l1"])
@@ -95,17 +95,17 @@ def main(argv: list[str] | None = None) -> int:
 
     frames_fd = protect_stdout()
     stdin = sys.stdin.buffer
-    from replay.device import open_device  # noqa: PLC0415 - after stdout is protected
-    from replay.mapping import Settings  # noqa: PLC0415
+    from replay.backends.device import open_device  # noqa: PLC0415 - after stdout is protected
+    from replay.mapping import PortSettings  # noqa: PLC0415
     from replay.results import ReplayResult, one_line  # noqa: PLC0415
     try:
         device, info = open_device(args.device, l1_small_size=args.l1_small_size)
     except Exception as e:  # noqa: BLE001 - report, whatever it is
         write_frame(frames_fd, {"kind": "fatal", "ready": False, "error": one_line(str(e))})
         return 2
-    from replay.ttnn_backend import run_signature  # noqa: PLC0415 - imports ttnn
+    from replay.backends.ttnn_ops import run_signature  # noqa: PLC0415 - imports ttnn
 
-    settings = Settings(dtype=args.dtype, layout=args.layout, memory=args.memory)
+    settings = PortSettings(dtype=args.dtype, layout=args.layout, memory=args.memory)
     write_frame(frames_fd, {"kind": "ready", "ready": True, "device": info.to_json(), "board": info.board, "mock": info.mock,
                             "note": info.note, "ttnn_version": info.ttnn_version,
                             "settings": {"dtype": settings.dtype, "layout": settings.layout,

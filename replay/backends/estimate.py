@@ -4,7 +4,7 @@ Imports neither torch nor ttnn. Replaying a signature places its input tensors o
 then the op's own buffers: its outputs (shapes as traced) plus whatever the op family allocates
 besides them. That per-op knowledge is a table of small rules keyed by aten overload, like
 torch/utils/flop_counter.py's formulas (``@register_rule("aten.view.default")``); ``rules_table()``
-lists it. Every buffer goes through the allocator model of replay/footprint.py; the first one that
+lists it. Every buffer goes through the allocator model of replay/backends/footprint.py; the first one that
 does not fit is the OOM ttnn would report. Rules are checked against ttnn's own allocations on the
 mock device in tests/replay/test_estimate_vs_ttnn.py.
 
@@ -21,21 +21,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from replay.devices import BLOCK_FLOAT_DTYPES, L1_SMALL_BYTES, TILE_HW, DeviceSpec, get_device
-from replay.footprint import Allocation, allocate, normalize
+from replay.backends.devices import BLOCK_FLOAT_DTYPES, L1_SMALL_BYTES, TILE_HW, DeviceSpec, get_device
+from replay.backends.footprint import Allocation, allocate, normalize
 from replay.mapping import NO_MAPPING, Case, Replay, plan_replay
-from replay.mapping import Settings as PortSettings
+from replay.mapping import PortSettings
 from replay.results import ESTIMATE_NOTE, OomInfo, ReplayResult, TensorFootprint, oom_status
 
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
-# torch dtype -> ttnn dtype for non-float tensors (float tensors take Settings.dtype). ttnn has no
+# torch dtype -> ttnn dtype for non-float tensors (float tensors take EstimateSettings.dtype). ttnn has no
 # 64-bit or bool tensors: integers become int32, masks bfloat16 (as replay/mapping/ places them).
 INT_DTYPES = {"int64": "int32", "int32": "int32", "int16": "int32", "int8": "int32", "uint8": "int32",
               "bool": "bfloat16"}
 
 
 @dataclass(frozen=True)
-class Settings:
+class EstimateSettings:
     """How a port would place tensors: the board, float dtype, layout and memory of every tensor."""
     device: str = "n150"
     dtype: str = "bfloat16"          # float tensors become this ttnn dtype
@@ -61,7 +61,7 @@ class OpCase:
     args: dict                                   # arg name -> tagged value
     inputs: list[Buffer]
     outputs: list[Buffer]
-    settings: Settings
+    settings: EstimateSettings
     device: DeviceSpec
     port: Replay | None = None                   # the ttnn calls a port makes (replay.mapping)
 
@@ -267,7 +267,7 @@ def conv2d(case: OpCase) -> Plan:
 # ---------------------------------------------------------------------------------------------
 # The backend
 
-def _ttnn_dtype(torch_dtype: str, settings: Settings) -> str | None:
+def _ttnn_dtype(torch_dtype: str, settings: EstimateSettings) -> str | None:
     if torch_dtype in FLOAT_DTYPES:
         return settings.dtype
     return INT_DTYPES.get(torch_dtype)
@@ -281,7 +281,7 @@ def _tensors(values: list, out: list) -> None:
             _tensors(v[1], out)
 
 
-def _place(metas: list, settings: Settings, role: str) -> tuple[list[Buffer], str]:
+def _place(metas: list, settings: EstimateSettings, role: str) -> tuple[list[Buffer], str]:
     bufs = []
     for shape, dtype, _stride in metas:
         dt = _ttnn_dtype(dtype, settings)
@@ -292,7 +292,7 @@ def _place(metas: list, settings: Settings, role: str) -> tuple[list[Buffer], st
     return bufs, ""
 
 
-def _port_buffers(port: Replay, out_metas: list, settings: Settings) -> tuple[list, list, str]:
+def _port_buffers(port: Replay, out_metas: list, settings: EstimateSettings) -> tuple[list, list, str]:
     """Inputs and outputs as the port holds them (replay.mapping): channels-last conv/pool inputs,
     transposed linear weights, leading 1s for expand; host tensors (conv weights) are not on the device."""
     inputs = []
@@ -313,7 +313,7 @@ def _tensor_footprint(b: Buffer, a: Allocation) -> TensorFootprint:
                            list(a.padded_shape), a.total_bytes)
 
 
-def run_signature(sig, arg_names: list[str], settings: Settings = Settings()) -> ReplayResult:
+def run_signature(sig, arg_names: list[str], settings: EstimateSettings = EstimateSettings()) -> ReplayResult:
     """Estimate one signature (capture.schema.Signature) on settings.device: pass, oom_* or why not."""
     t0 = time.perf_counter()
     device = get_device(settings.device)

@@ -28,7 +28,7 @@ class ReplayError(ValueError):
 
 
 @dataclass
-class Settings:
+class RunSettings:
     backend: str = "ttnn"
     device: str = "n150"
     dtype: str = "bfloat16"
@@ -44,7 +44,7 @@ class Settings:
         return {"device": self.device, "dtype": self.dtype, "memory": self.memory, "backend": self.backend}
 
     def validate(self) -> None:
-        from replay.backends import BACKENDS
+        from replay.run.drivers import BACKENDS
         if self.backend not in BACKENDS:
             raise ReplayError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.device not in DEVICES:
@@ -60,7 +60,7 @@ class Settings:
 
 
 @dataclass
-class Case:
+class UniqueSignature:
     """One unique signature to replay, with the models it occurs in."""
     sig: Signature
     arg_names: list[str]
@@ -95,7 +95,7 @@ def load_traces(paths: list[str]) -> list[Trace]:
             traces.append(read_trace(p))
         except TraceError as e:
             raise ReplayError(str(e)) from None
-    names = Counter(t.header["model"]["name"] for t in traces)
+    names = Counter(t.model_name for t in traces)
     dup = [n for n, k in names.items() if k > 1]
     if dup:
         raise ReplayError(f"model {dup[0]!r} appears in more than one trace; replay one trace per model")
@@ -107,16 +107,16 @@ def file_sha256(path: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def collect_cases(traces: list[Trace]) -> list[Case]:
+def collect_cases(traces: list[Trace]) -> list[UniqueSignature]:
     """Unique signatures across all traces, in first-seen order."""
-    cases: dict[str, Case] = {}
+    cases: dict[str, UniqueSignature] = {}
     for t in traces:
-        model = t.header["model"]["name"]
+        model = t.model_name
         for s in t.signatures:
             c = cases.get(s.id)
             if c is None:
                 arg_names = t.ops[t.calls[s.calls[0]].op].arg_names
-                cases[s.id] = Case(s, arg_names, [model])
+                cases[s.id] = UniqueSignature(s, arg_names, [model])
             elif model not in c.models:
                 c.models.append(model)
     return list(cases.values())
@@ -145,12 +145,12 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 # ---------------------------------------------------------------------------------------------
 # The run header: what makes two result files comparable
 
-def run_identity(traces: list[Trace], settings: Settings) -> dict:
+def run_identity(traces: list[Trace], settings: RunSettings) -> dict:
     """Everything that must match for results to be resumed or merged (shard aside)."""
     return {
         "backend": settings.backend, "device": settings.device, "dtype": settings.dtype,
         "memory": settings.memory,
-        "traces": [{"path": t.path, "model": t.header["model"]["name"], "sha256": file_sha256(t.path),
+        "traces": [{"path": t.path, "model": t.model_name, "sha256": file_sha256(t.path),
                     "calls": len(t.calls), "signatures": len(t.signatures)} for t in traces],
     }
 
@@ -161,7 +161,7 @@ def identity_key(identity: dict) -> str:
     return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def default_results_path(out_dir: str, settings: Settings) -> str:
+def default_results_path(out_dir: str, settings: RunSettings) -> str:
     name = f"{settings.backend}_{settings.device}_{settings.dtype}_{settings.memory}"
     if settings.shard:
         name += f"_shard{settings.shard[0]}of{settings.shard[1]}"
@@ -182,7 +182,7 @@ class Progress:
         self.tty = stream.isatty()
         self._last = 0.0
 
-    def update(self, case: Case, result: ReplayResult) -> None:
+    def update(self, case: UniqueSignature, result: ReplayResult) -> None:
         self.done += 1
         self.counts[result.status] += 1
         now = time.monotonic()
@@ -206,10 +206,10 @@ class Progress:
 # ---------------------------------------------------------------------------------------------
 # The run
 
-def replay(traces: list[Trace], settings: Settings, results_path: str, resume: bool = False,
+def replay(traces: list[Trace], settings: RunSettings, results_path: str, resume: bool = False,
            progress: bool = True) -> tuple[dict, list[ReplayResult]]:
     """Replay every unique signature of the traces (of this shard) once; returns (header, results)."""
-    from replay.backends import BACKENDS
+    from replay.run.drivers import BACKENDS
 
     settings.validate()
     identity = run_identity(traces, settings)
@@ -250,7 +250,7 @@ def replay(traces: list[Trace], settings: Settings, results_path: str, resume: b
             bar.done = len(done)
             bar.counts.update(r.status for r in done.values())
 
-        def on_result(case: Case, result: ReplayResult) -> None:
+        def on_result(case: UniqueSignature, result: ReplayResult) -> None:
             journal.append(result)
             done[result.signature_id] = result
             if bar:

@@ -105,8 +105,8 @@ def choose(tried: list[tuple[Variant, ReplayResult]]) -> dict:
 
 
 def find_remedies(cases: list, results: dict[str, ReplayResult], settings) -> dict[str, dict]:
-    """Signature id -> remedy for every failing result among the cases (runner.Case), on the run's
-    backend and device. settings is runner.Settings."""
+    """Signature id -> remedy for every failing result among the cases (UniqueSignature), on the run's
+    backend and device. settings is RunSettings."""
     failing = [c for c in cases if c.sig.id in results and results[c.sig.id].status in BLOCKING
                and results[c.sig.id].status not in ("unsupported", "crash", "timeout")]
     variants = [(c.sig.id, v) for c in failing
@@ -123,14 +123,14 @@ def find_remedies(cases: list, results: dict[str, ReplayResult], settings) -> di
 def run_variants(variants: list[Variant], settings) -> list[ReplayResult]:
     """Replay each variant on settings.backend (ttnn workers grouped by placement, or the estimate)."""
     if settings.backend == "estimate":
-        from replay.estimate import Settings as EstimateSettings
-        from replay.estimate import run_signature
+        from replay.backends.estimate import EstimateSettings
+        from replay.backends.estimate import run_signature
         return [run_signature(v.sig, v.arg_names, EstimateSettings(settings.device, v.dtype, v.layout, v.memory))
                 for v in variants]
     import os
     import tempfile
 
-    from replay.pool import Job, WorkerPool, find_ttnn_python
+    from replay.run.pool import Job, WorkerPool, find_ttnn_python
     python = find_ttnn_python(settings.ttnn_python)
     results: dict[int, ReplayResult] = {}
     groups: dict[tuple, list[int]] = {}
@@ -165,7 +165,7 @@ def remedy_text(r: ReplayResult | None) -> str:
 
 def remedy_rows(results, shapes: dict[str, str]) -> list:
     """RemedyRow per result that has a remedy, in signature id order."""
-    from replay.report_data import RemedyRow
+    from replay.report.data import RemedyRow
     rows = []
     for r in sorted(results, key=lambda r: r.signature_id):
         rem = r.extra.get("remedy") if isinstance(r.extra, dict) else None
@@ -180,7 +180,7 @@ def add_remedies(traces: list, settings, results_path: str, results: list[Replay
     """Find remedies for the failing results of a run and journal them (a later line for the same
     signature is the last word); returns the results with ``extra["remedy"]`` filled in."""
     from replay.results import Journal
-    from replay.runner import collect_cases
+    from replay.run.runner import collect_cases
     by_id = {r.signature_id: r for r in results}
     found = find_remedies(collect_cases(traces), by_id, settings)
     if found:

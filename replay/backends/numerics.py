@@ -4,7 +4,7 @@ The coordinator (torch env) prepares each signature: the torch backend's builder
 valid values, torch computes the reference, and both are laid out the way the port holds them (the
 mapping's declared ``permute`` then a row-major reshape). The inputs travel to the worker as wire
 arrays; the worker uploads them instead of allocating uninitialised tensors and sends its outputs
-back (``replay.ttnn_backend``); ``judge`` compares and sets ``numerics`` and, below the PCC
+back (``replay.backends.ttnn_ops``); ``judge`` compares and sets ``numerics`` and, below the PCC
 threshold, status ``mismatch``.
 
 Only on a real board: on the mock device outputs are garbage, so nothing is sent and numerics stay
@@ -160,15 +160,15 @@ def prepare(sig, arg_names: list[str], settings=None, seed: int = 0,
             max_bytes: int = DEFAULT_MAX_BYTES) -> Prepared:
     """Inputs (wire arrays) and reference outputs of one signature, both in the port's layout.
 
-    ``settings`` is the mapping's Settings (dtype, layout, memory) the worker uses.
+    ``settings`` is the mapping's PortSettings (dtype, layout, memory) the worker uses.
     """
     import torch
 
-    from replay.mapping import Case, Settings, plan_replay
-    from replay.torch_backend import NotBuildable, build_inputs, signature_bytes
+    from replay.mapping import Case, PortSettings, plan_replay
+    from replay.backends.torch_ref import NotBuildable, build_inputs, signature_bytes
 
     case = Case.from_wire(sig.to_full_wire(arg_names))
-    plan = plan_replay(case, settings or Settings())
+    plan = plan_replay(case, settings or PortSettings())
     if plan.status != "mapped":
         return Prepared(reason="not replayed")
     why = _why_not(case, family_of(sig.op))

@@ -1,7 +1,7 @@
 """The estimate backend's in-context mode: a model's call sequence on a simulated allocator.
 
 Imports neither torch nor ttnn. Each call's buffers come from the estimate's per-op rules
-(replay/estimate.py); they are placed by a pure-Python allocator with one free list per bank type.
+(replay/backends/estimate.py); they are placed by a pure-Python allocator with one free list per bank type.
 Interleaved buffers take the same offset in every bank of their type, so one simulated bank stands
 for all of them; an allocation fails when its per-bank size exceeds the largest free block.
 
@@ -15,10 +15,10 @@ from __future__ import annotations
 import time
 
 from capture.schema import Trace
-from replay.context import CallRecord, ContextPlan, plan_context, port_replays, resident_specs, summarize
-from replay.devices import get_device
-from replay.estimate import RULES, OpCase, Settings, _place, _tensors, outputs_only
-from replay.footprint import allocate
+from replay.context.plan import CallRecord, ContextPlan, plan_context, port_replays, resident_specs, summarize
+from replay.backends.devices import get_device
+from replay.backends.estimate import RULES, OpCase, EstimateSettings, _place, _tensors, outputs_only
+from replay.backends.footprint import allocate
 from replay.results import oom_status
 
 MAPPING_ROLE = "reshape page-mapping tensor"
@@ -76,7 +76,7 @@ class Alloc:
 
 
 class Simulation:
-    def __init__(self, plan: ContextPlan, trace: Trace, settings: Settings):
+    def __init__(self, plan: ContextPlan, trace: Trace, settings: EstimateSettings):
         self.plan, self.trace, self.settings = plan, trace, settings
         self.device = get_device(settings.device)
         self.banks = {m: BankAllocator(self.device.banks(m, settings.l1_small_bytes)[1], top_down=(m == "L1"))
@@ -158,8 +158,8 @@ class Simulation:
 
     def place_resident(self) -> dict:
         """Parameters, buffers, constants and inputs, placed as the port holds them (replay.mapping)."""
-        from replay.estimate import Buffer
-        from replay.mapping import Settings as PortSettings
+        from replay.backends.estimate import Buffer
+        from replay.mapping import PortSettings
         replays = port_replays(self.trace, PortSettings(self.settings.dtype, self.settings.layout,
                                                         self.settings.memory))
         placed = {"DRAM": 0, "L1": 0, "failed": 0}
@@ -248,7 +248,7 @@ class Simulation:
         return rec
 
 
-def simulate_estimate(trace: Trace, settings: Settings = Settings()):
+def simulate_estimate(trace: Trace, settings: EstimateSettings = EstimateSettings()):
     """Replay the trace's calls in context on the estimate: (records, ContextSummary)."""
     plan = plan_context(trace)
     sim = Simulation(plan, trace, settings)

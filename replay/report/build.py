@@ -14,13 +14,13 @@ from collections import Counter, defaultdict
 
 from capture.atomic import write_atomic
 from capture.schema import Trace
-from replay.attribution import (MEMORY_FAILURES, NOT_RUN, NOT_RUN_NOTE, REPORT_STATUSES,
+from replay.report.attribution import (MEMORY_FAILURES, NOT_RUN, NOT_RUN_NOTE, REPORT_STATUSES,
                                 Attribution, ModelAttribution, attribute, format_shapes, input_shapes,
                                 is_blocked, is_failing, status_order, worst_status)
-from replay.report_data import (REPORT_FORMAT, REPORT_VERSION, FailureRow, FirstBlock, LayerRow,  # noqa: F401
+from replay.report.data import (REPORT_FORMAT, REPORT_VERSION, FailureRow, FirstBlock, LayerRow,  # noqa: F401
                                 MatrixCell, MemoryLimit, ModelReport, OpFix, Provenance, ReasonRow, Report,
                                 SignatureRow, TensorRow)
-from replay.remedies import remedy_rows, remedy_text
+from replay.studies.remedies import remedy_rows, remedy_text
 from replay.results import ESTIMATE_NOTE, MOCK_NOTE, ReplayResult
 
 TOP_N = 10  # rows in per-model "top" tables
@@ -50,7 +50,7 @@ def provenance(header: dict, traces: list[Trace], results: list[ReplayResult]) -
         ttnn = f"not used ({backend} backend)"
     listed = header.get("traces") if isinstance(header.get("traces"), list) else None
     if listed is None:
-        listed = [{"path": t.path, "model": t.header["model"]["name"], "sha256": ""} for t in traces]
+        listed = [{"path": t.path, "model": t.model_name, "sha256": ""} for t in traces]
     return Provenance(version("optrace"), ttnn, version("torch"), backend, device, mock, note,
                       str(header.get("dtype") or "unknown"), str(header.get("memory") or "unknown"),
                       [dict(t) for t in listed if isinstance(t, dict)],
@@ -247,7 +247,7 @@ def _trace_hashes(traces: list[Trace], header: dict) -> tuple[dict[str, str], li
     by_model = {str(t.get("model", "")): str(t.get("sha256") or "") for t in listed}
     sha, warnings = {}, []
     for t in traces:
-        want = by_path.get(t.path) or by_model.get(t.header["model"]["name"], "")
+        want = by_path.get(t.path) or by_model.get(t.model_name, "")
         sha[t.path] = want
         if want and t.path and os.path.isfile(t.path) and _file_sha256(t.path) != want:
             warnings.append(f"{t.path} changed since these results were made (sha256 differs): "
@@ -275,7 +275,7 @@ def build_report(traces: list[Trace], header: dict, results: list[ReplayResult])
     report = Report(prov, statuses, models, ops, matrix, shared, fix, fix_ops, limits, att.orphan_results,
                     warnings)
     if header.get("mode") == "model":  # replay --mode model: isolated and in-context verdicts side by side
-        from replay.context import context_models
+        from replay.context.plan import context_models
         report.context = context_models(header, att.results.values(), b.shapes)
     report.remedies = remedy_rows(att.results.values(), b.shapes)
     return report
@@ -286,8 +286,8 @@ def build_report(traces: list[Trace], header: dict, results: list[ReplayResult])
 
 def write_report(report: Report, out_dir: str = "reports") -> dict[str, str]:
     """Write report.html, summary.md, failures.csv and report.json into out_dir; returns their paths."""
-    from replay.report_html import render_html
-    from replay.report_text import render_csv, render_markdown
+    from replay.report.html import render_html
+    from replay.report.text import render_csv, render_markdown
     files = {
         "html": ("report.html", render_html(report)),
         "markdown": ("summary.md", render_markdown(report)),
@@ -303,5 +303,5 @@ def write_report(report: Report, out_dir: str = "reports") -> dict[str, str]:
 
 def render_terminal(report: Report) -> str:
     """One compact table per model, for the end of a replay run."""
-    from replay.report_text import render_terminal as render
+    from replay.report.text import render_terminal as render
     return render(report)

@@ -9,8 +9,8 @@ import time
 import traceback
 
 from capture.capture import dist_version
-from replay.numerics import NUMERICS_ON_MOCK_ENV
-from replay.pool import Job, WorkerPool, find_ttnn_python
+from replay.backends.numerics import NUMERICS_ON_MOCK_ENV
+from replay.run.pool import Job, WorkerPool, find_ttnn_python
 from replay.results import ESTIMATE_NOTE, MOCK_NOTE, ReplayResult
 
 
@@ -54,13 +54,13 @@ class EstimateBackend(InProcessBackend):
     name = "estimate"
 
     def function(self):
-        from replay.estimate import run_signature
+        from replay.backends.estimate import run_signature
         return run_signature
 
     def options(self):
-        from replay.estimate import Settings
+        from replay.backends.estimate import EstimateSettings
         s = self.settings
-        return Settings(device=s.device, dtype=s.dtype, memory=s.memory)
+        return EstimateSettings(device=s.device, dtype=s.dtype, memory=s.memory)
 
     def start(self) -> dict:
         super().start()
@@ -71,7 +71,7 @@ class TorchBackend(InProcessBackend):
     name = "torch"
 
     def function(self):
-        from replay.torch_backend import run_signature
+        from replay.backends.torch_ref import run_signature
         return run_signature
 
     def start(self) -> dict:
@@ -122,10 +122,10 @@ class TtnnBackend:
             self.pool.run([self._job(c) for c in cases], done)
             return
         # Numerics: inputs and references are made batch by batch, so only a batch's data is held.
-        from replay.mapping import Settings as MappingSettings
-        from replay.numerics import judge, prepare
+        from replay.mapping import PortSettings
+        from replay.backends.numerics import judge, prepare
         s = self.settings
-        mapping_settings = MappingSettings(dtype=s.dtype, memory=s.memory)
+        mapping_settings = PortSettings(dtype=s.dtype, memory=s.memory)
         step = 4 * max(1, s.jobs)
         for start in range(0, len(cases), step):
             batch = cases[start:start + step]

@@ -1,15 +1,15 @@
 """The in-context ttnn worker: replays one model's whole call sequence on one device, in order.
 
-    .venv-ttnn/bin/python -m replay.context_worker traces/yolov8s.msgpack --device n150 --memory dram
+    .venv-ttnn/bin/python -m replay.context.worker traces/yolov8s.msgpack --device n150 --memory dram
 
 It reads the trace itself (capture.schema needs only msgpack), opens the device once and keeps it:
 parameters, buffers and constants are allocated first and stay; every activation is the ttnn
-tensor its producing call returned and is dropped after its last use (replay.context.plan_context),
+tensor its producing call returned and is dropped after its last use (replay.context.plan.plan_context),
 so ttnn frees it when nothing else (a view) holds it; the program cache is never cleared, so cached
 reshape page-mapping tensors stay as they would in a port. A failing call is recorded and the run
 goes on: its outputs are simply absent, and a later consumer gets a freshly allocated stand-in.
 
-Frames out (4-byte big-endian length + msgpack, as replay.worker): {"kind": "ready", ...} or
+Frames out (4-byte big-endian length + msgpack, as replay.run.worker): {"kind": "ready", ...} or
 {"kind": "fatal", "error"}; one {"kind": "call", "record": CallRecord} per call in order; then
 {"kind": "summary", "summary": ContextSummary, "resident_bytes": {...}}. Never imports torch.
 """
@@ -19,11 +19,11 @@ import argparse
 import sys
 import time
 
-from replay.worker import protect_stdout, write_frame
+from replay.run.worker import protect_stdout, write_frame
 
 
 def _per_bank(spec, fp) -> int:
-    from replay.footprint import allocate
+    from replay.backends.footprint import allocate
     try:
         return allocate(tuple(fp.shape), fp.dtype, fp.layout, fp.memory, spec).per_bank_bytes
     except (KeyError, ValueError):
@@ -36,8 +36,8 @@ class ContextRun:
     def __init__(self, device, plan, trace, settings, board: str, mock: bool):
         import ttnn
 
-        from replay.context import port_replays
-        from replay.devices import get_device
+        from replay.context.plan import port_replays
+        from replay.backends.devices import get_device
         self.ttnn, self.device, self.plan, self.settings = ttnn, device, plan, settings
         self.board, self.mock = board, mock
         self.spec = get_device(board if board in ("n150", "n300", "p150", "p100")
@@ -60,7 +60,7 @@ class ContextRun:
 
     def _device_tensors(self) -> dict:
         """Distinct live device tensors (views of one buffer counted once) -> a trace tensor index."""
-        from replay.ttnn_backend import footprint
+        from replay.backends.ttnn_ops import footprint
         out = {}
         for tid, t in list(self.live.items()) + list(self.pinned.items()):
             try:
@@ -95,7 +95,7 @@ class ContextRun:
 
     # -- tensors -----------------------------------------------------------------------------
     def _matches(self, t, spec) -> bool:
-        from replay.ttnn_backend import footprint
+        from replay.backends.ttnn_ops import footprint
         fp = footprint(t)
         return fp.shape == list(spec.shape) and fp.dtype == spec.dtype and fp.layout == spec.layout \
             and fp.memory == spec.memory
@@ -108,8 +108,8 @@ class ContextRun:
 
     def place_resident(self) -> dict:
         """Allocate parameters, buffers, constants and inputs before the first call."""
-        from replay.context import resident_specs
-        from replay.ttnn_backend import create_input
+        from replay.context.plan import resident_specs
+        from replay.backends.ttnn_ops import create_input
         placed = {"DRAM": 0, "L1": 0, "failed": 0}
         for tid, spec in resident_specs(self.plan, self.replays, self.settings.dtype).items():
             target = self.pinned if getattr(spec, "pinned", False) else self.live
@@ -122,8 +122,8 @@ class ContextRun:
 
     # -- one call ----------------------------------------------------------------------------
     def run_step(self, step):
-        from replay.context import CallRecord
-        from replay.ttnn_backend import _failure, _resolve, _tensors, create_input
+        from replay.context.plan import CallRecord
+        from replay.backends.ttnn_ops import _failure, _resolve, _tensors, create_input
         from replay.results import ReplayResult
         ttnn = self.ttnn
         t0 = time.perf_counter()
@@ -209,7 +209,7 @@ class ContextRun:
 
 
 def spec_bytes(spec) -> int:
-    from replay.ttnn_backend import planned_footprint
+    from replay.backends.ttnn_ops import planned_footprint
     return planned_footprint(spec).padded_bytes
 
 
@@ -219,7 +219,7 @@ def _oom_dict(oom):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m replay.context_worker", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m replay.context.worker", description=__doc__.split("\n")[0])
     ap.add_argument("trace")
     ap.add_argument("--device", default="n150")
     ap.add_argument("--dtype", default="bfloat16")
@@ -232,9 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     from dataclasses import asdict
 
     from capture.schema import read_trace
-    from replay.context import plan_context, summarize
-    from replay.device import open_device
-    from replay.mapping import Settings
+    from replay.context.plan import plan_context, summarize
+    from replay.backends.device import open_device
+    from replay.mapping import PortSettings
     from replay.results import one_line
     try:
         trace = read_trace(args.trace)
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         write_frame(frames_fd, {"kind": "fatal", "ready": False, "error": one_line(str(e))})
         return 2
     import ttnn
-    settings = Settings(dtype=args.dtype, layout=args.layout, memory=args.memory)
+    settings = PortSettings(dtype=args.dtype, layout=args.layout, memory=args.memory)
     try:
         run = ContextRun(device, plan, trace, settings, info.board, info.mock)
         write_frame(frames_fd, {"kind": "ready", "ready": True, "board": info.board, "mock": info.mock,

@@ -5,7 +5,7 @@ device: everything it created is deallocated afterwards and the program cache (w
 reshape's page-mapping tensors alive) is cleared. An error while creating inputs is phase "inputs",
 during the calls phase "op". Needs ttnn (never torch).
 
-With ``inputs`` (wire arrays by plan input name, see ``replay.numerics``) the inputs are uploaded
+With ``inputs`` (wire arrays by plan input name, see ``replay.backends.numerics``) the inputs are uploaded
 with those values instead of allocated uninitialised, and the outputs are read back into
 ``result.extra["numerics_outputs"]`` (wire arrays) for the coordinator to compare.
 """
@@ -16,10 +16,10 @@ import time
 
 import ttnn
 
-from replay.devices import BLOCK_FLOAT_DTYPES, TILE_BYTES
-from replay.devices import ELEMENT_BYTES as ROW_MAJOR_ELEMENT_BYTES
-from replay.mapping import DEVICE, MEMORY, TT, Case, InputTensor, Ref, Replay, Settings, plan_replay
-from replay.numerics import from_wire, to_wire
+from replay.backends.devices import BLOCK_FLOAT_DTYPES, TILE_BYTES
+from replay.backends.devices import ELEMENT_BYTES as ROW_MAJOR_ELEMENT_BYTES
+from replay.mapping import DEVICE, MEMORY, TT, Case, InputTensor, Ref, Replay, PortSettings, plan_replay
+from replay.backends.numerics import from_wire, to_wire
 from replay.results import (MOCK_NOTE, ReplayResult, TensorFootprint, error_signature, is_cb_overflow,
                             one_line, oom_status, parse_oom)
 
@@ -157,13 +157,13 @@ def _failure(result: ReplayResult, exc: BaseException, phase: str) -> None:
         result.extra["error_type"] = "TypeError"
 
 
-def run_signature(device, sig, settings: Settings | None = None, *, board: str = "",
+def run_signature(device, sig, settings: PortSettings | None = None, *, board: str = "",
                   mock: bool = True, inputs: dict | None = None) -> ReplayResult:
     """Replay one signature (a Case, or its wire list) on `device`; never raises for ttnn errors.
 
     ``inputs``: values to upload (numerics); the outputs are then read back.
     """
-    settings = settings or Settings()
+    settings = settings or PortSettings()
     case = sig if isinstance(sig, Case) else Case.from_wire(sig)
     t0 = time.perf_counter()
     result = ReplayResult(signature_id=case.id, op=case.op, status="pass", backend="ttnn", device=board,
@@ -211,7 +211,7 @@ def _read_outputs(outputs: list, no_data: dict, result: ReplayResult) -> None:
     result.extra["numerics_path"] = f"uploaded {len(result.inputs)} inputs, read back {len(outputs)} outputs"
 
 
-def _execute(device, plan: Replay, settings: Settings, result: ReplayResult, inputs: dict | None = None) -> None:
+def _execute(device, plan: Replay, settings: PortSettings, result: ReplayResult, inputs: dict | None = None) -> None:
     memory_config = ttnn.L1_MEMORY_CONFIG if settings.buffer == "L1" else ttnn.DRAM_MEMORY_CONFIG
     env: dict = {}
     created: list = []

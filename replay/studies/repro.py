@@ -4,7 +4,7 @@ Imports neither torch nor ttnn (the generated file imports ttnn). The file holds
 dtypes, layouts, memory), the ttnn calls replay made (replay.mapping's plan for the signature), the
 expected status, and a comment naming the models, layers and call counts it comes from. It runs as
 is on a machine with a Tenstorrent board; on ttnn's mock device it needs the environment optrace's
-replay/device.py sets (its docstring gives the exact command for the machine it was made on).
+replay/backends/device.py sets (its docstring gives the exact command for the machine it was made on).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import os
 import subprocess
 from collections import Counter
 
-from replay.mapping import DEVICE, MEMORY, TT, Case, Ref, Settings, plan_replay
+from replay.mapping import DEVICE, MEMORY, TT, Case, Ref, PortSettings, plan_replay
 from replay.results import BLOCKING, ReplayResult
 
 MOCK_ENV_KEYS = ("TT_METAL_MOCK_CLUSTER_DESC_PATH", "TT_METAL_RUNTIME_ROOT", "TT_METAL_CACHE")
@@ -61,10 +61,10 @@ def provenance_lines(traces: list, sig_id: str) -> list[str]:
 
 def mock_environment(device: str) -> dict[str, str]:
     """The env vars optrace's device.py sets for the mock `device` on this machine ({} if unknown)."""
-    from replay.pool import find_ttnn_python
+    from replay.run.pool import find_ttnn_python
     try:
         python = find_ttnn_python(None)
-        code = ("import json; from replay.device import prepare_environment; "
+        code = ("import json; from replay.backends.device import prepare_environment; "
                 f"print(json.dumps(prepare_environment({device!r})))")
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60, cwd=root,
@@ -84,7 +84,7 @@ It comes from:
 On a Tenstorrent board:
     python -m pytest -q {filename}
 On ttnn's mock device (no board; allocator and op host code are real, there is no arithmetic), with
-the files optrace's replay/device.py writes (run any optrace ttnn replay once to create them):
+the files optrace's replay/backends/device.py writes (run any optrace ttnn replay once to create them):
     {mock_command}
 """
 import re
@@ -127,7 +127,7 @@ def test_{test_name}(device):
 '''
 
 
-def render_repro(result: ReplayResult, case: Case, settings: Settings, provenance: list[str], device: str,
+def render_repro(result: ReplayResult, case: Case, settings: PortSettings, provenance: list[str], device: str,
                  mock_env: dict[str, str], results_name: str, ttnn_version: str, filename: str,
                  expected: str | None = None) -> str:
     """The generated test file's text."""
@@ -149,7 +149,7 @@ def render_repro(result: ReplayResult, case: Case, settings: Settings, provenanc
         pick = f"[{call.pick}]" if call.pick is not None else ""
         body.append(f"{_var(call.out)} = ttnn.{call.fn}({', '.join(args)}){pick}")
     from capture.schema import tensor_payloads
-    from replay.attribution import format_shapes
+    from replay.report.attribution import format_shapes
     shapes = format_shapes([t[0] for t in tensor_payloads(case.args)])
     mock_command = (" ".join(f"{k}={v}" for k, v in mock_env.items()) + f" python -m pytest -q {filename}"
                     if mock_env else "TT_METAL_MOCK_CLUSTER_DESC_PATH=<cluster.yaml> TT_METAL_RUNTIME_ROOT=<root with "
@@ -168,14 +168,14 @@ def write_repros(results_path: str, sig_ids: list[str] | None, out: str, traces:
     """Write repros for the given signatures (None: every failing one) of a results file; returns
     the paths. `out` is a file (one signature) or a folder."""
     from replay.results import read_results
-    from replay.runner import collect_cases, load_traces
+    from replay.run.runner import collect_cases, load_traces
     header, results = read_results(results_path)
     by_id = {r.signature_id: r for r in results}
     traces = traces if traces is not None else load_traces([t["path"] for t in header.get("traces", [])])
     cases = {c.sig.id: c for c in collect_cases(traces)}
     if sig_ids is None:
         sig_ids = [r.signature_id for r in results if _expected(r) in BLOCKING and r.ttnn_call]
-    settings = Settings(dtype=header.get("dtype", "bfloat16"), memory=header.get("memory", "dram"))
+    settings = PortSettings(dtype=header.get("dtype", "bfloat16"), memory=header.get("memory", "dram"))
     device = str(header.get("device", "n150"))
     env = mock_environment(device) if header.get("mock") else {}
     paths = []

@@ -1,0 +1,5 @@
+"""In-context replay: one model's whole call sequence in order, live tensors resident.
+
+``plan`` (steps, lifetimes, call records), ``estimate`` (the estimate's in-context allocator),
+``worker`` (the ttnn side, a worker process) and ``run`` (runs either and writes the results).
+"""

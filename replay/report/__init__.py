@@ -1,0 +1,4 @@
+"""Reports: replay results attributed back to models, layers and calls, rendered as HTML, Markdown,
+CSV, JSON and terminal text. ``data`` is the report's typed content, ``attribution`` the
+accounting, ``build`` assembles a Report, ``html`` and ``text`` render it.
+"""
