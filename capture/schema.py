@@ -14,9 +14,11 @@ tag of its own is ``["opaque", repr]``, so no call is ever dropped.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import msgpack
@@ -52,9 +54,95 @@ class TraceError(ValueError):
     """A trace file that cannot be read; the message is one line naming the file and the problem."""
 
 
+class Checker:
+    """Checks wire values of one file; every failure is a one-line TraceError naming file and field.
+
+    Nothing of the file is trusted: each ``from_wire`` takes its raw entry through these checks.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def need(self, cond: bool, what: str) -> None:
+        """Raise a TraceError saying ``what`` unless cond holds."""
+        if not cond:
+            raise _fail(self.path, what)
+
+    def lst(self, v: Any, what: str, n: int | None = None) -> list:
+        """v as a list (of exactly n entries when n is given)."""
+        self.need(isinstance(v, list), f"{what} must be a list")
+        if n is not None:
+            self.need(len(v) == n, f"{what} must have {n} entries, has {len(v)}")
+        return v
+
+    def int_(self, v: Any, what: str, lo: int | None = None, hi: int | None = None) -> int:
+        """v as an int (not a bool) with lo <= v < hi."""
+        self.need(isinstance(v, int) and not isinstance(v, bool), f"{what} must be an integer")
+        if lo is not None:
+            self.need(v >= lo, f"{what} must be >= {lo}")
+        if hi is not None:
+            self.need(v < hi, f"{what} out of range (>= {hi})")
+        return v
+
+    def str_(self, v: Any, what: str) -> str:
+        """v as a str."""
+        self.need(isinstance(v, str), f"{what} must be a string")
+        return v
+
+    def ints(self, v: Any, what: str) -> list[int]:
+        """v as a list of ints."""
+        for i, x in enumerate(self.lst(v, what)):
+            self.int_(x, f"{what}[{i}]")
+        return v
+
+    def strs(self, v: Any, what: str, each: str) -> list[str]:
+        """v as a list of strs; ``each`` names an entry in the message ({j}: its index)."""
+        for j, x in enumerate(self.lst(v, what)):
+            self.str_(x, each.format(j=j))
+        return v
+
+    def value(self, v: Any, what: str, n_tensors: int | None, depth: int = 0) -> None:
+        """A tagged value (VALUE_TAGS); n_tensors None means the signature form of a tensor."""
+        self.need(depth < 32, f"{what} nests too deep")
+        self.lst(v, what, 2)
+        tag, payload = v
+        self.need(tag in VALUE_TAGS, f"{what} has unknown value tag {str(tag)[:20]!r}")
+        if tag == "T":
+            if n_tensors is None:  # signature form: [shape, dtype, stride]
+                self.lst(payload, what, 3)
+                self.ints(payload[0], what + " shape")
+                self.str_(payload[1], what + " dtype")
+                self.ints(payload[2], what + " stride")
+            else:
+                self.int_(payload, what, 0, n_tensors)
+        elif tag == "int":
+            self.int_(payload, what)
+        elif tag == "float":
+            self.need(isinstance(payload, float), f"{what} must be a float")
+        elif tag == "bool":
+            self.need(isinstance(payload, bool), f"{what} must be a bool")
+        elif tag == "none":
+            self.need(payload is None, f"{what} must be nil")
+        elif tag == "list":
+            for i, x in enumerate(self.lst(payload, what)):
+                self.value(x, f"{what}[{i}]", n_tensors, depth + 1)
+        else:
+            self.str_(payload, what)
+
+
+def _fail(path: str, what: str) -> TraceError:
+    return TraceError(f"{path}: not a valid optrace trace: {what}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Records: each states its wire layout once, in to_wire and the from_wire beside it.
+
 @dataclass
 class TensorMeta:
-    """One tensor seen during capture: metadata only, never data."""
+    """One tensor seen during capture: metadata only, never data.
+
+    Wire: ``[shape, dtype_index, stride or nil when contiguous, storage_offset, storage_id, kind_index, name]``.
+    """
     shape: list[int]
     dtype: str
     stride: list[int]
@@ -64,13 +152,29 @@ class TensorMeta:
     name: str = ""           # parameter/buffer name for params and buffers, input index for inputs
 
     def to_wire(self, dtype_index: dict[str, int]) -> list:
+        """The wire entry; dtype_index maps dtype names to their index in the trace's dtypes table."""
         # a contiguous stride is stored as nil: most tensors are contiguous
         stride = None if self.stride == contiguous_stride(self.shape) else self.stride
         return [self.shape, dtype_index[self.dtype], stride, self.storage_offset, self.storage_id,
                 TENSOR_KINDS.index(self.kind), self.name]
 
+    @staticmethod
+    def from_wire(raw: Any, c: Checker, i: int, dtypes: list[str]) -> TensorMeta:
+        """tensors[i] read back; dtypes is the trace's dtypes table."""
+        w = f"tensors[{i}]"
+        c.lst(raw, w, 7)
+        shape = c.ints(raw[0], w + " shape")
+        stride = contiguous_stride(shape) if raw[2] is None else c.ints(raw[2], w + " stride")
+        c.need(len(shape) == len(stride), f"{w} shape and stride differ in rank")
+        return TensorMeta(shape=shape, dtype=dtypes[c.int_(raw[1], w + " dtype", 0, len(dtypes))], stride=stride,
+                          storage_offset=c.int_(raw[3], w + " storage offset", 0),
+                          storage_id=c.int_(raw[4], w + " storage id", 0),
+                          kind=TENSOR_KINDS[c.int_(raw[5], w + " kind", 0, len(TENSOR_KINDS))],
+                          name=c.str_(raw[6], w + " name"))
+
 
 def contiguous_stride(shape: list[int]) -> list[int]:
+    """The row-major stride of shape (size-0 dimensions count as 1, as torch does)."""
     out, acc = [], 1
     for d in reversed(shape):
         out.append(acc)
@@ -80,7 +184,11 @@ def contiguous_stride(shape: list[int]) -> list[int]:
 
 @dataclass
 class OpCall:
-    """One aten call in execution order."""
+    """One aten call in execution order.
+
+    Wire: ``[op, args, outputs, scope]``; the index is the position in the list and the signature
+    is set by the signature that lists the call.
+    """
     index: int
     op: int                  # index into the ops table
     args: list               # tagged values, one per schema argument, in schema order
@@ -89,28 +197,64 @@ class OpCall:
     signature: int           # index into the signatures table (derived from it on read)
 
     def to_wire(self) -> list:
+        """The wire entry (index and signature are implied)."""
         return [self.op, self.args, self.outputs, self.scope]
+
+    @staticmethod
+    def from_wire(raw: Any, c: Checker, i: int, ops: list[OpInfo], n_tensors: int, n_scopes: int) -> OpCall:
+        """calls[i] read back, its signature not yet known (-1)."""
+        w = f"calls[{i}]"
+        c.lst(raw, w, 4)
+        op = c.int_(raw[0], w + " op", 0, len(ops))
+        args = c.lst(raw[1], w + " args", len(ops[op].arg_names))
+        for j, v in enumerate(args):
+            c.value(v, f"{w} arg {ops[op].arg_names[j]}", n_tensors)
+        for j, v in enumerate(c.lst(raw[2], w + " outputs")):
+            c.value(v, f"{w} output {j}", n_tensors)
+        return OpCall(index=i, op=op, args=args, outputs=raw[2], scope=c.int_(raw[3], w + " scope", 0, n_scopes),
+                      signature=-1)
 
 
 @dataclass
 class OpInfo:
-    """One distinct aten overload, with the names of its schema arguments and returns."""
+    """One distinct aten overload, with the names of its schema arguments and returns.
+
+    Wire: ``[name, arg_names, return_count, schema]``.
+    """
     name: str                # e.g. "aten.view.default"
     arg_names: list[str]
     return_count: int
     schema: str              # str(func._schema), for humans and for replay's argument checks
 
     def to_wire(self) -> list:
+        """The wire entry."""
         return [self.name, self.arg_names, self.return_count, self.schema]
+
+    @staticmethod
+    def from_wire(raw: Any, c: Checker, i: int) -> OpInfo:
+        """ops[i] read back."""
+        w = f"ops[{i}]"
+        c.lst(raw, w, 4)
+        arg_names = c.strs(raw[1], w + " arg names", w + " arg name")
+        return OpInfo(name=c.str_(raw[0], w + " name"), arg_names=arg_names,
+                      return_count=c.int_(raw[2], w + " return count", 0), schema=c.str_(raw[3], w + " schema"))
 
 
 @dataclass
 class ModuleInfo:
+    """One nn.Module of the traced model. Wire: ``[path, cls]``."""
     path: str                # e.g. "model.22.cv4.0"; the root model is ""
     cls: str                 # e.g. "Conv"
 
     def to_wire(self) -> list:
+        """The wire entry."""
         return [self.path, self.cls]
+
+    @staticmethod
+    def from_wire(raw: Any, c: Checker, i: int) -> ModuleInfo:
+        """modules[i] read back."""
+        c.lst(raw, f"modules[{i}]", 2)
+        return ModuleInfo(path=c.str_(raw[0], f"modules[{i}] path"), cls=c.str_(raw[1], f"modules[{i}] class"))
 
 
 @dataclass
@@ -130,15 +274,66 @@ class Signature:
     calls: list[int]
 
     def to_wire(self) -> list:
+        """The wire entry: op, args and outputs are those of its first call."""
         return [self.id, self.count, self.calls]
+
+    @staticmethod
+    def from_wire(raw: Any, c: Checker, i: int, calls: list[OpCall], ops: list[OpInfo],
+                  tensors: list[TensorMeta]) -> Signature:
+        """signatures[i] read back and materialized from its first call; claims its calls (sets their
+        ``signature`` to i), so a call listed twice is refused."""
+        w = f"signatures[{i}]"
+        c.lst(raw, w, 3)
+        sid = c.str_(raw[0], w + " id")
+        count = c.int_(raw[1], w + " count", 1)
+        members = c.ints(raw[2], w + " calls")
+        c.need(len(members) == count, f"signature {sid} count disagrees with its call list")
+        for ci in members:
+            c.need(0 <= ci < len(calls) and calls[ci].signature == -1,
+                   f"signature {sid} lists call {ci}, which is missing or already taken")
+            calls[ci].signature = i
+        first = calls[members[0]]
+        name = ops[first.op].name
+        sargs = [signature_value(v, tensors) for v in first.args]
+        c.need(signature_id(name, sargs) == sid, f"signature {sid} does not match its calls")
+        return Signature(id=sid, op=name, args=sargs, outputs=[signature_value(v, tensors) for v in first.outputs],
+                         count=count, calls=members)
 
     def to_full_wire(self, arg_names: list[str]) -> list:
         """The self-contained form sent to replay workers: op, args and outputs materialized."""
         return [self.id, self.op, self.args, self.outputs, self.count, self.calls, arg_names]
 
 
-@dataclass
+def _accepts_positional(cls):
+    """Let ``cls(a, b, ...)`` keep working on a kw_only dataclass, with a DeprecationWarning.
+
+    Why: tests/tracekit.py, tests/replay/context_trace.py and benchmarks/bench_capture.py still
+    build Trace positionally and are not capture's to edit; drop this once they build by keyword.
+    """
+    init = cls.__init__
+    names = [f.name for f in fields(cls) if f.init]
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if args:
+            warnings.warn(f"build {cls.__name__} by keyword ({', '.join(names)})", DeprecationWarning, stacklevel=2)
+            if len(args) > len(names) or set(names[:len(args)]) & set(kwargs):
+                raise TypeError(f"{cls.__name__}() got {len(args)} positional arguments for fields "
+                                f"{', '.join(names)} (or a field twice)")
+            kwargs = {**dict(zip(names, args)), **kwargs}
+        init(self, **kwargs)
+
+    cls.__init__ = __init__
+    return cls
+
+
+@_accepts_positional
+@dataclass(kw_only=True)
 class Trace:
+    """One captured forward: header, module and scope tables, ops, tensors, calls and signatures.
+
+    Wire: the top-level map of the module docstring; ``path`` is where it was read from (not stored).
+    """
     header: dict
     modules: list[ModuleInfo]
     scopes: list[list[int]]   # each a stack of module indices, outermost first
@@ -155,20 +350,25 @@ class Trace:
         return str(self.header["model"]["name"])
 
     def module_path(self, call: OpCall) -> str:
+        """The innermost module executing call ("" at the root)."""
         stack = self.scopes[call.scope]
         return self.modules[stack[-1]].path if stack else ""
 
     def module_class(self, call: OpCall) -> str:
+        """The class name of the innermost module executing call."""
         stack = self.scopes[call.scope]
         return self.modules[stack[-1]].cls if stack else ""
 
     def op_name(self, call: OpCall) -> str:
+        """The overload call executes, e.g. "aten.view.default"."""
         return self.ops[call.op].name
 
     def named_args(self, call: OpCall) -> dict[str, list]:
+        """The call's tagged arguments by schema argument name."""
         return dict(zip(self.ops[call.op].arg_names, call.args))
 
     def to_wire(self) -> dict:
+        """The top-level wire map."""
         dtypes = sorted({t.dtype for t in self.tensors})
         dtype_index = {d: i for i, d in enumerate(dtypes)}
         return {
@@ -179,6 +379,59 @@ class Trace:
             "calls": [c.to_wire() for c in self.calls],
             "signatures": [s.to_wire() for s in self.signatures],
         }
+
+    @staticmethod
+    def from_wire(doc: Any, path: str = "<bytes>") -> Trace:
+        """The decoded top-level map read back and fully validated; raises TraceError (one line)."""
+        c = Checker(path)
+        _check_envelope(doc, c)
+        header = _check_header(doc["header"], c)
+        modules = [ModuleInfo.from_wire(m, c, i) for i, m in enumerate(c.lst(doc["modules"], "modules"))]
+        scopes = _check_scopes(doc["scopes"], c, len(modules))
+        ops = [OpInfo.from_wire(o, c, i) for i, o in enumerate(c.lst(doc["ops"], "ops"))]
+        dtypes = c.strs(doc["dtypes"], "dtypes", "dtypes[{j}]")
+        tensors = [TensorMeta.from_wire(t, c, i, dtypes) for i, t in enumerate(c.lst(doc["tensors"], "tensors"))]
+        calls = [OpCall.from_wire(k, c, i, ops, len(tensors), len(scopes))
+                 for i, k in enumerate(c.lst(doc["calls"], "calls"))]
+        c.need(header["call_count"] == len(calls),
+               f"header says {header['call_count']} calls but the file holds {len(calls)}")
+        signatures = [Signature.from_wire(s, c, i, calls, ops, tensors)
+                      for i, s in enumerate(c.lst(doc["signatures"], "signatures"))]
+        c.need(all(k.signature >= 0 for k in calls), "some calls belong to no signature")
+        return Trace(header=header, modules=modules, scopes=scopes, ops=ops, tensors=tensors, calls=calls,
+                     signatures=signatures, path=path)
+
+
+def _check_envelope(doc: Any, c: Checker) -> None:
+    """Format name, version and the top-level keys."""
+    c.need(isinstance(doc, dict), "top level must be a map")
+    c.need(doc.get("format") == FORMAT, f"format must be {FORMAT!r}")
+    version = doc.get("version")
+    c.need(version == FORMAT_VERSION,
+           f"format version {version!r} is not supported (this optrace reads version "
+           f"{FORMAT_VERSION}; re-capture with trace-model)")
+    for key in ("header", "modules", "scopes", "ops", "dtypes", "tensors", "calls", "signatures"):
+        c.need(key in doc, f"missing {key!r}")
+
+
+def _check_header(header: Any, c: Checker) -> dict:
+    """The header keys a reader relies on; unknown keys are kept (additions need no new version)."""
+    c.need(isinstance(header, dict), "header must be a map")
+    for key in ("model", "call_count", "grad_mode", "tensor_mode", "via"):
+        c.need(key in header, f"header misses {key!r}")
+    c.need(header["grad_mode"] in GRAD_MODES, "header grad_mode is unknown")
+    c.need(header["tensor_mode"] in TENSOR_MODES, "header tensor_mode is unknown")
+    c.need(isinstance(header["model"], dict) and isinstance(header["model"].get("name"), str),
+           "header model must be a map with a name")
+    return header
+
+
+def _check_scopes(scopes: Any, c: Checker, n_modules: int) -> list[list[int]]:
+    """Each scope a list of module indices."""
+    for i, s in enumerate(c.lst(scopes, "scopes")):
+        for j, m in enumerate(c.lst(s, f"scopes[{i}]")):
+            c.int_(m, f"scopes[{i}][{j}]", 0, n_modules)
+    return scopes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,160 +484,8 @@ def write_trace(trace: Trace, path: str) -> int:
 MAX_TRACE_BYTES = 2 << 30
 
 
-def _fail(path: str, what: str) -> TraceError:
-    return TraceError(f"{path}: not a valid optrace trace: {what}")
-
-
 def _no_ext(code, data):
     raise ValueError(f"msgpack extension type {code} is not allowed")
-
-
-class _Checker:
-    def __init__(self, path: str):
-        self.path = path
-
-    def need(self, cond: bool, what: str) -> None:
-        if not cond:
-            raise _fail(self.path, what)
-
-    def lst(self, v: Any, what: str, n: int | None = None) -> list:
-        self.need(isinstance(v, list), f"{what} must be a list")
-        if n is not None:
-            self.need(len(v) == n, f"{what} must have {n} entries, has {len(v)}")
-        return v
-
-    def int_(self, v: Any, what: str, lo: int | None = None, hi: int | None = None) -> int:
-        self.need(isinstance(v, int) and not isinstance(v, bool), f"{what} must be an integer")
-        if lo is not None:
-            self.need(v >= lo, f"{what} must be >= {lo}")
-        if hi is not None:
-            self.need(v < hi, f"{what} out of range (>= {hi})")
-        return v
-
-    def str_(self, v: Any, what: str) -> str:
-        self.need(isinstance(v, str), f"{what} must be a string")
-        return v
-
-    def ints(self, v: Any, what: str) -> list[int]:
-        for i, x in enumerate(self.lst(v, what)):
-            self.int_(x, f"{what}[{i}]")
-        return v
-
-    def value(self, v: Any, what: str, n_tensors: int | None, depth: int = 0) -> None:
-        self.need(depth < 32, f"{what} nests too deep")
-        self.lst(v, what, 2)
-        tag, payload = v
-        self.need(tag in VALUE_TAGS, f"{what} has unknown value tag {str(tag)[:20]!r}")
-        if tag == "T":
-            if n_tensors is None:  # signature form: [shape, dtype, stride]
-                self.lst(payload, what, 3)
-                self.ints(payload[0], what + " shape")
-                self.str_(payload[1], what + " dtype")
-                self.ints(payload[2], what + " stride")
-            else:
-                self.int_(payload, what, 0, n_tensors)
-        elif tag == "int":
-            self.int_(payload, what)
-        elif tag == "float":
-            self.need(isinstance(payload, float), f"{what} must be a float")
-        elif tag == "bool":
-            self.need(isinstance(payload, bool), f"{what} must be a bool")
-        elif tag == "none":
-            self.need(payload is None, f"{what} must be nil")
-        elif tag == "list":
-            for i, x in enumerate(self.lst(payload, what)):
-                self.value(x, f"{what}[{i}]", n_tensors, depth + 1)
-        else:
-            self.str_(payload, what)
-
-
-def _parse(doc: Any, path: str) -> Trace:
-    c = _Checker(path)
-    c.need(isinstance(doc, dict), "top level must be a map")
-    c.need(doc.get("format") == FORMAT, f"format must be {FORMAT!r}")
-    version = doc.get("version")
-    c.need(version == FORMAT_VERSION,
-           f"format version {version!r} is not supported (this optrace reads version "
-           f"{FORMAT_VERSION}; re-capture with trace-model)")
-    for key in ("header", "modules", "scopes", "ops", "dtypes", "tensors", "calls", "signatures"):
-        c.need(key in doc, f"missing {key!r}")
-    header = doc["header"]
-    c.need(isinstance(header, dict), "header must be a map")
-    for key in ("model", "call_count", "grad_mode", "tensor_mode", "via"):
-        c.need(key in header, f"header misses {key!r}")
-    c.need(header["grad_mode"] in GRAD_MODES, "header grad_mode is unknown")
-    c.need(header["tensor_mode"] in TENSOR_MODES, "header tensor_mode is unknown")
-    c.need(isinstance(header["model"], dict) and isinstance(header["model"].get("name"), str),
-           "header model must be a map with a name")
-
-    modules = []
-    for i, m in enumerate(c.lst(doc["modules"], "modules")):
-        c.lst(m, f"modules[{i}]", 2)
-        modules.append(ModuleInfo(c.str_(m[0], f"modules[{i}] path"), c.str_(m[1], f"modules[{i}] class")))
-    scopes = c.lst(doc["scopes"], "scopes")
-    for i, s in enumerate(scopes):
-        for j, m in enumerate(c.lst(s, f"scopes[{i}]")):
-            c.int_(m, f"scopes[{i}][{j}]", 0, len(modules))
-
-    ops = []
-    for i, o in enumerate(c.lst(doc["ops"], "ops")):
-        c.lst(o, f"ops[{i}]", 4)
-        names = c.lst(o[1], f"ops[{i}] arg names")
-        for n in names:
-            c.str_(n, f"ops[{i}] arg name")
-        ops.append(OpInfo(c.str_(o[0], f"ops[{i}] name"), names,
-                          c.int_(o[2], f"ops[{i}] return count", 0), c.str_(o[3], f"ops[{i}] schema")))
-
-    dtypes = c.lst(doc["dtypes"], "dtypes")
-    for i, d in enumerate(dtypes):
-        c.str_(d, f"dtypes[{i}]")
-    tensors = []
-    for i, t in enumerate(c.lst(doc["tensors"], "tensors")):
-        w = f"tensors[{i}]"
-        c.lst(t, w, 7)
-        shape = c.ints(t[0], w + " shape")
-        stride = contiguous_stride(shape) if t[2] is None else c.ints(t[2], w + " stride")
-        c.need(len(shape) == len(stride), f"{w} shape and stride differ in rank")
-        tensors.append(TensorMeta(shape, dtypes[c.int_(t[1], w + " dtype", 0, len(dtypes))], stride,
-                                  c.int_(t[3], w + " storage offset", 0), c.int_(t[4], w + " storage id", 0),
-                                  TENSOR_KINDS[c.int_(t[5], w + " kind", 0, len(TENSOR_KINDS))],
-                                  c.str_(t[6], w + " name")))
-
-    calls = []
-    n_t = len(tensors)
-    for i, k in enumerate(c.lst(doc["calls"], "calls")):
-        w = f"calls[{i}]"
-        c.lst(k, w, 4)
-        op = c.int_(k[0], w + " op", 0, len(ops))
-        args = c.lst(k[1], w + " args", len(ops[op].arg_names))
-        for j, v in enumerate(args):
-            c.value(v, f"{w} arg {ops[op].arg_names[j]}", n_t)
-        for j, v in enumerate(c.lst(k[2], w + " outputs")):
-            c.value(v, f"{w} output {j}", n_t)
-        calls.append(OpCall(i, op, args, k[2], c.int_(k[3], w + " scope", 0, len(scopes)), -1))
-    c.need(header["call_count"] == len(calls),
-           f"header says {header['call_count']} calls but the file holds {len(calls)}")
-
-    signatures = []
-    for i, s in enumerate(c.lst(doc["signatures"], "signatures")):
-        w = f"signatures[{i}]"
-        c.lst(s, w, 3)
-        sid = c.str_(s[0], w + " id")
-        count = c.int_(s[1], w + " count", 1)
-        members = c.ints(s[2], w + " calls")
-        c.need(len(members) == count, f"signature {sid} count disagrees with its call list")
-        for ci in members:
-            c.need(0 <= ci < len(calls) and calls[ci].signature == -1,
-                   f"signature {sid} lists call {ci}, which is missing or already taken")
-            calls[ci].signature = i
-        first = calls[members[0]]
-        name = ops[first.op].name
-        sargs = [signature_value(v, tensors) for v in first.args]
-        c.need(signature_id(name, sargs) == sid, f"signature {sid} does not match its calls")
-        signatures.append(Signature(sid, name, sargs, [signature_value(v, tensors) for v in first.outputs],
-                                    count, members))
-    c.need(all(k.signature >= 0 for k in calls), "some calls belong to no signature")
-    return Trace(header, modules, scopes, ops, tensors, calls, signatures, path=path)
 
 
 def read_trace(path: str) -> Trace:
@@ -408,7 +509,7 @@ def parse_trace(blob: bytes, path: str = "<bytes>") -> Trace:
         msg = " ".join(str(e).split())[:120]
         raise TraceError(f"{path}: not a valid optrace trace: not msgpack ({type(e).__name__}: {msg})") from None
     try:
-        return _parse(doc, path)
+        return Trace.from_wire(doc, path)
     except TraceError:
         raise
     except (RecursionError, TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
