@@ -31,10 +31,10 @@ def main() -> None:
     n = len(collect_cases(traces))
     print(f"{len(traces)} traces, {n} unique signatures (wall time includes worker start-up)")
     print(f"{'backend':28} {'s':>7} {'sig/s':>8} {'s/sig':>8}")
-    rows = [("ttnn mock n150, 1 worker", RunSettings("ttnn", jobs=1)),
-            ("ttnn mock n150, 2 workers", RunSettings("ttnn", jobs=2)),
-            ("torch (CPU reference)", RunSettings("torch", jobs=1)),
-            ("estimate", RunSettings("estimate", jobs=1))]
+    rows = [("ttnn mock n150, 1 worker", RunSettings(backend="ttnn", jobs=1)),
+            ("ttnn mock n150, 2 workers", RunSettings(backend="ttnn", jobs=2)),
+            ("torch (CPU reference)", RunSettings(backend="torch", jobs=1)),
+            ("estimate", RunSettings(backend="estimate", jobs=1))]
     base = None
     for label, settings in rows:
         secs, done, header = timed(traces, settings)

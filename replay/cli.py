@@ -60,8 +60,8 @@ def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, sha
     from replay.run.runner import RunSettings, default_results_path, load_traces, parse_shard, replay
 
     try:
-        settings = RunSettings(backend, device, dtype, memory, jobs, timeout_s, ttnn_python, parse_shard(shard),
-                            pcc=pcc)
+        settings = RunSettings(backend=backend, device=device, dtype=dtype, memory=memory, jobs=jobs,
+                               timeout_s=timeout_s, ttnn_python=ttnn_python, shard=parse_shard(shard), pcc=pcc)
         settings.validate()
         traces = load_traces(list(paths))
         if mode == "model":

@@ -10,10 +10,13 @@ import hashlib
 import json
 import os
 import re
+import sys
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 from capture.atomic import write_atomic
+from replay import lock
 
 # Every status a result can have, with what it means to a user.
 STATUSES = {
@@ -50,7 +53,7 @@ class TensorFootprint:
     padded_bytes: int
 
 
-@dataclass
+@dataclass(kw_only=True)
 class OomInfo:
     """The allocator's own account of an out-of-memory error."""
     requested_bytes: int
@@ -65,8 +68,9 @@ class OomInfo:
     phase: str               # "inputs" (uploading inputs) | "op" (the op's own buffers)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ReplayResult:
+    """One signature replayed on one backend: its verdict, the call made, the tensors as placed."""
     signature_id: str
     op: str                                  # aten overload, e.g. "aten.view.default"
     status: str                              # one of STATUSES
@@ -85,6 +89,7 @@ class ReplayResult:
 
     @property
     def blocking(self) -> bool:
+        """A status that keeps a port from running (not pass, not skipped)."""
         return self.status in BLOCKING
 
     def to_json(self) -> dict:
@@ -103,6 +108,7 @@ class ReplayResult:
 
 
 def bytes_of(footprints: Iterable[TensorFootprint], padded: bool = True) -> int:
+    """Total bytes of these tensors: padded (as placed) or logical."""
     return sum(t.padded_bytes if padded else t.logical_bytes for t in footprints)
 
 
@@ -138,7 +144,9 @@ def parse_oom(message: str, phase: str) -> OomInfo | None:
     cause = "unknown"
     if free is not None and largest is not None:
         cause = "fragmentation" if free >= int(per_bank) > largest else "exhaustion"
-    return OomInfo(int(req), bt, int(banks), int(per_bank), int(bank), alloc, free, largest, cause, phase)
+    return OomInfo(requested_bytes=int(req), buffer_type=bt, num_banks=int(banks), per_bank_bytes=int(per_bank),
+                   bank_bytes=int(bank), allocated_bytes=alloc, free_bytes=free, largest_free_bytes=largest,
+                   cause=cause, phase=phase)
 
 
 # One page of an op's dataflow buffer larger than a core's L1 (ttnn 0.81.1 sources:
@@ -154,6 +162,7 @@ def is_cb_overflow(message: str) -> bool:
 
 
 def oom_status(buffer_type: str) -> str:
+    """The status of running out of this buffer type: oom_dram, oom_l1 or oom_l1_small."""
     return {"DRAM": "oom_dram", "L1": "oom_l1", "L1_SMALL": "oom_l1_small"}.get(buffer_type, "oom_dram")
 
 
@@ -173,45 +182,185 @@ class ResultsError(ValueError):
     """A results file that cannot be used; one line."""
 
 
+# Files this process read or wrote a header to, as (device, inode): a journal opened on a file that
+# another run has replaced since would mix two runs in one file.
+_seen: dict[str, tuple[int, int]] = {}
+
+# A test hook: seconds to pause in the middle of each record's write, so a kill can land inside it.
+SPLIT_WRITE_ENV = "OPTRACE_TEST_SPLIT_WRITE_S"
+
+_SIGNATURE_RE = re.compile(rb'"signature_id": "([^"]+)"')
+_OP_RE = re.compile(rb'"op": "([^"]+)"')
+
+
+def _cannot_write(path: str, e: OSError) -> ResultsError:
+    return ResultsError(f"{path}: cannot write results ({e.strerror or e})")
+
+
+def _remember(path: str, st: os.stat_result) -> None:
+    _seen[os.path.abspath(path)] = (st.st_dev, st.st_ino)
+
+
 def write_header(path: str, header: dict) -> None:
-    """Start a new journal atomically with its header line."""
-    write_atomic(path, json.dumps({"kind": "header", "format": RESULTS_FORMAT, "version": RESULTS_VERSION,
-                                   **header}, sort_keys=True) + "\n")
+    """Start a new journal atomically with its header line. Holds the file's writer lock for the
+    Journal that follows (ResultsError when another process writes it, or the folder is full)."""
+    _acquire(path)
+    try:
+        write_atomic(path, json.dumps({"kind": "header", "format": RESULTS_FORMAT, "version": RESULTS_VERSION,
+                                       **header}, sort_keys=True) + "\n")
+        _remember(path, os.stat(path))
+    except OSError as e:
+        lock.release(path)
+        raise _cannot_write(path, e) from None
+    _pending.add(os.path.abspath(path))
+
+
+# Journals whose lock write_header took and the next Journal on them takes over.
+_pending: set[str] = set()
+
+
+def _acquire(path: str) -> None:
+    try:
+        lock.acquire(path, "results file")
+    except lock.FileBusy as e:
+        raise ResultsError(str(e)) from None
+    except OSError as e:
+        raise _cannot_write(path, e) from None
+
+
+def _complete_bytes(fd: int, size: int) -> int:
+    """The length of the file's complete lines: up to and including its last newline."""
+    pos = size
+    while pos > 0:
+        start = max(0, pos - 65536)
+        i = os.pread(fd, pos - start, start).rfind(b"\n")
+        if i >= 0:
+            return start + i + 1
+        pos = start
+    return 0
+
+
+def cut_torn_tail(path: str, fd: int) -> int:
+    """Cut an incomplete last line (a write a kill or a full disk interrupted) off the journal open as
+    fd, saying so on stderr; returns the journal's size. Call it holding the file's lock."""
+    size = os.fstat(fd).st_size
+    keep = _complete_bytes(fd, size)
+    if keep == size:
+        return size
+    fragment = os.pread(fd, min(size - keep, 4096), keep)
+    os.ftruncate(fd, keep)
+    os.fsync(fd)
+    sig, op = _SIGNATURE_RE.search(fragment), _OP_RE.search(fragment)
+    what = f"signature {sig.group(1).decode(errors='replace')}" if sig else "signature unreadable"
+    if sig and op:
+        what += f", {op.group(1).decode(errors='replace')}"
+    sys.stderr.write(f"replay: {path}: cut an incomplete last line ({size - keep} bytes, {what}) left by an "
+                     f"interrupted run; it is replayed again on --resume\n")
+    return keep
+
+
+def _record_line(result: ReplayResult) -> bytes:
+    """One result as one line, signature id and op first, so even a torn fragment names them."""
+    d = result.to_json()
+    first = {"kind": d.pop("kind"), "signature_id": d.pop("signature_id"), "op": d.pop("op")}
+    return (json.dumps(first)[:-1] + ", " + json.dumps(d, sort_keys=True)[1:] + "\n").encode()
 
 
 class Journal:
-    """Append-only results file; each append is one flushed line (a torn last line is ignored)."""
+    """Append-only results file with one writer: its lock is held from open to close; an incomplete
+    last line is cut on open; each append is one write of a whole line, fsynced, or nothing."""
 
     def __init__(self, path: str):
         self.path = path
-        self._f = open(path, "a")
+        self._broken = False
+        key = os.path.abspath(path)
+        if key in _pending:
+            _pending.discard(key)  # write_header's hold becomes this journal's
+        else:
+            _acquire(path)
+        try:
+            self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as e:
+            lock.release(path)
+            raise _cannot_write(path, e) from None
+        try:
+            st = os.fstat(self._fd)
+            if _seen.get(key, (st.st_dev, st.st_ino)) != (st.st_dev, st.st_ino):
+                raise ResultsError(f"{path}: another run replaced this results file since this one read it; "
+                                   f"run again (with --resume to keep its results)")
+            self._size = cut_torn_tail(path, self._fd)
+        except OSError as e:
+            self.close()
+            raise _cannot_write(path, e) from None
+        except BaseException:
+            self.close()
+            raise
+        split = os.environ.get(SPLIT_WRITE_ENV)
+        self._split_s = float(split) if split else None
 
     def append(self, result: ReplayResult) -> None:
-        self._f.write(json.dumps(result.to_json(), sort_keys=True) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        """Write one result line and fsync it; on a full disk, take back the part written and raise."""
+        if self._broken:
+            raise ResultsError(f"{self.path}: an earlier write failed; run again with --resume")
+        line = _record_line(result)
+        try:
+            if self._split_s is not None:  # the test hook: half, a pause, the rest
+                self._write(line[:len(line) // 2])
+                time.sleep(self._split_s)
+                self._write(line[len(line) // 2:])
+            else:
+                self._write(line)
+            os.fsync(self._fd)
+        except OSError as e:
+            try:
+                os.ftruncate(self._fd, self._size)  # nothing half-written stays behind
+            except OSError:
+                self._broken = True  # the next open cuts it
+            raise ResultsError(f"{self.path}: cannot write results ({e.strerror or e}); nothing is "
+                               f"half-written: free space, then run again with --resume") from None
+        self._size += len(line)
+
+    def _write(self, data: bytes) -> None:
+        while data:
+            n = os.write(self._fd, data)
+            data = data[n:]
 
     def close(self) -> None:
-        self._f.close()
+        """Close the file and let go of its lock."""
+        if self._fd is None:
+            return
+        os.close(self._fd)
+        self._fd = None
+        lock.release(self.path)
 
 
 def read_results(path: str) -> tuple[dict, list[ReplayResult]]:
-    """Read a journal: (header, results). A torn final line (killed mid-write) is dropped."""
+    """Read a journal: (header, results). An incomplete last line is cut first when no other run is
+    writing the file (one that is may be mid-write: its tail is left alone and not read)."""
     try:
-        with open(path) as f:
-            lines = f.read().split("\n")
+        with open(path, "rb") as f:
+            data = f.read()
+            st = os.fstat(f.fileno())
     except OSError as e:
         raise ResultsError(f"{path}: cannot read results: {e.strerror or e}") from None
+    if data and not data.endswith(b"\n") and lock.try_acquire(path):
+        try:
+            with open(path, "rb+") as f:
+                cut_torn_tail(path, f.fileno())
+        except OSError:
+            pass  # cannot be cut here (read-only): still readable without its tail
+        finally:
+            lock.release(path)
+    _remember(path, st)
+    lines = data[:data.rfind(b"\n") + 1].split(b"\n")
     header = None
     results: dict[str, ReplayResult] = {}
-    for n, line in enumerate(lines):
-        if not line.strip():
+    for n, raw in enumerate(lines):
+        if not raw.strip():
             continue
         try:
-            d = json.loads(line)
-        except json.JSONDecodeError:
-            if n >= len(lines) - 2:  # the torn tail of a killed run
-                continue
+            d = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
             raise ResultsError(f"{path}:{n + 1}: not a results line (not JSON)") from None
         if n == 0:
             if not (isinstance(d, dict) and d.get("format") == RESULTS_FORMAT):

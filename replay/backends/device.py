@@ -241,7 +241,8 @@ def has_real_board() -> bool:
 # Writing the mock files
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    """The repository checkout this module lives in (replay/backends/ -> two levels up)."""
+    return Path(__file__).resolve().parents[2]
 
 
 def cache_dir() -> Path:
@@ -404,5 +405,6 @@ def open_device(board: str = DEFAULT_BOARD, l1_small_size: int = 32768, trace_re
 
 
 def close_device(device) -> None:
+    """Close a device open_device opened."""
     import ttnn  # noqa: PLC0415
     ttnn.close_device(device)

@@ -31,7 +31,7 @@ class UnknownDevice(ValueError):
     """A board name optrace has no specification for; one line."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DeviceSpec:
     """One chip of a board, as its allocator sees it."""
     name: str                # board name as users say it: "n150"
@@ -47,6 +47,7 @@ class DeviceSpec:
 
     @property
     def l1_banks(self) -> int:
+        """Interleaved L1 banks: one per core of the compute grid."""
         return self.grid[0] * self.grid[1]
 
     def banks(self, memory: str, l1_small_bytes: int = 0) -> tuple[int, int]:
@@ -59,6 +60,7 @@ class DeviceSpec:
         return self.l1_banks, self.l1_bank_bytes - l1_small_bytes
 
     def alignment(self, memory: str) -> int:
+        """Page alignment in bytes of "DRAM" or "L1"."""
         return self.dram_alignment if memory == "DRAM" else self.l1_alignment
 
 
@@ -69,10 +71,10 @@ _BH = dict(arch="blackhole", dram_bank_bytes=4_277_141_376, grid=(11, 10), l1_ba
            l1_core_bytes=1_572_864, dram_alignment=64, l1_alignment=16)
 
 DEVICES: dict[str, DeviceSpec] = {
-    "n150": DeviceSpec("n150", chips=1, dram_banks=12, **_WH),
-    "n300": DeviceSpec("n300", chips=2, dram_banks=12, **_WH),
-    "p150": DeviceSpec("p150", chips=1, dram_banks=8, **_BH),
-    "p100": DeviceSpec("p100", chips=1, dram_banks=7, **_BH),
+    "n150": DeviceSpec(name="n150", chips=1, dram_banks=12, **_WH),
+    "n300": DeviceSpec(name="n300", chips=2, dram_banks=12, **_WH),
+    "p150": DeviceSpec(name="p150", chips=1, dram_banks=8, **_BH),
+    "p100": DeviceSpec(name="p100", chips=1, dram_banks=7, **_BH),
 }
 
 

@@ -363,8 +363,10 @@ def run_signature(sig, arg_names: list[str], settings: EstimateSettings = Estima
             if before + a.per_bank_bytes > a.bank_bytes:
                 free = a.bank_bytes - before
                 result.status = oom_status(b.memory)
-                result.oom = OomInfo(a.total_bytes, b.memory, a.num_banks, a.message_per_bank_bytes,
-                                     a.bank_bytes, before, free, free, "exhaustion", phase)
+                result.oom = OomInfo(requested_bytes=a.total_bytes, buffer_type=b.memory, num_banks=a.num_banks,
+                                     per_bank_bytes=a.message_per_bank_bytes, bank_bytes=a.bank_bytes,
+                                     allocated_bytes=before, free_bytes=free, largest_free_bytes=free,
+                                     cause="exhaustion", phase=phase)
                 result.reason = (f"{b.role} {list(b.shape)} {b.dtype} needs {a.per_bank_bytes:,} B "
                                  f"per bank, {free:,} B free of {a.bank_bytes:,}; {ESTIMATE_NOTE}")
                 return _done(result, t0)

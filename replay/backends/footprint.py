@@ -38,7 +38,7 @@ def _up(x: int, m: int) -> int:
     return -(-x // m) * m
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Allocation:
     """One interleaved buffer as the allocator would place it."""
     shape: tuple[int, ...]
@@ -94,8 +94,9 @@ def allocate(shape, dtype: str, layout: str, memory: str, device: DeviceSpec,
     num_banks, bank_bytes = device.banks(memory, l1_small_bytes)
     page = _up(raw_page, device.alignment(memory))
     per_bank = _up(-(-pages // num_banks) * page, device.dram_alignment)
-    return Allocation(tuple(shape), dtype, layout, memory, padded, page, pages, num_banks, per_bank,
-                      bank_bytes, pages * page, logical)
+    return Allocation(shape=tuple(shape), dtype=dtype, layout=layout, memory=memory, padded_shape=padded,
+                      page_bytes=page, pages=pages, num_banks=num_banks, per_bank_bytes=per_bank,
+                      bank_bytes=bank_bytes, total_bytes=pages * page, logical_bytes=logical)
 
 
 

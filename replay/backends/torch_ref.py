@@ -351,7 +351,8 @@ def run_signature(sig: Signature, arg_names: list[str], settings: dict) -> Repla
     settings: ``fake_above_bytes`` (int, default 2 GiB): larger signatures run on fake tensors;
     ``tensors``: "auto" (default) | "real" | "fake"; ``seed`` (int, default 0) for input data.
     """
-    result = ReplayResult(sig.id, sig.op, "unsupported", BACKEND, "cpu", False)
+    result = ReplayResult(signature_id=sig.id, op=sig.op, status="unsupported", backend=BACKEND, device="cpu",
+                          mock=False)
     try:
         op = resolve_op(sig.op)
         result.inputs = [_footprint(s, d) for s, d, _ in tensor_payloads(sig.args)]

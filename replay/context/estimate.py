@@ -174,7 +174,8 @@ class Simulation:
 
     def run_step(self, step, call) -> CallRecord:
         t0 = time.perf_counter()
-        rec = CallRecord(step.index, step.signature_id, step.op, step.module_path, "pass")
+        rec = CallRecord(index=step.index, signature_id=step.signature_id, op=step.op, module_path=step.module_path,
+                         status="pass")
         ins, outs, plan, why = self.case(call.signature)
         if why or plan is None or plan.status:
             rec.status = "unsupported" if (why or plan is None or plan.status == "unsupported") else "skipped"

@@ -47,7 +47,7 @@ DIFFERENCE_REASONS = {
 # ---------------------------------------------------------------------------------------------
 # The plan: steps and lifetimes
 
-@dataclass
+@dataclass(kw_only=True)
 class Step:
     """One call of the sequence, with the trace tensors it reads and writes."""
     index: int                   # call index in the trace
@@ -62,6 +62,7 @@ class Step:
 
 @dataclass
 class ContextPlan:
+    """One model's calls as Steps, with the tensors allocated before the first call."""
     model: str
     trace_path: str
     steps: list[Step]
@@ -97,8 +98,9 @@ def plan_context(trace: Trace) -> ContextPlan:
         outs = tensor_payloads(call.outputs)
         for t in order + outs:
             last_use[metas[t].storage_id] = call.index
-        steps.append(Step(call.index, trace.signatures[call.signature].id, trace.op_name(call),
-                          trace.module_path(call), named, order, outs, []))
+        steps.append(Step(index=call.index, signature_id=trace.signatures[call.signature].id,
+                          op=trace.op_name(call), module_path=trace.module_path(call), args=named,
+                          arg_order=order, outputs=outs, free_after=[]))
     seen: set[int] = set()
     resident, inputs = [], []
     for s in steps:
@@ -169,7 +171,7 @@ def resident_specs(plan: ContextPlan, replays: dict, default_dtype: str) -> dict
 # ---------------------------------------------------------------------------------------------
 # Records
 
-@dataclass
+@dataclass(kw_only=True)
 class CallRecord:
     """One call replayed in context."""
     index: int
@@ -192,8 +194,9 @@ class CallRecord:
         return {"kind": "call", **asdict(self)}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ContextSummary:
+    """The run of one model in context: peaks, counts by status, the first failure."""
     model: str
     backend: str
     device: str
@@ -217,7 +220,7 @@ class ContextSummary:
 
 def summarize(model: str, backend: str, device: str, records: list[CallRecord], total_calls: int) -> ContextSummary:
     """Peaks, counts and the first failure over a sequence of records."""
-    s = ContextSummary(model, backend, device, calls=total_calls)
+    s = ContextSummary(model=model, backend=backend, device=device, calls=total_calls)
     for r in records:
         s.by_status[r.status] = s.by_status.get(r.status, 0) + 1
         if r.dram_bytes > s.peak_dram_bytes:
@@ -299,7 +302,8 @@ def signature_results(plan: ContextPlan, records: list[CallRecord], isolated: di
         failing = [r for r in recs if r.status in BLOCKING]
         first = failing[0] if failing else recs[0]
         iso = isolated.get(sid)
-        res = ReplayResult(sid, first.op, first.status, backend, device, mock, reason=first.reason)
+        res = ReplayResult(signature_id=sid, op=first.op, status=first.status, backend=backend, device=device,
+                           mock=mock, reason=first.reason)
         if first.oom:
             from replay.results import OomInfo
             res.oom = OomInfo(**first.oom)
@@ -378,8 +382,8 @@ def _run_ttnn(trace: Trace, settings, log_dir: str) -> tuple[list[CallRecord], C
         calls = plan_context(trace).steps
         if len(records) < len(calls):
             s = calls[len(records)]
-            records.append(CallRecord(s.index, s.signature_id, s.op, s.module_path, "crash",
-                                      reason=f"the context worker died or hung here: {w.log_tail()}"[:600]))
+            records.append(CallRecord(index=s.index, signature_id=s.signature_id, op=s.op, module_path=s.module_path,
+                                      status="crash", reason=f"the context worker died or hung here: {w.log_tail()}"[:600]))
         summary = summarize(trace.model_name, "ttnn", settings.device, records, len(calls))
     return records, summary, info
 

@@ -128,7 +128,8 @@ class ContextRun:
         ttnn = self.ttnn
         t0 = time.perf_counter()
         r = self.replays[step.signature_id]
-        rec = CallRecord(step.index, step.signature_id, step.op, step.module_path, "pass")
+        rec = CallRecord(index=step.index, signature_id=step.signature_id, op=step.op, module_path=step.module_path,
+                         status="pass")
         if r.status != "mapped":
             rec.status, rec.reason = ("skipped" if r.status == "skip" else "unsupported"), r.reason
             if r.status == "skip":  # a view or alias a port never issues: outputs are their input
@@ -141,7 +142,8 @@ class ContextRun:
             return self._finish(step, rec, t0)
         memory_config = ttnn.L1_MEMORY_CONFIG if self.settings.buffer == "L1" else ttnn.DRAM_MEMORY_CONFIG
         env: dict = {}
-        failure = ReplayResult(step.signature_id, step.op, "pass", "ttnn", self.board, self.mock)
+        failure = ReplayResult(signature_id=step.signature_id, op=step.op, status="pass", backend="ttnn",
+                               device=self.board, mock=self.mock)
         value, phase = None, "inputs"
         try:
             for spec in r.inputs:

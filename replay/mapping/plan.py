@@ -58,7 +58,7 @@ class Call:
     pick: int | None = None       # keep only this element of a tuple/list result
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Replay:
     """What replaying one signature means: status, inputs to create, calls to make."""
     op: str
@@ -112,7 +112,7 @@ class Port:
 
     def __init__(self, case: Case, settings: PortSettings):
         self.case, self.settings = case, settings
-        self.replay = Replay(case.op, "mapped")
+        self.replay = Replay(op=case.op, status="mapped")
         self._n = 0
 
     def dtype_of(self, traced_dtype: str) -> str:

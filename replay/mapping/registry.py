@@ -45,14 +45,14 @@ def plan_replay(case: Case, settings: PortSettings | None = None) -> Replay:
     settings = settings or PortSettings()
     m = MAPPINGS.get(case.op)
     if m is None:
-        return Replay(case.op, "unsupported", NO_MAPPING)
+        return Replay(op=case.op, status="unsupported", reason=NO_MAPPING)
     if m.kind != "mapped":
-        return Replay(case.op, m.kind, m.reason)
+        return Replay(op=case.op, status=m.kind, reason=m.reason)
     port = Port(case, settings)
     try:
         m.fn(port, case)
     except NotReplayed as e:
-        return Replay(case.op, e.status, e.reason)
+        return Replay(op=case.op, status=e.status, reason=e.reason)
     return port.finish()
 
 

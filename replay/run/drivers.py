@@ -40,7 +40,8 @@ class InProcessBackend:
                 result = self.fn(case.sig, case.arg_names, opts)
             except Exception as e:  # a bug of optrace's: keep going, but make it visible
                 where = traceback.extract_tb(e.__traceback__)[-1]
-                result = ReplayResult(case.sig.id, case.sig.op, "crash", self.name, self.settings.device, False,
+                result = ReplayResult(signature_id=case.sig.id, op=case.sig.op, status="crash", backend=self.name,
+                                      device=self.settings.device, mock=False,
                                       reason=f"optrace internal error: {type(e).__name__}: {e} "
                                              f"({os.path.basename(where.filename)}:{where.lineno})"[:600],
                                       time_s=time.perf_counter() - t0)

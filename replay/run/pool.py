@@ -23,7 +23,7 @@ import msgpack
 from replay.results import ReplayResult
 
 READY_TIMEOUT_S = 180.0
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # replay/run/ -> repo
 DEFAULT_TTNN_VENV_PYTHON = os.path.join(REPO_ROOT, ".venv-ttnn", "bin", "python")
 
 

@@ -27,8 +27,9 @@ class ReplayError(ValueError):
     """Bad input to a replay run; one line that says what to do."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunSettings:
+    """One replay run's settings: backend, board, placement, workers, timeout, shard, numerics threshold."""
     backend: str = "ttnn"
     device: str = "n150"
     dtype: str = "bfloat16"

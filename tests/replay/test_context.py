@@ -48,17 +48,18 @@ def test_first_fit_allocator_fails_on_fragmentation_with_enough_free_bytes():
 
 
 def test_why_differs_names_fragmentation_program_cache_and_live_tensors():
-    iso = ReplayResult("s", "aten.relu.default", "pass", "ttnn", "n150", True)
+    iso = ReplayResult(signature_id="s", op="aten.relu.default", status="pass", backend="ttnn", device="n150", mock=True)
     oom = {"per_bank_bytes": 50, "bank_bytes": 100, "allocated_bytes": 70, "free_bytes": 60, "largest_free_bytes": 40,
            "buffer_type": "DRAM", "requested_bytes": 600, "num_banks": 12, "cause": "fragmentation", "phase": "op"}
-    rec = CallRecord(3, "s", "aten.relu.default", "", "oom_dram", oom=oom)
+    rec = CallRecord(index=3, signature_id="s", op="aten.relu.default", module_path="", status="oom_dram", oom=oom)
     assert why_differs(rec, iso) == "fragmentation"
     rec.oom = oom = {**oom, "free_bytes": 30, "largest_free_bytes": 30}
     rec.allocator = {"program_cache_entries": 4, "live_per_bank": {"DRAM": 40}}
     assert why_differs(rec, iso) == "program_cache"            # 60 B held by no live tensor of ours
     rec.oom, rec.allocator = oom, {"program_cache_entries": 0, "live_per_bank": {"DRAM": 70}}
     assert why_differs(rec, iso) == "live_tensors"
-    assert why_differs(rec, ReplayResult("s", "aten.relu.default", "oom_dram", "ttnn", "n150", True)) == "same"
+    assert why_differs(rec, ReplayResult(signature_id="s", op="aten.relu.default", status="oom_dram", backend="ttnn",
+                                          device="n150", mock=True)) == "same"
 
 
 def test_replay_mode_model_on_the_estimate_writes_results_calls_and_a_report_with_both_verdicts(tmp_path):

@@ -149,7 +149,7 @@ def _run(trace_path, out, flag: bool, pcc: float = 0.99):
     if flag:
         os.environ[NUMERICS_ON_MOCK_ENV] = "1"
     try:
-        return replay(load_traces([trace_path]), RunSettings("ttnn", jobs=1, pcc=pcc), str(out), progress=False)
+        return replay(load_traces([trace_path]), RunSettings(backend="ttnn", jobs=1, pcc=pcc), str(out), progress=False)
     finally:
         os.environ.pop(NUMERICS_ON_MOCK_ENV, None)
         if old is not None:

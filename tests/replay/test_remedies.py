@@ -34,7 +34,8 @@ def test_ladder_tries_dram_first_when_in_l1_and_no_row_major_for_block_floats():
 
 
 def test_the_estimate_finds_the_fold_remedy_for_the_160x100x512x1x1_reshape():
-    failing = {"view5d": ReplayResult("view5d", VIEW5D.op, "oom_dram", "estimate", "n150", False)}
+    failing = {"view5d": ReplayResult(signature_id="view5d", op=VIEW5D.op, status="oom_dram", backend="estimate",
+                                        device="n150", mock=False)}
     found = find_remedies([UniqueSignature(VIEW5D, ["self", "size"], ["m"])], failing, RunSettings(backend="estimate"))
     assert found["view5d"]["remedy"] == "fold trailing 1s: [160, 100, 512]"
 
@@ -44,8 +45,8 @@ def test_choose_takes_the_fewest_bytes_and_says_none_when_nothing_passes():
     from replay.results import TensorFootprint
     v1, v2 = (Variant(n, "bfloat16", "TILE", "dram", VIEW5D, []) for n in ("a", "b"))
     big, small = (TensorFootprint([1], "bfloat16", "TILE", "DRAM", 2, [32, 32], n) for n in (4096, 2048))
-    r1 = ReplayResult("s", "op", "pass", "ttnn", "n150", True, outputs=[big])
-    r2 = ReplayResult("s", "op", "pass", "ttnn", "n150", True, outputs=[small])
+    r1 = ReplayResult(signature_id="s", op="op", status="pass", backend="ttnn", device="n150", mock=True, outputs=[big])
+    r2 = ReplayResult(signature_id="s", op="op", status="pass", backend="ttnn", device="n150", mock=True, outputs=[small])
     assert choose([(v1, r1), (v2, r2)])["remedy"] == "b"
-    fail = ReplayResult("s", "op", "oom_dram", "ttnn", "n150", True)
+    fail = ReplayResult(signature_id="s", op="op", status="oom_dram", backend="ttnn", device="n150", mock=True)
     assert choose([(v1, fail)]) == {"remedy": "none", "bytes_needed": None, "tried": [["a", "oom_dram"]]}

@@ -23,7 +23,8 @@ def test_reshape_to_trailing_ones_that_runs_out_of_dram_is_fixed_by_folding_the_
     sig = Signature("view5d", "aten.view.default", [T([160, 100, 512]), ["list", [["int", d] for d in
                                                                                  [160, 100, 512, 1, 1]]]],
                     [T([160, 100, 512, 1, 1])], 1, [0])
-    failing = {"view5d": ReplayResult("view5d", sig.op, "oom_dram", "ttnn", "n150", True)}
+    failing = {"view5d": ReplayResult(signature_id="view5d", op=sig.op, status="oom_dram", backend="ttnn", device="n150",
+                                        mock=True)}
     settings = RunSettings(backend="ttnn", device="n150", jobs=1, log_dir=str(tmp_path))
     [(sid, remedy)] = find_remedies([UniqueSignature(sig, ["self", "size"], ["m"])], failing, settings).items()
     tried = dict(remedy["tried"])
