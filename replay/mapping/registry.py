@@ -1,6 +1,7 @@
 """The registry: aten overload name -> mapping function (or skip/unsupported reason)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -10,6 +11,7 @@ from replay.mapping.plan import NotReplayed, Port, Replay, PortSettings
 
 @dataclass
 class Mapping:
+    """One registry entry: what a port does for an aten overload, and the function that plans it."""
     op: str
     fn: Callable[[Port, Case], None] | None
     ttnn: str                     # what it becomes, for the table
@@ -17,27 +19,42 @@ class Mapping:
     reason: str = ""
 
 
+# aten overload name -> its entry; filled by the family modules on import, read through plan_replay and the tables
 MAPPINGS: dict[str, Mapping] = {}
 NO_MAPPING = "no mapping in optrace yet: add one in replay/mapping/"
+# namespace.op.overload, as torch names an OpOverload ("aten.add.Tensor", "aten.view.default")
+_OVERLOAD_NAME = re.compile(r"[a-z_][a-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _add(entry: Mapping, registering: str) -> None:
+    """Put one entry in MAPPINGS; refuses a target that is not an overload name, or one already registered."""
+    if not isinstance(entry.op, str) or not _OVERLOAD_NAME.fullmatch(entry.op):
+        raise ValueError(f"{registering}: expected an aten overload name like 'aten.add.Tensor', got {entry.op!r}")
+    if entry.op in MAPPINGS:
+        raise RuntimeError(f"{registering}: duplicate registration for {entry.op} "
+                           f"(already {MAPPINGS[entry.op].kind})")
+    MAPPINGS[entry.op] = entry
 
 
 def register(*ops: str, ttnn: str):
     """Register a mapping function for these aten overloads."""
     def deco(fn):
         for op in ops:
-            MAPPINGS[op] = Mapping(op, fn, ttnn, "mapped")
+            _add(Mapping(op, fn, ttnn, "mapped"), f"register({fn.__name__})")
         return fn
     return deco
 
 
 def register_skip(reason: str, *ops: str) -> None:
+    """Register ops a port never issues, with the reason (a skipped result, not a failure)."""
     for op in ops:
-        MAPPINGS[op] = Mapping(op, None, "-", "skip", reason)
+        _add(Mapping(op, None, "-", "skip", reason), "register_skip")
 
 
 def register_unsupported(reason: str, *ops: str) -> None:
+    """Register ops ttnn cannot express, with the reason a user can act on."""
     for op in ops:
-        MAPPINGS[op] = Mapping(op, None, "-", "unsupported", reason)
+        _add(Mapping(op, None, "-", "unsupported", reason), "register_unsupported")
 
 
 def plan_replay(case: Case, settings: PortSettings | None = None) -> Replay:

@@ -78,3 +78,20 @@ def test_replay_ops_prints_op_ttnn_call_status_and_call_counts(op_calls):
 def test_replay_ops_on_a_missing_folder_is_a_one_line_error():
     res = CliRunner().invoke(main, ["ops", "/nonexistent/traces"])
     assert res.exit_code == 2 and "no such file or folder" in res.output
+
+
+def test_registering_an_op_twice_is_refused_with_its_name():
+    from replay.mapping import register, register_skip
+    with pytest.raises(RuntimeError, match=r"duplicate registration for aten\.relu\.default"):
+        register("aten.relu.default", ttnn="ttnn.relu")(lambda p, case: None)
+    with pytest.raises(RuntimeError, match=r"aten\.detach\.default"):
+        register_skip("again", "aten.detach.default")
+    assert MAPPINGS["aten.relu.default"].kind == "mapped"
+
+
+@pytest.mark.parametrize("target", ["relu", "aten.relu", "torch.relu(x)", "aten..default"])
+def test_registering_a_target_that_is_not_an_aten_overload_name_is_refused(target):
+    from replay.mapping import register_unsupported
+    with pytest.raises(ValueError, match="expected an aten overload name") as e:
+        register_unsupported("no reason", target)
+    assert repr(target) in str(e.value) and target not in MAPPINGS
