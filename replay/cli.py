@@ -56,6 +56,7 @@ def main():
 def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, shard, ttnn_python, report_dir,
         no_report, mode, remedies, pcc):
     """Replay every unique signature of the traces (files or folders) once, then write the report."""
+    from replay.results import ResultsError
     from replay.run.pool import PoolError
     from replay.run.runner import RunSettings, default_results_path, load_traces, parse_shard, replay
 
@@ -71,8 +72,10 @@ def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, sha
         if remedies and settings.backend in ("ttnn", "estimate"):
             from replay.studies.remedies import add_remedies
             results = add_remedies(traces, settings, path, results)
-    except (ReplayError, PoolError) as e:
+    except (ReplayError, PoolError, ResultsError) as e:  # ResultsError: the journal cannot be written
         _die(str(e))
+    except OSError as e:  # the results or logs folder cannot be made: read-only, full
+        _die(f"{e.filename or out}: cannot write results ({e.strerror or e})")
     click.echo(f"results: {path} ({len(results)} signatures; {header.get('note')})")
     if not no_report and settings.shard is None:
         _write_report(traces, header, results, report_dir, out)
@@ -126,10 +129,11 @@ def report(results_files, report_dir):
 @click.option("--out", required=True, help="merged results file")
 def merge(shards, out):
     """Combine the results of --shard K/N runs into one results file."""
+    from replay.results import ResultsError
     from replay.run.runner import merge as merge_files
     try:
         header, results = merge_files(list(shards), out)
-    except ReplayError as e:
+    except (ReplayError, ResultsError) as e:
         _die(str(e))
     click.echo(f"merged {len(shards)} shard(s): {len(results)} of {header.get('unique_signatures')} "
                f"signatures -> {out}")
