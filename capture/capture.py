@@ -21,6 +21,7 @@ def dist_version(dist: str) -> str | None:
 
 
 def package_versions() -> dict:
+    """Python's and the capture libraries' versions, as the trace header records them."""
     out = {"python": platform.python_version()}
     for dist in ("optrace", "torch", "torchvision", "timm", "ultralytics"):
         out[dist] = dist_version(dist)
@@ -28,13 +29,15 @@ def package_versions() -> dict:
 
 
 def grad_context(grad_mode: str):
-    import torch
+    """The context manager of a grad mode name (GRAD_MODES)."""
+    import torch  # here, not at the top: replay imports this module (dist_version, build_signatures) without torch
     return {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode,
             "grad": torch.enable_grad}[grad_mode]()
 
 
 def make_inputs(entry: ModelEntry, shapes: list[list[int]], fake_mode):
-    import torch
+    """Seeded random inputs of the given shapes in the entry's dtype (empty fake ones under fake_mode)."""
+    import torch  # see grad_context
     dtype = getattr(torch, entry.dtype)
     gen = torch.Generator().manual_seed(entry.seed)
     if fake_mode is None:
@@ -55,10 +58,11 @@ def build_signatures(rec, tensors) -> tuple[list[OpCall], list[Signature]]:
         k = sig_index.get(sid)
         if k is None:
             k = sig_index[sid] = len(sigs)
-            sigs.append(Signature(sid, name, sargs, [signature_value(v, tensors) for v in raw.outputs], 0, []))
+            sigs.append(Signature(id=sid, op=name, args=sargs,
+                                  outputs=[signature_value(v, tensors) for v in raw.outputs], count=0, calls=[]))
         sigs[k].count += 1
         sigs[k].calls.append(i)
-        calls.append(OpCall(i, raw.op, raw.args, raw.outputs, raw.scope, k))
+        calls.append(OpCall(index=i, op=raw.op, args=raw.args, outputs=raw.outputs, scope=raw.scope, signature=k))
     return calls, sigs
 
 
@@ -95,7 +99,7 @@ def tensor_kinds(model, inputs) -> dict:
 
 def record_forward(model, inputs, grad_mode: str = "no_grad", fake_mode=None):
     """Run one forward under the recorder; returns (module stack, tensor table, recorder)."""
-    from capture.recorder import ModuleStack, Recorder, TensorTable
+    from capture.recorder import ModuleStack, Recorder, TensorTable  # imports torch
 
     modules = ModuleStack(model)
     table = TensorTable(tensor_kinds(model, inputs))
@@ -127,7 +131,7 @@ def capture_model(entry: ModelEntry, *, fake: bool | None = None, grad_mode: str
     model = build_model(entry)
     fake_mode = None
     if use_fake:
-        from torch._subclasses.fake_tensor import FakeTensorMode
+        from torch._subclasses.fake_tensor import FakeTensorMode  # see grad_context
         fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
     xs = make_inputs(entry, shapes, fake_mode)
 
@@ -137,4 +141,5 @@ def capture_model(entry: ModelEntry, *, fake: bool | None = None, grad_mode: str
 
     calls, sigs = build_signatures(recorder.rec, table.metas)
     header = trace_header(entry, shapes, grad_mode, "fake" if use_fake else "real", "eager", len(calls), capture_s)
-    return Trace(header, modules.modules, modules.scopes, recorder.rec.ops, table.metas, calls, sigs)
+    return Trace(header=header, modules=modules.modules, scopes=modules.scopes, ops=recorder.rec.ops,
+                 tensors=table.metas, calls=calls, signatures=sigs)

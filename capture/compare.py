@@ -36,8 +36,9 @@ class ShapeDiff:
     modules: int = 1
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Comparison:
+    """Eager vs export of one model: call and signature counts, every op's calls, shape differences."""
     model: str
     eager_calls: int
     export_calls: int
@@ -50,14 +51,17 @@ class Comparison:
 
     @property
     def only_eager(self) -> list[OpCounts]:
+        """Ops the export flow never calls."""
         return [o for o in self.ops if o.export_calls == 0]
 
     @property
     def only_export(self) -> list[OpCounts]:
+        """Ops the eager flow never calls."""
         return [o for o in self.ops if o.eager_calls == 0]
 
     @property
     def in_both(self) -> list[OpCounts]:
+        """Ops both flows call."""
         return [o for o in self.ops if o.eager_calls and o.export_calls]
 
 
@@ -84,12 +88,12 @@ def compare_traces(eager: Trace, export: Trace) -> Comparison:
     """Op sets, calls per op, and per-site shape differences of two traces of one model."""
     ce = Counter(eager.op_name(c) for c in eager.calls)
     cx = Counter(export.op_name(c) for c in export.calls)
-    ops = [OpCounts(op, ce[op], cx[op]) for op in sorted(set(ce) | set(cx))]
-    se, sx = _shapes_by_site(eager), _shapes_by_site(export)
+    ops = [OpCounts(op=op, eager_calls=ce[op], export_calls=cx[op]) for op in sorted(set(ce) | set(cx))]
     shared = len({s.id for s in eager.signatures} & {s.id for s in export.signatures})
-    return Comparison(eager.model_name, len(eager.calls), len(export.calls),
-                      len(eager.signatures), len(export.signatures),
-                      str(export.header.get("decompositions", "")), ops, _fold(se, sx), shared)
+    return Comparison(model=eager.model_name, eager_calls=len(eager.calls), export_calls=len(export.calls),
+                      eager_signatures=len(eager.signatures), export_signatures=len(export.signatures),
+                      decompositions=str(export.header.get("decompositions", "")), ops=ops,
+                      shape_diffs=_fold(_shapes_by_site(eager), _shapes_by_site(export)), shared_signatures=shared)
 
 
 def _fold(se: dict, sx: dict) -> list[ShapeDiff]:
@@ -108,7 +112,8 @@ def _fold(se: dict, sx: dict) -> list[ShapeDiff]:
             same_depth = len({len(p) for p in parts}) == 1
             path = ".".join(seg if len({p[i] for p in parts}) == 1 else "*" for i, seg in enumerate(parts[0])) \
                 if same_depth else f"{paths[0]} (+{len(paths) - 1} like it)"
-        diffs.append(ShapeDiff(path, op, Counter(dict(e)), Counter(dict(x)), len(paths)))
+        diffs.append(ShapeDiff(module_path=path, op=op, only_eager=Counter(dict(e)), only_export=Counter(dict(x)),
+                               modules=len(paths)))
     return diffs
 
 

@@ -30,9 +30,13 @@ import operator
 import time
 import warnings
 
+import torch
+import torch.fx
+from torch.export.graph_signature import InputKind
+
 from capture.capture import build_signatures, grad_context, trace_header
-from capture.recorder import encode_constant
-from capture.registry import ModelEntry, build_model
+from capture.recorder import ModuleStack, RawCall, Recording, encode_constant, overload_name
+from capture.registry import ModelEntry, build_model, eager_only_reason  # noqa: F401 (eager_only_reason: its old home)
 from capture.schema import ModuleInfo, OpInfo, TensorMeta, Trace
 
 DECOMPOSITIONS = "core_aten"
@@ -40,11 +44,6 @@ DECOMPOSITIONS = "core_aten"
 
 class ExportError(RuntimeError):
     """A model torch.export cannot export (or that the registry marks eager-only); one line."""
-
-
-def eager_only_reason(entry: ModelEntry) -> str:
-    """The registry's reason this model is not exported ("" when it is exported)."""
-    return entry.export.removeprefix("eager-only:").strip() if entry.export else ""
 
 
 def first_line(e: BaseException, limit: int = 300) -> str:
@@ -60,7 +59,6 @@ def export_program(model, inputs: list, grad_mode: str = "no_grad"):
     prints on failure (the partial graph, thousands of lines) is dropped, so a CLI line per model
     stays one line. (Warnings stay out of the trace: their text is not deterministic.)
     """
-    import torch
     try:
         with grad_context(grad_mode), warnings.catch_warnings(record=True) as caught, \
                 contextlib.redirect_stderr(io.StringIO()):
@@ -73,13 +71,10 @@ def export_program(model, inputs: list, grad_mode: str = "no_grad"):
     return ep, list(dict.fromkeys(said))
 
 
-
-
 class GraphTracer:
     """Turns an ExportedProgram's graph into the trace tables (ops, tensors, calls, scopes)."""
 
     def __init__(self, model, ep):
-        from capture.recorder import ModuleStack, Recording
         self.model, self.ep = model, ep
         stack = ModuleStack(model)                 # the module table eager uses (not entered)
         self.modules: list[ModuleInfo] = stack.modules
@@ -124,14 +119,13 @@ class GraphTracer:
     def _new_tensor(self, val, kind: str, name: str, storage_id: int | None = None) -> list:
         if storage_id is None:
             storage_id, self.n_storages = self.n_storages, self.n_storages + 1
-        self.tensors.append(TensorMeta([int(s) for s in val.shape], encode_constant(val.dtype)[1],
-                                       [int(s) for s in val.stride()], int(val.storage_offset()),
-                                       storage_id, kind, name))
+        self.tensors.append(TensorMeta(shape=[int(s) for s in val.shape], dtype=encode_constant(val.dtype)[1],
+                                       stride=[int(s) for s in val.stride()], storage_offset=int(val.storage_offset()),
+                                       storage_id=storage_id, kind=kind, name=name))
         self.last_use.append(-1)
         return ["T", len(self.tensors) - 1]
 
     def _arg_value(self, v) -> list:
-        import torch.fx
         if isinstance(v, torch.fx.Node):
             if v in self.pending:  # a parameter/buffer/input first read here
                 kind, name = self.pending.pop(v)
@@ -142,7 +136,6 @@ class GraphTracer:
         return encode_constant(v)
 
     def _output_value(self, val, storage_id: int | None) -> list:
-        import torch
         if isinstance(val, torch.Tensor):
             return self._new_tensor(val, "activation", "", storage_id)
         if isinstance(val, (list, tuple)):
@@ -157,8 +150,8 @@ class GraphTracer:
         if i is None:
             schema = func._schema
             i = self.op_index[func] = len(self.rec.ops)
-            name = f"aten.{func._opname}.{func._overloadname}" if func.namespace == "aten" else str(func)
-            self.rec.ops.append(OpInfo(name, [a.name for a in schema.arguments], len(schema.returns), str(schema)))
+            self.rec.ops.append(OpInfo(overload_name(func), [a.name for a in schema.arguments], len(schema.returns),
+                                       str(schema)))
         return i
 
     def _named_args(self, node) -> list:
@@ -188,7 +181,6 @@ class GraphTracer:
         return None
 
     def _call(self, node, call_index: int):
-        from capture.recorder import RawCall
         schema = node.target._schema
         args = self._named_args(node)
         val = node.meta.get("val")
@@ -208,8 +200,6 @@ class GraphTracer:
 
     def run(self):
         """Walk the graph once; fills rec (ops, raw calls), tensors, scopes and last_use."""
-        import torch
-        from torch.export.graph_signature import InputKind
         kinds = {InputKind.PARAMETER: "param", InputKind.BUFFER: "buffer",
                  InputKind.CONSTANT_TENSOR: "constant", InputKind.USER_INPUT: "input"}
         specs = {s.arg.name: s for s in self.ep.graph_signature.input_specs if hasattr(s.arg, "name")}
@@ -238,8 +228,6 @@ class GraphTracer:
 def export_model(entry: ModelEntry, *, grad_mode: str = "no_grad",
                  inputs: list[list[int]] | None = None) -> Trace:
     """Export the entry and return its core-ATen graph as a Trace; raises ExportError in one line."""
-    import torch
-
     reason = eager_only_reason(entry)
     if reason:
         raise ExportError(f"eager-only: {reason}")
@@ -256,4 +244,5 @@ def export_model(entry: ModelEntry, *, grad_mode: str = "no_grad",
     header = trace_header(entry, shapes, grad_mode, "fake", "export", len(calls), time.perf_counter() - t0,
                           decompositions=DECOMPOSITIONS, torch_version=torch.__version__,
                           tensor_last_use=tracer.last_use)
-    return Trace(header, tracer.modules, tracer.scopes, tracer.rec.ops, tracer.tensors, calls, sigs)
+    return Trace(header=header, modules=tracer.modules, scopes=tracer.scopes, ops=tracer.rec.ops,
+                 tensors=tracer.tensors, calls=calls, signatures=sigs)

@@ -30,6 +30,11 @@ def _name(x) -> str:
     return str(x).removeprefix("torch.")
 
 
+def overload_name(func) -> str:
+    """The name a trace gives an overload: "aten.view.default", or torch's own name outside aten."""
+    return f"aten.{func._opname}.{func._overloadname}" if func.namespace == "aten" else str(func)
+
+
 def encode_constant(v) -> list:
     """A non-tensor, non-list value as a tagged value (capture/schema.py VALUE_TAGS)."""
     if isinstance(v, bool):
@@ -177,6 +182,7 @@ class TensorTable:
 
 @dataclass
 class RawCall:
+    """One recorded call before signatures are interned (OpCall without index and signature)."""
     op: int
     args: list
     outputs: list
@@ -185,6 +191,7 @@ class RawCall:
 
 @dataclass
 class Recording:
+    """What a recording collects: the distinct overloads and the raw calls, in order."""
     ops: list[OpInfo] = field(default_factory=list)
     calls: list[RawCall] = field(default_factory=list)
 
@@ -231,9 +238,8 @@ class Recorder(TorchDispatchMode):
         if info is None:
             schema = func._schema
             op = len(self.rec.ops)
-            self.rec.ops.append(OpInfo(f"aten.{func._opname}.{func._overloadname}"
-                                       if func.namespace == "aten" else str(func),
-                                       [a.name for a in schema.arguments], len(schema.returns), str(schema)))
+            self.rec.ops.append(OpInfo(overload_name(func), [a.name for a in schema.arguments],
+                                       len(schema.returns), str(schema)))
             spec = [(a.name, a.kwarg_only, a.default_value if a.has_default_value() else None)
                     for a in schema.arguments]
             info = self._funcs[func] = (op, spec, len(schema.returns))

@@ -20,8 +20,9 @@ class RegistryError(ValueError):
     """A bad registry or an unknown model name; one line that says what to do."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ModelEntry:
+    """One models.toml entry: how to build the model and what to feed it."""
     name: str
     source: str
     build: str
@@ -85,8 +86,14 @@ def _entry(name: str, raw: dict, path: str) -> ModelEntry:
     if export and not (isinstance(export, str) and export.startswith(EAGER_ONLY)
                        and export[len(EAGER_ONLY):].strip()):
         raise bad("export", f'must be "{EAGER_ONLY} <reason>" (or absent when torch.export works)')
-    return ModelEntry(name, raw["source"], raw["build"], inputs, dtype, capture, seed, cls, kwargs,
-                      str(raw.get("note", "")), export)
+    return ModelEntry(name=name, source=raw["source"], build=raw["build"], inputs=inputs, dtype=dtype,
+                      capture=capture, seed=seed, cls=cls, kwargs=kwargs, note=str(raw.get("note", "")),
+                      export=export)
+
+
+def eager_only_reason(entry: ModelEntry) -> str:
+    """The registry's reason this model is not exported ("" when it is exported)."""
+    return entry.export.removeprefix(EAGER_ONLY).strip() if entry.export else ""
 
 
 def load_registry(path: str = DEFAULT_REGISTRY) -> dict[str, ModelEntry]:
@@ -111,14 +118,13 @@ def lookup(registry: dict[str, ModelEntry], name: str) -> ModelEntry:
 
 
 def parse_shape(text: str) -> list[int]:
-    """'1x3x1280x800' -> [1, 3, 1280, 800]."""
-    try:
-        dims = [int(d) for d in text.lower().replace(",", "x").split("x")]
-    except ValueError:
-        dims = []
-    if not dims or any(d <= 0 for d in dims):
-        raise RegistryError(f"--input {text!r} is not a shape like 1x3x640x640")
-    return dims
+    """'1x3x1280x800' (or '1,3,1280,800') -> [1, 3, 1280, 800]; a RegistryError names the first bad part."""
+    parts = text.lower().replace(",", "x").split("x")
+    for i, part in enumerate(parts, 1):
+        if not (part.isascii() and part.isdigit() and int(part) > 0):
+            why = "is empty" if not part else f"is {part!r}, not a positive integer"
+            raise RegistryError(f"{text!r} is not a shape like 1x3x640x640: dimension {i} {why}")
+    return [int(p) for p in parts]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,8 +139,10 @@ def isolate_ultralytics() -> str:
     return folder
 
 
+# The builders import their library when called: reading the registry must work without torch.
+
 def _build_ultralytics(entry: ModelEntry):
-    isolate_ultralytics()
+    isolate_ultralytics()  # before the import: ultralytics reads its settings folder on import
     from ultralytics.nn import tasks
     cls = getattr(tasks, entry.cls or "DetectionModel", None)
     if cls is None:
@@ -157,7 +165,7 @@ BUILDERS = {"ultralytics": _build_ultralytics, "timm": _build_timm, "torchvision
 
 def build_model(entry: ModelEntry):
     """The entry's model in eval mode with seeded random weights, in the entry's dtype."""
-    import torch
+    import torch  # here, not at the top: the registry is read in environments without torch
     torch.manual_seed(entry.seed)
     model = BUILDERS[entry.source](entry)
     return model.eval().to(getattr(torch, entry.dtype))

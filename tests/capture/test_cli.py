@@ -110,3 +110,23 @@ def test_list_shows_every_registry_model():
     assert p.returncode == 0
     for name in ("yolov8s_world", "yolo12x_2176x3840", "swin_b_384", "convnext_tiny"):
         assert name in p.stdout
+
+
+@pytest.mark.parametrize("shape, bad_part", [("1x3xab", "dimension 3 is 'ab', not a positive integer"),
+                                             ("1xx3", "dimension 2 is empty"),
+                                             ("1x3x", "dimension 3 is empty")])
+def test_a_bad_input_shape_exits_2_naming_the_bad_part(tmp_path, shape, bad_part):
+    p = run(os.path.join(BIN, "trace-model"), "resnet50", "--input", shape, "--out", str(tmp_path))
+    _assert_one_line_exit_2(p)
+    assert f"--input {shape!r}" in p.stderr and bad_part in p.stderr, p.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_help_shows_list_and_compare_as_modes_of_their_own():
+    p = run(os.path.join(BIN, "trace-model"), "--help")
+    assert p.returncode == 0, p.stderr
+    modes = p.stdout.split("\nModes:\n")[1].split("\nOptions:\n")[0]
+    options = p.stdout.split("\nOptions:\n")[1]
+    for verb in ("trace-model NAME...", "trace-model --all", "trace-model --list", "trace-model --compare NAME"):
+        assert verb in modes, p.stdout
+    assert "--list" not in options and "--compare" not in options and "--input SHAPE" in options
