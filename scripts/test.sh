@@ -6,14 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# The HTML report is tested in a real headless browser: Debian's chromium.
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "optrace tests: installing chromium (Debian) for the HTML report test" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  { apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; } >&2
-fi
+# The HTML report is tested in a real headless browser (Debian's chromium) where one can be had.
+bash scripts/ensure-chromium.sh
 export PATH="$PWD/.venv/bin:$PATH"
 mapfile -t ttnn_tests < <(find tests -name 'test_*ttnn*.py' | sort)
 ignore=(); for f in "${ttnn_tests[@]}"; do ignore+=("--ignore=$f"); done
-.venv-ttnn/bin/python -m pytest -q -p no:cacheprovider "${ttnn_tests[@]}" "$@"
-.venv/bin/python -m pytest -q -p no:cacheprovider tests "${ignore[@]}" "$@"
+.venv-ttnn/bin/python -m pytest -q -rs -p no:cacheprovider "${ttnn_tests[@]}" "$@"
+.venv/bin/python -m pytest -q -rs -p no:cacheprovider tests "${ignore[@]}" "$@"
