@@ -11,7 +11,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("capture", "replay")
 # Stages in data-flow order: a module may import its own stage and those listed before it.
-STAGES = ("capture", "replay.results", "replay.shapes", "replay.mapping", "replay.backends", "replay.run", "replay.context",
+STAGES = ("capture", "replay.lock", "replay.results", "replay.shapes", "replay.mapping", "replay.backends", "replay.run", "replay.context",
           "replay.studies", "replay.report", "replay.cli")
 MANY_FIELDS = 8     # a dataclass with this many fields or more is built by keyword
 
@@ -20,6 +20,8 @@ def _modules() -> dict[str, pathlib.Path]:
     out = {}
     for pkg in PACKAGES:
         for path in sorted((REPO / pkg).rglob("*.py")):
+            if any(part.startswith(".") for part in path.relative_to(REPO).parts):
+                continue        # caches (e.g. the mock device's runtime root), not source
             parts = path.relative_to(REPO).with_suffix("").parts
             name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
             out[name] = path
