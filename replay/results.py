@@ -2,7 +2,9 @@
 
 Imports neither torch nor ttnn. A results file is JSON lines: the first line is the run header
 (``{"kind": "header", ...}``), every other line one result (``{"kind": "result", ...}``), appended
-and flushed as each result completes, so a killed run loses nothing it finished.
+and flushed as each result completes, so a killed run loses nothing it finished. One process writes
+a journal at a time (replay/lock.py), and a last line a kill or a full disk cut short is cut off the
+next time the file is opened, so its signature is replayed again.
 """
 from __future__ import annotations
 
