@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from capture.schema import Signature, Trace, tensor_payloads
+from capture.schema import Signature, Trace
 from replay.results import BLOCKING, STATUSES, ReplayResult
 
 NOT_RUN = "not_run"
@@ -44,6 +44,7 @@ def worst_status(statuses) -> str:
 
 
 def is_blocked(status: str) -> bool:
+    """A call with this status blocks its model: anything but pass and skipped (not_run is unproven)."""
     return status not in UNBLOCKED
 
 
@@ -87,12 +88,14 @@ class ModelAttribution:
 
 @dataclass
 class Attribution:
+    """Every model's attributed calls, with the signatures and results they rest on."""
     models: list[ModelAttribution]
     signatures: dict[str, Signature]          # id -> the signature (as the first trace holding it has it)
     results: dict[str, ReplayResult]          # id -> result, only ids some trace holds
     orphan_results: list[str] = field(default_factory=list)  # result ids no trace holds
 
     def status(self, signature_id: str) -> str:
+        """The status of a signature's result; not_run when it has none."""
         r = self.results.get(signature_id)
         return r.status if r else NOT_RUN
 
@@ -106,6 +109,7 @@ class Attribution:
 
 
 def model_name(trace: Trace) -> str:
+    """The model a trace holds, as the reports name it."""
     return trace.model_name
 
 
@@ -157,16 +161,3 @@ def reconcile(att: Attribution, traces: list[Trace]) -> None:
             if c.status != att.status(c.signature_id):
                 raise AttributionError(f"{m.model}: call {c.index} has status {c.status}, "
                                        f"its result says {att.status(c.signature_id)}")
-
-
-# ---------------------------------------------------------------------------------------------
-# What a signature looks like to a user
-
-def input_shapes(sig: Signature) -> list[list[int]]:
-    """Shapes of the signature's tensor arguments, in argument order."""
-    return [t[0] for t in tensor_payloads(sig.args)]
-
-
-def format_shapes(shapes: list[list[int]]) -> str:
-    """'[1, 3, 640, 640]; [32, 3, 3, 3]' -- the Input_Shape text of the failure CSV."""
-    return "; ".join("[" + ", ".join(str(d) for d in s) + "]" for s in shapes)

@@ -3,7 +3,7 @@
 Imports neither torch nor ttnn, so reports render anywhere. ``build_report`` turns traces plus one
 results set into a ``Report`` (plain dataclasses, no formatting); ``write_report`` writes it as
 HTML, Markdown, a failures CSV and JSON; ``render_terminal`` gives one compact table per model.
-The data model is report_data.py; the formats live in report_html.py and report_text.py.
+The data model is data.py; the accounting attribution.py; the formats live in html.py and text.py.
 """
 from __future__ import annotations
 
@@ -14,14 +14,18 @@ from collections import Counter, defaultdict
 
 from capture.atomic import write_atomic
 from capture.schema import Trace
-from replay.report.attribution import (MEMORY_FAILURES, NOT_RUN, NOT_RUN_NOTE, REPORT_STATUSES,
-                                Attribution, ModelAttribution, attribute, format_shapes, input_shapes,
-                                is_blocked, is_failing, status_order, worst_status)
-from replay.report.data import (REPORT_FORMAT, REPORT_VERSION, FailureRow, FirstBlock, LayerRow,  # noqa: F401
-                                MatrixCell, MemoryLimit, ModelReport, OpFix, Provenance, ReasonRow, Report,
-                                SignatureRow, TensorRow)
-from replay.studies.remedies import remedy_rows, remedy_text
+from replay.report.attribution import (MEMORY_FAILURES, NOT_RUN, NOT_RUN_NOTE, REPORT_STATUSES, Attribution,
+                                       ModelAttribution, attribute, is_blocked, is_failing, status_order,
+                                       worst_status)
+from replay.report.context import context_models
+from replay.report.data import (FailureRow, FirstBlock, LayerRow, MatrixCell, MemoryLimit, ModelReport, OpFix,
+                                Provenance, ReasonRow, Report, SignatureRow, TensorRow)
+from replay.report.html import render_html
+from replay.report.remedies import remedy_rows, remedy_text
+from replay.report.text import render_csv, render_markdown
+from replay.report.text import render_terminal as render_text_terminal
 from replay.results import ESTIMATE_NOTE, MOCK_NOTE, ReplayResult
+from replay.shapes import format_shapes, input_shapes
 
 TOP_N = 10  # rows in per-model "top" tables
 
@@ -51,10 +55,11 @@ def provenance(header: dict, traces: list[Trace], results: list[ReplayResult]) -
     listed = header.get("traces") if isinstance(header.get("traces"), list) else None
     if listed is None:
         listed = [{"path": t.path, "model": t.model_name, "sha256": ""} for t in traces]
-    return Provenance(version("optrace"), ttnn, version("torch"), backend, device, mock, note,
-                      str(header.get("dtype") or "unknown"), str(header.get("memory") or "unknown"),
-                      [dict(t) for t in listed if isinstance(t, dict)],
-                      str(header.get("created_utc") or header.get("started_utc") or ""))
+    return Provenance(optrace=version("optrace"), ttnn=ttnn, torch=version("torch"), backend=backend, device=device,
+                      mock=mock, note=note, dtype=str(header.get("dtype") or "unknown"),
+                      memory=str(header.get("memory") or "unknown"),
+                      traces=[dict(t) for t in listed if isinstance(t, dict)],
+                      created_utc=str(header.get("created_utc") or header.get("started_utc") or ""))
 
 
 def _result_bytes(r: ReplayResult | None) -> tuple[int, int]:
@@ -69,7 +74,14 @@ def _largest_footprint(r: ReplayResult):
     return max(ts, key=lambda t: t.padded_bytes) if ts else None
 
 
+def _by_fix_rank(rows: list[SignatureRow]) -> list[SignatureRow]:
+    """Most models first, then most calls."""
+    return sorted(rows, key=lambda r: (-len(r.models), -r.calls, r.op, r.signature_id))
+
+
 class _Builder:
+    """The report's views of one Attribution: a ModelReport per model, then the cross-model tables."""
+
     def __init__(self, att: Attribution, prov: Provenance):
         self.att = att
         self.prov = prov
@@ -82,35 +94,52 @@ class _Builder:
     def sig_row(self, sid: str, calls_by_model: dict[str, int]) -> SignatureRow:
         r = self.att.results.get(sid)
         oom = r.oom if r else None
-        return SignatureRow(sid, self.att.signatures[sid].op, self.shapes[sid], self.att.status(sid),
-                            self.reason(sid), sum(calls_by_model.values()), list(calls_by_model),
-                            calls_by_model, oom.requested_bytes if oom else None,
-                            oom.buffer_type if oom else "", r.ttnn_call if r else "",
-                            r.error_signature if r else "")
+        return SignatureRow(signature_id=sid, op=self.att.signatures[sid].op, input_shapes=self.shapes[sid],
+                            status=self.att.status(sid), reason=self.reason(sid), calls=sum(calls_by_model.values()),
+                            models=list(calls_by_model), calls_by_model=calls_by_model,
+                            requested_bytes=oom.requested_bytes if oom else None,
+                            buffer_type=oom.buffer_type if oom else "", ttnn_call=r.ttnn_call if r else "",
+                            error_signature=r.error_signature if r else "")
+
+    # -- one model ---------------------------------------------------------------------------
 
     def model(self, m: ModelAttribution) -> ModelReport:
-        att = self.att
         by_status = m.by_status()
         blocked = sum(n for s, n in by_status.items() if is_blocked(s))
         sig_calls = m.calls_of()
+        tensors = self.tensor_rows(sig_calls)
+        return ModelReport(model=m.model, trace_path=m.trace_path, trace_sha256=m.trace_sha256, calls=len(m.calls),
+                           unique_signatures=len(m.signature_ids), by_status=by_status, blocked_calls=blocked,
+                           blocked_pct=round(100.0 * blocked / len(m.calls), 2) if m.calls else 0.0,
+                           first_block=self.first_block(m), top_blocking=self.top_blocking(m, sig_calls),
+                           reasons=self.reason_rows(m), layers=self.layer_rows(m),
+                           largest_tensors=sorted(tensors, key=lambda t: (-t.padded_bytes, t.signature_id,
+                                                                          t.role))[:TOP_N],
+                           worst_padding=_worst_padding(tensors), failures=self.failure_rows(m))
 
-        first = None
+    def first_block(self, m: ModelAttribution) -> FirstBlock | None:
+        """The first failing call in execution order, with how many calls before it had no result."""
         not_run_before = 0
         for c in m.calls:
             if c.status == NOT_RUN:
                 not_run_before += 1
             elif is_failing(c.status):
-                r = att.results[c.signature_id]
-                first = FirstBlock(c.index, c.module_path, c.module_class, c.op, self.shapes[c.signature_id],
-                                   c.status, r.reason, c.signature_id,
-                                   r.oom.requested_bytes if r.oom else None,
-                                   r.oom.buffer_type if r.oom else "", not_run_before)
-                break
+                r = self.att.results[c.signature_id]
+                return FirstBlock(call_index=c.index, module_path=c.module_path, module_class=c.module_class,
+                                  op=c.op, input_shapes=self.shapes[c.signature_id], status=c.status,
+                                  reason=r.reason, signature_id=c.signature_id,
+                                  requested_bytes=r.oom.requested_bytes if r.oom else None,
+                                  buffer_type=r.oom.buffer_type if r.oom else "", not_run_before=not_run_before)
+        return None
 
-        failing = [sid for sid in sig_calls if is_failing(att.status(sid))]
+    def top_blocking(self, m: ModelAttribution, sig_calls: dict[str, list]) -> list[SignatureRow]:
+        """The model's failing signatures with the most calls."""
+        failing = [sid for sid in sig_calls if is_failing(self.att.status(sid))]
         failing.sort(key=lambda sid: (-len(sig_calls[sid]), sig_calls[sid][0].index))
-        top = [self.sig_row(sid, {m.model: len(sig_calls[sid])}) for sid in failing[:TOP_N]]
+        return [self.sig_row(sid, {m.model: len(sig_calls[sid])}) for sid in failing[:TOP_N]]
 
+    def reason_rows(self, m: ModelAttribution) -> list[ReasonRow]:
+        """Calls that did not pass, grouped by (status, reason)."""
         reasons: dict[tuple[str, str], list] = defaultdict(lambda: [0, set()])
         for c in m.calls:
             if c.status != "pass":
@@ -118,96 +147,106 @@ class _Builder:
                 entry[0] += 1
                 entry[1].add(c.signature_id)
         order = status_order(s for s, _ in reasons)
-        reason_rows = sorted((ReasonRow(s, why, n, len(sids)) for (s, why), (n, sids) in reasons.items()),
-                             key=lambda row: (order.index(row.status), -row.calls, row.reason))
+        return sorted((ReasonRow(status=s, reason=why, calls=n, signatures=len(sids))
+                       for (s, why), (n, sids) in reasons.items()),
+                      key=lambda row: (order.index(row.status), -row.calls, row.reason))
 
-        layers: dict[str, LayerRow] = {}
+    def layer_rows(self, m: ModelAttribution) -> list[LayerRow]:
+        """Every module path with a blocked call, in execution order, with its calls per status."""
+        first: dict[str, tuple[str, int]] = {}
+        counts: dict[str, Counter] = defaultdict(Counter)
         for c in m.calls:
-            row = layers.get(c.module_path)
-            if row is None:
-                row = layers[c.module_path] = LayerRow(c.module_path, c.module_class, c.index, 0, {})
-            row.calls += 1
-            row.statuses[c.status] = row.statuses.get(c.status, 0) + 1
-        layer_rows = []
-        for row in layers.values():
-            if any(is_blocked(s) for s in row.statuses):
-                row.statuses = {s: row.statuses[s] for s in status_order(row.statuses)}
-                layer_rows.append(row)
+            first.setdefault(c.module_path, (c.module_class, c.index))
+            counts[c.module_path][c.status] += 1
+        return [LayerRow(module_path=path, module_class=cls, first_call=index, calls=sum(counts[path].values()),
+                         statuses={s: counts[path][s] for s in status_order(counts[path])})
+                for path, (cls, index) in first.items() if any(is_blocked(s) for s in counts[path])]
 
+    def tensor_rows(self, sig_calls: dict[str, list]) -> list[TensorRow]:
+        """Every input and output footprint of the model's signatures."""
         tensors = []
         for sid, calls in sig_calls.items():
-            r = att.results.get(sid)
+            r = self.att.results.get(sid)
             if r is None:
                 continue
             for role, ts in (("input", r.inputs), ("output", r.outputs)):
                 for i, t in enumerate(ts):
                     blowup = t.padded_bytes / t.logical_bytes if t.logical_bytes else 1.0
-                    tensors.append(TensorRow(sid, r.op, f"{role} {i}", list(t.shape), list(t.padded_shape),
-                                             t.dtype, t.layout, t.memory, t.logical_bytes, t.padded_bytes,
-                                             round(blowup, 3), r.status, len(calls)))
-        largest = sorted(tensors, key=lambda t: (-t.padded_bytes, t.signature_id, t.role))[:TOP_N]
-        padded = [t for t in tensors if t.padded_bytes > t.logical_bytes]
-        worst = sorted(padded, key=lambda t: (-t.blowup, -(t.padded_bytes - t.logical_bytes),
-                                              t.signature_id, t.role))[:TOP_N]
+                    tensors.append(TensorRow(signature_id=sid, op=r.op, role=f"{role} {i}", shape=list(t.shape),
+                                             padded_shape=list(t.padded_shape), dtype=t.dtype, layout=t.layout,
+                                             memory=t.memory, logical_bytes=t.logical_bytes,
+                                             padded_bytes=t.padded_bytes, blowup=round(blowup, 3), status=r.status,
+                                             calls=len(calls)))
+        return tensors
 
-        failures = []
+    def failure_rows(self, m: ModelAttribution) -> list[FailureRow]:
+        """One row per blocked (signature, module path), by first call: the rows of failures.csv."""
         groups: dict[tuple[str, str], list] = {}
         for c in m.calls:
             if is_blocked(c.status):
                 groups.setdefault((c.signature_id, c.module_path), []).append(c)
-        for (sid, path), calls in sorted(groups.items(), key=lambda kv: kv[1][0].index):
-            r = att.results.get(sid)
-            oom = r.oom if r else None
-            logical, padded_b = _result_bytes(r)
-            failures.append(FailureRow(
-                m.model, path, sid, calls[0].op, self.shapes[sid], len(calls), calls[0].index, calls[0].status,
-                self.reason(sid), oom.buffer_type if oom else "", oom.requested_bytes if oom else None,
-                oom.per_bank_bytes if oom else None, oom.num_banks if oom else None,
-                oom.cause if oom else "", r.device if r else self.prov.device,
-                r.mock if r else self.prov.mock, r.backend if r else self.prov.backend, logical, padded_b,
-                remedy_text(r)))
+        return [self.failure_row(m.model, sid, path, calls)
+                for (sid, path), calls in sorted(groups.items(), key=lambda kv: kv[1][0].index)]
 
-        return ModelReport(m.model, m.trace_path, m.trace_sha256, len(m.calls), len(m.signature_ids),
-                           by_status, blocked, round(100.0 * blocked / len(m.calls), 2) if m.calls else 0.0,
-                           first, top, reason_rows, layer_rows, largest, worst, failures)
+    def failure_row(self, model: str, sid: str, path: str, calls: list) -> FailureRow:
+        r = self.att.results.get(sid)
+        oom = r.oom if r else None
+        logical, padded = _result_bytes(r)
+        return FailureRow(model=model, module_path=path, signature_id=sid, op=calls[0].op,
+                          input_shapes=self.shapes[sid], calls=len(calls), first_call=calls[0].index,
+                          status=calls[0].status, reason=self.reason(sid), buffer_type=oom.buffer_type if oom else "",
+                          requested_bytes=oom.requested_bytes if oom else None,
+                          per_bank_bytes=oom.per_bank_bytes if oom else None,
+                          num_banks=oom.num_banks if oom else None, oom_cause=oom.cause if oom else "",
+                          device=r.device if r else self.prov.device, mock=r.mock if r else self.prov.mock,
+                          backend=r.backend if r else self.prov.backend, logical_bytes=logical, padded_bytes=padded,
+                          remedy=remedy_text(r))
 
-    def cross(self):
-        att = self.att
+    # -- across models -----------------------------------------------------------------------
+
+    def matrix(self) -> tuple[list[str], dict[str, dict[str, MatrixCell]]]:
+        """Ops x models: the ops (most blocked models, then most calls, first) and their cells."""
         matrix: dict[str, dict[str, MatrixCell]] = {}
-        for m in att.models:
+        for m in self.att.models:
             per_op: dict[str, Counter] = defaultdict(Counter)
             for c in m.calls:
                 per_op[c.op][c.status] += 1
             for op, counts in per_op.items():
                 matrix.setdefault(op, {})[m.model] = MatrixCell(
-                    sum(counts.values()), worst_status(counts),
-                    {s: counts[s] for s in status_order(counts)})
+                    calls=sum(counts.values()), status=worst_status(counts),
+                    statuses={s: counts[s] for s in status_order(counts)})
         ops = sorted(matrix, key=lambda op: (-sum(is_blocked(c.status) for c in matrix[op].values()),
                                              -sum(c.calls for c in matrix[op].values()), op))
+        return ops, matrix
 
+    def signature_tables(self) -> tuple[list[SignatureRow], list[SignatureRow]]:
+        """(signatures shared by several models, failing signatures), both in fix-ranking order."""
         calls_by: dict[str, dict[str, int]] = defaultdict(dict)
-        for m in att.models:
+        for m in self.att.models:
             for sid, calls in m.calls_of().items():
                 calls_by[sid][m.model] = len(calls)
         shared = [self.sig_row(sid, cbm) for sid, cbm in calls_by.items() if len(cbm) > 1]
-        shared.sort(key=lambda r: (-len(r.models), -r.calls, r.op, r.signature_id))
+        fix = [self.sig_row(sid, cbm) for sid, cbm in calls_by.items() if is_failing(self.att.status(sid))]
+        return _by_fix_rank(shared), _by_fix_rank(fix)
 
-        fix = [self.sig_row(sid, cbm) for sid, cbm in calls_by.items() if is_failing(att.status(sid))]
-        fix.sort(key=lambda r: (-len(r.models), -r.calls, r.op, r.signature_id))
-
-        by_op: dict[str, OpFix] = {}
+    def fix_by_op(self, fix: list[SignatureRow]) -> list[OpFix]:
+        """Every op with a failing signature, with all the models and calls they block."""
+        models: dict[str, set[str]] = defaultdict(set)
+        calls: Counter = Counter()
+        sigs: Counter = Counter()
+        statuses: dict[str, Counter] = defaultdict(Counter)
         for row in fix:
-            f = by_op.setdefault(row.op, OpFix(row.op, [], 0, 0, {}))
-            f.models = [m.model for m in att.models if m.model in set(f.models) | set(row.models)]
-            f.calls += row.calls
-            f.failing_signatures += 1
-            f.statuses[row.status] = f.statuses.get(row.status, 0) + row.calls
-        fix_ops = sorted(by_op.values(), key=lambda f: (-len(f.models), -f.calls, f.op))
-        for f in fix_ops:
-            f.statuses = {s: f.statuses[s] for s in status_order(f.statuses)}
-        return ops, matrix, shared, fix, fix_ops, self.memory_limits()
+            models[row.op] |= set(row.models)
+            calls[row.op] += row.calls
+            sigs[row.op] += 1
+            statuses[row.op][row.status] += row.calls
+        out = [OpFix(op=op, models=[m.model for m in self.att.models if m.model in models[op]], calls=calls[op],
+                     failing_signatures=sigs[op], statuses={s: statuses[op][s] for s in status_order(statuses[op])})
+               for op in models]
+        return sorted(out, key=lambda f: (-len(f.models), -f.calls, f.op))
 
     def memory_limits(self) -> list[MemoryLimit]:
+        """Per op that ran out of memory: its largest passing and smallest failing tensor."""
         per_op: dict[str, dict[str, list]] = defaultdict(lambda: {"pass": [], "fail": []})
         for sid, r in self.att.results.items():
             t = _largest_footprint(r)
@@ -223,11 +262,21 @@ class _Builder:
                 continue  # an op that never ran out of memory has no limit to show
             lp = max(seen["pass"], key=lambda x: (x[0], x[1])) if seen["pass"] else None
             sf = min(seen["fail"], key=lambda x: (x[0], x[1]))
-            rows.append(MemoryLimit(op, len(seen["pass"]), lp[0] if lp else None, list(lp[2]) if lp else None,
-                                    lp[1] if lp else "", len(seen["fail"]), sf[0], list(sf[2]), sf[1], sf[3],
-                                    bool(lp and sf[0] < lp[0])))
+            rows.append(MemoryLimit(op=op, passing=len(seen["pass"]), largest_pass_bytes=lp[0] if lp else None,
+                                    largest_pass_shape=list(lp[2]) if lp else None,
+                                    largest_pass_signature=lp[1] if lp else "", failing=len(seen["fail"]),
+                                    smallest_fail_bytes=sf[0], smallest_fail_shape=list(sf[2]),
+                                    smallest_fail_signature=sf[1], smallest_fail_status=sf[3],
+                                    overlap=bool(lp and sf[0] < lp[0])))
         rows.sort(key=lambda r: (r.smallest_fail_bytes, r.op))
         return rows
+
+
+def _worst_padding(tensors: list[TensorRow]) -> list[TensorRow]:
+    """The tensors padding inflates most (padded / logical), then by bytes added."""
+    padded = [t for t in tensors if t.padded_bytes > t.logical_bytes]
+    return sorted(padded, key=lambda t: (-t.blowup, -(t.padded_bytes - t.logical_bytes),
+                                         t.signature_id, t.role))[:TOP_N]
 
 
 def _file_sha256(path: str) -> str:
@@ -262,7 +311,8 @@ def build_report(traces: list[Trace], header: dict, results: list[ReplayResult])
     prov = provenance(header, traces, results)
     b = _Builder(att, prov)
     models = [b.model(m) for m in att.models]
-    ops, matrix, shared, fix, fix_ops, limits = b.cross()
+    ops, matrix = b.matrix()
+    shared, fix = b.signature_tables()
     shown = {s for m in models for s in m.by_status}
     statuses = {s: REPORT_STATUSES.get(s, "a status this optrace does not know")
                 for s in status_order(shown | {"pass"})}
@@ -272,12 +322,12 @@ def build_report(traces: list[Trace], header: dict, results: list[ReplayResult])
     if att.orphan_results:
         warnings.append(f"{len(att.orphan_results)} results belong to signatures no trace here holds; "
                         "they are not counted")
-    report = Report(prov, statuses, models, ops, matrix, shared, fix, fix_ops, limits, att.orphan_results,
-                    warnings)
-    if header.get("mode") == "model":  # replay --mode model: isolated and in-context verdicts side by side
-        from replay.context.plan import context_models
-        report.context = context_models(header, att.results.values(), b.shapes)
-    report.remedies = remedy_rows(att.results.values(), b.shapes)
+    # replay --mode model: isolated and in-context verdicts side by side
+    context = context_models(header, att.results.values(), b.shapes) if header.get("mode") == "model" else []
+    report = Report(provenance=prov, statuses=statuses, models=models, ops=ops, matrix=matrix, shared=shared,
+                    fix_by_signature=fix, fix_by_op=b.fix_by_op(fix), memory_limits=b.memory_limits(),
+                    orphan_results=att.orphan_results, warnings=warnings, context=context,
+                    remedies=remedy_rows(att.results.values(), b.shapes))
     return report
 
 
@@ -286,8 +336,6 @@ def build_report(traces: list[Trace], header: dict, results: list[ReplayResult])
 
 def write_report(report: Report, out_dir: str = "reports") -> dict[str, str]:
     """Write report.html, summary.md, failures.csv and report.json into out_dir; returns their paths."""
-    from replay.report.html import render_html
-    from replay.report.text import render_csv, render_markdown
     files = {
         "html": ("report.html", render_html(report)),
         "markdown": ("summary.md", render_markdown(report)),
@@ -303,5 +351,4 @@ def write_report(report: Report, out_dir: str = "reports") -> dict[str, str]:
 
 def render_terminal(report: Report) -> str:
     """One compact table per model, for the end of a replay run."""
-    from replay.report.text import render_terminal as render
-    return render(report)
+    return render_text_terminal(report)

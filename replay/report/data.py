@@ -1,6 +1,6 @@
-"""The Report: plain dataclasses, no formatting. ``build_report`` (report.py) fills it; the renderers
-(report_html.py, report_text.py) and report.json read it. Bump REPORT_VERSION when a field changes
-meaning.
+"""The Report: plain dataclasses, no formatting, each built by keyword. ``build_report`` (build.py)
+fills it; the renderers (html.py, text.py) and report.json read it. Bump REPORT_VERSION when a
+field changes meaning.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ REPORT_FORMAT = "optrace-report"
 REPORT_VERSION = 1
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Provenance:
     """Where the numbers come from; every format prints all of it."""
     optrace: str
@@ -26,7 +26,7 @@ class Provenance:
     created_utc: str = ""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SignatureRow:
     """One signature with its result, as the fix ranking and per-model tables show it."""
     signature_id: str
@@ -43,7 +43,7 @@ class SignatureRow:
     error_signature: str = ""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FirstBlock:
     """The first blocking call of a model in execution order: where a port stops."""
     call_index: int
@@ -59,8 +59,9 @@ class FirstBlock:
     not_run_before: int      # calls without a result before it (the run was interrupted)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LayerRow:
+    """One module path with its calls per status (the failures-per-layer table)."""
     module_path: str
     module_class: str
     first_call: int
@@ -68,7 +69,7 @@ class LayerRow:
     statuses: dict[str, int]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ReasonRow:
     """Calls of one status with one reason (skipped, not_run, unsupported, errors)."""
     status: str
@@ -77,8 +78,9 @@ class ReasonRow:
     signatures: int
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TensorRow:
+    """One input or output tensor of a signature as replay placed it (largest tensors, worst padding)."""
     signature_id: str
     op: str
     role: str                # "input 0", "output 0", ...
@@ -94,7 +96,7 @@ class TensorRow:
     calls: int
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FailureRow:
     """One failing (model, signature, module path): a row of failures.csv."""
     model: str
@@ -119,8 +121,9 @@ class FailureRow:
     remedy: str = ""         # the cheapest configuration that works (replay.studies.remedies), "none", or "" (not tried)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ModelReport:
+    """Everything the report says about one model."""
     model: str
     trace_path: str
     trace_sha256: str
@@ -138,14 +141,15 @@ class ModelReport:
     failures: list[FailureRow]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class MatrixCell:
+    """The calls of one op in one model (a cell of the ops x models matrix)."""
     calls: int
     status: str              # the worst status among the cell's calls
     statuses: dict[str, int]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class OpFix:
     """A failing aten op: everything its failing signatures block."""
     op: str
@@ -155,7 +159,7 @@ class OpFix:
     statuses: dict[str, int]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class MemoryLimit:
     """Per op: the largest tensor that passed and the smallest that failed for memory."""
     op: str
@@ -171,7 +175,7 @@ class MemoryLimit:
     overlap: bool            # a failure smaller than a pass: size alone does not explain it
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ContextRow:
     """A signature failing alone or in a model's call sequence: both verdicts side by side."""
     signature_id: str
@@ -188,7 +192,7 @@ class ContextRow:
     remedy: str = ""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ContextModel:
     """One model replayed in context (replay --mode model): peaks and the first failure."""
     model: str
@@ -207,7 +211,7 @@ class ContextModel:
     rows: list[ContextRow]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RemedyRow:
     """A failing signature and the cheapest configuration found that makes it run."""
     signature_id: str
@@ -219,7 +223,7 @@ class RemedyRow:
     tried: list[str]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class HeadroomRow:
     """The largest input of a model that still replays without a failure."""
     model: str
@@ -234,8 +238,9 @@ class HeadroomRow:
     why: str = ""            # why the device's size differs from the estimate's bound ("" when equal)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Report:
+    """One results set attributed to its traces: per-model and cross-model views, with provenance."""
     provenance: Provenance
     statuses: dict[str, str]                 # every status shown -> what it means
     models: list[ModelReport]
@@ -254,4 +259,5 @@ class Report:
     version: int = REPORT_VERSION
 
     def to_json(self) -> dict:
+        """report.json's content (``dataclasses.asdict``)."""
         return asdict(self)

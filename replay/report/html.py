@@ -40,10 +40,12 @@ def e(value: object) -> str:
 
 
 def color(status: str) -> str:
+    """The colour a status is drawn in."""
     return STATUS_COLORS.get(status, OTHER_COLOR)
 
 
 def badge(status: str) -> str:
+    """A status as a coloured label."""
     fg = "#1d232a" if status in ("not_run", "oom_l1_small", "mismatch") else "#fff"
     return f'<span class="st" style="background:{color(status)};color:{fg}">{e(status)}</span>'
 
@@ -57,6 +59,7 @@ def table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozens
 
 
 def model_anchor(i: int) -> str:
+    """The id of the i-th model's section."""
     return f"model-{i}"
 
 
@@ -94,6 +97,7 @@ def status_chart(report: Report) -> str:
 
 
 def failure_bytes(r: SignatureRow, padded: dict[str, int]) -> int:
+    """Bytes a failing signature stands for: what the failed allocation requested, else its padded tensors."""
     return r.requested_bytes if r.requested_bytes is not None else padded.get(r.signature_id, 0)
 
 
@@ -127,6 +131,7 @@ def bytes_chart(report: Report, limit: int = 25) -> str:
 # Sections
 
 def sig_rows(rows: list[SignatureRow], with_models: bool) -> str:
+    """A table of signatures with their results (and, with_models, the calls per model)."""
     out = []
     for r in rows:
         cells = [f"<code>{e(r.op)}</code>", f"<code>{e(r.input_shapes)}</code>", badge(r.status)]
@@ -143,6 +148,7 @@ def sig_rows(rows: list[SignatureRow], with_models: bool) -> str:
 
 
 def tensor_table(rows: list[TensorRow]) -> str:
+    """A table of tensors as replay placed them: shapes, placement, logical and padded bytes."""
     return table(["op", "tensor", "shape", "padded shape", "dtype", "layout", "memory", "logical", "padded",
                   "blow-up", "status", "calls"],
                  [[f"<code>{e(t.op)}</code>", e(t.role), f"<code>{e(t.shape)}</code>", f"<code>{e(t.padded_shape)}</code>",
@@ -151,6 +157,7 @@ def tensor_table(rows: list[TensorRow]) -> str:
 
 
 def model_section(i: int, m: ModelReport) -> str:
+    """One model's section: its statuses, first blocking op, top failures, layers and tensors."""
     out = [f'<section id="{model_anchor(i)}"><h2>{e(m.model)}</h2>',
            f"<p>{m.calls} calls, {m.unique_signatures} unique signatures, <b>{m.blocked_calls} calls blocked "
            f"({m.blocked_pct:.1f}%)</b>. Trace <code>{e(m.trace_path)}</code>"
@@ -194,6 +201,7 @@ def model_section(i: int, m: ModelReport) -> str:
 
 
 def fix_signatures(report: Report, shown: int = 30) -> str:
+    """The failing signatures by models blocked; those past ``shown`` folded away."""
     rows = report.fix_by_signature
     if not rows:
         return "<p>None.</p>"
@@ -205,6 +213,7 @@ def fix_signatures(report: Report, shown: int = 30) -> str:
 
 
 def matrix_section(report: Report) -> str:
+    """The ops x models table, each cell coloured by its worst status."""
     models = [m.model for m in report.models]
     head = "<tr><th>op</th>" + "".join(f'<th class="m">{e(m)}</th>' for m in models) + "</tr>"
     body = []
@@ -259,6 +268,7 @@ def context_sections(report: Report) -> str:
 
 
 def remedies_section(report: Report) -> str:
+    """The remedies table (empty when no remedy was tried)."""
     if not report.remedies:
         return ""
     return ('<section id="remedies"><h2>Remedies</h2><p>For each failing signature, the cheapest configuration '
@@ -270,6 +280,7 @@ def remedies_section(report: Report) -> str:
 
 
 def headroom_section(report: Report) -> str:
+    """The maximum-supported-size table (empty without stored `replay headroom` results)."""
     if not report.headroom:
         return ""
     return ('<section id="headroom"><h2>Maximum supported size</h2>'
@@ -283,6 +294,39 @@ def headroom_section(report: Report) -> str:
             + "</section>")
 
 
+def summary_table(report: Report) -> str:
+    """One row per model: calls, signatures, blocked calls, statuses and the first blocking op."""
+    return table(["model", "calls", "signatures", "blocked", "statuses", "first blocking op"],
+                 [[f'<a href="#{model_anchor(i)}">{e(m.model)}</a>', str(m.calls), str(m.unique_signatures),
+                   f"{m.blocked_calls} ({m.blocked_pct:.1f}%)",
+                   " ".join(f"{badge(s)} {n}" for s, n in m.by_status.items()), e(first_block_text(m))]
+                  for i, m in enumerate(report.models)], {1, 2, 3})
+
+
+def fix_ops_table(report: Report) -> str:
+    """The failing ops by models blocked."""
+    if not report.fix_by_op:
+        return "<p>Nothing fails.</p>"
+    return table(["op", "models blocked", "calls", "failing signatures", "statuses"],
+                 [[f"<code>{e(f.op)}</code>", f"{len(f.models)}: {e(', '.join(f.models))}", str(f.calls),
+                   str(f.failing_signatures), " ".join(f"{badge(s)} {n}" for s, n in f.statuses.items())]
+                  for f in report.fix_by_op], {2, 3})
+
+
+def limits_table(report: Report) -> str:
+    """Memory limits per op: the largest tensor that passed and the smallest that failed for memory."""
+    if not report.memory_limits:
+        return "<p>No op ran out of memory.</p>"
+    return table(["op", "passing", "largest pass", "shape", "memory failures", "smallest failure", "shape",
+                  "status", "note"],
+                 [[f"<code>{e(l.op)}</code>", str(l.passing), e(fmt_bytes(l.largest_pass_bytes)),
+                   f"<code>{e(l.largest_pass_shape or '-')}</code>", str(l.failing),
+                   e(fmt_bytes(l.smallest_fail_bytes)), f"<code>{e(l.smallest_fail_shape)}</code>",
+                   badge(l.smallest_fail_status),
+                   "a failure is smaller than a pass: size alone does not explain it" if l.overlap else ""]
+                  for l in report.memory_limits], {1, 2, 4, 5})
+
+
 def render_html(report: Report) -> str:
     """The whole report as one HTML document."""
     p = report.provenance
@@ -291,24 +335,7 @@ def render_html(report: Report) -> str:
     nav = ['<a href="#summary">summary</a>', '<a href="#fix">fix ranking</a>', '<a href="#matrix">ops x models</a>',
            '<a href="#shared">shared signatures</a>', '<a href="#limits">memory limits</a>']
     nav += [f'<a href="#{model_anchor(i)}">{e(m.model)}</a>' for i, m in enumerate(report.models)]
-    summary = table(["model", "calls", "signatures", "blocked", "statuses", "first blocking op"],
-                    [[f'<a href="#{model_anchor(i)}">{e(m.model)}</a>', str(m.calls), str(m.unique_signatures),
-                      f"{m.blocked_calls} ({m.blocked_pct:.1f}%)",
-                      " ".join(f"{badge(s)} {n}" for s, n in m.by_status.items()), e(first_block_text(m))]
-                     for i, m in enumerate(report.models)], {1, 2, 3})
-    fix_ops = table(["op", "models blocked", "calls", "failing signatures", "statuses"],
-                    [[f"<code>{e(f.op)}</code>", f"{len(f.models)}: {e(', '.join(f.models))}", str(f.calls),
-                      str(f.failing_signatures), " ".join(f"{badge(s)} {n}" for s, n in f.statuses.items())]
-                     for f in report.fix_by_op], {2, 3}) if report.fix_by_op else "<p>Nothing fails.</p>"
-    limits = table(["op", "passing", "largest pass", "shape", "memory failures", "smallest failure", "shape",
-                    "status", "note"],
-                   [[f"<code>{e(l.op)}</code>", str(l.passing), e(fmt_bytes(l.largest_pass_bytes)),
-                     f"<code>{e(l.largest_pass_shape or '-')}</code>", str(l.failing),
-                     e(fmt_bytes(l.smallest_fail_bytes)), f"<code>{e(l.smallest_fail_shape)}</code>",
-                     badge(l.smallest_fail_status),
-                     "a failure is smaller than a pass: size alone does not explain it" if l.overlap else ""]
-                    for l in report.memory_limits], {1, 2, 4, 5}) if report.memory_limits else \
-        "<p>No op ran out of memory.</p>"
+    summary, fix_ops, limits = summary_table(report), fix_ops_table(report), limits_table(report)
     legend = table(["status", "meaning"], [[badge(s), e(why)] for s, why in report.statuses.items()])
     warnings = "".join(f'<p class="note">{e(w)}</p>' for w in report.warnings)
     parts = [

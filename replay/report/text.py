@@ -29,6 +29,7 @@ def fmt_bytes(n: int | None) -> str:
 
 
 def pct(part: int, whole: int) -> str:
+    """part as a percentage of whole, one decimal; "-" when whole is 0."""
     return f"{100.0 * part / whole:.1f}%" if whole else "-"
 
 
@@ -40,6 +41,7 @@ def run_kind(mock: bool, backend: str) -> str:
 
 
 def provenance_lines(p: Provenance) -> list[str]:
+    """The provenance as text lines: versions, backend, device, placement, the mock/estimate note, traces."""
     lines = [f"optrace {p.optrace}, ttnn {p.ttnn}, torch {p.torch}; backend {p.backend}, device {p.device} "
              f"({run_kind(p.mock, p.backend)}), dtype {p.dtype}, memory {p.memory}"]
     if p.note:
@@ -51,6 +53,7 @@ def provenance_lines(p: Provenance) -> list[str]:
 
 
 def first_block_text(m: ModelReport) -> str:
+    """The model's first blocking op in one line, or "none"."""
     f = m.first_block
     if f is None:
         return "none" + (" (some calls not run)" if m.by_status.get("not_run") else "")
@@ -108,6 +111,15 @@ def render_markdown(report: Report, top: int = 15) -> str:
         statuses = ", ".join(f"{s} {n}" for s, n in m.by_status.items())
         out.append(f"| {_md(m.model)} | {m.calls} | {m.unique_signatures} | {m.blocked_calls} "
                    f"({m.blocked_pct:.1f}%) | {_md(statuses)} | {_md(first_block_text(m))} |")
+    out += fix_markdown(report, top) + reasons_markdown(report, top) + limits_markdown(report, top)
+    out += context_markdown(report, top) + remedies_markdown(report, top) + headroom_markdown(report)
+    out += ["", "## Statuses", ""] + [f"- `{s}`: {_md(why)}" for s, why in report.statuses.items()]
+    return "\n".join(out) + "\n"
+
+
+def fix_markdown(report: Report, top: int) -> list[str]:
+    """Markdown of the fix ranking: failing ops, then failing signatures, by models blocked."""
+    out: list[str] = []
     if report.fix_by_op:
         out += ["", "## Fix first: failing ops by models blocked", "",
                 "| op | models blocked | calls | failing signatures | statuses |", "|---|---:|---:|---:|---|"]
@@ -122,6 +134,12 @@ def render_markdown(report: Report, top: int = 15) -> str:
                        f"{fmt_bytes(r.requested_bytes)} | {_md(r.reason[:160])} |")
         if len(report.fix_by_signature) > top:
             out.append(f"\n{len(report.fix_by_signature) - top} more failing signatures in report.html.")
+    return out
+
+
+def reasons_markdown(report: Report, top: int) -> list[str]:
+    """Markdown of why calls were not replayed or not supported (skipped, unsupported, not_run), all models."""
+    out: list[str] = []
     reasons: dict[tuple[str, str], int] = {}
     for m in report.models:
         for r in m.reasons:
@@ -135,15 +153,19 @@ def render_markdown(report: Report, top: int = 15) -> str:
             out.append(f"| {status} | {_md(why[:200])} | {n} |")
         if len(ranked) > top:
             out.append(f"\n{len(ranked) - top} more reasons in report.html.")
+    return out
+
+
+def limits_markdown(report: Report, top: int) -> list[str]:
+    """Markdown of the memory limits per op."""
+    out: list[str] = []
     if report.memory_limits:
         out += ["", "## Memory limits per op", "",
                 "| op | largest pass | smallest memory failure | status |", "|---|---:|---:|---|"]
         for ml in report.memory_limits[:top]:
             out.append(f"| {_md(ml.op)} | {fmt_bytes(ml.largest_pass_bytes)} | {fmt_bytes(ml.smallest_fail_bytes)} "
                        f"| {ml.smallest_fail_status}{' (overlaps a pass)' if ml.overlap else ''} |")
-    out += context_markdown(report, top) + remedies_markdown(report, top) + headroom_markdown(report)
-    out += ["", "## Statuses", ""] + [f"- `{s}`: {_md(why)}" for s, why in report.statuses.items()]
-    return "\n".join(out) + "\n"
+    return out
 
 
 def context_lines(report: Report) -> list[str]:
@@ -159,6 +181,7 @@ def context_lines(report: Report) -> list[str]:
 
 
 def context_markdown(report: Report, top: int) -> list[str]:
+    """Markdown of the in-context runs: peaks, the first failure, verdicts alone and in context."""
     out = []
     for c in report.context:
         out += ["", f"## {_md(c.model)} in context: isolated and in-context verdicts", "",
@@ -177,6 +200,7 @@ def context_markdown(report: Report, top: int) -> list[str]:
 
 
 def remedies_markdown(report: Report, top: int) -> list[str]:
+    """Markdown of the remedies table (nothing when no remedy was tried)."""
     if not report.remedies:
         return []
     out = ["", "## Remedies: the cheapest configuration that runs", "",
@@ -188,6 +212,7 @@ def remedies_markdown(report: Report, top: int) -> list[str]:
 
 
 def headroom_markdown(report: Report) -> list[str]:
+    """Markdown of the maximum-supported-size table (nothing without stored headroom results)."""
     if not report.headroom:
         return []
     out = ["", "## Maximum supported size", "",
@@ -217,6 +242,7 @@ def headroom_lines(report: Report) -> list[str]:
 # CSV
 
 def csv_row(f: FailureRow) -> dict:
+    """One failures.csv row (CSV_COLUMNS) of a FailureRow."""
     def maybe(n, div=1, digits=0):
         if n is None:
             return ""

@@ -11,32 +11,42 @@ the short side; batch moves by 1 at the entry's resolution.
 Per axis: the estimate (replay.context.estimate) bisects first (doubling until a failure, then
 bisection), which is cheap. With ``confirm`` the ttnn device (mock or real) then checks the
 estimate's bound and one step above; where they disagree the search goes on *on the device*
-(``device_search``): upward from the bound, or, when the bound fails, first a few sizes just below
-it (the device usually fails close under the estimate), then bisection between the traced size and
-the lowest failure, within ``max_device_probes``. So the answer is always a size the device ran,
-with what fails one step above; the estimate's bound and why the two differ are kept beside it.
-For each op failing one step above, the op alone (its signature at that size, re-traced) is
-bisected over the same sizes on the same backend: the largest of its inputs that fits alone.
+(``replay.studies.search.device_search``): upward from the bound, or, when the bound fails, first a
+few sizes just below it (the device usually fails close under the estimate), then bisection between
+the traced size and the lowest failure, within ``max_device_probes``. So the answer is always a size
+the device ran, with what fails one step above; the estimate's bound and why the two differ are kept
+beside it. For each op failing one step above, the op alone (its signature at that size, re-traced)
+is bisected over the same sizes on the same backend: the largest of its inputs that fits alone.
+
+This module runs the probes and the per-axis logic; the searches are ``search.py``, the result
+records and their JSON file ``headroom_result.py``.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, replace
+from typing import Callable
 
+from capture.capture import capture_model
+from capture.registry import ModelEntry, load_registry, lookup
+from capture.schema import Trace, read_trace, write_trace
+from replay.backends.estimate import EstimateSettings
+from replay.context.estimate import simulate_estimate
+from replay.context.run import run_ttnn_context
 from replay.results import OOM_STATUSES
+from replay.run.runner import RunSettings
+from replay.shapes import format_shapes, input_shapes
+from replay.studies.headroom_result import AxisResult, Bound, FailingOp, FitsAlone, HeadroomResult, Probe
+from replay.studies.remedies import Variant, run_variants
+from replay.studies.search import device_search, largest, search
 
 MEMORY_FAILURES = OOM_STATUSES + ("cb_overflow",)
 DEVICE_FAILURES = MEMORY_FAILURES + ("crash", "timeout")   # a size that kills or hangs the worker does not fit
 MAX_SIDE = 32768
 FAILING_OPS_KEPT = 5
-# Below a failing estimate bound the device first tries bound - 1 and - 2 steps (then - 4, - 8, ...
-# with a larger gallop). Each such probe is pure extra when the device's limit is far below: with two,
-# no limit costs more than two runs over a plain bisection from the traced size; with three, some do.
-GALLOP_PROBES = 2
 MISSED_BY_THE_ESTIMATE = {
     "cb_overflow": "the estimate places no circular buffers",
     "oom_l1": "the estimate places no circular buffers or op scratch in L1",
@@ -46,92 +56,75 @@ MISSED_BY_THE_ESTIMATE = {
     "timeout": "the device worker hung (nothing the estimate models)",
 }
 
-
-@dataclass
-class Probe:
-    """One candidate input size and its in-context verdict on one backend."""
-    batch: int
-    height: int
-    width: int
-    fits: bool
-    backend: str = "estimate"   # estimate | mock | real
-    first_failure: str = ""     # "call 183 aten._softmax.default in model.9 [4, 12, 8160, 8160] oom_dram, 1.2 GiB"
-    failing_ops: list = field(default_factory=list)   # dicts: call, op, module_path, input_shapes, status, requested_bytes
-    time_s: float = 0.0
-
-    def size(self) -> str:
-        return f"batch {self.batch}, {self.height} x {self.width}"
+SizeOf = Callable[[int], tuple[int, int, int]]   # axis step k -> (batch, height, width)
+CallKey = tuple[str, str, int]                   # (module path, op, n-th such call)
 
 
-def _shapes(trace, call) -> str:
-    from replay.report.attribution import format_shapes, input_shapes
+# ---------------------------------------------------------------------------------------------
+# One size: re-trace, replay in context, judge
+
+def _shapes(trace: Trace, call) -> str:
     return format_shapes(input_shapes(trace.signatures[call.signature]))
 
 
-def trace_at(entry, batch: int, height: int, width: int, folder: str):
+def trace_at(entry: ModelEntry, batch: int, height: int, width: int, folder: str) -> Trace:
     """The registry entry re-traced on fake tensors at [batch, C, height, width] (kept in folder)."""
-    from capture.schema import read_trace, write_trace
     path = os.path.join(folder, f"{entry.name}_{batch}x{height}x{width}.msgpack")
     if not os.path.isfile(path):
-        from capture.capture import capture_model
         shape = [[batch, entry.inputs[0][1], height, width]]
         try:
             trace = capture_model(_built_for(entry, height, width), inputs=shape, fake=True)
         except TypeError:   # a timm model without an img_size argument takes any size as it is
             trace = capture_model(entry, inputs=shape, fake=True)
-        write_trace(trace, path + ".tmp")
-        os.replace(path + ".tmp", path)
+        write_trace(trace, path)   # atomic: a half-written trace is never found by the check above
     return read_trace(path)
 
 
-def _built_for(entry, height: int, width: int):
+def _built_for(entry: ModelEntry, height: int, width: int) -> ModelEntry:
     """The entry built for this input size: timm models with a fixed input size (swin, vit) are
     created with ``img_size`` (their position tables and attention windows follow it)."""
     if entry.source != "timm" or [height, width] == list(entry.inputs[0][2:]):
         return entry
-    from dataclasses import replace
     return replace(entry, kwargs={**entry.kwargs, "img_size": (height, width)})
 
 
-def verdict(trace, records, batch, height, width, backend="estimate", failures=MEMORY_FAILURES) -> Probe:
+def _first_failure_text(o: FailingOp) -> str:
+    return (f"call {o.call} {o.op} in {o.module_path or '(model)'} {o.input_shapes} {o.status}"
+            + (f", {o.requested_bytes:,} B requested" if o.requested_bytes else ""))
+
+
+def verdict(trace: Trace, records, batch: int, height: int, width: int, backend: str = "estimate",
+            failures=MEMORY_FAILURES, time_s: float = 0.0) -> Probe:
     """The Probe of one in-context run: fits when no call (other than a cascade) fails in ``failures``."""
     bad = [r for r in records if r.status in failures and not r.cascade]
-    ops = [{"call": r.index, "op": r.op, "module_path": r.module_path,
-            "input_shapes": _shapes(trace, trace.calls[r.index]), "status": r.status,
-            "requested_bytes": (r.oom or {}).get("requested_bytes")} for r in bad[:FAILING_OPS_KEPT]]
-    first = ""
-    if ops:
-        o = ops[0]
-        first = (f"call {o['call']} {o['op']} in {o['module_path'] or '(model)'} {o['input_shapes']} {o['status']}"
-                 + (f", {o['requested_bytes']:,} B requested" if o["requested_bytes"] else ""))
-    return Probe(batch, height, width, not bad, backend, first, ops)
+    ops = [FailingOp(call=r.index, op=r.op, module_path=r.module_path,
+                     input_shapes=_shapes(trace, trace.calls[r.index]), status=r.status,
+                     requested_bytes=(r.oom or {}).get("requested_bytes")) for r in bad[:FAILING_OPS_KEPT]]
+    return Probe(batch=batch, height=height, width=width, fits=not bad, backend=backend,
+                 first_failure=_first_failure_text(ops[0]) if ops else "", failing_ops=ops, time_s=time_s)
 
 
-def probe_estimate(entry, batch, height, width, folder, device="n150", memory="dram", dtype="bfloat16") -> Probe:
+def probe_estimate(entry: ModelEntry, batch: int, height: int, width: int, folder: str, device: str = "n150",
+                   memory: str = "dram", dtype: str = "bfloat16") -> Probe:
     """Re-trace at this size and replay the whole model in context on the estimate, once."""
-    from replay.context.estimate import simulate_estimate
-    from replay.backends.estimate import EstimateSettings
     t0 = time.monotonic()
     trace = trace_at(entry, batch, height, width, folder)
     records, _ = simulate_estimate(trace, EstimateSettings(device=device, dtype=dtype, memory=memory))
-    p = verdict(trace, records, batch, height, width)
-    p.time_s = time.monotonic() - t0
-    return p
+    return verdict(trace, records, batch, height, width, time_s=time.monotonic() - t0)
 
 
-def probe_device(entry, batch, height, width, folder, settings) -> Probe:
+def probe_device(entry: ModelEntry, batch: int, height: int, width: int, folder: str,
+                 settings: RunSettings) -> Probe:
     """Re-trace at this size and replay the whole model in context on the ttnn device (mock or
-    real; settings is RunSettings), once."""
-    from replay.context.plan import _run_ttnn
+    real), once."""
     t0 = time.monotonic()
     trace = trace_at(entry, batch, height, width, folder)
-    records, _, info = _run_ttnn(trace, settings, settings.log_dir or folder)
-    p = verdict(trace, records, batch, height, width, "mock" if info.get("mock") else "real", DEVICE_FAILURES)
-    p.time_s = time.monotonic() - t0
-    return p
+    records, _, info = run_ttnn_context(trace, settings, settings.log_dir or folder)
+    return verdict(trace, records, batch, height, width, "mock" if info.get("mock") else "real", DEVICE_FAILURES,
+                   time_s=time.monotonic() - t0)
 
 
-def _size(entry, k: int, step: int) -> tuple[int, int]:
+def _size(entry: ModelEntry, k: int, step: int) -> tuple[int, int]:
     """Short side k*step, the other side keeping the entry's aspect ratio (a multiple of step)."""
     h0, w0 = entry.inputs[0][2], entry.inputs[0][3]
     short = k * step
@@ -140,86 +133,7 @@ def _size(entry, k: int, step: int) -> tuple[int, int]:
     return max(step, round(short * h0 / w0 / step) * step), short
 
 
-def search(fits, lo: int, hi: int | None, hi_limit: int, budget: int | None = None) -> tuple[int, int | None, bool]:
-    """Largest k in [lo, hi_limit] with fits(k), given fits(lo) and (when hi is not None) not fits(hi):
-    doubling while no failure is known, then bisection. At most ``budget`` calls of fits. Returns
-    (k, the smallest failing k seen or None, exact: k + 1 is known to fail or k is hi_limit)."""
-    used = 0
-    k = lo
-    while hi is None:
-        nxt = min(k * 2, hi_limit)
-        if nxt == k:
-            return k, None, True
-        if budget is not None and used >= budget:
-            return k, None, False
-        used += 1
-        if fits(nxt):
-            k = nxt
-        else:
-            hi = nxt
-    while hi - k > 1:
-        if budget is not None and used >= budget:
-            return k, hi, False
-        used += 1
-        mid = (k + hi) // 2
-        if fits(mid):
-            k = mid
-        else:
-            hi = mid
-    return k, hi, True
-
-
-def device_search(fits, lo: int, bound: int | None, hi_limit: int, budget: int,
-                  gallop: int = GALLOP_PROBES) -> tuple[int | None, int | None, bool]:
-    """Largest k in [lo, hi_limit] with fits(k) (one device run per call), starting from the
-    estimate's bound (None: the estimate fails at lo already). Returns (k, the smallest failing k
-    seen or None, exact); k is always one fits passed, None when lo itself fails. At most about
-    ``budget`` calls: the bound and one above it, and lo when nothing else passed, run regardless."""
-    used = 0
-
-    def probe(k):
-        nonlocal used
-        used += 1
-        return fits(k)
-    if bound is None:
-        if not probe(lo):
-            return None, lo, True
-        return search(probe, lo, None, hi_limit, budget - used)
-    if probe(bound):
-        if bound >= hi_limit:
-            return bound, None, True
-        if not probe(bound + 1):
-            return bound, bound + 1, True
-        return search(probe, bound + 1, None, hi_limit, budget - used)   # the estimate is too cautious
-    hi, d = bound, 1
-    for _ in range(gallop):   # the device fails at the bound: bound - 1, - 2, - 4, ... steps
-        k = max(lo, bound - d)
-        if k >= hi or used >= budget:
-            break
-        if probe(k):
-            return search(probe, k, hi, hi_limit, max(0, budget - used))
-        hi, d = k, d * 2
-    if hi == lo:
-        return None, lo, True
-    # Bisection between lo and the lowest failure; lo - 1 stands for "nothing passed yet", so lo is
-    # run only when every size above it fails (the traced size, not yet run on the device).
-    k, hi, exact = search(probe, lo - 1, hi, hi_limit, max(0, budget - used))
-    if k >= lo:
-        return k, hi, exact
-    if hi == lo:
-        return None, lo, True
-    if not probe(lo):   # the budget ran out before anything passed
-        return None, lo, True
-    return lo, hi, hi == lo + 1
-
-
-def largest(fits, lo: int, hi_limit: int) -> tuple[int, int | None]:
-    """Largest k in [lo, hi_limit] with fits(k) (fits(lo) assumed); returns (k, smallest failing k or None)."""
-    k, hi, _ = search(fits, lo, None, hi_limit)
-    return k, hi
-
-
-def _call_key(trace, index: int) -> tuple[str, str, int]:
+def _call_key(trace: Trace, index: int) -> CallKey:
     """(module path, op, n-th such call): the same call in a trace of the model at another size."""
     call = trace.calls[index]
     path, op = trace.module_path(call), trace.op_name(call)
@@ -227,7 +141,7 @@ def _call_key(trace, index: int) -> tuple[str, str, int]:
     return path, op, n
 
 
-def _find_call(trace, key):
+def _find_call(trace: Trace, key: CallKey):
     path, op, n = key
     for c in trace.calls:
         if trace.op_name(c) == op and trace.module_path(c) == path:
@@ -237,11 +151,20 @@ def _find_call(trace, key):
     return None
 
 
+@dataclass(kw_only=True)
+class OpAlone:
+    """One call of the model at one size, replayed alone."""
+    fits: bool
+    input_shapes: str
+    status: str
+
+
 class Prober:
     """Re-traces and replays candidate sizes of one model on the estimate or the ttnn device, once
     each, printing what it ran (size, backend, verdict, seconds)."""
 
-    def __init__(self, entry, folder: str, device: str, memory: str, settings=None, log=None):
+    def __init__(self, entry: ModelEntry, folder: str, device: str, memory: str, settings: RunSettings | None = None,
+                 log: Callable[[str], None] | None = None):
         self.entry, self.folder, self.device, self.memory, self.settings = entry, folder, device, memory, settings
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.cache: dict[tuple, Probe] = {}
@@ -253,6 +176,7 @@ class Prober:
                  f"{'fits' if p.fits else 'fails: ' + p.first_failure} ({p.time_s:.1f} s)")
 
     def estimate(self, b: int, h: int, w: int) -> Probe:
+        """The whole model in context on the estimate at this size (run once)."""
         key = ("estimate", b, h, w)
         if key not in self.cache:
             dtype = self.settings.dtype if self.settings else "bfloat16"
@@ -261,6 +185,7 @@ class Prober:
         return self.cache[key]
 
     def on_device(self, b: int, h: int, w: int) -> Probe:
+        """The whole model in context on the ttnn device at this size (run once)."""
         key = ("device", b, h, w)
         if key not in self.cache:
             self.cache[key] = p = probe_device(self.entry, b, h, w, self.folder, self.settings)
@@ -269,236 +194,176 @@ class Prober:
             self._say("model", p)
         return self.cache[key]
 
-    def op_alone(self, key: tuple, b: int, h: int, w: int, backend: str) -> tuple[bool, str, str]:
-        """One call of the model at this size (found by module path, op and occurrence), replayed alone:
-        (fits, its input shapes, status)."""
-        from replay.studies.remedies import Variant, run_variants
-        from replay.run.runner import RunSettings
+    def probes(self) -> list[Probe]:
+        """Every run so far, in the order they were made."""
+        return list(self.cache.values())
+
+    def op_alone(self, key: CallKey, b: int, h: int, w: int, backend: str) -> OpAlone:
+        """One call of the model at this size (found by module path, op and occurrence), replayed alone."""
         t0 = time.monotonic()
         trace = trace_at(self.entry, b, h, w, self.folder)
         call = _find_call(trace, key)
         if call is None:
-            return False, "", "not in the trace at this size"
+            return OpAlone(fits=False, input_shapes="", status="not in the trace at this size")
         sig = trace.signatures[call.signature]
         s = self.settings if backend != "estimate" else RunSettings(backend="estimate", device=self.device,
-                                                                 memory=self.memory)
-        dtype = s.dtype if s else "bfloat16"
-        r = run_variants([Variant("as traced", dtype, "TILE", self.memory, sig, trace.ops[call.op].arg_names)], s)[0]
+                                                                    memory=self.memory)
+        variant = Variant(name="as traced", dtype=s.dtype if s else "bfloat16", layout="TILE", memory=self.memory,
+                          sig=sig, arg_names=trace.ops[call.op].arg_names)
+        r = run_variants([variant], s)[0]
         fits = r.status not in DEVICE_FAILURES
         self.log(f"headroom {self.entry.name}: {key[1]} in {key[0] or '(model)'} alone at batch {b}, {h} x {w} "
                  f"on {backend}: {'fits' if fits else r.status} ({time.monotonic() - t0:.1f} s)")
-        return fits, _shapes(trace, call), r.status
+        return OpAlone(fits=fits, input_shapes=_shapes(trace, call), status=r.status)
 
 
-def _why(est: dict, found: dict, dev_above: dict | None, est_above: dict | None, est_at_dev_above: Probe | None) -> str:
+# ---------------------------------------------------------------------------------------------
+# One axis: the estimate's bound, the device's answer, why they differ, each failing op alone
+
+@dataclass(kw_only=True)
+class Axis:
+    """How one axis is searched: its sizes, its range and the probe budgets."""
+    size_of: SizeOf
+    lo: int                  # the registry's own size, in steps
+    hi_limit: int
+    confirm: bool
+    max_device_probes: int
+    op_probes: int
+
+
+def _why(est: Bound, found: Bound, est_at_dev_above: Probe | None) -> str:
     """Why the device's largest size differs from the estimate's bound, in one sentence."""
-    est_key, dev_key = (est["batch"], est["height"], est["width"]), (found["batch"], found["height"], found["width"])
+    est_key, dev_key = (est.batch, est.height, est.width), (found.batch, found.height, found.width)
+    dev_above, est_above = found.above, est.above
     if est_key == dev_key:
         return ""
-    if dev_key < est_key and dev_above and dev_above.get("failing_ops"):
-        o = dev_above["failing_ops"][0]
+    if dev_key < est_key and dev_above and dev_above.failing_ops:
+        o = dev_above.failing_ops[0]
         passes = est_at_dev_above is not None and est_at_dev_above.fits
-        return (f"at batch {dev_above['batch']}, {dev_above['height']} x {dev_above['width']} the device fails first at "
-                f"call {o['call']} {o['op']} in {o['module_path'] or '(model)'} ({o['status']}"
-                + (f", {o['requested_bytes']:,} B requested" if o.get("requested_bytes") else "") + ")"
+        return (f"at {dev_above.size()} the device fails first at "
+                f"call {o.call} {o.op} in {o.module_path or '(model)'} ({o.status}"
+                + (f", {o.requested_bytes:,} B requested" if o.requested_bytes else "") + ")"
                 + (", which the estimate passes: " if passes else ": ")
-                + MISSED_BY_THE_ESTIMATE.get(o["status"], "a failure the estimate does not model"))
-    if dev_key > est_key and est_above and est_above.get("failing_ops"):
-        o = est_above["failing_ops"][0]
-        return (f"the estimate fails at batch {est_above['batch']}, {est_above['height']} x {est_above['width']} at "
-                f"call {o['call']} {o['op']} ({o['status']}), which the device passes: the estimate over-counts there")
+                + MISSED_BY_THE_ESTIMATE.get(o.status, "a failure the estimate does not model"))
+    if dev_key > est_key and est_above and est_above.failing_ops:
+        o = est_above.failing_ops[0]
+        return (f"the estimate fails at {est_above.size()} at "
+                f"call {o.call} {o.op} ({o.status}), which the device passes: the estimate over-counts there")
     return "the device's probe budget ran out before the two met"
 
 
-def _ops_alone(prober: Prober, size_of, k_fit: int, k_fail: int, hi_limit: int, above: dict, backend: str,
-               max_probes: int) -> None:
-    """For each op failing one step above (distinct module path and op), the largest size at which the
-    op alone still fits, written into its failing_ops row as ``fits_alone``."""
+def _fits_alone(prober: Prober, axis: Axis, key: CallKey, k_fit: int, k_fail: int, backend: str) -> FitsAlone:
+    """The largest size at which the call ``key`` alone still fits: one step above first, then the
+    size that fits in context, or upward from one step above."""
+    shapes: dict[int, str] = {}
+
+    def fits(k):
+        alone = prober.op_alone(key, *axis.size_of(k), backend)
+        if alone.fits:
+            shapes[k] = alone.input_shapes
+        return alone.fits
+    if not fits(k_fail):
+        k, exact = (k_fit, True) if fits(k_fit) else (None, True)
+    else:
+        k, _, exact = search(fits, k_fail, None, axis.hi_limit, axis.op_probes)
+    if k is None:
+        return FitsAlone(note="fails alone at the largest size that fits in context too")
+    b, h, w = axis.size_of(k)
+    return FitsAlone(batch=b, height=h, width=w, input_shapes=shapes.get(k, ""), exact=exact,
+                     fails_alone_above=k == k_fit, at_search_limit=k == axis.hi_limit)
+
+
+def _ops_alone(prober: Prober, axis: Axis, k_fit: int, k_fail: int, above: Probe, backend: str) -> Probe:
+    """The probe one step above with, for each failing op (distinct module path and op), the largest
+    size at which the op alone still fits (``fits_alone``)."""
     seen = set()
-    above_trace = trace_at(prober.entry, *size_of(k_fail), prober.folder)
-    for row in above.get("failing_ops") or []:
-        key = _call_key(above_trace, row["call"])
+    above_trace = trace_at(prober.entry, *axis.size_of(k_fail), prober.folder)
+    ops = []
+    for o in above.failing_ops:
+        key = _call_key(above_trace, o.call)
         if (key[0], key[1]) in seen:
+            ops.append(o)
             continue
         seen.add((key[0], key[1]))
-        shapes: dict[int, str] = {}
-
-        def fits(k, key=key, shapes=shapes):
-            ok, s, _ = prober.op_alone(key, *size_of(k), backend)
-            if ok:
-                shapes[k] = s
-            return ok
-        if not fits(k_fail):
-            k, exact = (k_fit, True) if fits(k_fit) else (None, True)
-        else:
-            k, _, exact = search(fits, k_fail, None, hi_limit, max_probes)
-        if k is None:
-            row["fits_alone"] = {"note": "fails alone at the largest size that fits in context too"}
-            continue
-        b, h, w = size_of(k)
-        row["fits_alone"] = {"batch": b, "height": h, "width": w, "input_shapes": shapes.get(k, ""),
-                             "exact": exact, "fails_alone_above": k == k_fit, "at_search_limit": k == hi_limit}
+        ops.append(replace(o, fits_alone=_fits_alone(prober, axis, key, k_fit, k_fail, backend)))
+    return replace(above, failing_ops=ops)
 
 
-def _axis(prober: Prober, size_of, lo: int, hi_limit: int, confirm: bool, max_device_probes: int,
-          op_probes: int) -> dict | None:
-    """One axis (resolution or batch): the estimate's bound, then (confirm) the device's largest size."""
-    if not prober.estimate(*size_of(lo)).fits:
-        est = None
-        k_est, k_est_fail = None, None
-    else:
-        k_est, k_est_fail = largest(lambda k: prober.estimate(*size_of(k)).fits, lo, hi_limit)
-        est = _found(prober.estimate, size_of, k_est, k_est_fail)
-    if not confirm or prober.settings is None:
-        if est is None:
-            return None
-        est.update(backend="estimate", confirmed="", exact=True, estimate=dict(est), why="")
-        if k_est_fail:
-            _ops_alone(prober, size_of, k_est, k_est_fail, hi_limit, est["above"], "estimate", op_probes)
-        return est
+def _bound(probe: Callable[..., Probe], axis: Axis, k: int, k_fail: int | None) -> Bound:
+    b, h, w = axis.size_of(k)
+    return Bound(batch=b, height=h, width=w, above=probe(*axis.size_of(k_fail)) if k_fail else None)
 
+
+def _estimate_only(prober: Prober, axis: Axis, est: Bound | None, k: int | None, k_fail: int | None
+                   ) -> AxisResult | None:
+    """The axis answered by the estimate alone (no device to confirm it)."""
+    if est is None:
+        return None
+    above = est.above
+    if k_fail:
+        above = _ops_alone(prober, axis, k, k_fail, above, "estimate")
+    est = replace(est, above=above)
+    return AxisResult(batch=est.batch, height=est.height, width=est.width, above=above, backend="estimate",
+                      confirmed="", exact=True, estimate=est, why="")
+
+
+def _on_device(prober: Prober, axis: Axis, est: Bound | None, k_est: int | None) -> AxisResult:
+    """The device's largest size on the axis, searched from the estimate's bound."""
     start = prober.device_probes
-    k, k_fail, exact = device_search(lambda k: prober.on_device(*size_of(k)).fits, lo, k_est, hi_limit,
-                                     max_device_probes)
+    k, k_fail, exact = device_search(lambda k: prober.on_device(*axis.size_of(k)).fits, axis.lo, k_est,
+                                     axis.hi_limit, axis.max_device_probes)
     if k is None:
-        return {"batch": None, "backend": prober.device_kind, "confirmed": "", "estimate": est,
-                "above": asdict(prober.on_device(*size_of(lo))), "exact": True,
-                "why": "the registry's own input size already fails on the device"}
-    found = _found(prober.on_device, size_of, k, k_fail)
-    est_at = prober.estimate(*size_of(k_fail)) if k_fail is not None and est is not None else None
-    found.update(backend=prober.device_kind, confirmed=prober.device_kind, exact=exact, estimate=est,
-                 device_probes=prober.device_probes - start,
-                 why=_why(est, found, found["above"], est["above"], est_at) if est else "")
+        return AxisResult(batch=None, backend=prober.device_kind, confirmed="", estimate=est,
+                          above=prober.on_device(*axis.size_of(axis.lo)), exact=True,
+                          why="the registry's own input size already fails on the device")
+    found = _bound(prober.on_device, axis, k, k_fail)
+    est_at = prober.estimate(*axis.size_of(k_fail)) if k_fail is not None and est is not None else None
+    device_probes = prober.device_probes - start
+    why = _why(est, found, est_at) if est else ""
+    above = found.above
     if k_fail is not None:
-        _ops_alone(prober, size_of, k, k_fail, hi_limit, found["above"], prober.device_kind, op_probes)
-    return found
+        above = _ops_alone(prober, axis, k, k_fail, above, prober.device_kind)
+    return AxisResult(batch=found.batch, height=found.height, width=found.width, above=above,
+                      backend=prober.device_kind, confirmed=prober.device_kind, exact=exact, estimate=est,
+                      device_probes=device_probes, why=why)
 
 
-def _found(probe, size_of, k, k_fail) -> dict:
-    b, h, w = size_of(k)
-    return {"batch": b, "height": h, "width": w, "above": asdict(probe(*size_of(k_fail))) if k_fail else None}
+def search_axis(prober: Prober, axis: Axis) -> AxisResult | None:
+    """One axis (resolution or batch): the estimate's bound, then (confirm) the device's largest size.
+    None when the estimate fails at the registry's own size and there is no device to ask."""
+    if not prober.estimate(*axis.size_of(axis.lo)).fits:
+        est, k_est, k_est_fail = None, None, None
+    else:
+        k_est, k_est_fail = largest(lambda k: prober.estimate(*axis.size_of(k)).fits, axis.lo, axis.hi_limit)
+        est = _bound(prober.estimate, axis, k_est, k_est_fail)
+    if not axis.confirm or prober.settings is None:
+        return _estimate_only(prober, axis, est, k_est, k_est_fail)
+    return _on_device(prober, axis, est, k_est)
 
 
-def headroom(model, device: str = "n150", memory: str = "dram", step: int = 32, confirm: bool = True,
-             settings=None, max_batch: int = 1024, folder: str | None = None, max_device_probes: int = 12,
-             op_probes: int = 5, log=None) -> dict:
+# ---------------------------------------------------------------------------------------------
+# One model
+
+def headroom(model: str | ModelEntry, device: str = "n150", memory: str = "dram", step: int = 32,
+             confirm: bool = True, settings: RunSettings | None = None, max_batch: int = 1024,
+             folder: str | None = None, max_device_probes: int = 12, op_probes: int = 5,
+             log: Callable[[str], None] | None = None) -> HeadroomResult:
     """The headroom of one registry model (a name or a ModelEntry): largest resolution (batch 1) and
     largest batch (at the entry's resolution), on the estimate and, with confirm and ttnn settings
-    (RunSettings), on the device. A plain dict (JSON)."""
-    if isinstance(model, str):
-        from capture.registry import load_registry, lookup
-        entry = lookup(load_registry(), model)
-    else:
-        entry = model
+    (RunSettings), on the device."""
+    entry = lookup(load_registry(), model) if isinstance(model, str) else model
     folder = folder or tempfile.mkdtemp(prefix=f"optrace-headroom-{entry.name}-")
     os.makedirs(folder, exist_ok=True)
     prober = Prober(entry, folder, device, memory, settings, log)
     t0 = time.monotonic()
     h0, w0 = entry.inputs[0][2], entry.inputs[0][3]
-    base_k = max(1, min(h0, w0) // step)
-    out = {"model": entry.name, "device": device, "memory": memory, "step": step,
-           "confirm": bool(confirm and settings is not None),
-           "resolution": _axis(prober, lambda k: (1, *_size(entry, k, step)), base_k, MAX_SIDE // step, confirm,
-                               max_device_probes, op_probes),
-           "batch": _axis(prober, lambda b: (b, h0, w0), 1, max_batch, confirm, max_device_probes, op_probes)}
-    out["backend"] = prober.device_kind if out["confirm"] else "estimate"
-    out["time_s"] = round(time.monotonic() - t0, 1)
-    out["probes"] = [[k[0] if k[0] == "estimate" else p.backend, p.batch, p.height, p.width, p.fits,
-                      round(p.time_s, 1)] for k, p in prober.cache.items()]
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Stored results and the reports
-
-def headroom_path(out_dir: str, model: str, device: str, memory: str) -> str:
-    """Where `replay headroom` stores its result, next to the replay results the reports read."""
-    return os.path.join(out_dir, f"headroom_{device}_{memory}_{model}.json")
-
-
-def write_headroom(result: dict, out_dir: str) -> str:
-    """Write a headroom() result as JSON (atomically); returns its path."""
-    os.makedirs(out_dir, exist_ok=True)
-    path = headroom_path(out_dir, result["model"], result["device"], result["memory"])
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-headroom-", dir=out_dir)
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
-    return path
-
-
-def load_headroom_rows(folder: str, device: str | None = None, memory: str | None = None,
-                       models=None) -> list:
-    """HeadroomRows of the headroom_*.json files in folder (for the device, memory and models given)."""
-    import glob
-    rows = []
-    for path in sorted(glob.glob(os.path.join(folder or ".", "headroom_*.json"))):
-        try:
-            with open(path) as f:
-                result = json.load(f)
-        except (OSError, ValueError):
-            continue
-        if not isinstance(result, dict) or "model" not in result:
-            continue
-        if (device and result.get("device") != device) or (memory and result.get("memory") != memory) or \
-                (models is not None and result["model"] not in models):
-            continue
-        rows += headroom_rows(result)
-    return rows
-
-
-def _size_text(f: dict | None) -> str:
-    return f"batch {f['batch']}, {f['height']} x {f['width']}" if f and f.get("batch") else "-"
-
-
-def headroom_rows(result: dict) -> list:
-    """HeadroomRow per axis of a headroom() result."""
-    from replay.report.data import HeadroomRow
-    rows = []
-    for key in ("resolution", "batch"):
-        f = result.get(key)
-        if not f or not f.get("batch"):
-            continue
-        above = (f.get("above") or {}).get("first_failure") or "nothing up to the search limit"
-        if not f.get("exact", True):
-            above += " (the probe budget ran out before one step above)"
-        step = result["step"] if key == "resolution" else 1
-        rows.append(HeadroomRow(result["model"], f["batch"], f["height"], f["width"], f.get("confirmed", ""),
-                                above, f"largest {key} ({result['device']}, {result['memory']}, step {step})",
-                                key, _size_text(f.get("estimate")), f.get("why", "")))
-    return rows
-
-
-def render_headroom(result: dict) -> str:
-    """The 'maximum supported size' table `replay headroom` prints."""
-    lines = [f"{result['model']} on {result['device']} ({result['memory']}): maximum supported size"
-             + (f", {result['time_s']} s" if "time_s" in result else "")]
-    for key in ("resolution", "batch"):
-        f = result.get(key)
-        if not f or not f.get("batch"):
-            lines.append(f"  largest {key}: none; the registry's own input size already fails"
-                         + (f": {f['above']['first_failure']}" if f and f.get("above") else ""))
-            continue
-        step = result["step"] if key == "resolution" else 1
-        on = f"confirmed on the {f['confirmed']} device" if f.get("confirmed") else "on the estimate"
-        lines.append(f"  largest {key} (step {step}): {_size_text(f)} ({on}"
-                     + (f", {f['device_probes']} device runs" if "device_probes" in f else "") + ")")
-        ab = f.get("above")
-        lines.append(f"    one step above fails: {_size_text(ab)}: {ab['first_failure']}" if ab else
-                     "    nothing fails up to the search limit")
-        if not f.get("exact", True):
-            lines.append("    (the device probe budget ran out: the failure above is not one step above)")
-        if f.get("confirmed"):
-            lines.append(f"    the estimate's bound: {_size_text(f.get('estimate'))}"
-                         + (f"; they differ: {f['why']}" if f.get("why") else "; the device agrees"))
-        for o in (ab or {}).get("failing_ops") or []:
-            alone = o.get("fits_alone")
-            if alone is None:
-                continue
-            lines.append(f"    call {o['call']} {o['op']} in {o['module_path'] or '(model)'} {o['input_shapes']} -> "
-                         f"{o['status']}; alone it fits up to "
-                         + (f"{_size_text(alone)}: {alone['input_shapes']}"
-                            + ("" if alone.get("exact") else " (probe budget ran out)")
-                            + (" (the search limit)" if alone.get("at_search_limit") else "")
-                            if alone.get("batch") else alone.get("note", "?")))
-    return "\n".join(lines)
+    confirmed = bool(confirm and settings is not None)
+    resolution = Axis(size_of=lambda k: (1, *_size(entry, k, step)), lo=max(1, min(h0, w0) // step),
+                      hi_limit=MAX_SIDE // step, confirm=confirm, max_device_probes=max_device_probes,
+                      op_probes=op_probes)
+    batch = Axis(size_of=lambda b: (b, h0, w0), lo=1, hi_limit=max_batch, confirm=confirm,
+                 max_device_probes=max_device_probes, op_probes=op_probes)
+    res, bat = search_axis(prober, resolution), search_axis(prober, batch)
+    return HeadroomResult(model=entry.name, device=device, memory=memory, step=step, confirm=confirmed,
+                          resolution=res, batch=bat, backend=prober.device_kind if confirmed else "estimate",
+                          time_s=round(time.monotonic() - t0, 1), probes=prober.probes())

@@ -6,14 +6,21 @@ reshape or permute with size-1 trailing dims, the same op with those dims folded
 them implicit) — alone and with DRAM. Each alternative is replayed on the run's backend (the ttnn
 workers, or the estimate); among those that pass, the cheapest is the one whose tensors need the
 fewest bytes (inputs + outputs, padded, as replay placed them). The result is stored in the
-signature's ``extra["remedy"]``: ``{"remedy", "bytes_needed", "tried": [[name, status], ...]}``.
+signature's ``extra["remedy"]``: ``{"remedy", "bytes_needed", "tried": [[name, status], ...]}``; the
+reports read it back (replay/report/remedies.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import tempfile
+from dataclasses import dataclass, replace
 
 from capture.schema import Signature, contiguous_stride
-from replay.results import BLOCKING, ReplayResult, bytes_of
+from replay.backends.base import case_of
+from replay.backends.estimate import EstimateBackend, EstimateSettings
+from replay.results import BLOCKING, Journal, ReplayResult, bytes_of
+from replay.run.pool import Job, WorkerPool, find_ttnn_python
+from replay.run.runner import RunSettings, UniqueSignature, collect_cases
 
 NONE = "none"
 FOLDABLE_OPS = ("aten.view.default", "aten._unsafe_view.default", "aten.reshape.default",
@@ -22,6 +29,7 @@ FOLDABLE_OPS = ("aten.view.default", "aten._unsafe_view.default", "aten.reshape.
 
 @dataclass
 class Variant:
+    """One configuration to try for a signature: placement (dtype, layout, memory) and the signature run."""
     name: str                # what a user would change, e.g. "memory=DRAM"
     dtype: str
     layout: str
@@ -70,28 +78,33 @@ def fold_trailing_ones(sig: Signature, arg_names: list[str]) -> Signature | None
             if name in named:
                 args[named[name]] = ["list", [["int", d] for d in new_out]]
         if sig.op == "aten.unsqueeze.default":
-            return None if new_out != new_in else Signature(sig.id + "-fold", "aten.view.default",
-                                                            [args[named["self"]], ["list", [["int", d] for d in new_out]]],
-                                                            [_tensor(new_out, out)], sig.count, sig.calls)
-    return Signature(sig.id + "-fold", sig.op, args, [_tensor(new_out, out)] + sig.outputs[1:], sig.count, sig.calls)
+            if new_out != new_in:
+                return None
+            return Signature(id=sig.id + "-fold", op="aten.view.default",
+                             args=[args[named["self"]], ["list", [["int", d] for d in new_out]]],
+                             outputs=[_tensor(new_out, out)], count=sig.count, calls=sig.calls)
+    return Signature(id=sig.id + "-fold", op=sig.op, args=args, outputs=[_tensor(new_out, out)] + sig.outputs[1:],
+                     count=sig.count, calls=sig.calls)
 
 
 def ladder(sig: Signature, arg_names: list[str], dtype: str, layout: str, memory: str) -> list[Variant]:
     """The alternatives to try for one signature, cheapest change first."""
+    def variant(name, sig=sig, dtype=dtype, layout=layout, memory=memory):
+        return Variant(name=name, dtype=dtype, layout=layout, memory=memory, sig=sig, arg_names=arg_names)
     out = []
     if memory == "l1":
-        out.append(Variant("memory=DRAM", dtype, layout, "dram", sig, arg_names))
+        out.append(variant("memory=DRAM", memory="dram"))
     flip = "ROW_MAJOR" if layout == "TILE" else "TILE"
     if not (flip == "ROW_MAJOR" and dtype.endswith("_b")):
-        out.append(Variant(f"layout={flip}", dtype, flip, memory, sig, arg_names))
+        out.append(variant(f"layout={flip}", layout=flip))
     if dtype != "bfloat8_b":
-        out.append(Variant("dtype=bfloat8_b", "bfloat8_b", "TILE", memory, sig, arg_names))
+        out.append(variant("dtype=bfloat8_b", dtype="bfloat8_b", layout="TILE"))
     folded = fold_trailing_ones(sig, arg_names)
     if folded is not None:
         shape = folded.outputs[0][1][0]
-        out.append(Variant(f"fold trailing 1s: {shape}", dtype, layout, memory, folded, arg_names))
+        out.append(variant(f"fold trailing 1s: {shape}", sig=folded))
         if memory == "l1":
-            out.append(Variant(f"fold trailing 1s: {shape}, memory=DRAM", dtype, layout, "dram", folded, arg_names))
+            out.append(variant(f"fold trailing 1s: {shape}, memory=DRAM", sig=folded, memory="dram"))
     return out
 
 
@@ -104,9 +117,9 @@ def choose(tried: list[tuple[Variant, ReplayResult]]) -> dict:
             "tried": [[v.name, r.status] for v, r in tried]}
 
 
-def find_remedies(cases: list, results: dict[str, ReplayResult], settings) -> dict[str, dict]:
-    """Signature id -> remedy for every failing result among the cases (UniqueSignature), on the run's
-    backend and device. settings is RunSettings."""
+def find_remedies(cases: list[UniqueSignature], results: dict[str, ReplayResult], settings: RunSettings
+                  ) -> dict[str, dict]:
+    """Signature id -> remedy for every failing result among the cases, on the run's backend and device."""
     failing = [c for c in cases if c.sig.id in results and results[c.sig.id].status in BLOCKING
                and results[c.sig.id].status not in ("unsupported", "crash", "timeout")]
     variants = [(c.sig.id, v) for c in failing
@@ -120,17 +133,12 @@ def find_remedies(cases: list, results: dict[str, ReplayResult], settings) -> di
     return {sid: choose(t) for sid, t in tried.items()}
 
 
-def run_variants(variants: list[Variant], settings) -> list[ReplayResult]:
+def run_variants(variants: list[Variant], settings: RunSettings) -> list[ReplayResult]:
     """Replay each variant on settings.backend (ttnn workers grouped by placement, or the estimate)."""
     if settings.backend == "estimate":
-        from replay.backends.estimate import EstimateSettings
-        from replay.backends.estimate import run_signature
-        return [run_signature(v.sig, v.arg_names, EstimateSettings(settings.device, v.dtype, v.layout, v.memory))
+        return [EstimateBackend(EstimateSettings(device=settings.device, dtype=v.dtype, layout=v.layout,
+                                                 memory=v.memory)).run(case_of(v.sig, v.arg_names))
                 for v in variants]
-    import os
-    import tempfile
-
-    from replay.run.pool import Job, WorkerPool, find_ttnn_python
     python = find_ttnn_python(settings.ttnn_python)
     results: dict[int, ReplayResult] = {}
     groups: dict[tuple, list[int]] = {}
@@ -151,42 +159,16 @@ def run_variants(variants: list[Variant], settings) -> list[ReplayResult]:
     return [results[i] for i in range(len(variants))]
 
 
-# ---------------------------------------------------------------------------------------------
-# For the reports
-
-def remedy_text(r: ReplayResult | None) -> str:
-    """The remedy column: the cheapest working configuration, "none", or "" when none was tried."""
-    if r is None or not isinstance(r.extra.get("remedy"), dict):
-        return ""
-    rem = r.extra["remedy"]
-    need = rem.get("bytes_needed")
-    return rem.get("remedy", "") + (f" ({need:,} B)" if need else "")
-
-
-def remedy_rows(results, shapes: dict[str, str]) -> list:
-    """RemedyRow per result that has a remedy, in signature id order."""
-    from replay.report.data import RemedyRow
-    rows = []
-    for r in sorted(results, key=lambda r: r.signature_id):
-        rem = r.extra.get("remedy") if isinstance(r.extra, dict) else None
-        if isinstance(rem, dict):
-            rows.append(RemedyRow(r.signature_id, r.op, shapes.get(r.signature_id, ""), r.status,
-                                  rem.get("remedy", NONE), rem.get("bytes_needed"),
-                                  [f"{n}: {s}" for n, s in rem.get("tried", [])]))
-    return rows
-
-
-def add_remedies(traces: list, settings, results_path: str, results: list[ReplayResult]) -> list[ReplayResult]:
+def add_remedies(traces: list, settings: RunSettings, results_path: str, results: list[ReplayResult]
+                 ) -> list[ReplayResult]:
     """Find remedies for the failing results of a run and journal them (a later line for the same
-    signature is the last word); returns the results with ``extra["remedy"]`` filled in."""
-    from replay.results import Journal
-    from replay.run.runner import collect_cases
+    signature is the last word); returns the results, those with a remedy carrying ``extra["remedy"]``."""
     by_id = {r.signature_id: r for r in results}
     found = find_remedies(collect_cases(traces), by_id, settings)
     if found:
         j = Journal(results_path)
         for sid, rem in found.items():
-            by_id[sid].extra["remedy"] = rem
+            by_id[sid] = replace(by_id[sid], extra={**by_id[sid].extra, "remedy": rem})
             j.append(by_id[sid])
         j.close()
     return [by_id[r.signature_id] for r in results]

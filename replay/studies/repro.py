@@ -8,13 +8,18 @@ replay/backends/device.py sets (its docstring gives the exact command for the ma
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import subprocess
 from collections import Counter
 
-from replay.mapping import DEVICE, MEMORY, TT, Case, Ref, PortSettings, plan_replay
-from replay.results import BLOCKING, ReplayResult
+from capture.schema import tensor_payloads
+from replay.mapping import DEVICE, MEMORY, TT, Case, PortSettings, Ref, plan_replay
+from replay.results import BLOCKING, ReplayResult, read_results
+from replay.run.pool import REPO_ROOT, find_ttnn_python
+from replay.run.runner import collect_cases, load_traces
+from replay.shapes import format_shapes
 
 MOCK_ENV_KEYS = ("TT_METAL_MOCK_CLUSTER_DESC_PATH", "TT_METAL_RUNTIME_ROOT", "TT_METAL_CACHE")
 
@@ -61,14 +66,12 @@ def provenance_lines(traces: list, sig_id: str) -> list[str]:
 
 def mock_environment(device: str) -> dict[str, str]:
     """The env vars optrace's device.py sets for the mock `device` on this machine ({} if unknown)."""
-    from replay.run.pool import find_ttnn_python
     try:
         python = find_ttnn_python(None)
         code = ("import json; from replay.backends.device import prepare_environment; "
                 f"print(json.dumps(prepare_environment({device!r})))")
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60, cwd=root,
-                             env={**os.environ, "PYTHONPATH": root})
+        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+                             env={**os.environ, "PYTHONPATH": REPO_ROOT})
         env = json.loads(out.stdout.strip().splitlines()[-1])
     except Exception:  # noqa: BLE001 - the docstring then names the variables without values
         return {}
@@ -148,8 +151,6 @@ def render_repro(result: ReplayResult, case: Case, settings: PortSettings, prove
         args = [_py(a) for a in call.args] + [f"{k}={_py(v)}" for k, v in call.kwargs.items()]
         pick = f"[{call.pick}]" if call.pick is not None else ""
         body.append(f"{_var(call.out)} = ttnn.{call.fn}({', '.join(args)}){pick}")
-    from capture.schema import tensor_payloads
-    from replay.report.attribution import format_shapes
     shapes = format_shapes([t[0] for t in tensor_payloads(case.args)])
     mock_command = (" ".join(f"{k}={v}" for k, v in mock_env.items()) + f" python -m pytest -q {filename}"
                     if mock_env else "TT_METAL_MOCK_CLUSTER_DESC_PATH=<cluster.yaml> TT_METAL_RUNTIME_ROOT=<root with "
@@ -167,8 +168,6 @@ def render_repro(result: ReplayResult, case: Case, settings: PortSettings, prove
 def write_repros(results_path: str, sig_ids: list[str] | None, out: str, traces: list | None = None) -> list[str]:
     """Write repros for the given signatures (None: every failing one) of a results file; returns
     the paths. `out` is a file (one signature) or a folder."""
-    from replay.results import read_results
-    from replay.run.runner import collect_cases, load_traces
     header, results = read_results(results_path)
     by_id = {r.signature_id: r for r in results}
     traces = traces if traces is not None else load_traces([t["path"] for t in header.get("traces", [])])
@@ -203,7 +202,6 @@ def _expected(r: ReplayResult) -> str:
 
 def find_results(sig_id: str, folder: str = "results") -> str:
     """The first results journal in folder that holds sig_id."""
-    import glob
     for p in sorted(glob.glob(os.path.join(folder, "*.jsonl"))):
         if p.endswith(".calls.jsonl"):
             continue

@@ -1,18 +1,10 @@
 """Headroom: bisection over re-traced input sizes agrees with direct replays just below and above."""
 import json
 
-from replay.studies.headroom import (
-    _size,
-    device_search,
-    headroom,
-    headroom_rows,
-    largest,
-    load_headroom_rows,
-    probe_estimate,
-    render_headroom,
-    search,
-    write_headroom,
-)
+from replay.report.headroom import headroom_rows, load_headroom_rows, render_headroom
+from replay.studies.headroom import _size, headroom, probe_estimate
+from replay.studies.headroom_result import HeadroomResult, write_headroom
+from replay.studies.search import device_search, largest, search
 
 
 def test_doubling_then_bisection_finds_the_last_size_that_fits():
@@ -35,7 +27,8 @@ def test_bisection_between_known_bounds_stops_at_its_probe_budget_and_says_so():
 
 def test_yolov8s_headroom_on_the_estimate_matches_direct_replays_below_and_above(tmp_path):
     from capture.registry import load_registry, lookup
-    result = headroom("yolov8s", step=2048, confirm=False, max_batch=4, folder=str(tmp_path), op_probes=1)
+    found = headroom("yolov8s", step=2048, confirm=False, max_batch=4, folder=str(tmp_path), op_probes=1)
+    result = found.to_json()
     res = result["resolution"]
     entry = lookup(load_registry(), "yolov8s")
     k = res["height"] // 2048
@@ -44,7 +37,7 @@ def test_yolov8s_headroom_on_the_estimate_matches_direct_replays_below_and_above
     assert below.fits and not above.fits
     assert res["above"]["first_failure"] == above.first_failure
     assert result["batch"]["batch"] == 4 and result["batch"]["above"] is None   # the search limit fits
-    text = render_headroom(result)
+    text = render_headroom(found)
     assert f"batch 1, {res['height']} x {res['width']}" in text and "alone it fits up to" in text
 
 
@@ -54,7 +47,7 @@ def test_stored_headroom_is_found_for_the_same_device_memory_and_models_only(tmp
                              "above": {"first_failure": "call 0 conv cb_overflow"},
                              "estimate": {"batch": 1, "height": 672, "width": 672}, "why": "no CBs"},
               "batch": None}
-    path = write_headroom(result, str(tmp_path))
+    path = write_headroom(HeadroomResult.from_json(result), str(tmp_path))
     with open(path) as f:
         assert json.load(f)["model"] == "m"
     assert path.endswith("headroom_n150_dram_m.json")
@@ -62,7 +55,7 @@ def test_stored_headroom_is_found_for_the_same_device_memory_and_models_only(tmp
     assert (row.height, row.confirmed, row.estimate_bound, row.why) == (288, "mock", "batch 1, 672 x 672", "no CBs")
     assert load_headroom_rows(str(tmp_path), "p150", "dram", {"m"}) == []
     assert load_headroom_rows(str(tmp_path), "n150", "dram", {"other"}) == []
-    assert headroom_rows(result) == [row]
+    assert headroom_rows(HeadroomResult.from_json(result)) == [row]
 
 
 def _old_device_bisection(fits, lo, bound, hi_limit):

@@ -11,7 +11,8 @@ import os
 import pytest
 
 from capture.registry import ModelEntry
-from replay.studies.headroom import _size, headroom, probe_device, trace_at, write_headroom
+from replay.studies.headroom import _size, headroom, probe_device, trace_at
+from replay.studies.headroom_result import HeadroomResult, write_headroom
 from replay.run.runner import RunSettings
 
 STEP = 32
@@ -23,7 +24,7 @@ def found(tmp_path_factory):
     folder = tmp_path_factory.mktemp("headroom")
     settings = RunSettings(backend="ttnn", device="n150", memory="l1", jobs=1, log_dir=str(folder))
     result = headroom(ENTRY, "n150", "l1", STEP, True, settings, max_batch=32, folder=str(folder / "probes"),
-                      max_device_probes=10, op_probes=1)
+                      max_device_probes=10, op_probes=1).to_json()
     return result, settings, folder
 
 
@@ -54,7 +55,7 @@ def test_replay_report_shows_the_maximum_supported_size_table(found, tmp_path):
     from replay.cli import main
     result, _, folder = found
     results_dir, reports = tmp_path / "results", tmp_path / "reports"
-    write_headroom(result, str(results_dir))
+    write_headroom(HeadroomResult.from_json(result), str(results_dir))
     trace = trace_at(ENTRY, 1, 64, 64, str(folder / "probes"))
     run = CliRunner().invoke(main, ["run", trace.path, "--backend", "estimate", "--memory", "l1", "--out",
                                     str(results_dir), "--report", str(reports / "run"), "--no-remedies"])

@@ -5,7 +5,7 @@ import glob
 import os
 
 from capture.schema import read_trace, tensor_payloads
-from replay.report.attribution import input_shapes
+from replay.shapes import input_shapes
 from replay.results import STATUSES, OomInfo, ReplayResult, TensorFootprint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -47,13 +47,15 @@ def synthetic_results(traces, leave_out_every: int = 0) -> tuple[dict, list[Repl
             bt = {"oom_dram": "DRAM", "oom_l1": "L1", "oom_l1_small": "L1_SMALL"}[status]
             req = sum(f.padded_bytes for f in tens + outs) or 2048
             banks = 12 if bt == "DRAM" else 64
-            oom = OomInfo(req, bt, banks, -(-req // banks), 1 << 20, 900_000, 100_000, 50_000, "exhaustion", "op")
+            oom = OomInfo(requested_bytes=req, buffer_type=bt, num_banks=banks, per_bank_bytes=-(-req // banks),
+                          bank_bytes=1 << 20, allocated_bytes=900_000, free_bytes=100_000, largest_free_bytes=50_000,
+                          cause="exhaustion", phase="op")
         reason = {"skipped": "a port would not issue this op: metadata only",
                   "unsupported": "no ttnn op for this overload"}.get(status, "")
         if status in ("ttnn_error", "crash", "timeout", "cb_overflow", "mismatch") or oom:
             reason = f"TT_THROW: {status} while running {sig.op}"
-        results.append(ReplayResult(sid, sig.op, status, "ttnn", "n150", True, reason=reason, oom=oom,
-                                    inputs=tens, outputs=outs))
+        results.append(ReplayResult(signature_id=sid, op=sig.op, status=status, backend="ttnn", device="n150", mock=True,
+                                    reason=reason, oom=oom, inputs=tens, outputs=outs))
     header = {"device": "n150", "mock": True, "backend": "ttnn", "dtype": "bfloat16", "memory": "DRAM",
               "optrace": "0.1.0", "ttnn": "0.81.1",
               "traces": [{"path": t.path, "model": t.model_name, "sha256": "ab" * 32} for t in traces]}

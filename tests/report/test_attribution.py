@@ -83,7 +83,8 @@ def test_a_call_with_the_wrong_status_fails_reconciliation(traces):
 
 def test_results_of_signatures_no_trace_holds_are_reported_not_counted(traces):
     header, results = synthetic_results(traces[:1])
-    stray = ReplayResult("ffffffffffffffff", "aten.add.Tensor", "oom_dram", "ttnn", "n150", True)
+    stray = ReplayResult(signature_id="ffffffffffffffff", op="aten.add.Tensor", status="oom_dram", backend="ttnn",
+                         device="n150", mock=True)
     report = build_report(traces[:1], header, results + [stray])
     assert report.orphan_results == ["ffffffffffffffff"]
     assert sum(report.models[0].by_status.values()) == len(traces[0].calls)

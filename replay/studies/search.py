@@ -1,0 +1,112 @@
+"""The size searches headroom runs: pure algorithms over ``fits(k) -> bool``, no model, no device.
+
+``k`` counts steps of one axis (pixels on the short side / ``step``, or the batch). ``search``
+doubles until a failure and then bisects; ``device_search`` starts from the estimate's bound and
+spends as few device runs as it can (each is an in-context replay of a whole model).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+# Below a failing estimate bound the device first tries bound - 1 and - 2 steps (then - 4, - 8, ...
+# with a larger gallop). Each such probe is pure extra when the device's limit is far below: with two,
+# no limit costs more than two runs over a plain bisection from the traced size; with three, some do.
+GALLOP_PROBES = 2
+
+Fits = Callable[[int], bool]
+
+
+def search(fits: Fits, lo: int, hi: int | None, hi_limit: int, budget: int | None = None
+           ) -> tuple[int, int | None, bool]:
+    """Largest k in [lo, hi_limit] with fits(k), given fits(lo) and (when hi is not None) not fits(hi):
+    doubling while no failure is known, then bisection. At most ``budget`` calls of fits. Returns
+    (k, the smallest failing k seen or None, exact: k + 1 is known to fail or k is hi_limit)."""
+    used = 0
+    k = lo
+    while hi is None:
+        nxt = min(k * 2, hi_limit)
+        if nxt == k:
+            return k, None, True
+        if budget is not None and used >= budget:
+            return k, None, False
+        used += 1
+        if fits(nxt):
+            k = nxt
+        else:
+            hi = nxt
+    while hi - k > 1:
+        if budget is not None and used >= budget:
+            return k, hi, False
+        used += 1
+        mid = (k + hi) // 2
+        if fits(mid):
+            k = mid
+        else:
+            hi = mid
+    return k, hi, True
+
+
+def largest(fits: Fits, lo: int, hi_limit: int) -> tuple[int, int | None]:
+    """Largest k in [lo, hi_limit] with fits(k) (fits(lo) assumed); returns (k, smallest failing k or None)."""
+    k, hi, _ = search(fits, lo, None, hi_limit)
+    return k, hi
+
+
+class _Counted:
+    """fits, counting its calls against a budget."""
+
+    def __init__(self, fits: Fits, budget: int):
+        self.fits, self.budget, self.used = fits, budget, 0
+
+    def __call__(self, k: int) -> bool:
+        self.used += 1
+        return self.fits(k)
+
+    def left(self) -> int:
+        return max(0, self.budget - self.used)
+
+
+def device_search(fits: Fits, lo: int, bound: int | None, hi_limit: int, budget: int,
+                  gallop: int = GALLOP_PROBES) -> tuple[int | None, int | None, bool]:
+    """Largest k in [lo, hi_limit] with fits(k) (one device run per call), starting from the
+    estimate's bound (None: the estimate fails at lo already). Returns (k, the smallest failing k
+    seen or None, exact); k is always one fits passed, None when lo itself fails. At most about
+    ``budget`` calls: the bound and one above it, and lo when nothing else passed, run regardless."""
+    probe = _Counted(fits, budget)
+    if bound is None:
+        if not probe(lo):
+            return None, lo, True
+        return search(probe, lo, None, hi_limit, probe.left())
+    if probe(bound):
+        if bound >= hi_limit:
+            return bound, None, True
+        if not probe(bound + 1):
+            return bound, bound + 1, True
+        return search(probe, bound + 1, None, hi_limit, probe.left())   # the estimate is too cautious
+    return _below_failing_bound(probe, lo, bound, hi_limit, gallop)
+
+
+def _below_failing_bound(probe: _Counted, lo: int, bound: int, hi_limit: int, gallop: int
+                         ) -> tuple[int | None, int | None, bool]:
+    """The device fails at the estimate's bound: gallop down (bound - 1, - 2, - 4, ... steps), then
+    bisect between lo and the lowest failure."""
+    hi, d = bound, 1
+    for _ in range(gallop):
+        k = max(lo, bound - d)
+        if k >= hi or probe.used >= probe.budget:
+            break
+        if probe(k):
+            return search(probe, k, hi, hi_limit, probe.left())
+        hi, d = k, d * 2
+    if hi == lo:
+        return None, lo, True
+    # Bisection between lo and the lowest failure; lo - 1 stands for "nothing passed yet", so lo is
+    # run only when every size above it fails (the traced size, not yet run on the device).
+    k, hi, exact = search(probe, lo - 1, hi, hi_limit, probe.left())
+    if k >= lo:
+        return k, hi, exact
+    if hi == lo:
+        return None, lo, True
+    if not probe(lo):   # the budget ran out before anything passed
+        return None, lo, True
+    return lo, hi, hi == lo + 1
