@@ -96,7 +96,7 @@ def _run_context(traces, settings, out, report_dir, no_report):
 def _write_report(traces, header, results, report_dir, results_dir="results"):
     """Build, print and write the report; `replay headroom` results in results_dir for the same device,
     memory and models become its maximum-supported-size table."""
-    from replay.studies.headroom import load_headroom_rows
+    from replay.report.headroom import load_headroom_rows
     from replay.report.build import build_report, render_terminal, write_report
     rep = build_report(traces, header, results)
     rep.headroom = load_headroom_rows(results_dir, header.get("device"), header.get("memory"),
@@ -229,7 +229,9 @@ def headroom(model, device, memory, step, confirm, max_batch, device_probes, op_
     """The largest input (resolution, batch) MODEL still replays without a failure: bisected on the
     estimate, then confirmed (and, where they disagree, bisected on) the ttnn device."""
     from capture.registry import RegistryError
-    from replay.studies.headroom import headroom as find, render_headroom, write_headroom
+    from replay.report.headroom import render_headroom
+    from replay.studies.headroom import headroom as find
+    from replay.studies.headroom_result import write_headroom
     from replay.run.pool import PoolError
     from replay.run.runner import RunSettings
     settings = RunSettings(backend="ttnn", device=device, memory=memory, jobs=1, ttnn_python=ttnn_python,
