@@ -23,7 +23,8 @@ sys.path.insert(0, ROOT)
 
 from capture.schema import read_trace  # noqa: E402
 from replay.backends.devices import DEVICES  # noqa: E402
-from replay.backends.estimate import EstimateSettings, run_signature  # noqa: E402
+from replay.backends.base import case_of  # noqa: E402
+from replay.backends.estimate import EstimateBackend, EstimateSettings  # noqa: E402
 from replay.backends.footprint import allocate, footprint  # noqa: E402
 from replay.results import parse_oom  # noqa: E402
 
@@ -40,12 +41,14 @@ def throughput(repeat: int) -> None:
         print("no traces in traces/: nothing to time")
         return
     settings = [EstimateSettings(device=d, memory=m) for d in DEVICES for m in ("dram", "l1")]
+    backends = [EstimateBackend(st) for st in settings]
+    cases = [case_of(sig, arg_names) for sig, arg_names in work]
     n = 0
     t0 = time.perf_counter()
     for _ in range(repeat):
-        for st in settings:
-            for sig, arg_names in work:
-                run_signature(sig, arg_names, st)
+        for backend in backends:
+            for case in cases:
+                backend.run(case)
                 n += 1
     dt = time.perf_counter() - t0
     print(f"throughput: {n / dt:,.0f} signatures/s ({n:,} estimates of {len(work)} unique signatures "

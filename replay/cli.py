@@ -82,7 +82,7 @@ def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, sha
 
 
 def _run_context(traces, settings, out, report_dir, no_report):
-    from replay.context.plan import run_context
+    from replay.context.run import run_context
     from replay.results import read_results
     for results_path, calls_path in run_context(traces, settings, out):
         click.echo(f"results: {results_path} (per call: {calls_path})")

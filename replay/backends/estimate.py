@@ -21,10 +21,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from capture.schema import tensor_payloads
 from replay.backends.devices import BLOCK_FLOAT_DTYPES, L1_SMALL_BYTES, TILE_HW, DeviceSpec, get_device
 from replay.backends.footprint import Allocation, allocate, normalize
-from replay.mapping import NO_MAPPING, Case, Replay, plan_replay
-from replay.mapping import PortSettings
+from replay.mapping import NO_MAPPING, Case, PortSettings, Replay, plan_replay
 from replay.results import ESTIMATE_NOTE, OomInfo, ReplayResult, TensorFootprint, oom_status
 
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
@@ -273,15 +273,9 @@ def _ttnn_dtype(torch_dtype: str, settings: EstimateSettings) -> str | None:
     return INT_DTYPES.get(torch_dtype)
 
 
-def _tensors(values: list, out: list) -> None:
-    for v in values:
-        if v[0] == "T":
-            out.append(v[1])
-        elif v[0] == "list":
-            _tensors(v[1], out)
-
-
-def _place(metas: list, settings: EstimateSettings, role: str) -> tuple[list[Buffer], str]:
+def place_tensors(metas: list, settings: EstimateSettings, role: str) -> tuple[list[Buffer], str]:
+    """Traced tensors ([shape, dtype, stride] each) as the Buffers a port would place under settings;
+    or ([], why) when one has no ttnn dtype."""
     bufs = []
     for shape, dtype, _stride in metas:
         dt = _ttnn_dtype(dtype, settings)
@@ -301,7 +295,7 @@ def _port_buffers(port: Replay, out_metas: list, settings: EstimateSettings) -> 
             continue
         layout = "TILE" if t.dtype in BLOCK_FLOAT_DTYPES else t.layout
         inputs.append(Buffer(tuple(t.shape), t.dtype, layout, t.memory, "input"))
-    outputs, why = _place(out_metas, settings, "output")
+    outputs, why = place_tensors(out_metas, settings, "output")
     if port.expected and len(port.expected) == len(outputs):
         outputs = [Buffer(tuple(shape), b.dtype, b.layout, b.memory, b.role)
                    for shape, b in zip(port.expected, outputs)]
@@ -313,73 +307,86 @@ def _tensor_footprint(b: Buffer, a: Allocation) -> TensorFootprint:
                            list(a.padded_shape), a.total_bytes)
 
 
-def run_signature(sig, arg_names: list[str], settings: EstimateSettings = EstimateSettings()) -> ReplayResult:
-    """Estimate one signature (capture.schema.Signature) on settings.device: pass, oom_* or why not."""
-    t0 = time.perf_counter()
-    device = get_device(settings.device)
-    normalize(settings.dtype, settings.layout, settings.memory)  # FootprintError on bad settings
-    result = ReplayResult(signature_id=sig.id, op=sig.op, status="pass", backend="estimate",
-                          device=device.name, mock=False, reason=ESTIMATE_NOTE,
-                          extra={"note": ESTIMATE_NOTE})
-    in_metas, out_metas = [], []
-    _tensors(sig.args, in_metas)
-    _tensors(sig.outputs, out_metas)
-    port = plan_replay(Case.from_wire(sig.to_full_wire(arg_names)),
-                       PortSettings(settings.dtype, settings.layout, settings.memory))
-    if port.status == "skip" or (port.status == "unsupported" and port.reason != NO_MAPPING):
-        # what a port would not issue (or cannot express) allocates nothing
-        result.status = "skipped" if port.status == "skip" else "unsupported"
-        result.reason = f"{port.reason}; {ESTIMATE_NOTE}"
-        return _done(result, t0)
-    if port.status == "mapped":
-        inputs, outputs, why = _port_buffers(port, out_metas, settings)
-        why_out = ""
-    else:  # no mapping yet: the traced tensors as they are
-        inputs, why = _place(in_metas, settings, "input")
-        outputs, why_out = _place(out_metas, settings, "output")
-    if why or why_out:
-        result.status, result.reason = "unsupported", f"{why or why_out}; {ESTIMATE_NOTE}"
-        return _done(result, t0)
-    case = OpCase(sig.op, dict(zip(arg_names, sig.args)), inputs, outputs, settings, device,
-                  port if port.status == "mapped" else None)
-    rule = RULES.get(sig.op, outputs_only)
-    plan = rule(case)
-    result.ttnn_call = plan.ttnn_call
-    result.extra["rule"] = rule.__name__
-    if plan.status:
-        result.status, result.reason = plan.status, f"{plan.reason}; {ESTIMATE_NOTE}"
-        return _done(result, t0)
-    placed = {}
-    for b in inputs + outputs + plan.buffers:
-        if id(b) not in placed:
-            placed[id(b)] = allocate(b.shape, b.dtype, b.layout, b.memory, device, settings.l1_small_bytes)
-    result.inputs = [_tensor_footprint(b, placed[id(b)]) for b in inputs]
-    result.outputs = [_tensor_footprint(b, placed[id(b)]) for b in outputs]
-    used = {"DRAM": 0, "L1": 0}
-    for phase, bufs in (("inputs", inputs), ("op", plan.buffers)):
-        for b in bufs:
-            a = placed[id(b)]
-            before = used[b.memory]
-            if before + a.per_bank_bytes > a.bank_bytes:
-                free = a.bank_bytes - before
-                result.status = oom_status(b.memory)
-                result.oom = OomInfo(requested_bytes=a.total_bytes, buffer_type=b.memory, num_banks=a.num_banks,
-                                     per_bank_bytes=a.message_per_bank_bytes, bank_bytes=a.bank_bytes,
-                                     allocated_bytes=before, free_bytes=free, largest_free_bytes=free,
-                                     cause="exhaustion", phase=phase)
-                result.reason = (f"{b.role} {list(b.shape)} {b.dtype} needs {a.per_bank_bytes:,} B "
-                                 f"per bank, {free:,} B free of {a.bank_bytes:,}; {ESTIMATE_NOTE}")
-                return _done(result, t0)
-            used[b.memory] = before + a.per_bank_bytes
-    result.extra["extra_buffers"] = [b.role for b in plan.buffers if b.role != "output"]
-    # the op's own buffers in allocation order: [role, memory, total bytes, per-bank bytes]
-    result.extra["buffers"] = [[b.role, b.memory, placed[id(b)].total_bytes, placed[id(b)].per_bank_bytes]
-                               for b in plan.buffers]
-    if plan.reason:
-        result.reason = f"{plan.reason}; {ESTIMATE_NOTE}"
-    return _done(result, t0)
+class EstimateBackend:
+    """The estimate as a backend: ``EstimateBackend(settings).run(case)`` -> pass, oom_* or why not."""
+    name = "estimate"
 
+    def __init__(self, settings: EstimateSettings = EstimateSettings()):
+        normalize(settings.dtype, settings.layout, settings.memory)  # FootprintError on bad settings
+        self.settings = settings
+        self.device = get_device(settings.device)
 
-def _done(result: ReplayResult, t0: float) -> ReplayResult:
-    result.time_s = time.perf_counter() - t0
-    return result
+    def run(self, case: Case) -> ReplayResult:
+        """Estimate one signature on settings.device."""
+        t0 = time.perf_counter()
+        result = ReplayResult(signature_id=case.id, op=case.op, status="pass", backend="estimate",
+                              device=self.device.name, mock=False, reason=ESTIMATE_NOTE,
+                              extra={"note": ESTIMATE_NOTE})
+        self._judge(case, result)
+        result.time_s = time.perf_counter() - t0
+        return result
+
+    def _buffers(self, case: Case, port: Replay) -> tuple[list, list, str]:
+        """The op's input and output buffers: as the port holds them, or (no mapping yet) as traced."""
+        out_metas = tensor_payloads(case.outputs)
+        if port.status == "mapped":
+            return _port_buffers(port, out_metas, self.settings)
+        inputs, why = place_tensors(tensor_payloads(case.args), self.settings, "input")
+        outputs, why_out = place_tensors(out_metas, self.settings, "output")
+        return inputs, outputs, why or why_out
+
+    def _judge(self, case: Case, result: ReplayResult) -> None:
+        settings = self.settings
+        port = plan_replay(case, PortSettings(settings.dtype, settings.layout, settings.memory))
+        if port.status == "skip" or (port.status == "unsupported" and port.reason != NO_MAPPING):
+            # what a port would not issue (or cannot express) allocates nothing
+            result.status = "skipped" if port.status == "skip" else "unsupported"
+            result.reason = f"{port.reason}; {ESTIMATE_NOTE}"
+            return
+        inputs, outputs, why = self._buffers(case, port)
+        if why:
+            result.status, result.reason = "unsupported", f"{why}; {ESTIMATE_NOTE}"
+            return
+        op_case = OpCase(case.op, dict(zip(case.arg_names, case.args)), inputs, outputs, settings, self.device,
+                         port if port.status == "mapped" else None)
+        rule = RULES.get(case.op, outputs_only)
+        plan = rule(op_case)
+        result.ttnn_call = plan.ttnn_call
+        result.extra["rule"] = rule.__name__
+        if plan.status:
+            result.status, result.reason = plan.status, f"{plan.reason}; {ESTIMATE_NOTE}"
+            return
+        if self._allocate(inputs, outputs, plan, result) and plan.reason:
+            result.reason = f"{plan.reason}; {ESTIMATE_NOTE}"
+
+    def _allocate(self, inputs: list, outputs: list, plan: Plan, result: ReplayResult) -> bool:
+        """Place inputs, then the op's buffers, on an empty device; False (and oom_*) at the first that
+        does not fit."""
+        placed = {}
+        for b in inputs + outputs + plan.buffers:
+            if id(b) not in placed:
+                placed[id(b)] = allocate(b.shape, b.dtype, b.layout, b.memory, self.device,
+                                         self.settings.l1_small_bytes)
+        result.inputs = [_tensor_footprint(b, placed[id(b)]) for b in inputs]
+        result.outputs = [_tensor_footprint(b, placed[id(b)]) for b in outputs]
+        used = {"DRAM": 0, "L1": 0}
+        for phase, bufs in (("inputs", inputs), ("op", plan.buffers)):
+            for b in bufs:
+                a = placed[id(b)]
+                before = used[b.memory]
+                if before + a.per_bank_bytes > a.bank_bytes:
+                    free = a.bank_bytes - before
+                    result.status = oom_status(b.memory)
+                    result.oom = OomInfo(requested_bytes=a.total_bytes, buffer_type=b.memory, num_banks=a.num_banks,
+                                         per_bank_bytes=a.message_per_bank_bytes, bank_bytes=a.bank_bytes,
+                                         allocated_bytes=before, free_bytes=free, largest_free_bytes=free,
+                                         cause="exhaustion", phase=phase)
+                    result.reason = (f"{b.role} {list(b.shape)} {b.dtype} needs {a.per_bank_bytes:,} B "
+                                     f"per bank, {free:,} B free of {a.bank_bytes:,}; {ESTIMATE_NOTE}")
+                    return False
+                used[b.memory] = before + a.per_bank_bytes
+        result.extra["extra_buffers"] = [b.role for b in plan.buffers if b.role != "output"]
+        # the op's own buffers in allocation order: [role, memory, total bytes, per-bank bytes]
+        result.extra["buffers"] = [[b.role, b.memory, placed[id(b)].total_bytes, placed[id(b)].per_bank_bytes]
+                                   for b in plan.buffers]
+        return True

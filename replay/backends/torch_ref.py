@@ -6,21 +6,25 @@ overload, and checks that the outputs have the traced count, shapes and dtypes. 
 signature is the proof that a trace is faithful: what ttnn is asked to do is what torch did.
 
 Signatures too large for this machine run on fake tensors, which check shapes and dtypes only.
-Per-op knowledge of valid input values lives in INPUT_RULES, one small function per op family.
+Per-op knowledge of valid input values lives in replay/backends/input_rules.py, one small function
+per op family.
 """
 from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from capture.schema import Signature, tensor_payloads
+from replay.backends.input_rules import input_rule_for
+from replay.mapping import Case
 from replay.results import ReplayResult, TensorFootprint, one_line
 
-# Above this many input + output bytes a signature runs on fake tensors (settings "fake_above_bytes").
+# Above this many input + output bytes a signature runs on fake tensors (TorchSettings.fake_above_bytes).
 DEFAULT_FAKE_ABOVE_BYTES = 2 << 30
 BACKEND = "torch"
 
@@ -45,6 +49,7 @@ def resolve_op(name: str) -> torch._ops.OpOverload:
 
 
 def torch_dtype(name: str) -> torch.dtype:
+    """``"float32"`` -> ``torch.float32``; NotBuildable when torch has no such dtype."""
     dtype = getattr(torch, name, None)
     if not isinstance(dtype, torch.dtype):
         raise NotBuildable(f"unknown dtype {name!r}")
@@ -66,6 +71,7 @@ def tensor_extent(shape: list[int], stride: list[int]) -> int:
 
 
 def tensor_bytes(shape: list[int], dtype: str) -> int:
+    """Bytes of a contiguous tensor of this shape and dtype."""
     numel = 1
     for d in shape:
         numel *= d
@@ -137,134 +143,6 @@ def _fill_random(buf: torch.Tensor, generator: torch.Generator) -> None:
         buf.random_(0, 8, generator=generator)
 
 
-def _buffer(t: torch.Tensor) -> torch.Tensor:
-    """The flat buffer behind a built tensor: writing it writes every element of the tensor."""
-    return t._base if t._base is not None else t
-
-
-# ---------------------------------------------------------------------------------------------
-# Valid input values: one rule per op family, run on real tensors before the call.
-# A rule gets the arguments by schema name and the signature (for traced output shapes).
-
-InputRule = Callable[[dict[str, Any], Signature], None]
-INPUT_RULES: dict[str, InputRule] = {}
-
-
-def input_rule(*ops: str) -> Callable[[InputRule], InputRule]:
-    def register(fn: InputRule) -> InputRule:
-        for op in ops:
-            INPUT_RULES[op] = fn
-        return fn
-    return register
-
-
-def _indices_below(t: torch.Tensor | None, n: int) -> None:
-    if isinstance(t, torch.Tensor) and t.numel() and not t.dtype.is_floating_point:
-        _buffer(t).random_(0, max(n, 1))
-
-
-def _first_true(mask: torch.Tensor, k: int) -> None:
-    """Exactly k true elements, so a data-dependent output gets its traced size.
-
-    Exact for every non-overlapping layout: each buffer element is then one mask element.
-    """
-    buf = _buffer(mask)
-    buf.zero_()
-    buf[:k] = 1
-
-
-def _traced_shape(sig: Signature, i: int = 0) -> list[int] | None:
-    out = sig.outputs[i] if i < len(sig.outputs) else None
-    return out[1][0] if out and out[0] == "T" else None
-
-
-@input_rule("aten.index.Tensor", "aten._unsafe_index.Tensor", "aten.index_put.default",
-            "aten.index_put_.default", "aten._index_put_impl_.default")
-def _advanced_indices(args: dict, sig: Signature) -> None:
-    self, dim = args["self"], 0
-    for idx in args["indices"]:
-        if idx is None:
-            dim += 1
-        elif idx.dtype in (torch.bool, torch.uint8):
-            out = _traced_shape(sig)
-            if out is not None and dim < len(out):
-                _first_true(idx, out[dim])
-            dim += idx.dim()
-        else:
-            _indices_below(idx, self.shape[dim] if self.dim() else 1)
-            dim += 1
-
-
-def _index_in_dim(index_arg: str) -> InputRule:
-    def rule(args: dict, sig: Signature) -> None:
-        self, dim = args["self"], args["dim"]
-        _indices_below(args[index_arg], self.shape[dim] if self.dim() else 1)
-    return rule
-
-
-for _op in ("aten.index_select.default", "aten.gather.default", "aten.scatter.src",
-            "aten.scatter.value", "aten.scatter.reduce", "aten.scatter.value_reduce",
-            "aten.scatter_.src", "aten.scatter_.value", "aten.scatter_add.default",
-            "aten.scatter_add_.default", "aten.scatter_reduce.two", "aten.scatter_reduce_.two",
-            "aten.index_add.default", "aten.index_add_.default", "aten.index_copy.default",
-            "aten.index_copy_.default", "aten.index_fill.int_Scalar", "aten.index_fill_.int_Scalar",
-            "aten.index_fill.int_Tensor", "aten.index_fill_.int_Tensor"):
-    INPUT_RULES[_op] = _index_in_dim("index")
-
-
-@input_rule("aten.embedding.default", "aten.embedding_dense_backward.default")
-def _embedding(args: dict, sig: Signature) -> None:
-    _indices_below(args.get("indices"), args["weight"].shape[0] if "weight" in args else 1)
-
-
-@input_rule("aten.take.default")
-def _take(args: dict, sig: Signature) -> None:
-    _indices_below(args["index"], args["self"].numel())
-
-
-@input_rule("aten.native_batch_norm.default", "aten._native_batch_norm_legit.default",
-            "aten._native_batch_norm_legit_no_training.default",
-            "aten._native_batch_norm_legit_functional.default", "aten.batch_norm.default",
-            "aten._batch_norm_impl_index.default", "aten.instance_norm.default")
-def _batch_norm(args: dict, sig: Signature) -> None:
-    var = args.get("running_var")
-    if isinstance(var, torch.Tensor):
-        _buffer(var).abs_()
-
-
-@input_rule("aten.nonzero.default", "aten.masked_select.default", "aten.argwhere.default")
-def _data_dependent_count(args: dict, sig: Signature) -> None:
-    # nonzero: [k, ndim]; masked_select: [k] -- make exactly k elements selected
-    out = _traced_shape(sig)
-    t = args.get("mask", args["self"])
-    if out and t.numel():
-        _first_true(t, out[0])
-
-
-@input_rule("aten._local_scalar_dense.default", "aten.item.default")
-def _scalar(args: dict, sig: Signature) -> None:
-    # the traced scalar is the tensor's value; reproduce it so even the value agrees
-    tag, value = sig.outputs[0]
-    if tag in ("int", "float", "bool"):
-        args["self"].fill_(value)
-
-
-@input_rule("aten.repeat_interleave.Tensor", "aten.bincount.default")
-def _non_negative_counts(args: dict, sig: Signature) -> None:
-    t = args.get("repeats", args.get("self"))
-    if isinstance(t, torch.Tensor) and t.numel():
-        _buffer(t).abs_()
-
-
-@input_rule("aten.bernoulli.default", "aten.bernoulli_.float", "aten.bernoulli_.Tensor",
-            "aten.multinomial.default")
-def _probabilities(args: dict, sig: Signature) -> None:
-    for name in ("self", "p"):
-        t = args.get(name)
-        if isinstance(t, torch.Tensor) and t.dtype.is_floating_point and t.numel():
-            _buffer(t).uniform_(0, 1)
-
-
 # ---------------------------------------------------------------------------------------------
 # Comparing outputs
 
@@ -329,7 +207,7 @@ def _footprint(shape: list[int], dtype: str) -> TensorFootprint:
     return TensorFootprint(list(shape), dtype, "strided", "host", n, list(shape), n)
 
 
-def signature_bytes(sig: Signature) -> int:
+def signature_bytes(sig: Signature | Case) -> int:
     """Bytes this signature needs on the CPU: input buffers plus traced outputs."""
     inputs = sum(tensor_extent(s, st) * torch_dtype(d).itemsize for s, d, st in tensor_payloads(sig.args))
     return inputs + sum(tensor_bytes(s, d) for s, d, _ in tensor_payloads(sig.outputs))
@@ -345,46 +223,63 @@ def _call_args(op: torch._ops.OpOverload, arg_names: list[str], values: list) ->
     return args, kwargs
 
 
-def run_signature(sig: Signature, arg_names: list[str], settings: dict) -> ReplayResult:
-    """Re-execute one signature on the CPU and check its outputs' count, shapes and dtypes.
+@dataclass(frozen=True)
+class TorchSettings:
+    """How the reference builds its inputs."""
+    tensors: str = "auto"                          # "auto" | "real" | "fake"
+    fake_above_bytes: int = DEFAULT_FAKE_ABOVE_BYTES  # auto: above this many input + output bytes, fake tensors
+    seed: int = 0                                  # for the input data
 
-    settings: ``fake_above_bytes`` (int, default 2 GiB): larger signatures run on fake tensors;
-    ``tensors``: "auto" (default) | "real" | "fake"; ``seed`` (int, default 0) for input data.
-    """
-    result = ReplayResult(signature_id=sig.id, op=sig.op, status="unsupported", backend=BACKEND, device="cpu",
-                          mock=False)
-    try:
-        op = resolve_op(sig.op)
-        result.inputs = [_footprint(s, d) for s, d, _ in tensor_payloads(sig.args)]
-        mode = settings.get("tensors", "auto")
-        if mode not in ("auto", "real", "fake"):
-            raise ValueError(f"settings tensors={mode!r}: expected auto, real or fake")
-        fake = mode == "fake" or (mode == "auto" and signature_bytes(sig) >
-                                  settings.get("fake_above_bytes", DEFAULT_FAKE_ABOVE_BYTES))
-    except NotBuildable as e:
-        result.reason = str(e)
+    def __post_init__(self):
+        if self.tensors not in ("auto", "real", "fake"):
+            raise ValueError(f"settings tensors={self.tensors!r}: expected auto, real or fake")
+
+
+class TorchBackend:
+    """The CPU reference as a backend: ``TorchBackend(settings).run(case)`` re-executes one signature and
+    checks its outputs' count, shapes and dtypes against the traced ones."""
+    name = BACKEND
+
+    def __init__(self, settings: TorchSettings = TorchSettings()):
+        self.settings = settings
+
+    def run(self, case: Case) -> ReplayResult:
+        """pass, mismatch (with the differences) or unsupported (the call cannot be rebuilt)."""
+        result = ReplayResult(signature_id=case.id, op=case.op, status="unsupported", backend=BACKEND,
+                              device="cpu", mock=False)
+        try:
+            op = resolve_op(case.op)
+            result.inputs = [_footprint(s, d) for s, d, _ in tensor_payloads(case.args)]
+            fake = self.settings.tensors == "fake" or (self.settings.tensors == "auto" and signature_bytes(case) >
+                                                       self.settings.fake_above_bytes)
+            got = self._call(op, case, fake, result)
+        except NotBuildable as e:
+            result.reason = str(e)
+            return result
+        except Exception as e:  # the op rejected what the trace says it accepted
+            result.status = "mismatch"
+            result.reason = one_line(f"raised {type(e).__name__}: {e}")
+            return result
+        _judge(result, case, op, got, fake)
         return result
 
-    try:
+    def _call(self, op, case: Case, fake: bool, result: ReplayResult):
+        """The op's return value on inputs built from the case (real or fake tensors); timed."""
         with FakeTensorMode() if fake else contextlib.nullcontext():
-            generator = None if fake else _generator(sig, settings.get("seed", 0))
-            args, kwargs, _ = _build(op, sig, arg_names, generator)
+            generator = None if fake else _generator(case, self.settings.seed)
+            args, kwargs, _ = _build(op, case, case.arg_names, generator)
             start = time.perf_counter()
             try:
                 with torch.no_grad():
-                    got = op(*args, **kwargs)
+                    return op(*args, **kwargs)
             finally:
                 result.time_s = time.perf_counter() - start
-    except NotBuildable as e:
-        result.reason = str(e)
-        return result
-    except Exception as e:  # the op rejected what the trace says it accepted
-        result.status = "mismatch"
-        result.reason = one_line(f"raised {type(e).__name__}: {e}")
-        return result
 
-    diffs, stride_diffs = compare_outputs(got, sig.outputs, len(op._schema.returns))
-    result.outputs = [_footprint(s, d) for s, d, _ in tensor_payloads(sig.outputs)]
+
+def _judge(result: ReplayResult, case: Case, op, got, fake: bool) -> None:
+    """pass or mismatch from the outputs against the traced ones; strides and fake tensors noted."""
+    diffs, stride_diffs = compare_outputs(got, case.outputs, len(op._schema.returns))
+    result.outputs = [_footprint(s, d) for s, d, _ in tensor_payloads(case.outputs)]
     result.status = "mismatch" if diffs else "pass"
     result.reason = "; ".join(diffs)
     if stride_diffs:  # informational: ttnn does not see strides, but a faithful trace has them
@@ -393,30 +288,29 @@ def run_signature(sig: Signature, arg_names: list[str], settings: dict) -> Repla
         result.extra["tensors"] = "fake"
         note = "ran on fake tensors (too large for this machine): shapes and dtypes only"
         result.reason = f"{result.reason}; {note}" if result.reason else note
-    return result
 
 
-def _generator(sig: Signature, seed: int) -> torch.Generator:
+def _generator(sig: Signature | Case, seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed ^ int(sig.id, 16))
 
 
 def build_inputs(sig: Signature, arg_names: list[str],
                  seed: int = 0) -> tuple[torch._ops.OpOverload, list, dict, dict]:
-    """The op and its real arguments with valid values, as run_signature builds them with this seed:
+    """The op and its real arguments with valid values, as TorchBackend builds them with this seed:
     (op, args, kwargs, values by schema name). Raises NotBuildable."""
     op = resolve_op(sig.op)
     args, kwargs, named = _build(op, sig, arg_names, _generator(sig, seed))
     return op, args, kwargs, named
 
 
-def _build(op: torch._ops.OpOverload, sig: Signature, arg_names: list[str],
+def _build(op: torch._ops.OpOverload, sig: Signature | Case, arg_names: list[str],
            generator: torch.Generator | None) -> tuple[list, dict, dict]:
     """The call's positional and keyword arguments (and all values by name), valid when tensors are real."""
     builder = _Builder(generator)
     values = [builder.value(v) for v in sig.args]
     args, kwargs = _call_args(op, arg_names, values)
     named = dict(zip(arg_names, values))
-    rule = INPUT_RULES.get(sig.op)
+    rule = input_rule_for(sig.op)
     if rule is not None and generator is not None:
         with torch.no_grad():
             rule(named, sig)

@@ -1,6 +1,6 @@
 """Replay one captured signature on ttnn: create its inputs, make the port's calls, record the result.
 
-``run_signature(device, sig, settings)`` is the whole interface. Each signature runs on a clean
+``TtnnBackend(device, settings).run(case)`` is the whole interface. Each signature runs on a clean
 device: everything it created is deallocated afterwards and the program cache (which keeps
 reshape's page-mapping tensors alive) is cleared. An error while creating inputs is phase "inputs",
 during the calls phase "op". Needs ttnn (never torch).
@@ -122,12 +122,49 @@ def _resolve(v, env: dict, device, memory_config):
     return v
 
 
-def _tensors(v) -> list:
-    if isinstance(v, ttnn.Tensor):
-        return [v]
-    if isinstance(v, (list, tuple)):
-        return [t for x in v for t in _tensors(x)]
+def tensors_in(value) -> list:
+    """The ttnn tensors in a call's result (a tensor, or nested lists/tuples of them), in order."""
+    if isinstance(value, ttnn.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for x in value for t in tensors_in(x)]
     return []
+
+
+def memory_config(settings: PortSettings):
+    """The ttnn memory config a port's calls get for MEMORY: DRAM or L1 interleaved."""
+    return ttnn.L1_MEMORY_CONFIG if settings.buffer == "L1" else ttnn.DRAM_MEMORY_CONFIG
+
+
+class CallFailed(Exception):
+    """A ttnn call raised; ``error`` is what it raised (the op's verdict, not an optrace bug)."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+
+
+def make_calls(device, plan: Replay, env: dict, settings: PortSettings, made: list | None = None):
+    """Make the plan's ttnn calls in order, each result bound in ``env`` under its name; returns the
+    last call's value. A call that raises is CallFailed; every tensor a call returns goes on ``made``."""
+    config = memory_config(settings)
+    value = None
+    for call in plan.calls:
+        fn = ttnn
+        for part in call.fn.split("."):
+            fn = getattr(fn, part)
+        args = _resolve(call.args, env, device, config)
+        kwargs = {k: _resolve(v, env, device, config) for k, v in call.kwargs.items()}
+        try:
+            value = fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - whatever ttnn raises is the call's verdict
+            raise CallFailed(e) from e
+        if made is not None:
+            made.extend(tensors_in(value))
+        if call.pick is not None:
+            value = value[call.pick]
+        env[call.out] = value
+    return value
 
 
 def _release(tensors: list, device) -> None:
@@ -141,7 +178,9 @@ def _release(tensors: list, device) -> None:
         device.clear_program_cache()
 
 
-def _failure(result: ReplayResult, exc: BaseException, phase: str) -> None:
+def record_failure(result: ReplayResult, exc: BaseException, phase: str) -> None:
+    """Put a ttnn error into the result: oom_* (with the allocator's numbers), cb_overflow or ttnn_error,
+    its first line and a stable error signature; ``phase`` is "inputs" or "op"."""
     message = str(exc)
     oom = parse_oom(message, phase)
     if oom is not None:
@@ -157,33 +196,36 @@ def _failure(result: ReplayResult, exc: BaseException, phase: str) -> None:
         result.extra["error_type"] = "TypeError"
 
 
-def run_signature(device, sig, settings: PortSettings | None = None, *, board: str = "",
-                  mock: bool = True, inputs: dict | None = None) -> ReplayResult:
-    """Replay one signature (a Case, or its wire list) on `device`; never raises for ttnn errors.
+class TtnnBackend:
+    """Signatures on an open ttnn device (a real board or the mock device), each on a clean device:
+    everything a signature created is deallocated afterwards and the program cache cleared."""
+    name = "ttnn"
 
-    ``inputs``: values to upload (numerics); the outputs are then read back.
-    """
-    settings = settings or PortSettings()
-    case = sig if isinstance(sig, Case) else Case.from_wire(sig)
-    t0 = time.perf_counter()
-    result = ReplayResult(signature_id=case.id, op=case.op, status="pass", backend="ttnn", device=board,
-                          mock=mock, numerics="not_checked (mock device)" if mock else "not_checked")
-    try:
-        plan = plan_replay(case, settings)
-    except Exception as e:  # noqa: BLE001 - a malformed signature must not kill the worker
-        result.status, result.reason = "unsupported", f"cannot read the traced arguments: {e}"
-        return result
-    if plan.status != "mapped":
-        result.status = "skipped" if plan.status == "skip" else "unsupported"
-        result.reason = plan.reason
+    def __init__(self, device, settings: PortSettings | None = None, *, board: str = "", mock: bool = True):
+        self.device, self.settings, self.board, self.mock = device, settings or PortSettings(), board, mock
+
+    def run(self, case: Case, inputs: dict | None = None) -> ReplayResult:
+        """Replay one signature; never raises for ttnn errors. ``inputs``: values to upload (numerics),
+        by plan input name; the outputs are then read back into ``extra["numerics_outputs"]``."""
+        t0 = time.perf_counter()
+        result = ReplayResult(signature_id=case.id, op=case.op, status="pass", backend="ttnn", device=self.board,
+                              mock=self.mock, numerics="not_checked (mock device)" if self.mock else "not_checked")
+        try:
+            plan = plan_replay(case, self.settings)
+        except Exception as e:  # noqa: BLE001 - a malformed signature must not kill the worker
+            result.status, result.reason = "unsupported", f"cannot read the traced arguments: {e}"
+            return result
+        if plan.status != "mapped":
+            result.status = "skipped" if plan.status == "skip" else "unsupported"
+            result.reason = plan.reason
+            result.time_s = time.perf_counter() - t0
+            return result
+        result.ttnn_call = plan.call_string()
+        if plan.notes:
+            result.extra["notes"] = plan.notes
+        _execute(self.device, plan, self.settings, result, inputs)
         result.time_s = time.perf_counter() - t0
         return result
-    result.ttnn_call = plan.call_string()
-    if plan.notes:
-        result.extra["notes"] = plan.notes
-    _execute(device, plan, settings, result, inputs)
-    result.time_s = time.perf_counter() - t0
-    return result
 
 
 def _create(device, spec: InputTensor, inputs: dict | None, no_data: dict):
@@ -212,7 +254,6 @@ def _read_outputs(outputs: list, no_data: dict, result: ReplayResult) -> None:
 
 
 def _execute(device, plan: Replay, settings: PortSettings, result: ReplayResult, inputs: dict | None = None) -> None:
-    memory_config = ttnn.L1_MEMORY_CONFIG if settings.buffer == "L1" else ttnn.DRAM_MEMORY_CONFIG
     env: dict = {}
     created: list = []
     no_data: dict = {}
@@ -223,27 +264,16 @@ def _execute(device, plan: Replay, settings: PortSettings, result: ReplayResult,
             except Exception as e:  # noqa: BLE001
                 result.inputs = [footprint(env[s.name]) for s in plan.inputs if s.name in env]
                 result.inputs.append(planned_footprint(spec))
-                _failure(result, e, "inputs")
+                record_failure(result, e, "inputs")
                 return
             created.append(env[spec.name])
         result.inputs = [footprint(env[s.name]) for s in plan.inputs]
-        value = None
-        for call in plan.calls:
-            fn = ttnn
-            for part in call.fn.split("."):
-                fn = getattr(fn, part)
-            args = _resolve(call.args, env, device, memory_config)
-            kwargs = {k: _resolve(v, env, device, memory_config) for k, v in call.kwargs.items()}
-            try:
-                value = fn(*args, **kwargs)
-            except Exception as e:  # noqa: BLE001
-                _failure(result, e, "op")
-                return
-            created.extend(_tensors(value))
-            if call.pick is not None:
-                value = value[call.pick]
-            env[call.out] = value
-        outputs = _tensors(value)
+        try:
+            value = make_calls(device, plan, env, settings, created)
+        except CallFailed as e:
+            record_failure(result, e.error, "op")
+            return
+        outputs = tensors_in(value)
         result.outputs = [footprint(t) for t in outputs]
         _check_shapes(plan, outputs, result)
         if inputs is not None:
@@ -262,4 +292,4 @@ def _check_shapes(plan: Replay, outputs: list, result: ReplayResult) -> None:
         result.extra["shape_mismatch"] = {"expected": want, "got": got}
 
 
-__all__ = ["run_signature", "footprint", "create_input", "MOCK_NOTE"]
+__all__ = ["TtnnBackend", "footprint", "create_input", "make_calls", "record_failure", "MOCK_NOTE"]

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import time
 
-from capture.schema import Trace
+from capture.schema import Trace, tensor_payloads
 from replay.context.plan import CallRecord, ContextPlan, plan_context, port_replays, resident_specs, summarize
 from replay.backends.devices import get_device
-from replay.backends.estimate import RULES, OpCase, EstimateSettings, _place, _tensors, outputs_only
+from replay.backends.estimate import RULES, Buffer, EstimateSettings, OpCase, outputs_only, place_tensors
 from replay.backends.footprint import allocate
+from replay.mapping import PortSettings
 from replay.results import oom_status
 
 MAPPING_ROLE = "reshape page-mapping tensor"
@@ -76,6 +77,8 @@ class Alloc:
 
 
 class Simulation:
+    """One model's call sequence on the simulated allocator: live tensors, cached mapping tensors, failures."""
+
     def __init__(self, plan: ContextPlan, trace: Trace, settings: EstimateSettings):
         self.plan, self.trace, self.settings = plan, trace, settings
         self.device = get_device(settings.device)
@@ -144,11 +147,8 @@ class Simulation:
         sig = self.trace.signatures[sig_index]
         if sig.id not in self.cases:
             names = self.trace.ops[self.trace.calls[sig.calls[0]].op].arg_names
-            in_m, out_m = [], []
-            _tensors(sig.args, in_m)
-            _tensors(sig.outputs, out_m)
-            ins, why = _place(in_m, self.settings, "input")
-            outs, why2 = _place(out_m, self.settings, "output")
+            ins, why = place_tensors(tensor_payloads(sig.args), self.settings, "input")
+            outs, why2 = place_tensors(tensor_payloads(sig.outputs), self.settings, "output")
             plan = None
             if not (why or why2):
                 plan = RULES.get(sig.op, outputs_only)(OpCase(sig.op, dict(zip(names, sig.args)), ins, outs,
@@ -158,12 +158,11 @@ class Simulation:
 
     def place_resident(self) -> dict:
         """Parameters, buffers, constants and inputs, placed as the port holds them (replay.mapping)."""
-        from replay.backends.estimate import Buffer
-        from replay.mapping import PortSettings
         replays = port_replays(self.trace, PortSettings(self.settings.dtype, self.settings.layout,
                                                         self.settings.memory))
         placed = {"DRAM": 0, "L1": 0, "failed": 0}
-        for tid, spec in resident_specs(self.plan, replays, self.settings.dtype).items():
+        for tid, resident in resident_specs(self.plan, replays, self.settings.dtype).items():
+            spec = resident.spec
             a, _ = self.place(Buffer(tuple(spec.shape), spec.dtype, spec.layout, spec.memory, "resident"))
             if a is None:
                 placed["failed"] += 1
@@ -173,6 +172,7 @@ class Simulation:
         return placed
 
     def run_step(self, step, call) -> CallRecord:
+        """One call in context: stand-ins for missing inputs, the op's buffers, outputs held, dead freed."""
         t0 = time.perf_counter()
         rec = CallRecord(index=step.index, signature_id=step.signature_id, op=step.op, module_path=step.module_path,
                          status="pass")
@@ -183,43 +183,11 @@ class Simulation:
             if rec.status == "skipped":
                 self._alias(step)
             return self._finish(step, rec, t0)
-        temps: list[Alloc] = []
-        oom = None
-        for buf, tid in zip(ins, step.arg_order):
-            if tid in self.live:
-                continue
-            a, oom = self.place(buf)
-            if a is None:
-                oom["phase"] = "inputs"
-                rec.cascade = tid in self.failed
-                break
-            rec.standins += 1
-            self.hold(tid, a)
         made: dict[int, Alloc] = {}
-        if oom is None:
-            for buf in plan.buffers:
-                if buf.role == MAPPING_ROLE and step.signature_id in self.cache:
-                    continue
-                a, oom = self.place(buf)
-                if a is None:
-                    break
-                made[id(buf)] = a
-                if buf.role == MAPPING_ROLE:
-                    self.cache[step.signature_id] = a
-                elif all(buf is not o for o in outs):
-                    temps.append(a)
+        temps: list[Alloc] = []
+        oom = self._standins(step, ins, rec) or self._op_buffers(step, plan, outs, made, temps)
         if oom is not None:
-            rec.status, rec.oom = oom_status(oom["buffer_type"]), oom
-            rec.reason = (f"{oom['buffer_type']} buffer needs {oom['per_bank_bytes']:,} B per bank, largest free "
-                          f"block {oom['largest_free_bytes']:,} B ({oom['free_bytes']:,} B free); estimate in context")
-            rec.allocator = self.state()
-            for a in made.values():
-                if a.role != MAPPING_ROLE:
-                    self.banks[a.memory].release(a.addr, a.per_bank)
-                else:
-                    self.cache.pop(step.signature_id, None)
-                    self.banks[a.memory].release(a.addr, a.per_bank)
-            self.failed.update(step.outputs)
+            self._fail(step, rec, oom, made)
             return self._finish(step, rec, t0)
         for buf, tid in zip(outs, step.outputs):
             a = made.get(id(buf))
@@ -231,6 +199,47 @@ class Simulation:
         for a in temps:
             self.banks[a.memory].release(a.addr, a.per_bank)
         return self._finish(step, rec, t0, measured=True)
+
+    def _standins(self, step, ins: list, rec: CallRecord) -> dict | None:
+        """Allocate the inputs no live tensor provides; the OomInfo dict of the first that does not fit."""
+        for buf, tid in zip(ins, step.arg_order):
+            if tid in self.live:
+                continue
+            a, oom = self.place(buf)
+            if a is None:
+                oom["phase"] = "inputs"
+                rec.cascade = tid in self.failed
+                return oom
+            rec.standins += 1
+            self.hold(tid, a)
+        return None
+
+    def _op_buffers(self, step, plan, outs: list, made: dict, temps: list) -> dict | None:
+        """Allocate the op's buffers (outputs, temporaries, a cached mapping tensor once per signature)."""
+        for buf in plan.buffers:
+            if buf.role == MAPPING_ROLE and step.signature_id in self.cache:
+                continue
+            a, oom = self.place(buf)
+            if a is None:
+                return oom
+            made[id(buf)] = a
+            if buf.role == MAPPING_ROLE:
+                self.cache[step.signature_id] = a
+            elif all(buf is not o for o in outs):
+                temps.append(a)
+        return None
+
+    def _fail(self, step, rec: CallRecord, oom: dict, made: dict) -> None:
+        """Record the call's OOM with the allocator's state, and give back what it had allocated."""
+        rec.status, rec.oom = oom_status(oom["buffer_type"]), oom
+        rec.reason = (f"{oom['buffer_type']} buffer needs {oom['per_bank_bytes']:,} B per bank, largest free "
+                      f"block {oom['largest_free_bytes']:,} B ({oom['free_bytes']:,} B free); estimate in context")
+        rec.allocator = self.state()
+        for a in made.values():
+            if a.role == MAPPING_ROLE:
+                self.cache.pop(step.signature_id, None)
+            self.banks[a.memory].release(a.addr, a.per_bank)
+        self.failed.update(step.outputs)
 
     def _alias(self, step) -> None:
         for out in step.outputs:

@@ -11,23 +11,21 @@ holds what both in-context backends share; it imports neither torch nor ttnn.
 - ``CallRecord`` / ``ContextSummary``: one record per call (status, memory in use after it, the
   allocator state when it failed), and the run's peaks. Stored as JSON lines in a ``.calls.jsonl``
   file next to the per-signature results journal (see docs/in-context.md).
-- ``simulate_estimate``: the estimate backend's in-context mode (a pure-Python first-fit allocator
-  per bank type with the estimate's per-op rules).
 - ``signature_results`` and ``why_differs``: per-signature results for the report, each with the
   isolated verdict beside the in-context one and the reason they differ.
 
 The ttnn side is replay/context/worker.py, the estimate side replay/context/estimate.py;
-``run_context`` (below) runs either and writes the results.
+replay/context/run.py runs either and writes the results.
 """
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 
 from capture.atomic import write_atomic
 from capture.schema import Trace, tensor_payloads
-from replay.results import BLOCKING, OOM_STATUSES, ReplayResult
+from replay.mapping import Case, InputTensor, plan_replay
+from replay.results import BLOCKING, OOM_STATUSES, OomInfo, ReplayResult
 
 CONTEXT_FORMAT = "optrace-context-calls"
 CONTEXT_VERSION = 1
@@ -135,7 +133,6 @@ def prepared_shape(shape: list[int]) -> list[int]:
 
 def port_replays(trace: Trace, settings) -> dict:
     """Signature id -> its Replay (replay.mapping) under PortSettings."""
-    from replay.mapping import Case, plan_replay
     out = {}
     for s in trace.signatures:
         names = trace.ops[trace.calls[s.calls[0]].op].arg_names
@@ -143,11 +140,18 @@ def port_replays(trace: Trace, settings) -> dict:
     return out
 
 
-def resident_specs(plan: ContextPlan, replays: dict, default_dtype: str) -> dict:
-    """Each resident tensor (parameter, buffer, constant, input) -> the InputTensor it is allocated as
-    before the first call: as its first mapped consumer's port wants it; a weight the port hands
-    ttnn from the host (conv) as the DRAM tensor ttnn prepares from it (prepared_shape)."""
-    from replay.mapping import InputTensor
+@dataclass
+class Resident:
+    """A tensor allocated before the first call, as ``spec``; ``pinned`` when it is a device stand-in for
+    a weight the port hands ttnn from the host (the consumer gets the host tensor, not this one)."""
+    spec: InputTensor
+    pinned: bool = False
+
+
+def resident_specs(plan: ContextPlan, replays: dict, default_dtype: str) -> dict[int, Resident]:
+    """Each resident tensor (parameter, buffer, constant, input) -> how it is allocated before the first
+    call: as its first mapped consumer's port wants it; a weight the port hands ttnn from the host
+    (conv) as the DRAM tensor ttnn prepares from it (prepared_shape), pinned."""
     want = {}
     for step in plan.steps:
         r = replays[step.signature_id]
@@ -162,9 +166,9 @@ def resident_specs(plan: ContextPlan, replays: dict, default_dtype: str) -> dict
         meta, spec = plan.tensors[tid], want.get(tid)
         if spec is None or spec.memory == "host":
             dtype = default_dtype if meta.dtype.startswith(("float", "bfloat")) else "int32"
-            spec = InputTensor(str(tid), prepared_shape(meta.shape), dtype, "TILE", "DRAM")
-            spec.pinned = True  # not what the consumer receives: it gets the host tensor
-        out[tid] = spec
+            out[tid] = Resident(InputTensor(str(tid), prepared_shape(meta.shape), dtype, "TILE", "DRAM"), pinned=True)
+        else:
+            out[tid] = Resident(spec)
     return out
 
 
@@ -305,7 +309,6 @@ def signature_results(plan: ContextPlan, records: list[CallRecord], isolated: di
         res = ReplayResult(signature_id=sid, op=first.op, status=first.status, backend=backend, device=device,
                            mock=mock, reason=first.reason)
         if first.oom:
-            from replay.results import OomInfo
             res.oom = OomInfo(**first.oom)
         if iso is not None:
             res.ttnn_call, res.inputs, res.outputs = iso.ttnn_call, iso.inputs, iso.outputs
@@ -321,164 +324,3 @@ def signature_results(plan: ContextPlan, records: list[CallRecord], isolated: di
         }
         out.append(res)
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# The run: isolated verdicts first, then each model in context; results journaled per model
-
-def context_paths(out_dir: str, settings, model: str) -> tuple[str, str]:
-    """(per-signature results journal, per-call file) of one model's in-context run."""
-    base = os.path.join(out_dir, f"context_{settings.backend}_{settings.device}_{settings.dtype}_"
-                                 f"{settings.memory}_{model}")
-    return base + ".jsonl", base + ".calls.jsonl"
-
-
-def _run_ttnn(trace: Trace, settings, log_dir: str) -> tuple[list[CallRecord], ContextSummary, dict]:
-    """The whole sequence in one crash-isolated ttnn worker (replay/context/worker.py)."""
-    import selectors
-    import time
-
-    from replay.run.pool import REPO_ROOT, PoolError, Worker, find_ttnn_python
-    python = find_ttnn_python(settings.ttnn_python)
-    argv = [python, "-m", "replay.context.worker", trace.path, "--device", settings.device,
-            "--dtype", settings.dtype, "--memory", settings.memory]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    w = Worker(argv, env, log_dir, 0)
-    records: list[CallRecord] = []
-    info: dict = {}
-    summary = None
-    sel = selectors.DefaultSelector()
-    sel.register(w.proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + max(settings.timeout_s, 180.0)
-    try:
-        while summary is None:
-            if time.monotonic() > deadline:
-                w.kill()
-                break
-            sel.select(1.0)
-            try:
-                frames = w.frames()
-            except EOFError:
-                break
-            for f in frames:
-                kind = f.get("kind")
-                if kind == "fatal":
-                    raise PoolError(f"ttnn context worker cannot start: {f.get('error')}")
-                if kind == "ready":
-                    info = f
-                elif kind == "call":
-                    records.append(CallRecord(**{k: v for k, v in f["record"].items() if k != "kind"}))
-                elif kind == "summary":
-                    summary = ContextSummary(**f["summary"])
-                deadline = time.monotonic() + settings.timeout_s
-    finally:
-        sel.close()
-        if summary is not None:
-            w.close()
-        else:
-            w.kill()
-    if summary is None:  # the worker died or hung: the call it was on is the culprit
-        calls = plan_context(trace).steps
-        if len(records) < len(calls):
-            s = calls[len(records)]
-            records.append(CallRecord(index=s.index, signature_id=s.signature_id, op=s.op, module_path=s.module_path,
-                                      status="crash", reason=f"the context worker died or hung here: {w.log_tail()}"[:600]))
-        summary = summarize(trace.model_name, "ttnn", settings.device, records, len(calls))
-    return records, summary, info
-
-
-def run_context(traces: list[Trace], settings, out_dir: str, progress: bool = True) -> list[tuple[str, str]]:
-    """Replay each trace in context (settings.backend: ttnn or estimate); write per model a results
-    journal (per-signature, the report's input) and a per-call file. Returns their paths."""
-    import sys
-    import time
-
-    from replay.results import Journal, read_results, write_header
-    from replay.run.runner import ReplayError, default_results_path, file_sha256, replay, run_identity
-
-    if settings.backend not in ("ttnn", "estimate"):
-        raise ReplayError("--mode model runs on the ttnn or estimate backend")
-    os.makedirs(out_dir, exist_ok=True)
-    log_dir = settings.log_dir or os.path.join(os.path.abspath(out_dir), "logs")
-    os.makedirs(log_dir, exist_ok=True)
-    # isolated verdicts of the same signatures, for the side-by-side view (resumed when present)
-    iso_path = default_results_path(out_dir, settings)
-    try:
-        iso_header, iso_results = replay(traces, settings, iso_path, resume=True, progress=progress)
-    except ReplayError:
-        iso_header, iso_results = replay(traces, settings, iso_path, resume=False, progress=progress)
-    isolated = {r.signature_id: r for r in iso_results}
-    out = []
-    for trace in traces:
-        model = trace.model_name
-        t0 = time.monotonic()
-        if settings.backend == "estimate":
-            from replay.context.estimate import simulate_estimate
-            from replay.backends.estimate import EstimateSettings
-            records, summary = simulate_estimate(trace, EstimateSettings(settings.device, settings.dtype,
-                                                                         memory=settings.memory))
-            info = {"mock": False, "note": summary.note}
-        else:
-            records, summary, info = _run_ttnn(trace, settings, log_dir)
-        mock = bool(info.get("mock", iso_header.get("mock")))
-        plan = plan_context(trace)
-        results_path, calls_path = context_paths(out_dir, settings, model)
-        header = {**run_identity([trace], settings), "mode": "model", "model": model,
-                  "mock": mock, "note": info.get("note") or iso_header.get("note", ""),
-                  "ttnn": info.get("ttnn_version") or iso_header.get("ttnn"),
-                  "isolated_results": os.path.basename(iso_path), "calls_file": os.path.basename(calls_path),
-                  "context": summary.to_json(), "trace_sha256": file_sha256(trace.path),
-                  "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        write_calls(calls_path, header, records, summary)
-        write_header(results_path, header)
-        j = Journal(results_path)
-        for r in signature_results(plan, records, isolated, settings.backend, settings.device, mock):
-            j.append(r)
-        j.close()
-        if progress:
-            sys.stderr.write(f"context {settings.backend} {settings.device} {model}: {len(records)} calls in "
-                             f"{time.monotonic() - t0:.1f} s; peak DRAM {summary.peak_dram_bytes:,} B, "
-                             f"L1 {summary.peak_l1_bytes:,} B; first failure "
-                             f"{summary.first_failure if summary.first_failure is not None else 'none'}\n")
-        out.append((results_path, calls_path))
-        read_results(results_path)  # what the report reads must read back
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# For the reports
-
-def context_models(header: dict, results, shapes: dict[str, str]) -> list:
-    """The report's in-context section for a --mode model results set (one model)."""
-    from replay.studies.remedies import remedy_text
-    from replay.report.data import ContextModel, ContextRow
-    s = header.get("context") or {}
-    rows, flips = [], 0
-    for r in results:
-        ctx, iso = r.extra.get("context"), r.extra.get("isolated")
-        if not isinstance(ctx, dict) or not isinstance(iso, dict):
-            continue
-        if r.status not in BLOCKING and iso.get("status") not in BLOCKING:
-            continue
-        why = ctx.get("why", "")
-        flips += r.status in BLOCKING and iso.get("status") not in BLOCKING and why != "cascade"
-        rows.append(ContextRow(r.signature_id, r.op, shapes.get(r.signature_id, ""), ctx.get("first_call", -1),
-                               ctx.get("module_path", ""), iso.get("status", "not_run"), r.status,
-                               len(ctx.get("failing_calls") or []), why, DIFFERENCE_REASONS.get(why, why),
-                               r.oom.requested_bytes if r.oom else iso.get("requested_bytes"), remedy_text(r)))
-    rows.sort(key=lambda x: x.first_call)
-    first = s.get("first_failure")
-    first_row = next((x for x in rows if x.first_call == first), None)
-    text = "none" if first is None else (
-        f"call {first} in {first_row.module_path or '(model)'}: {first_row.op} {first_row.input_shapes} -> "
-        f"{first_row.context_status} (alone: {first_row.isolated_status}); {first_row.why_text}"
-        if first_row else f"call {first}")
-    allocator = next((r.extra["context"].get("allocator") for r in results
-                      if isinstance(r.extra.get("context"), dict) and r.extra["context"].get("first_call") == first),
-                     None)
-    return [ContextModel(str(header.get("model", s.get("model", ""))), str(s.get("backend", header.get("backend"))),
-                         int(s.get("peak_dram_bytes", 0)), int(s.get("peak_dram_call", -1)),
-                         int(s.get("peak_l1_bytes", 0)), int(s.get("peak_l1_call", -1)),
-                         dict(s.get("resident_bytes") or {}), first, text, allocator,
-                         int(s.get("failing_calls", 0)), int(s.get("cascaded_calls", 0)), flips, rows)]

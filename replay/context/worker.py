@@ -15,15 +15,21 @@ Frames out (4-byte big-endian length + msgpack, as replay.run.worker): {"kind": 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from dataclasses import asdict
 
-from replay.run.worker import protect_stdout, write_frame
+from capture.schema import read_trace
+from replay.backends.device import close_device
+from replay.backends.devices import get_device
+from replay.backends.footprint import allocate
+from replay.context.plan import CallRecord, plan_context, port_replays, resident_specs, summarize
+from replay.mapping import PortSettings
+from replay.results import ReplayResult
+from replay.run.worker import open_worker_device, protect_stdout, send_fatal, worker_parser, write_frame
 
 
 def _per_bank(spec, fp) -> int:
-    from replay.backends.footprint import allocate
     try:
         return allocate(tuple(fp.shape), fp.dtype, fp.layout, fp.memory, spec).per_bank_bytes
     except (KeyError, ValueError):
@@ -34,11 +40,12 @@ class ContextRun:
     """The device, the live tensors and the per-call bookkeeping of one in-context replay."""
 
     def __init__(self, device, plan, trace, settings, board: str, mock: bool):
+        # ttnn only here, in the worker, after open_device has set its environment
         import ttnn
 
-        from replay.context.plan import port_replays
-        from replay.backends.devices import get_device
-        self.ttnn, self.device, self.plan, self.settings = ttnn, device, plan, settings
+        from replay.backends import ttnn_ops
+        self.ttnn, self.ops = ttnn, ttnn_ops
+        self.device, self.plan, self.settings = ttnn, device, plan, settings
         self.board, self.mock = board, mock
         self.spec = get_device(board if board in ("n150", "n300", "p150", "p100")
                                else "p150" if "blackhole" in board else "n150")
@@ -60,14 +67,13 @@ class ContextRun:
 
     def _device_tensors(self) -> dict:
         """Distinct live device tensors (views of one buffer counted once) -> a trace tensor index."""
-        from replay.backends.ttnn_ops import footprint
         out = {}
         for tid, t in list(self.live.items()) + list(self.pinned.items()):
             try:
                 key = (t.buffer_address(), str(t.memory_config().buffer_type))
             except Exception:  # noqa: BLE001 - a host or deallocated tensor holds no device memory
                 continue
-            out.setdefault(key, (tid, footprint(t)))
+            out.setdefault(key, (tid, self.ops.footprint(t)))
         return out
 
     def allocator_state(self) -> dict:
@@ -95,8 +101,7 @@ class ContextRun:
 
     # -- tensors -----------------------------------------------------------------------------
     def _matches(self, t, spec) -> bool:
-        from replay.backends.ttnn_ops import footprint
-        fp = footprint(t)
+        fp = self.ops.footprint(t)
         return fp.shape == list(spec.shape) and fp.dtype == spec.dtype and fp.layout == spec.layout \
             and fp.memory == spec.memory
 
@@ -108,24 +113,21 @@ class ContextRun:
 
     def place_resident(self) -> dict:
         """Allocate parameters, buffers, constants and inputs before the first call."""
-        from replay.context.plan import resident_specs
-        from replay.backends.ttnn_ops import create_input
         placed = {"DRAM": 0, "L1": 0, "failed": 0}
-        for tid, spec in resident_specs(self.plan, self.replays, self.settings.dtype).items():
-            target = self.pinned if getattr(spec, "pinned", False) else self.live
+        for tid, resident in resident_specs(self.plan, self.replays, self.settings.dtype).items():
+            spec = resident.spec
+            target = self.pinned if resident.pinned else self.live
             try:
-                target[tid] = create_input(self.device, spec)
-                placed[spec.memory] += spec_bytes(spec)
+                target[tid] = self.ops.create_input(self.device, spec)
+                placed[spec.memory] += self.ops.planned_footprint(spec).padded_bytes
             except Exception:  # noqa: BLE001 - a weight that does not fit: consumers get stand-ins
                 placed["failed"] += 1
         return placed
 
     # -- one call ----------------------------------------------------------------------------
     def run_step(self, step):
-        from replay.context.plan import CallRecord
-        from replay.backends.ttnn_ops import _failure, _resolve, _tensors, create_input
-        from replay.results import ReplayResult
-        ttnn = self.ttnn
+        """One call in context: its inputs from the live tensors (or stand-ins), the port's ttnn calls,
+        the outputs kept live; a failure is recorded with the allocator's state."""
         t0 = time.perf_counter()
         r = self.replays[step.signature_id]
         rec = CallRecord(index=step.index, signature_id=step.signature_id, op=step.op, module_path=step.module_path,
@@ -133,63 +135,20 @@ class ContextRun:
         if r.status != "mapped":
             rec.status, rec.reason = ("skipped" if r.status == "skip" else "unsupported"), r.reason
             if r.status == "skip":  # a view or alias a port never issues: outputs are their input
-                for out in step.outputs:
-                    for tid in step.arg_order:
-                        if tid in self.live and self.plan.tensors[tid].storage_id == \
-                                self.plan.tensors[out].storage_id:
-                            self.live[out] = self.live[tid]
-                            break
+                self._alias(step)
             return self._finish(step, rec, t0)
-        memory_config = ttnn.L1_MEMORY_CONFIG if self.settings.buffer == "L1" else ttnn.DRAM_MEMORY_CONFIG
         env: dict = {}
-        failure = ReplayResult(signature_id=step.signature_id, op=step.op, status="pass", backend="ttnn",
-                               device=self.board, mock=self.mock)
-        value, phase = None, "inputs"
+        phase = "inputs"
         try:
             for spec in r.inputs:
-                tid = step.args.get(spec.name)
-                if spec.memory == "host":
-                    if tid is None or tid not in self.host:
-                        t = create_input(self.device, spec)
-                        if tid is not None:
-                            self.host[tid] = t
-                    env[spec.name] = self.host.get(tid) if tid is not None else t
-                    continue
-                cur = self.live.get(tid) if tid is not None else None
-                if cur is not None and self._alive(cur) and self._matches(cur, spec):
-                    env[spec.name] = cur
-                    continue
-                if cur is not None:
-                    rec.reheld += 1          # a port would hold it this way: replace, do not copy
-                    del self.live[tid]
-                    cur = None
-                else:
-                    rec.standins += 1
-                    rec.cascade = rec.cascade or tid in self.failed
-                env[spec.name] = t = create_input(self.device, spec)
-                if tid is not None:
-                    self.live[tid] = t
+                env[spec.name] = self._input(step, spec, rec)
             phase = "op"
-            for call in r.calls:
-                fn = ttnn
-                for part in call.fn.split("."):
-                    fn = getattr(fn, part)
-                args = _resolve(call.args, env, self.device, memory_config)
-                kwargs = {k: _resolve(v, env, self.device, memory_config) for k, v in call.kwargs.items()}
-                value = fn(*args, **kwargs)
-                if call.pick is not None:
-                    value = value[call.pick]
-                env[call.out] = value
+            value = self.ops.make_calls(self.device, r, env, self.settings)
         except Exception as e:  # noqa: BLE001 - any ttnn error is this call's verdict
-            _failure(failure, e, phase)
-            rec.status, rec.reason = failure.status, failure.reason
-            rec.oom = _oom_dict(failure.oom)
-            rec.allocator = self.allocator_state()
-            rec.cascade = rec.cascade and phase == "inputs"
-            self.failed.update(step.outputs)
+            self._fail(step, rec, e.error if isinstance(e, self.ops.CallFailed) else e, phase)
             env.clear()
             return self._finish(step, rec, t0)
-        outs = _tensors(value)
+        outs = self.ops.tensors_in(value)
         for i, tid in enumerate(step.outputs):
             if i < len(outs):
                 self.live[tid] = outs[i]
@@ -199,6 +158,48 @@ class ContextRun:
         env.clear()
         del outs, value
         return self._finish(step, rec, t0)
+
+    def _alias(self, step) -> None:
+        for out in step.outputs:
+            for tid in step.arg_order:
+                if tid in self.live and self.plan.tensors[tid].storage_id == self.plan.tensors[out].storage_id:
+                    self.live[out] = self.live[tid]
+                    break
+
+    def _input(self, step, spec, rec: CallRecord):
+        """The ttnn tensor a call gets for one input: the live one when held as the port wants it,
+        else re-held (replaced, not copied) or a fresh stand-in; host tensors are made once."""
+        tid = step.args.get(spec.name)
+        if spec.memory == "host":
+            if tid is None:
+                return self.ops.create_input(self.device, spec)
+            if tid not in self.host:
+                self.host[tid] = self.ops.create_input(self.device, spec)
+            return self.host[tid]
+        cur = self.live.get(tid) if tid is not None else None
+        if cur is not None and self._alive(cur) and self._matches(cur, spec):
+            return cur
+        if cur is not None:
+            rec.reheld += 1          # a port would hold it this way: replace, do not copy
+            del self.live[tid]
+            cur = None
+        else:
+            rec.standins += 1
+            rec.cascade = rec.cascade or tid in self.failed
+        t = self.ops.create_input(self.device, spec)
+        if tid is not None:
+            self.live[tid] = t
+        return t
+
+    def _fail(self, step, rec: CallRecord, error: BaseException, phase: str) -> None:
+        failure = ReplayResult(signature_id=step.signature_id, op=step.op, status="pass", backend="ttnn",
+                               device=self.board, mock=self.mock)
+        self.ops.record_failure(failure, error, phase)
+        rec.status, rec.reason = failure.status, failure.reason
+        rec.oom = asdict(failure.oom) if failure.oom is not None else None
+        rec.allocator = self.allocator_state()
+        rec.cascade = rec.cascade and phase == "inputs"
+        self.failed.update(step.outputs)
 
     def _finish(self, step, rec, t0):
         rec.dram_bytes, rec.l1_bytes = self.in_use()
@@ -210,42 +211,23 @@ class ContextRun:
         return rec
 
 
-def spec_bytes(spec) -> int:
-    from replay.backends.ttnn_ops import planned_footprint
-    return planned_footprint(spec).padded_bytes
-
-
-def _oom_dict(oom):
-    from dataclasses import asdict
-    return asdict(oom) if oom is not None else None
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m replay.context.worker", description=__doc__.split("\n")[0])
+    """Replay one trace in context on the device; frames out as the module docstring says."""
+    ap = worker_parser("python -m replay.context.worker", __doc__.split("\n")[0])
     ap.add_argument("trace")
-    ap.add_argument("--device", default="n150")
-    ap.add_argument("--dtype", default="bfloat16")
-    ap.add_argument("--memory", default="dram", choices=["dram", "l1"])
-    ap.add_argument("--layout", default="TILE", choices=["TILE", "ROW_MAJOR"])
-    ap.add_argument("--l1-small-size", type=int, default=32768)
     args = ap.parse_args(argv)
 
     frames_fd = protect_stdout()
-    from dataclasses import asdict
-
-    from capture.schema import read_trace
-    from replay.context.plan import plan_context, summarize
-    from replay.backends.device import open_device
-    from replay.mapping import PortSettings
-    from replay.results import one_line
     try:
         trace = read_trace(args.trace)
         plan = plan_context(trace)
-        device, info = open_device(args.device, l1_small_size=args.l1_small_size)
     except Exception as e:  # noqa: BLE001 - report, whatever it is
-        write_frame(frames_fd, {"kind": "fatal", "ready": False, "error": one_line(str(e))})
+        send_fatal(frames_fd, e)
         return 2
-    import ttnn
+    opened = open_worker_device(frames_fd, args)
+    if opened is None:
+        return 2
+    device, info = opened
     settings = PortSettings(dtype=args.dtype, layout=args.layout, memory=args.memory)
     try:
         run = ContextRun(device, plan, trace, settings, info.board, info.mock)
@@ -263,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         write_frame(frames_fd, {"kind": "summary", "summary": asdict(summary)})
     finally:
         run = None
-        ttnn.close_device(device)
+        close_device(device)
     return 0
 
 

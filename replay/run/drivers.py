@@ -1,95 +1,85 @@
-"""Backends share one small interface: start() -> device info, run(cases, on_result), close().
+"""Drivers host a backend for the runner: ``start() -> info``, ``run(cases, on_result)``, ``close()``.
 
-Adding a backend means one class here and one line in BACKENDS.
+A backend (replay/backends/base.py) replays one case; a driver decides where it runs: the estimate
+and the torch reference in this process (``InProcessDriver``), ttnn in a pool of crash-isolated
+worker processes (``TtnnDriver``, replay/run/pool.py). Adding a backend means one module in
+replay/backends/ and one line in DRIVERS.
 """
 from __future__ import annotations
 
 import os
 import time
 import traceback
+from typing import Callable
 
 from capture.capture import dist_version
-from replay.backends.numerics import NUMERICS_ON_MOCK_ENV
-from replay.run.pool import Job, WorkerPool, find_ttnn_python
+from replay.backends.base import Backend, case_of
+from replay.backends.estimate import EstimateBackend, EstimateSettings
+from replay.backends.numerics import NUMERICS_ON_MOCK_ENV, judge, prepare
+from replay.mapping import PortSettings
 from replay.results import ESTIMATE_NOTE, MOCK_NOTE, ReplayResult
+from replay.run.pool import Job, WorkerPool, find_ttnn_python
 
 
-class InProcessBackend:
-    """Runs a pure function ``run_signature(sig, arg_names, settings) -> ReplayResult`` in this process."""
-    name = ""
+class InProcessDriver:
+    """Runs a backend in this process, one case at a time; an optrace bug in it becomes a crash result."""
 
-    def __init__(self, settings):
-        self.settings = settings
-
-    def function(self):
-        raise NotImplementedError
-
-    def options(self):
-        """What the backend's run_signature takes as its settings."""
-        return self.settings.as_dict()
+    def __init__(self, settings, make_backend: Callable[[], Backend], info: dict):
+        self.settings, self.make_backend, self.info = settings, make_backend, info
+        self.backend: Backend | None = None
 
     def start(self) -> dict:
-        self.fn = self.function()
-        return {}
+        """Make the backend; returns what the results header says about it."""
+        self.backend = self.make_backend()
+        return dict(self.info)
 
     def run(self, cases, on_result) -> None:
-        opts = self.options()
+        """on_result(case, result) for each UniqueSignature, in order."""
         for case in cases:
             t0 = time.perf_counter()
             try:
-                result = self.fn(case.sig, case.arg_names, opts)
+                result = self.backend.run(case_of(case.sig, case.arg_names))
             except Exception as e:  # a bug of optrace's: keep going, but make it visible
                 where = traceback.extract_tb(e.__traceback__)[-1]
-                result = ReplayResult(signature_id=case.sig.id, op=case.sig.op, status="crash", backend=self.name,
-                                      device=self.settings.device, mock=False,
+                result = ReplayResult(signature_id=case.sig.id, op=case.sig.op, status="crash",
+                                      backend=self.backend.name, device=self.settings.device, mock=False,
                                       reason=f"optrace internal error: {type(e).__name__}: {e} "
                                              f"({os.path.basename(where.filename)}:{where.lineno})"[:600],
                                       time_s=time.perf_counter() - t0)
             on_result(case, result)
 
     def close(self) -> None:
-        pass
+        """Nothing to release in this process."""
 
 
-class EstimateBackend(InProcessBackend):
-    name = "estimate"
-
-    def function(self):
-        from replay.backends.estimate import run_signature
-        return run_signature
-
-    def options(self):
-        from replay.backends.estimate import EstimateSettings
-        s = self.settings
-        return EstimateSettings(device=s.device, dtype=s.dtype, memory=s.memory)
-
-    def start(self) -> dict:
-        super().start()
-        return {"mock": False, "note": ESTIMATE_NOTE, "ttnn": None}
+def estimate_driver(settings) -> InProcessDriver:
+    """The estimate (replay/backends/estimate.py) in this process."""
+    def make() -> Backend:
+        return EstimateBackend(EstimateSettings(device=settings.device, dtype=settings.dtype, memory=settings.memory))
+    return InProcessDriver(settings, make, {"mock": False, "note": ESTIMATE_NOTE, "ttnn": None})
 
 
-class TorchBackend(InProcessBackend):
-    name = "torch"
-
-    def function(self):
-        from replay.backends.torch_ref import run_signature
-        return run_signature
-
-    def start(self) -> dict:
-        super().start()
-        return {"mock": False, "note": "torch reference on the CPU (shapes and dtypes checked)",
-                "ttnn": None, "torch": dist_version("torch"), "device": "cpu"}
+def torch_driver(settings) -> InProcessDriver:
+    """The torch reference (replay/backends/torch_ref.py) in this process."""
+    def make() -> Backend:
+        from replay.backends.torch_ref import TorchBackend  # torch only when this backend runs
+        return TorchBackend()
+    return InProcessDriver(settings, make, {"mock": False, "note": "torch reference on the CPU (shapes and dtypes "
+                                                                    "checked)", "ttnn": None,
+                                            "torch": dist_version("torch"), "device": "cpu"})
 
 
-class TtnnBackend:
+class TtnnDriver:
     """Signatures on ttnn (a real board, or ttnn's mock device) in crash-isolated worker processes."""
     name = "ttnn"
 
     def __init__(self, settings):
         self.settings = settings
-        self.pool = None
+        self.pool: WorkerPool | None = None
+        self.mock: bool | None = None           # known once the workers have started
 
     def start(self) -> dict:
+        """Start the workers; returns what the results header says about the device."""
         s = self.settings
         python = find_ttnn_python(s.ttnn_python)
         self.pool = WorkerPool(python, ["--device", s.device, "--dtype", s.dtype, "--memory", s.memory],
@@ -116,15 +106,19 @@ class TtnnBackend:
         return Job(case.sig.id, request)
 
     def run(self, cases, on_result) -> None:
+        """on_result(case, result) for each UniqueSignature, as the workers finish them."""
+        if not cases:               # e.g. a resumed run with nothing left: the workers never started
+            return
         by_key = {c.sig.id: c for c in cases}
         if not self.numerics():
             def done(key, result_dict):
                 on_result(by_key[key], ReplayResult.from_json(result_dict))
             self.pool.run([self._job(c) for c in cases], done)
             return
-        # Numerics: inputs and references are made batch by batch, so only a batch's data is held.
-        from replay.mapping import PortSettings
-        from replay.backends.numerics import judge, prepare
+        self._run_with_numerics(cases, by_key, on_result)
+
+    def _run_with_numerics(self, cases, by_key: dict, on_result) -> None:
+        """Inputs and references are made batch by batch, so only a batch's data is held."""
         s = self.settings
         mapping_settings = PortSettings(dtype=s.dtype, memory=s.memory)
         step = 4 * max(1, s.jobs)
@@ -141,8 +135,10 @@ class TtnnBackend:
                            for c in batch], judged)
 
     def close(self) -> None:
+        """Close the workers (each closes its device)."""
         if self.pool:
             self.pool.close()
 
 
-BACKENDS = {"ttnn": TtnnBackend, "estimate": EstimateBackend, "torch": TorchBackend}
+# --backend name -> the driver that hosts it
+DRIVERS: dict[str, Callable] = {"ttnn": TtnnDriver, "estimate": estimate_driver, "torch": torch_driver}

@@ -32,6 +32,7 @@ class PoolError(RuntimeError):
 
 
 def pack_frame(obj) -> bytes:
+    """One frame as bytes: 4-byte big-endian length + msgpack body (as replay.run.worker reads them)."""
     body = msgpack.packb(obj, use_bin_type=True)
     return struct.pack(">I", len(body)) + body
 
@@ -54,23 +55,34 @@ def find_ttnn_python(explicit: str | None = None) -> str:
 
 @dataclass
 class Job:
+    """One request for a worker, and the key its result is reported under."""
     key: str
     request: dict
 
 
+def worker_env(env: dict | None = None) -> dict:
+    """The environment a worker starts with: ``env`` (default: this process's) with the repo on PYTHONPATH."""
+    out = dict(os.environ if env is None else env)
+    out["PYTHONPATH"] = REPO_ROOT + os.pathsep + out.get("PYTHONPATH", "")
+    return out
+
+
 class Worker:
-    def __init__(self, argv: list[str], env: dict, log_dir: str, n: int):
+    """One worker process (``python -m <module> <args>`` in the repo, its own session and log file),
+    spoken to in frames: ``send`` a request, ``receive`` what came back."""
+
+    def __init__(self, python: str, module: str, args: list[str], log_dir: str, n: int = 0, env: dict | None = None):
         self.log = tempfile.NamedTemporaryFile(prefix=f"worker{n}-", suffix=".log", dir=log_dir, delete=False)
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-                                     env=env, cwd=REPO_ROOT, start_new_session=True)
+        self.proc = subprocess.Popen([python, "-m", module, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.log, env=worker_env(env), cwd=REPO_ROOT, start_new_session=True)
         os.set_blocking(self.proc.stdout.fileno(), False)
         self.buf = b""
         self.job: Job | None = None
         self.deadline = 0.0
         self.info: dict | None = None
 
-    def frames(self):
-        """Complete frames received so far (non-blocking read of what is available)."""
+    def frames(self) -> list[dict]:
+        """Complete frames received so far (non-blocking read of what is available); EOFError at exit."""
         try:
             chunk = os.read(self.proc.stdout.fileno(), 1 << 20)
         except BlockingIOError:
@@ -88,13 +100,47 @@ class Worker:
             self.buf = self.buf[4 + n:]
         return out
 
+    def receive(self, timeout_s: float) -> list[dict]:
+        """The frames that arrive within timeout_s ([] when none did); EOFError when the worker has exited."""
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        try:
+            sel.select(max(0.0, timeout_s))
+        finally:
+            sel.close()
+        return self.frames()
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> dict:
+        """The worker's ready frame; PoolError (the worker killed) when it fails, exits or stays silent."""
+        deadline = time.monotonic() + timeout_s
+        while self.info is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                raise PoolError(f"a ttnn worker did not start within {timeout_s:.0f} s: {self.log_tail()}")
+            try:
+                frames = self.receive(min(left, 1.0))
+            except EOFError:
+                self.proc.wait()
+                raise PoolError(f"a ttnn worker exited at start (status {self.proc.returncode}): "
+                                f"{self.log_tail()}") from None
+            for f in frames:
+                if f.get("kind") == "ready":
+                    self.info = f
+                elif f.get("kind") == "fatal":
+                    self.kill()
+                    raise PoolError(f"ttnn worker cannot start: {f.get('error')}")
+        return self.info
+
     def send(self, job: Job, timeout_s: float) -> None:
+        """Send a job's request; its answer is due within timeout_s."""
         self.job = job
         self.deadline = time.monotonic() + timeout_s
         self.proc.stdin.write(pack_frame(job.request))
         self.proc.stdin.flush()
 
     def log_tail(self, lines: int = 6) -> str:
+        """The last lines the worker wrote to its log, on one line (what a crash result says)."""
         try:
             with open(self.log.name, "rb") as f:
                 f.seek(max(0, os.path.getsize(self.log.name) - 4000))
@@ -104,6 +150,7 @@ class Worker:
         return " | ".join(text.strip().splitlines()[-lines:])
 
     def kill(self) -> None:
+        """Kill the worker's whole process group, now."""
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -111,6 +158,7 @@ class Worker:
         self.proc.wait()
 
     def close(self) -> None:
+        """End of stdin asks the worker to close its device and exit; killed if it takes over 10 s."""
         try:
             self.proc.stdin.close()
         except OSError:
@@ -123,13 +171,12 @@ class Worker:
 
 
 class WorkerPool:
-    """``jobs`` workers; ``run(jobs, on_result)`` calls on_result(key, result_dict) per job."""
+    """``jobs`` workers of ``python -m replay.run.worker``; ``run(jobs, on_result)`` calls
+    on_result(key, result_dict) per job, a crash or a timeout included."""
 
     def __init__(self, python: str, worker_args: list[str], jobs: int, timeout_s: float, log_dir: str,
                  env: dict | None = None):
-        self.argv = [python, "-m", "replay.run.worker", *worker_args]
-        self.env = dict(os.environ if env is None else env)
-        self.env["PYTHONPATH"] = REPO_ROOT + os.pathsep + self.env.get("PYTHONPATH", "")
+        self.python, self.worker_args, self.env = python, list(worker_args), env
         self.jobs = max(1, jobs)
         self.timeout_s = timeout_s
         self.log_dir = log_dir
@@ -139,32 +186,8 @@ class WorkerPool:
 
     def _spawn(self) -> Worker:
         self._spawned += 1
-        w = Worker(self.argv, self.env, self.log_dir, self._spawned)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        sel = selectors.DefaultSelector()
-        sel.register(w.proc.stdout, selectors.EVENT_READ)
-        try:
-            while w.info is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    w.kill()
-                    raise PoolError(f"a ttnn worker did not start within {READY_TIMEOUT_S:.0f} s: {w.log_tail()}")
-                sel.select(min(left, 1.0))
-                try:
-                    frames = w.frames()
-                except EOFError:
-                    w.proc.wait()
-                    raise PoolError(f"a ttnn worker exited at start (status {w.proc.returncode}): "
-                                    f"{w.log_tail()}") from None
-                for f in frames:
-                    if f.get("kind") == "ready":
-                        w.info = f
-                    elif f.get("kind") == "fatal":
-                        w.kill()
-                        raise PoolError(f"ttnn worker cannot start: {f.get('error')}")
-        finally:
-            sel.close()
-        self.info = w.info
+        w = Worker(self.python, "replay.run.worker", self.worker_args, self.log_dir, self._spawned, self.env)
+        self.info = w.wait_ready()
         return w
 
     def start(self) -> dict:
@@ -180,51 +203,60 @@ class WorkerPool:
         return nw
 
     def run(self, jobs: list[Job], on_result) -> None:
+        """Run every job on the workers, as many at a time as there are workers."""
         queue = list(reversed(jobs))
         sel = selectors.DefaultSelector()
         try:
             while queue or any(w.job for w in self.workers):
-                for w in self.workers:
-                    if w.job is None and queue:
-                        try:
-                            w.send(queue.pop(), self.timeout_s)
-                        except OSError:  # the worker died between two ops
-                            job, tail = w.job, w.log_tail()
-                            self._replace(w)
-                            on_result(job.key, _failure(job, "crash", f"worker died before the op: {tail}"))
+                self._hand_out(queue, on_result)
                 busy = [w for w in self.workers if w.job]
-                if not busy:
-                    continue
-                for w in busy:
-                    sel.register(w.proc.stdout, selectors.EVENT_READ, w)
-                wait = max(0.0, min(w.deadline for w in busy) - time.monotonic())
-                events = sel.select(min(wait, 1.0))
-                for w in busy:
-                    sel.unregister(w.proc.stdout)
-                ready = {key.data for key, _ in events}
-                for w in busy:
-                    job = w.job
-                    if w in ready:
-                        try:
-                            frames = w.frames()
-                        except EOFError:
-                            w.proc.wait()
-                            tail = w.log_tail()
-                            self._replace(w)
-                            on_result(job.key, _failure(job, "crash", f"worker died (exit status "
-                                                                      f"{w.proc.returncode}): {tail}"))
-                            continue
-                        for f in frames:
-                            if f.get("kind") == "result" and f.get("id") == job.key:
-                                w.job = None
-                                on_result(job.key, f["result"])
-                    if w.job is not None and time.monotonic() > w.deadline:
-                        self._replace(w)
-                        on_result(job.key, _failure(job, "timeout", f"no answer within {self.timeout_s:g} s"))
+                if busy:
+                    self._collect(sel, busy, on_result)
         finally:
             sel.close()
 
+    def _hand_out(self, queue: list[Job], on_result) -> None:
+        """Give each idle worker the next job; a worker that died between two ops is replaced."""
+        for w in self.workers:
+            if w.job is None and queue:
+                try:
+                    w.send(queue.pop(), self.timeout_s)
+                except OSError:  # the worker died between two ops
+                    job, tail = w.job, w.log_tail()
+                    self._replace(w)
+                    on_result(job.key, _failure(job, "crash", f"worker died before the op: {tail}"))
+
+    def _collect(self, sel, busy: list[Worker], on_result) -> None:
+        """Wait (up to the nearest deadline, at most 1 s) for answers; crashes and timeouts are results."""
+        for w in busy:
+            sel.register(w.proc.stdout, selectors.EVENT_READ, w)
+        wait = max(0.0, min(w.deadline for w in busy) - time.monotonic())
+        events = sel.select(min(wait, 1.0))
+        for w in busy:
+            sel.unregister(w.proc.stdout)
+        ready = {key.data for key, _ in events}
+        for w in busy:
+            job = w.job
+            if w in ready:
+                try:
+                    frames = w.frames()
+                except EOFError:
+                    w.proc.wait()
+                    tail = w.log_tail()
+                    self._replace(w)
+                    on_result(job.key, _failure(job, "crash", f"worker died (exit status "
+                                                              f"{w.proc.returncode}): {tail}"))
+                    continue
+                for f in frames:
+                    if f.get("kind") == "result" and f.get("id") == job.key:
+                        w.job = None
+                        on_result(job.key, f["result"])
+            if w.job is not None and time.monotonic() > w.deadline:
+                self._replace(w)
+                on_result(job.key, _failure(job, "timeout", f"no answer within {self.timeout_s:g} s"))
+
     def close(self) -> None:
+        """Close every worker (each closes its device)."""
         for w in self.workers:
             w.close()
         self.workers = []

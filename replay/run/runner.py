@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from capture.capture import dist_version
 from capture.schema import Signature, Trace, TraceError, read_trace
 from replay.results import Journal, ReplayResult, ResultsError, read_results, write_header
+from replay.run.drivers import DRIVERS
 
 DEVICES = ("n150", "n300", "p150", "p100")
 DTYPES = ("bfloat16", "float32", "bfloat8_b")
@@ -45,9 +46,8 @@ class RunSettings:
         return {"device": self.device, "dtype": self.dtype, "memory": self.memory, "backend": self.backend}
 
     def validate(self) -> None:
-        from replay.run.drivers import BACKENDS
-        if self.backend not in BACKENDS:
-            raise ReplayError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        if self.backend not in DRIVERS:
+            raise ReplayError(f"unknown backend {self.backend!r}; choose one of {', '.join(DRIVERS)}")
         if self.device not in DEVICES:
             raise ReplayError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
         if self.dtype not in DTYPES:
@@ -210,40 +210,24 @@ class Progress:
 def replay(traces: list[Trace], settings: RunSettings, results_path: str, resume: bool = False,
            progress: bool = True) -> tuple[dict, list[ReplayResult]]:
     """Replay every unique signature of the traces (of this shard) once; returns (header, results)."""
-    from replay.run.drivers import BACKENDS
-
     settings.validate()
     identity = run_identity(traces, settings)
-    key = identity_key(identity)
     cases = [c for c in collect_cases(traces) if in_shard(c.sig.id, settings.shard)]
     os.makedirs(os.path.dirname(os.path.abspath(results_path)), exist_ok=True)
     settings.log_dir = settings.log_dir or os.path.join(os.path.dirname(os.path.abspath(results_path)), "logs")
     os.makedirs(settings.log_dir, exist_ok=True)
-
-    done: dict[str, ReplayResult] = {}
-    header = None
-    if resume and os.path.exists(results_path):
-        try:
-            header, previous = read_results(results_path)
-        except ResultsError as e:
-            raise ReplayError(str(e)) from None
-        if header.get("identity_key") != key or header.get("shard") != _shard_text(settings.shard):
-            raise ReplayError(f"{results_path} was made from other traces or settings; "
-                              f"drop --resume to start over, or use another --out")
-        done = {r.signature_id: r for r in previous}
-
+    header, done = _resumed(results_path, identity_key(identity), settings) if resume else (None, {})
     todo = [c for c in cases if c.sig.id not in done]
-    backend = BACKENDS[settings.backend](settings)
+    if header is not None and not todo:
+        if progress:
+            sys.stderr.write(f"replay {settings.backend} {settings.device}: nothing left to do, all {len(cases)} "
+                             f"signatures are in {results_path}\n")
+        return header, [done[c.sig.id] for c in cases]
+    driver = DRIVERS[settings.backend](settings)
     try:
-        info = backend.start() if todo or header is None else {}
+        info = driver.start()
         if header is None:
-            header = {
-                **identity, "identity_key": key, "shard": _shard_text(settings.shard),
-                "optrace": dist_version("optrace"), "ttnn": info.get("ttnn"), "torch": info.get("torch"),
-                "mock": info.get("mock", False), "note": info.get("note", ""),
-                "device": info.get("device", settings.device), "unique_signatures": len(cases),
-                "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
+            header = _new_header(identity, settings, info, len(cases))
             write_header(results_path, header)
         journal = Journal(results_path)
         bar = Progress(len(cases), label=f"replay {settings.backend} {settings.device} ") if progress else None
@@ -258,12 +242,37 @@ def replay(traces: list[Trace], settings: RunSettings, results_path: str, resume
                 bar.update(case, result)
 
         try:
-            backend.run(todo, on_result)
+            driver.run(todo, on_result)
         finally:
             journal.close()
     finally:
-        backend.close()
+        driver.close()
     return header, [done[c.sig.id] for c in cases if c.sig.id in done]
+
+
+def _resumed(results_path: str, key: str, settings: RunSettings) -> tuple[dict | None, dict[str, ReplayResult]]:
+    """(header, results by signature id) of the journal to resume; (None, {}) when there is none yet."""
+    if not os.path.exists(results_path):
+        return None, {}
+    try:
+        header, previous = read_results(results_path)
+    except ResultsError as e:
+        raise ReplayError(str(e)) from None
+    if header.get("identity_key") != key or header.get("shard") != _shard_text(settings.shard):
+        raise ReplayError(f"{results_path} was made from other traces or settings; "
+                          f"drop --resume to start over, or use another --out")
+    return header, {r.signature_id: r for r in previous}
+
+
+def _new_header(identity: dict, settings: RunSettings, info: dict, signatures: int) -> dict:
+    """A new journal's header: the run's identity and what the driver says about the device."""
+    return {
+        **identity, "identity_key": identity_key(identity), "shard": _shard_text(settings.shard),
+        "optrace": dist_version("optrace"), "ttnn": info.get("ttnn"), "torch": info.get("torch"),
+        "mock": info.get("mock", False), "note": info.get("note", ""),
+        "device": info.get("device", settings.device), "unique_signatures": signatures,
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def _shard_text(shard) -> str | None:

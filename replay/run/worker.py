@@ -34,6 +34,7 @@ TEST_OPS_ENV = "OPTRACE_TEST_OPS"
 
 
 def write_frame(fd: int, obj) -> None:
+    """Write one frame (4-byte big-endian length + msgpack body) to a file descriptor, all of it."""
     body = msgpack.packb(obj, use_bin_type=True)
     data = struct.pack(">I", len(body)) + body
     while data:
@@ -84,28 +85,64 @@ def _test_op(op: str) -> None:
             time.sleep(3600)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m replay.run.worker", description=__doc__.split("\n")[0])
+def worker_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options every ttnn worker takes: the board to mock, placement (dtype, memory, layout), L1_SMALL."""
+    ap = argparse.ArgumentParser(prog=prog, description=description)
     ap.add_argument("--device", default="n150", help="board to mock when no real board is present")
     ap.add_argument("--dtype", default="bfloat16", help="ttnn dtype for float tensors")
     ap.add_argument("--memory", default="dram", choices=["dram", "l1"])
     ap.add_argument("--layout", default="TILE", choices=["TILE", "ROW_MAJOR"])
     ap.add_argument("--l1-small-size", type=int, default=32768)
-    args = ap.parse_args(argv)
+    return ap
 
+
+def send_fatal(frames_fd: int, error: BaseException) -> None:
+    """Tell the coordinator this worker cannot start, in one line."""
+    from replay.results import one_line  # noqa: PLC0415 - after stdout is protected
+    write_frame(frames_fd, {"kind": "fatal", "ready": False, "error": one_line(str(error))})
+
+
+def open_worker_device(frames_fd: int, args: argparse.Namespace):
+    """(device, DeviceInfo) for the parsed worker options; None (after the fatal frame) when it cannot open."""
+    from replay.backends.device import open_device  # noqa: PLC0415 - after stdout is protected
+    try:
+        return open_device(args.device, l1_small_size=args.l1_small_size)
+    except Exception as e:  # noqa: BLE001 - report, whatever it is
+        send_fatal(frames_fd, e)
+        return None
+
+
+def _reply(backend, req: dict) -> dict:
+    """One request's result as a dict; an optrace bug becomes an internal ttnn_error, never a dead worker."""
+    from replay.mapping import Case  # noqa: PLC0415
+    from replay.results import ReplayResult, one_line  # noqa: PLC0415
+    sig = req.get("sig")
+    _test_op(sig[1] if isinstance(sig, list) and len(sig) > 1 else "")
+    try:
+        result = backend.run(Case.from_wire(sig), inputs=req.get("inputs"))
+    except Exception as e:  # noqa: BLE001 - an optrace bug must not lose the other signatures
+        result = ReplayResult(signature_id=str(sig[0]) if sig else "", op=str(sig[1]) if sig else "",
+                              status="ttnn_error", backend="ttnn", device=backend.board, mock=backend.mock,
+                              reason=f"optrace internal error: {type(e).__name__}: {one_line(str(e))}",
+                              extra={"internal": True})
+    return result.to_json()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Open the device, then answer signature requests on stdin until shutdown or end of stdin."""
+    args = worker_parser("python -m replay.run.worker", __doc__.split("\n")[0]).parse_args(argv)
     frames_fd = protect_stdout()
     stdin = sys.stdin.buffer
-    from replay.backends.device import open_device  # noqa: PLC0415 - after stdout is protected
-    from replay.mapping import PortSettings  # noqa: PLC0415
-    from replay.results import ReplayResult, one_line  # noqa: PLC0415
-    try:
-        device, info = open_device(args.device, l1_small_size=args.l1_small_size)
-    except Exception as e:  # noqa: BLE001 - report, whatever it is
-        write_frame(frames_fd, {"kind": "fatal", "ready": False, "error": one_line(str(e))})
+    opened = open_worker_device(frames_fd, args)
+    if opened is None:
         return 2
-    from replay.backends.ttnn_ops import run_signature  # noqa: PLC0415 - imports ttnn
+    device, info = opened
+    from replay.backends.device import close_device  # noqa: PLC0415 - after stdout is protected
+    from replay.backends.ttnn_ops import TtnnBackend  # noqa: PLC0415 - imports ttnn
+    from replay.mapping import PortSettings  # noqa: PLC0415
 
     settings = PortSettings(dtype=args.dtype, layout=args.layout, memory=args.memory)
+    backend = TtnnBackend(device, settings, board=info.board, mock=info.mock)
     write_frame(frames_fd, {"kind": "ready", "ready": True, "device": info.to_json(), "board": info.board, "mock": info.mock,
                             "note": info.note, "ttnn_version": info.ttnn_version,
                             "settings": {"dtype": settings.dtype, "layout": settings.layout,
@@ -115,20 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             req = read_frame(stdin)
             if req is None or req.get("cmd") == "shutdown":
                 break
-            sig = req.get("sig")
-            _test_op(sig[1] if isinstance(sig, list) and len(sig) > 1 else "")
-            try:
-                result = run_signature(device, sig, settings, board=info.board, mock=info.mock,
-                                       inputs=req.get("inputs"))
-            except Exception as e:  # noqa: BLE001 - an optrace bug must not lose the other signatures
-                result = ReplayResult(signature_id=str(sig[0]) if sig else "", op=str(sig[1]) if sig else "",
-                                      status="ttnn_error", backend="ttnn", device=info.board, mock=info.mock,
-                                      reason=f"optrace internal error: {type(e).__name__}: {one_line(str(e))}",
-                                      extra={"internal": True})
-            write_frame(frames_fd, {"kind": "result", "id": req.get("id"), "result": result.to_json()})
+            write_frame(frames_fd, {"kind": "result", "id": req.get("id"), "result": _reply(backend, req)})
     finally:
-        import ttnn  # noqa: PLC0415
-        ttnn.close_device(device)
+        close_device(device)
     return 0
 
 

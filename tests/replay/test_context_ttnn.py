@@ -16,7 +16,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from capture.schema import read_trace  # noqa: E402
 from context_trace import keeps_input_alive  # noqa: E402
-from replay.context.plan import ContextSummary, CallRecord, read_calls, run_context  # noqa: E402
+from replay.context.plan import ContextSummary, CallRecord, read_calls  # noqa: E402
+from replay.context.run import run_context  # noqa: E402
 from replay.context.estimate import simulate_estimate  # noqa: E402
 from replay.report.build import build_report  # noqa: E402
 from replay.report.text import render_markdown  # noqa: E402

@@ -6,7 +6,8 @@ import pytest
 
 from capture.schema import Signature
 from replay.backends.devices import DEVICES, get_device
-from replay.backends.estimate import RULES, EstimateSettings, rules_table, run_signature
+from replay.backends.base import case_of
+from replay.backends.estimate import RULES, EstimateBackend, EstimateSettings, rules_table
 from replay.backends.footprint import FootprintError, footprint, render_footprint
 from replay.results import ESTIMATE_NOTE, STATUSES
 
@@ -19,6 +20,10 @@ def T(shape, dtype="float32"):
         stride.insert(0, s)
         s *= max(d, 1)
     return ["T", [list(shape), dtype, stride]]
+
+
+def run_signature(s, arg_names, settings=EstimateSettings()):
+    return EstimateBackend(settings).run(case_of(s, arg_names))
 
 
 def sig(op, args, outputs):

@@ -21,7 +21,8 @@ sys.path.insert(0, ROOT)
 
 from capture.schema import Signature  # noqa: E402
 from replay.backends.devices import DEVICES, TILE_BYTES  # noqa: E402
-from replay.backends.estimate import EstimateSettings, run_signature  # noqa: E402
+from replay.backends.base import case_of  # noqa: E402
+from replay.backends.estimate import EstimateBackend, EstimateSettings  # noqa: E402
 from replay.backends.footprint import allocate, footprint  # noqa: E402
 from replay.results import parse_oom  # noqa: E402
 
@@ -72,7 +73,8 @@ def estimate_op(case, board):
     label, op, src, dst, (fn, arg), dtype = case
     args = [T(src), ints(arg if fn == "permute" else dst)] if fn != "relu" else [T(src)]
     names = ["self", "dims" if fn == "permute" else "size"][:len(args)]
-    return run_signature(Signature("0" * 16, op, args, [T(dst)], 1, [0]), names, EstimateSettings(device=board, dtype=dtype))
+    return EstimateBackend(EstimateSettings(device=board, dtype=dtype)).run(
+        case_of(Signature("0" * 16, op, args, [T(dst)], 1, [0]), names))
 
 
 # ---------------------------------------------------------------------------------------------

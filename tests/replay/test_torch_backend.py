@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from capture.schema import Signature, read_trace, signature_id
-from replay.backends.torch_ref import _Builder, resolve_op, run_signature
+from replay.backends.base import case_of
+from replay.backends.torch_ref import TorchBackend, TorchSettings, _Builder, resolve_op
 
 TRACES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "traces", "*.msgpack")))
 
@@ -23,7 +24,7 @@ def replayed() -> dict:
         arg_names = {o.name: o.arg_names for o in trace.ops}
         for sig in trace.signatures:
             if sig.id not in by_id:
-                by_id[sig.id] = run_signature(sig, arg_names[sig.op], {})
+                by_id[sig.id] = TorchBackend().run(case_of(sig, arg_names[sig.op]))
         per_trace[os.path.basename(path)] = [by_id[s.id] for s in trace.signatures]
     return per_trace
 
@@ -51,7 +52,7 @@ def test_stride0_expanded_input_keeps_its_stride_and_tiny_buffer():
     sig = _sig("aten.add.Tensor", [["T", [[4, 3], "float32", [0, 1]]], ["T", [[4, 3], "float32", [3, 1]]],
                                    ["int", 1]],
                [["T", [[4, 3], "float32", [3, 1]]]])
-    r = run_signature(sig, _names(sig.op), {})
+    r = TorchBackend().run(case_of(sig, _names(sig.op)))
     assert r.status == "pass", r.reason
     assert r.inputs[0].logical_bytes == 48 and r.outputs[0].shape == [4, 3]
 
@@ -61,13 +62,13 @@ def test_in_place_write_into_an_expanded_input_fails_as_torch_fails():
     sig = _sig("aten.add_.Tensor", [["T", [[4, 3], "float32", [0, 1]]], ["T", [[4, 3], "float32", [3, 1]]],
                                     ["int", 1]],
                [["T", [[4, 3], "float32", [0, 1]]]])
-    r = run_signature(sig, _names(sig.op), {})
+    r = TorchBackend().run(case_of(sig, _names(sig.op)))
     assert r.status == "mismatch" and r.reason.startswith("raised RuntimeError")
 
 
 def test_wrong_traced_output_shape_is_reported_as_mismatch():
     sig = _sig("aten.relu.default", [["T", [[2, 5], "float32", [5, 1]]]], [["T", [[2, 6], "float32", [6, 1]]]])
-    r = run_signature(sig, _names(sig.op), {})
+    r = TorchBackend().run(case_of(sig, _names(sig.op)))
     assert r.status == "mismatch"
     assert "[2, 5] float32" in r.reason and "[2, 6] float32" in r.reason
     assert (r.backend, r.device, r.mock, r.numerics) == ("torch", "cpu", False, "not_checked")
@@ -76,31 +77,31 @@ def test_wrong_traced_output_shape_is_reported_as_mismatch():
 def test_wrong_output_count_and_dtype_are_reported_as_mismatch():
     x = ["T", [[3, 4], "float32", [4, 1]]]
     two = _sig("aten.max.dim", [x, ["int", 1], ["bool", False]], [["T", [[3], "float32", [1]]]])
-    assert run_signature(two, _names(two.op), {}).reason == "2 outputs, traced 1"
+    assert TorchBackend().run(case_of(two, _names(two.op))).reason == "2 outputs, traced 1"
     dtype = _sig("aten.max.dim", [x, ["int", 1], ["bool", False]],
                  [["T", [[3], "float32", [1]]], ["T", [[3], "int32", [1]]]])
-    assert "traced [3] int32" in run_signature(dtype, _names(dtype.op), {}).reason
+    assert "traced [3] int32" in TorchBackend().run(case_of(dtype, _names(dtype.op))).reason
 
 
 def test_split_returns_a_list_that_is_checked_item_by_item():
     sig = _sig("aten.split.Tensor", [["T", [[5, 2], "float32", [2, 1]]], ["int", 2], ["int", 0]],
                [["list", [["T", [[2, 2], "float32", [2, 1]]], ["T", [[2, 2], "float32", [2, 1]]],
                           ["T", [[1, 2], "float32", [2, 1]]]]]])
-    assert run_signature(sig, _names(sig.op), {}).status == "pass"
+    assert TorchBackend().run(case_of(sig, _names(sig.op))).status == "pass"
 
 
 def test_index_tensors_are_generated_in_range_of_the_indexed_dim():
     sig = _sig("aten.index_select.default",
                [["T", [[3, 7], "float32", [7, 1]]], ["int", 0], ["T", [[50], "int64", [1]]]],
                [["T", [[50, 7], "float32", [7, 1]]]])
-    assert run_signature(sig, _names(sig.op), {}).status == "pass"
+    assert TorchBackend().run(case_of(sig, _names(sig.op))).status == "pass"
 
 
 def test_unknown_op_and_opaque_argument_are_unsupported():
-    r = run_signature(_sig("aten.no_such_op.default", [], []), [], {})
+    r = TorchBackend().run(case_of(_sig("aten.no_such_op.default", [], []), []))
     assert r.status == "unsupported" and "no op aten.no_such_op.default" in r.reason
     sig = _sig("aten.relu.default", [["opaque", "<object>"]], [["T", [[1], "float32", [1]]]])
-    r = run_signature(sig, _names(sig.op), {})
+    r = TorchBackend().run(case_of(sig, _names(sig.op)))
     assert r.status == "unsupported" and "opaque" in r.reason
 
 
@@ -112,12 +113,12 @@ def test_signature_too_large_for_memory_runs_on_fake_tensors():
                 ["list", [["int", 1], ["int", 1]]], ["bool", False], ["list", [["int", 0], ["int", 0]]],
                 ["int", 1]],
                [["T", [[1, 8, 32, 32], "float32", [8192, 1024, 32, 1]]]])
-    r = run_signature(sig, _names(sig.op), {"fake_above_bytes": 1024})
+    r = TorchBackend(TorchSettings(fake_above_bytes=1024)).run(case_of(sig, _names(sig.op)))
     assert r.status == "pass" and r.extra["tensors"] == "fake" and "fake tensors" in r.reason
-    assert run_signature(sig, _names(sig.op), {}).extra == {}
+    assert TorchBackend().run(case_of(sig, _names(sig.op))).extra == {}
 
 
 def test_boolean_mask_selects_as_many_rows_as_traced():
     sig = _sig("aten.index.Tensor", [["T", [[6, 2], "float32", [2, 1]]], ["list", [["T", [[6], "bool", [1]]]]]],
                [["T", [[4, 2], "float32", [2, 1]]]])
-    assert run_signature(sig, _names(sig.op), {}).status == "pass"
+    assert TorchBackend().run(case_of(sig, _names(sig.op))).status == "pass"
