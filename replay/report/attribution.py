@@ -53,7 +53,7 @@ def is_failing(status: str) -> bool:
     return status in FAILING or status not in REPORT_STATUSES
 
 
-@dataclass
+@dataclass(kw_only=True)
 class AttributedCall:
     """One call of a trace with the status its signature's result gave it."""
     index: int               # call index in the trace (execution order)
@@ -64,7 +64,7 @@ class AttributedCall:
     status: str              # a REPORT_STATUSES key (or a status a newer replay invented)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ModelAttribution:
     """All calls of one model's trace, in execution order, each with a status."""
     model: str
@@ -86,7 +86,7 @@ class ModelAttribution:
         return out
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Attribution:
     """Every model's attributed calls, with the signatures and results they rest on."""
     models: list[ModelAttribution]
@@ -130,13 +130,16 @@ def attribute(traces: list[Trace], results: list[ReplayResult], trace_sha256: di
             sig = trace.signatures[call.signature]
             signatures.setdefault(sig.id, sig)
             r = by_id.get(sig.id)
-            calls.append(AttributedCall(call.index, sig.id, sig.op, trace.module_path(call),
-                                        trace.module_class(call), r.status if r else NOT_RUN))
+            calls.append(AttributedCall(index=call.index, signature_id=sig.id, op=sig.op,
+                                        module_path=trace.module_path(call), module_class=trace.module_class(call),
+                                        status=r.status if r else NOT_RUN))
         order = list(dict.fromkeys(c.signature_id for c in calls))
-        models.append(ModelAttribution(name, trace.path, (trace_sha256 or {}).get(trace.path, ""),
-                                       calls, order))
-    att = Attribution(models, signatures, {k: v for k, v in by_id.items() if k in signatures},
-                      sorted(k for k in by_id if k not in signatures))
+        models.append(ModelAttribution(model=name, trace_path=trace.path,
+                                       trace_sha256=(trace_sha256 or {}).get(trace.path, ""), calls=calls,
+                                       signature_ids=order))
+    att = Attribution(models=models, signatures=signatures,
+                      results={k: v for k, v in by_id.items() if k in signatures},
+                      orphan_results=sorted(k for k in by_id if k not in signatures))
     reconcile(att, traces)
     return att
 
