@@ -36,7 +36,7 @@ from torch.export.graph_signature import InputKind
 
 from capture.capture import build_signatures, grad_context, trace_header
 from capture.recorder import ModuleStack, RawCall, Recording, encode_constant, overload_name
-from capture.registry import ModelEntry, build_model, eager_only_reason  # noqa: F401 (eager_only_reason: its old home)
+from capture.registry import ModelEntry, build_model, eager_only_reason  # eager_only_reason lived here; still importable
 from capture.schema import ModuleInfo, OpInfo, TensorMeta, Trace
 
 DECOMPOSITIONS = "core_aten"
