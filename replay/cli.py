@@ -1,13 +1,22 @@
-"""`replay`: replay traces on ttnn / the estimate / torch, and the commands around it. Thin."""
+"""`replay`: replay traces on ttnn / the estimate / torch, and the commands around it. Thin.
+
+Values are checked where they are parsed (closed sets are ``Choice``s, shapes and shards are
+ParamTypes), and a bad one is one line on stderr and exit status 2.
+"""
 from __future__ import annotations
 
+import glob
 import json
 import os
 import sys
+from collections import Counter
 
 import click
 
-from replay.run.runner import ReplayError
+from replay.backends.devices import TILE_BYTES
+from replay.backends.footprint import DTYPE_ALIASES, LAYOUT_ALIASES, FootprintError, parse_shape
+from replay.run.drivers import DRIVERS
+from replay.run.runner import DEVICES, DTYPES, MEMORIES, ReplayError, parse_shard
 
 
 def _die(msg: str) -> None:
@@ -15,13 +24,78 @@ def _die(msg: str) -> None:
     sys.exit(2)
 
 
+class _OneLine(click.ClickException):
+    """A bad option value, shown as one line (``replay: --shape: ...``) with exit status 2."""
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"replay: {self.message}", err=True)
+
+
 class _DefaultRun(click.Group):
-    """`replay traces/` means `replay run traces/`."""
+    """`replay traces/` means `replay run traces/`; a bad option value is one line."""
 
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.BadParameter as e:
+            opt = e.param.opts[0] if e.param is not None and e.param.opts else (e.param_hint or "")
+            message = e.message if e.message.startswith("--") or not opt else f"{opt}: {e.message}"
+            raise _OneLine(message) from None
+
+
+class Named(click.Choice):
+    """One of a closed set of names (case-insensitive); anything else is "unknown <what> X; choose one of ..."."""
+
+    def __init__(self, what: str, choices):
+        super().__init__(list(choices), case_sensitive=False)
+        self.what = what
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"unknown {self.what} {value!r}; choose one of {', '.join(map(str, self.choices))}", param, ctx)
+
+
+class Shape(click.ParamType):
+    """A tensor shape typed as integers: ``1,3,640,640`` (or ``1x3x640x640``)."""
+    name = "shape"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_shape(value)
+        except FootprintError as e:
+            self.fail(str(e), param, ctx)
+
+
+class Shard(click.ParamType):
+    """``K/N``: the K-th of N deterministic shards of the signatures."""
+    name = "K/N"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, tuple):
+            return value
+        try:
+            return parse_shard(value)
+        except ReplayError as e:
+            self.fail(str(e), param, ctx)
+
+
+# Options several commands share, declared once.
+DEVICE = click.option("--device", type=Named("device", DEVICES), default="n150", show_default=True,
+                      help="board (the mock device when there is none)")
+MEMORY = click.option("--memory", type=Named("memory", MEMORIES), default="dram", show_default=True,
+                      help="where tensors live")
+TTNN_PYTHON = click.option("--ttnn-python", default=None, help="Python with ttnn for the workers (or OPTRACE_TTNN_PYTHON)")
+REPORT_DIR = click.option("--report", "report_dir", default="reports", show_default=True, help="folder for the report")
 
 
 @click.group(cls=_DefaultRun, context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,21 +108,24 @@ def main():
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--backend", default="ttnn", show_default=True, help="ttnn | estimate | torch")
-@click.option("--device", default="n150", show_default=True, help="n150 | n300 | p150 | p100 (mock device when no board)")
-@click.option("--dtype", default="bfloat16", show_default=True, help="dtype float tensors get on the device")
-@click.option("--memory", default="dram", show_default=True, help="dram | l1: where inputs and outputs live")
-@click.option("--jobs", type=int, default=os.cpu_count() or 1, show_default=True, help="worker processes")
-@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True, help="seconds per op")
+@click.option("--backend", type=Named("backend", DRIVERS), default="ttnn", show_default=True)
+@DEVICE
+@click.option("--dtype", type=Named("dtype", DTYPES), default="bfloat16", show_default=True,
+              help="dtype float tensors get on the device")
+@MEMORY
+@click.option("--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
+              help="worker processes")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=120.0,
+              show_default=True, help="seconds per op")
 @click.option("--out", default="results", show_default=True, help="folder for the results journal")
 @click.option("--resume", is_flag=True, help="finish an interrupted run instead of starting over")
-@click.option("--shard", default=None, help="K/N: replay a deterministic 1/N of the signatures")
-@click.option("--ttnn-python", default=None, help="Python with ttnn for the workers (or OPTRACE_TTNN_PYTHON)")
-@click.option("--report", "report_dir", default="reports", show_default=True, help="folder for the report")
+@click.option("--shard", type=Shard(), default=None, help="K/N: replay a deterministic 1/N of the signatures")
+@TTNN_PYTHON
+@REPORT_DIR
 @click.option("--no-report", is_flag=True, help="do not write the report")
 @click.option("--remedies/--no-remedies", default=True, show_default=True,
               help="for each failing signature, try DRAM, the other layout, bfloat8_b, folded 1-dims")
-@click.option("--pcc", type=float, default=0.99, show_default=True,
+@click.option("--pcc", type=click.FloatRange(-1.0, 1.0), default=0.99, show_default=True,
               help="on a real board, outputs with a lower Pearson correlation to torch are a mismatch")
 @click.option("--mode", type=click.Choice(["signature", "model"]), default="signature", show_default=True,
               help="signature: each unique signature alone; model: each model's whole call sequence in "
@@ -56,13 +133,12 @@ def main():
 def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, shard, ttnn_python, report_dir,
         no_report, mode, remedies, pcc):
     """Replay every unique signature of the traces (files or folders) once, then write the report."""
-    from replay.results import ResultsError
     from replay.run.pool import PoolError
-    from replay.run.runner import RunSettings, default_results_path, load_traces, parse_shard, replay
+    from replay.run.runner import RunSettings, default_results_path, load_traces, replay
 
     try:
         settings = RunSettings(backend=backend, device=device, dtype=dtype, memory=memory, jobs=jobs,
-                               timeout_s=timeout_s, ttnn_python=ttnn_python, shard=parse_shard(shard), pcc=pcc)
+                               timeout_s=timeout_s, ttnn_python=ttnn_python, shard=shard, pcc=pcc)
         settings.validate()
         traces = load_traces(list(paths))
         if mode == "model":
@@ -72,16 +148,15 @@ def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, sha
         if remedies and settings.backend in ("ttnn", "estimate"):
             from replay.studies.remedies import add_remedies
             results = add_remedies(traces, settings, path, results)
-    except (ReplayError, PoolError, ResultsError) as e:  # ResultsError: the journal cannot be written
+    except (ReplayError, PoolError) as e:
         _die(str(e))
-    except OSError as e:  # the results or logs folder cannot be made: read-only, full
-        _die(f"{e.filename or out}: cannot write results ({e.strerror or e})")
     click.echo(f"results: {path} ({len(results)} signatures; {header.get('note')})")
     if not no_report and settings.shard is None:
         _write_report(traces, header, results, report_dir, out)
 
 
 def _run_context(traces, settings, out, report_dir, no_report):
+    """`replay run --mode model`: each model in context, then its report."""
     from replay.context.run import run_context
     from replay.results import read_results
     for results_path, calls_path in run_context(traces, settings, out):
@@ -109,7 +184,7 @@ def _write_report(traces, header, results, report_dir, results_dir="results"):
 
 @main.command()
 @click.argument("results_files", nargs=-1, required=True)
-@click.option("--report", "report_dir", default="reports", show_default=True, help="folder for the report")
+@REPORT_DIR
 def report(results_files, report_dir):
     """Render the report again from stored results, without replaying."""
     from replay.results import ResultsError, read_results
@@ -143,8 +218,6 @@ def merge(shards, out):
 @click.argument("paths", nargs=-1)
 def ops(paths):
     """The aten -> ttnn mapping table: op, ttnn call, status, calls in the traces."""
-    from collections import Counter
-
     from capture.schema import TraceError, read_trace
     from replay.mapping import mapping_table
     from replay.run.runner import trace_paths
@@ -167,15 +240,16 @@ def ops(paths):
 
 
 @main.command()
-@click.option("--shape", required=True, help="e.g. 160,100,512,1,1")
-@click.option("--dtype", default="bfloat16", show_default=True)
-@click.option("--layout", default="tile", show_default=True, help="tile | row_major")
-@click.option("--memory", default="dram", show_default=True, help="dram | l1")
-@click.option("--device", default="n150", show_default=True)
+@click.option("--shape", type=Shape(), required=True, help="integers, e.g. 160,100,512,1,1")
+@click.option("--dtype", type=Named("dtype", [*TILE_BYTES, *DTYPE_ALIASES]), default="bfloat16", show_default=True)
+@click.option("--layout", type=Named("layout", ["tile", "row_major", *LAYOUT_ALIASES]), default="tile",
+              show_default=True)
+@MEMORY
+@DEVICE
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def footprint(shape, dtype, layout, memory, device, as_json):
     """What one tensor costs on the device: padding, pages, per-bank bytes, fit."""
-    from replay.backends.footprint import FootprintError, footprint as compute, render_footprint
+    from replay.backends.footprint import footprint as compute, render_footprint
     try:
         fp = compute(shape, dtype=dtype, layout=layout, memory=memory, device=device)
     except FootprintError as e:
@@ -191,8 +265,6 @@ def footprint(shape, dtype, layout, memory, device, as_json):
 @click.option("--out", default=None, help="file (one signature) or folder; default repros/")
 def repro(signature_id, failing, results_file, out):
     """Write a standalone pytest file that reproduces a result with ttnn alone."""
-    import glob
-
     from replay.studies.repro import ReproError, find_results, write_repros
     from replay.results import ResultsError
     try:
@@ -212,19 +284,20 @@ def repro(signature_id, failing, results_file, out):
 
 @main.command()
 @click.argument("model")
-@click.option("--device", default="n150", show_default=True)
-@click.option("--memory", default="dram", show_default=True, help="dram | l1")
-@click.option("--step", type=int, default=32, show_default=True, help="resolution step in pixels (short side)")
+@DEVICE
+@MEMORY
+@click.option("--step", type=click.IntRange(min=1), default=32, show_default=True,
+              help="resolution step in pixels (short side)")
 @click.option("--confirm/--no-confirm", default=True, show_default=True,
               help="confirm the found sizes in context on ttnn (the mock device when there is no board)")
-@click.option("--max-batch", type=int, default=1024, show_default=True, help="largest batch tried")
-@click.option("--device-probes", type=int, default=12, show_default=True,
+@click.option("--max-batch", type=click.IntRange(min=1), default=1024, show_default=True, help="largest batch tried")
+@click.option("--device-probes", type=click.IntRange(min=1), default=12, show_default=True,
               help="at most this many in-context device runs per axis when the device disagrees with the estimate")
-@click.option("--op-probes", type=int, default=5, show_default=True,
+@click.option("--op-probes", type=click.IntRange(min=0), default=5, show_default=True,
               help="isolated device runs per failing op when bisecting the largest inputs it fits with")
 @click.option("--out", default="results", show_default=True,
               help="folder for headroom_<device>_<memory>_<model>.json (where `replay report` finds it)")
-@click.option("--ttnn-python", default=None, help="Python with ttnn for the confirming worker")
+@TTNN_PYTHON
 def headroom(model, device, memory, step, confirm, max_batch, device_probes, op_probes, out, ttnn_python):
     """The largest input (resolution, batch) MODEL still replays without a failure: bisected on the
     estimate, then confirmed (and, where they disagree, bisected on) the ttnn device."""
@@ -235,7 +308,7 @@ def headroom(model, device, memory, step, confirm, max_batch, device_probes, op_
     from replay.run.pool import PoolError
     from replay.run.runner import RunSettings
     settings = RunSettings(backend="ttnn", device=device, memory=memory, jobs=1, ttnn_python=ttnn_python,
-                        log_dir=os.path.join(out, "logs"))
+                           log_dir=os.path.join(out, "logs"))
     os.makedirs(settings.log_dir, exist_ok=True)
     try:
         result = find(model, device, memory, step, confirm, settings, max_batch=max_batch,

@@ -12,7 +12,6 @@ TILE pads only the last two dims up to multiples of 32 (rank 0 and 1 become [1, 
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 
 from replay.backends.devices import (BLOCK_FLOAT_DTYPES, ELEMENT_BYTES, L1_SMALL_BYTES, TILE_BYTES, TILE_HW,
@@ -103,13 +102,31 @@ def allocate(shape, dtype: str, layout: str, memory: str, device: DeviceSpec,
 # ---------------------------------------------------------------------------------------------
 # `replay footprint`
 
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"1,3,640,640"`` (or ``"1x3x640x640"``, brackets allowed) -> a shape; FootprintError naming the
+    bad part when a dimension is empty, not an integer, or negative."""
+    body = text.strip().strip("[]()")
+    if not body:
+        raise FootprintError(f"shape {text!r} is empty; give integers like 1,3,640,640")
+    parts = body.split(",") if "," in body else body.split("x")
+    dims = []
+    for n, part in enumerate(parts, 1):
+        part = part.strip()
+        if not part:
+            raise FootprintError(f"shape {text!r}: dimension {n} is empty")
+        try:
+            d = int(part)
+        except ValueError:
+            raise FootprintError(f"shape {text!r}: dimension {n} ({part!r}) is not an integer") from None
+        if d < 0:
+            raise FootprintError(f"shape {text!r} has a negative dimension {d}")
+        dims.append(d)
+    return tuple(dims)
+
+
 def _check_shape(shape) -> tuple[int, ...]:
     if isinstance(shape, str):
-        text = shape.strip().strip("[]()")
-        try:
-            shape = [int(s) for s in text.replace("x", ",").split(",") if s.strip()]
-        except ValueError:
-            raise FootprintError(f"shape {text!r} is not a list of integers, e.g. 1,3,640,640") from None
+        return parse_shape(shape)
     if not isinstance(shape, (list, tuple)) or not shape:
         raise FootprintError(f"shape must be a non-empty list of integers, got {shape!r}")
     for d in shape:

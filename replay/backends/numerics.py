@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from replay.mapping import MAPPINGS, Case, PortSettings, plan_replay
+
 NUMERICS_ON_MOCK_ENV = "OPTRACE_NUMERICS_ON_MOCK"
 DEFAULT_PCC = 0.99
 # Input plus output bytes (float32 on the wire) above which a signature's data is not sent.
@@ -85,6 +87,7 @@ def compare(reference, actual, threshold: float = DEFAULT_PCC) -> tuple[bool, fl
 # Wire arrays
 
 def to_wire(array: np.ndarray) -> dict:
+    """A numpy array as a wire array (dtype name, shape, C-order bytes)."""
     a = np.ascontiguousarray(array)
     return {"dtype": a.dtype.name, "shape": list(a.shape), "data": a.tobytes()}
 
@@ -106,7 +109,7 @@ class Prepared:
 
 
 def family_of(op: str) -> str:
-    from replay.mapping import MAPPINGS
+    """The mapping function's name for an aten overload ("binary", "reshape"), or "" when unmapped."""
     m = MAPPINGS.get(op)
     return m.fn.__name__ if m is not None and m.fn is not None else ""
 
@@ -164,7 +167,6 @@ def prepare(sig, arg_names: list[str], settings=None, seed: int = 0,
     """
     import torch
 
-    from replay.mapping import Case, PortSettings, plan_replay
     from replay.backends.torch_ref import NotBuildable, build_inputs, signature_bytes
 
     case = Case.from_wire(sig.to_full_wire(arg_names))

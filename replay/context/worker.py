@@ -45,7 +45,7 @@ class ContextRun:
 
         from replay.backends import ttnn_ops
         self.ttnn, self.ops = ttnn, ttnn_ops
-        self.device, self.plan, self.settings = ttnn, device, plan, settings
+        self.device, self.plan, self.settings = device, plan, settings
         self.board, self.mock = board, mock
         self.spec = get_device(board if board in ("n150", "n300", "p150", "p100")
                                else "p150" if "blackhole" in board else "n150")

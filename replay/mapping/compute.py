@@ -16,6 +16,7 @@ from replay.mapping.registry import register
           "aten.cudnn_convolution.default", "aten.mkldnn_convolution.default",
           ttnn="ttnn.conv2d / ttnn.conv_transpose2d (input [1,1,NHW,C], host weights)")
 def convolution(p: Port, c: Case):
+    """conv2d on a channels-last [1,1,N*H*W,C] input, the weight a host tensor ttnn prepares."""
     w = c.tensor("weight")
     if w.rank != 4:
         unsupported(f"{w.rank - 2}-D convolution: optrace maps 2-D convolution only (ttnn.conv1d "
@@ -46,6 +47,7 @@ def convolution(p: Port, c: Case):
 @register("aten.max_pool2d.default", "aten.max_pool2d_with_indices.default",
           ttnn="ttnn.max_pool2d (input [1,1,NHW,C])")
 def max_pool2d(p: Port, c: Case):
+    """max_pool2d on a channels-last input; the indices output is not produced."""
     x, n, ch, h, w = channels_last_flat(p, "self")
     k = pair(c.get("kernel_size"))
     kwargs = dict(input_tensor=x, batch_size=n, input_h=h, input_w=w, channels=ch, kernel_size=k,
@@ -63,6 +65,7 @@ def max_pool2d(p: Port, c: Case):
 
 @register("aten.avg_pool2d.default", ttnn="ttnn.avg_pool2d (input [1,1,NHW,C])")
 def avg_pool2d(p: Port, c: Case):
+    """avg_pool2d on a channels-last input."""
     x, n, ch, h, w = channels_last_flat(p, "self")
     k = pair(c.get("kernel_size"))
     kwargs = dict(input_tensor=x, batch_size=n, input_h=h, input_w=w, channels=ch, kernel_size=k,
@@ -78,6 +81,7 @@ def avg_pool2d(p: Port, c: Case):
 @register("aten.adaptive_avg_pool2d.default", "aten._adaptive_avg_pool2d.default",
           "aten.adaptive_max_pool2d.default", ttnn="ttnn.adaptive_{avg,max}_pool2d (input [1,1,NHW,C])")
 def adaptive_pool2d(p: Port, c: Case):
+    """adaptive average or max pooling on a channels-last input (values only)."""
     x, n, ch, h, w = channels_last_flat(p, "self")
     fn = "adaptive_max_pool2d" if "max" in c.op else "adaptive_avg_pool2d"
     p.call(fn, input_tensor=x, batch_size=n, input_h=h, input_w=w, channels=ch,
@@ -90,6 +94,7 @@ def adaptive_pool2d(p: Port, c: Case):
           "aten.upsample_bilinear2d.default", "aten.upsample_bilinear2d.vec",
           ttnn="ttnn.upsample(x [N,H,W,C], scale, mode)")
 def upsample(p: Port, c: Case):
+    """nearest/bilinear upsample on an [N, H, W, C] ROW_MAJOR input."""
     t, out = c.tensor("self" if c.tensor("self") else "input"), first_out(c)
     if t.rank != 4:
         unsupported("upsample of a non-4-D tensor: ttnn.upsample takes [N, H, W, C]")
@@ -116,6 +121,7 @@ def _stat(p: Port, c: Case, name: str, ch: int):
           "aten._batch_norm_impl_index.default", "aten.miopen_batch_norm.default",
           ttnn="ttnn.batch_norm(x [N,C,H,W], stats [1,C,1,1])")
 def batch_norm(p: Port, c: Case):
+    """eval batch norm: ttnn.batch_norm with running statistics held as [1, C, 1, 1]."""
     t = c.tensor("input")
     if t.rank < 2:
         unsupported("batch_norm of a rank<2 tensor")
@@ -136,6 +142,7 @@ def batch_norm(p: Port, c: Case):
 @register("aten.native_layer_norm.default", "aten.layer_norm.default",
           ttnn="ttnn.layer_norm(x, epsilon, weight, bias)")
 def layer_norm(p: Port, c: Case):
+    """layer norm over the last dim, weight and bias as [1, C]."""
     t, norm = c.tensor("input"), list(c.get("normalized_shape"))
     width = math.prod(norm)
     # ttnn normalizes over the last dim: more than one normalized dim is flattened into it.
@@ -153,6 +160,7 @@ def layer_norm(p: Port, c: Case):
 @register("aten.native_group_norm.default", "aten.group_norm.default",
           ttnn="ttnn.group_norm(x [N,1,HW,C], num_groups, epsilon, weight, bias)")
 def group_norm(p: Port, c: Case):
+    """group norm on a channels-last input."""
     t = c.tensor("input")
     n, ch = t.shape[0], t.shape[1]
     hw = math.prod(t.shape[2:])
@@ -171,6 +179,7 @@ def group_norm(p: Port, c: Case):
 @register("aten._softmax.default", "aten.softmax.int", "aten._safe_softmax.default",
           ttnn="ttnn.softmax(x, dim)")
 def softmax(p: Port, c: Case):
+    """softmax over one dim."""
     t = c.tensor("self")
     p.call("softmax", p.input("self"), dim=norm_dim(c.get("dim", -1), t.rank), memory_config=MEMORY)
     p.expect(first_out(c))
@@ -178,6 +187,7 @@ def softmax(p: Port, c: Case):
 
 @register("aten._log_softmax.default", "aten.log_softmax.int", ttnn="ttnn.softmax + ttnn.log")
 def log_softmax(p: Port, c: Case):
+    """log-softmax as softmax then log."""
     t = c.tensor("self")
     s = p.call("softmax", p.input("self"), dim=norm_dim(c.get("dim", -1), t.rank), memory_config=MEMORY)
     p.call("log", s, memory_config=MEMORY)
@@ -189,6 +199,7 @@ def log_softmax(p: Port, c: Case):
 
 @register("aten.linear.default", ttnn="ttnn.linear(x, W^T [in,out], bias=[1,out])")
 def linear(p: Port, c: Case):
+    """linear with the weight pre-transposed to [in, out], as a port prepares it once."""
     w = c.tensor("weight")
     kwargs = dict(memory_config=MEMORY)
     if c.tensor("bias") is not None:
@@ -199,6 +210,7 @@ def linear(p: Port, c: Case):
 
 @register("aten.addmm.default", ttnn="ttnn.linear(mat1, mat2, bias=self)")
 def addmm(p: Port, c: Case):
+    """addmm as ttnn.linear with self as the bias (beta/alpha 1)."""
     if c.get("beta", 1) != 1 or c.get("alpha", 1) != 1:
         p.note("beta/alpha != 1: a port scales separately; replayed as plain linear")
     b = c.tensor("self")
@@ -209,6 +221,7 @@ def addmm(p: Port, c: Case):
 
 @register("aten.mm.default", "aten.bmm.default", "aten.matmul.default", ttnn="ttnn.matmul(a, b)")
 def matmul(p: Port, c: Case):
+    """mm, bmm and matmul as ttnn.matmul."""
     b_name = "mat2" if c.tensor("mat2") is not None else "other"
     p.call("matmul", p.input("self"), p.input(b_name), memory_config=MEMORY)
     p.expect(first_out(c))
@@ -216,6 +229,7 @@ def matmul(p: Port, c: Case):
 
 @register("aten.baddbmm.default", ttnn="ttnn.matmul + ttnn.add")
 def baddbmm(p: Port, c: Case):
+    """baddbmm as matmul then add (beta/alpha 1)."""
     m = p.call("matmul", p.input("batch1"), p.input("batch2"), memory_config=MEMORY)
     p.call("add", m, p.input("self"), memory_config=MEMORY)
     p.expect(first_out(c))
@@ -226,6 +240,7 @@ def baddbmm(p: Port, c: Case):
           "aten._scaled_dot_product_flash_attention.default",
           ttnn="ttnn.transformer.scaled_dot_product_attention(q, k, v)")
 def sdpa(p: Port, c: Case):
+    """scaled dot-product attention as ttnn.transformer.scaled_dot_product_attention."""
     kwargs = dict(is_causal=bool(c.get("is_causal", False)))
     if c.tensor("attn_mask") is not None:
         kwargs["attn_mask"] = p.input("attn_mask")
@@ -238,6 +253,7 @@ def sdpa(p: Port, c: Case):
 
 @register("aten.embedding.default", ttnn="ttnn.embedding(indices uint32, weight)")
 def embedding(p: Port, c: Case):
+    """embedding lookup with uint32 indices."""
     idx = c.tensor("indices")
     p.call("embedding", p.input("indices", dtype="uint32", layout="ROW_MAJOR"),
            p.input("weight", layout="ROW_MAJOR"), memory_config=MEMORY)

@@ -9,6 +9,7 @@ from replay.mapping.registry import register
 @register("aten.clone.default", "aten.contiguous.default", "aten.copy.default",
           ttnn="ttnn.clone(x)")
 def clone(p: Port, c: Case):
+    """clone/contiguous: a copy of the tensor."""
     if c.op == "aten.contiguous.default":
         skip("ttnn tensors are always contiguous; a port issues nothing")
     p.call("clone", p.input("self"), memory_config=MEMORY)
@@ -17,6 +18,7 @@ def clone(p: Port, c: Case):
 
 @register("aten.copy_.default", ttnn="ttnn.copy(src, self)")
 def copy_(p: Port, c: Case):
+    """copy_ into an existing tensor (ttnn.copy)."""
     dst, src = c.tensor("self"), c.tensor("src")
     if dst.shape != src.shape:
         # torch broadcasts src into self; a port expands first
@@ -30,6 +32,7 @@ def copy_(p: Port, c: Case):
 @register("aten._to_copy.default", "aten.to.dtype", "aten.to.dtype_layout", "aten.type_as.default",
           ttnn="ttnn.typecast(x, dtype)")
 def to_copy(p: Port, c: Case):
+    """a dtype change as ttnn.typecast; skipped when both dtypes become the same ttnn dtype."""
     t = c.tensor("self")
     want = c.get("dtype", t.dtype)
     if c.op == "aten.type_as.default":
@@ -50,6 +53,7 @@ def to_copy(p: Port, c: Case):
           "aten.ones_like.default", "aten.full_like.default", "aten.scalar_tensor.default",
           ttnn="ttnn.full(shape, value, dtype, layout, device)")
 def full(p: Port, c: Case):
+    """constant tensors (zeros, ones, full) made on the device."""
     out = first_out(c) or [1]
     value = {"zeros": 0.0, "ones": 1.0, "new_zeros": 0.0, "new_ones": 1.0, "zeros_like": 0.0,
              "ones_like": 1.0}.get(c.op.split(".")[1], c.get("fill_value", c.get("s", 0.0)))
@@ -62,6 +66,7 @@ def full(p: Port, c: Case):
 @register("aten.fill_.Scalar", "aten.fill.Scalar", "aten.fill_.Tensor", "aten.fill.Tensor",
           "aten.zero_.default", ttnn="ttnn.fill(x, value)")
 def fill(p: Port, c: Case):
+    """fill a tensor's shape with a value."""
     value = c.get("value", 0.0)
     if isinstance(value, Traced) or c.op == "aten.zero_.default":
         value = 0.0     # a 0-d value tensor: the trace keeps its metadata, not its value
@@ -73,6 +78,7 @@ def fill(p: Port, c: Case):
 @register("aten.arange.default", "aten.arange.start", "aten.arange.start_step",
           ttnn="ttnn.arange(start, end, step, device)")
 def arange(p: Port, c: Case):
+    """arange on the device."""
     start, end, step = c.get("start", 0), c.get("end"), c.get("step", 1)
     if not all(isinstance(v, int) for v in (start, end, step)):
         unsupported("float arange: ttnn.arange takes integer bounds; a port would arange then scale")

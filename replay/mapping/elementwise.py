@@ -22,6 +22,7 @@ _UNARY_OPS = [f"aten.{b}{ip}.default" for b in UNARY for ip in ("", "_")
 
 @register(*_UNARY_OPS, ttnn="ttnn.<same name>(x, ...)")
 def unary(p: Port, c: Case):
+    """elementwise ops of one tensor, by the same name in ttnn."""
     base = c.op.split(".")[1].rstrip("_")
     fn = UNARY[base]
     kwargs: dict = {}
@@ -64,6 +65,7 @@ _BINARY_OPS = [f"aten.{b}{ip}.{ov}" for b in ("add", "sub", "mul", "div", "eq", 
 
 @register(*_BINARY_OPS, ttnn="ttnn.<add|subtract|multiply|divide|...>(a, b) with traced broadcast shapes")
 def binary(p: Port, c: Case):
+    """elementwise ops of two operands with the traced broadcast shapes; scalars stay scalars."""
     base = c.op.split(".")[1].rstrip("_")
     fn = BINARY[base]
     a = p.input("self") if c.tensor("self") is not None else float(c.get("self"))
@@ -88,6 +90,7 @@ def binary(p: Port, c: Case):
 @register("aten.where.self", "aten.where.ScalarOther", "aten.where.ScalarSelf", "aten.where.Scalar",
           ttnn="ttnn.where(cond, a, b)")
 def where(p: Port, c: Case):
+    """where(cond, a, b) with scalar branches as constants."""
     vals = [p.input(n) if c.tensor(n) is not None else float(c.get(n)) for n in ("self", "other")]
     p.call("where", p.input("condition"), *vals, memory_config=MEMORY)
     p.expect(first_out(c))
@@ -95,5 +98,6 @@ def where(p: Port, c: Case):
 
 @register("aten.masked_fill.Scalar", "aten.masked_fill_.Scalar", ttnn="ttnn.where(mask, value, x)")
 def masked_fill(p: Port, c: Case):
+    """masked_fill as where(mask, value, x)."""
     p.call("where", p.input("mask"), float(c.get("value")), p.input("self"), memory_config=MEMORY)
     p.expect(first_out(c))

@@ -20,6 +20,7 @@ class PortSettings:
 
     @property
     def buffer(self) -> str:
+        """"DRAM" or "L1", as ttnn names the buffer type."""
         return "L1" if self.memory.lower() == "l1" else "DRAM"
 
 
@@ -41,6 +42,7 @@ MEMORY = _Special("memory_config")       # ttnn.DRAM_MEMORY_CONFIG or ttnn.L1_ME
 
 @dataclass
 class InputTensor:
+    """A tensor a Replay creates on the device (or the host) before its calls, as the port holds it."""
     name: str
     shape: list[int]
     dtype: str                    # ttnn dtype name
@@ -51,6 +53,7 @@ class InputTensor:
 
 @dataclass
 class Call:
+    """One ttnn call of a Replay: function path, arguments (Refs, TTs, plain values), the name it binds."""
     fn: str                       # attribute path under ttnn, e.g. "reshape", "transformer.x"
     args: list
     kwargs: dict
@@ -94,16 +97,20 @@ def _fmt_args(args: list, kwargs: dict) -> str:
 
 
 class NotReplayed(Exception):
+    """Raised by a mapping function: the op is skipped or unsupported, with the reason."""
+
     def __init__(self, status: str, reason: str):
         super().__init__(reason)
         self.status, self.reason = status, reason
 
 
 def skip(reason: str):
+    """A port never issues this op (a view it folds away, bookkeeping): stop with a skip."""
     raise NotReplayed("skip", reason)
 
 
 def unsupported(reason: str):
+    """ttnn cannot express this case: stop with a reason a user can act on."""
     raise NotReplayed("unsupported", reason)
 
 
@@ -165,10 +172,12 @@ class Port:
 # Helpers for mapping functions
 
 def norm_dim(d: int, rank: int) -> int:
+    """A dim index made non-negative."""
     return d + rank if d < 0 else d
 
 
 def pair(v, n: int = 2) -> list[int]:
+    """An int or a 1-element list spread to n values (kernel sizes, strides, paddings)."""
     if isinstance(v, int):
         return [v] * n
     v = list(v)
@@ -176,6 +185,7 @@ def pair(v, n: int = 2) -> list[int]:
 
 
 def first_out(case: Case) -> list[int]:
+    """The traced shape of the first output tensor; unsupported when the call recorded none."""
     shapes = case.out_shapes()
     if not shapes:
         unsupported("the trace records no tensor output for this call")
@@ -196,5 +206,6 @@ def channels_last_flat(p: Port, name: str) -> tuple[Ref, int, int, int, int]:
 
 
 def nchw_out_flat(shape: list[int]) -> list[int]:
+    """A traced NCHW (or CHW) output as the port's flat channels-last [1, 1, N*H*W, C]."""
     n, c, h, w = ([1] + shape) if len(shape) == 3 else shape
     return [1, 1, n * h * w, c]

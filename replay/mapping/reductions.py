@@ -16,6 +16,7 @@ REDUCE = {"mean": "mean", "sum": "sum", "amax": "max", "amin": "min", "max": "ma
           "aten.var.dim", "aten.std.dim", "aten.prod.dim_int",
           ttnn="ttnn.<mean|sum|max|min|var|std>(x, dim, keepdim)")
 def reduce(p: Port, c: Case):
+    """mean/sum/max/min/... over dims, keepdim as traced."""
     t = c.tensor("self")
     fn = REDUCE[c.op.split(".")[1]]
     dims = c.get("dim")
@@ -34,6 +35,7 @@ def reduce(p: Port, c: Case):
 
 @register("aten.argmax.default", "aten.argmin.default", ttnn="ttnn.argmax(x ROW_MAJOR, dim, keepdim)")
 def argmax(p: Port, c: Case):
+    """argmax/argmin on a ROW_MAJOR input."""
     t = c.tensor("self")
     kwargs = dict(keepdim=bool(c.get("keepdim", False)), memory_config=MEMORY)
     if c.get("dim") is not None:
@@ -45,6 +47,7 @@ def argmax(p: Port, c: Case):
 
 @register("aten.topk.default", ttnn="ttnn.topk(x, k, dim, largest, sorted)")
 def topk(p: Port, c: Case):
+    """topk values and indices."""
     t = c.tensor("self")
     p.call("topk", p.input("self"), c.get("k"), dim=norm_dim(c.get("dim", -1), t.rank),
            largest=bool(c.get("largest", True)), sorted=bool(c.get("sorted", True)), memory_config=MEMORY)
@@ -53,6 +56,7 @@ def topk(p: Port, c: Case):
 
 @register("aten.sort.default", "aten.sort.stable", ttnn="ttnn.sort(x, dim, descending)")
 def sort(p: Port, c: Case):
+    """sort values and indices."""
     t = c.tensor("self")
     p.call("sort", p.input("self"), dim=norm_dim(c.get("dim", -1), t.rank),
            descending=bool(c.get("descending", False)), memory_config=MEMORY)
@@ -61,6 +65,7 @@ def sort(p: Port, c: Case):
 
 @register("aten.cumsum.default", ttnn="ttnn.cumsum(x, dim)")
 def cumsum(p: Port, c: Case):
+    """cumulative sum over one dim."""
     t = c.tensor("self")
     p.call("cumsum", p.input("self"), norm_dim(c.get("dim"), t.rank), memory_config=MEMORY)
     p.expect(first_out(c))
@@ -69,6 +74,7 @@ def cumsum(p: Port, c: Case):
 @register("aten.linalg_vector_norm.default", "aten.norm.ScalarOpt_dim",
           ttnn="ttnn.multiply + ttnn.sum + ttnn.sqrt (ord 2) / ttnn.abs + ttnn.sum (ord 1)")
 def vector_norm(p: Port, c: Case):
+    """a p-norm over dims."""
     t = c.tensor("self")
     ord_ = c.get("ord", c.get("p", 2.0))
     if ord_ not in (1, 2, 1.0, 2.0):

@@ -15,6 +15,7 @@ from replay.mapping.registry import register
           "aten.squeeze.dims", "aten.unsqueeze_.default", "aten.squeeze_.dim", "aten.view_as.default",
           ttnn="ttnn.reshape(x, traced output shape)")
 def reshape(p: Port, c: Case):
+    """view/reshape/squeeze/unsqueeze/flatten as ttnn.reshape to the traced shape."""
     out = first_out(c)
     x = p.input("self")
     p.call("reshape", x, out or [1], memory_config=MEMORY)
@@ -23,6 +24,7 @@ def reshape(p: Port, c: Case):
 
 @register("aten.permute.default", ttnn="ttnn.permute(x, dims)")
 def permute(p: Port, c: Case):
+    """permute by the traced dims."""
     t = c.tensor("self")
     dims = [norm_dim(d, t.rank) for d in c.get("dims")]
     p.call("permute", p.input("self"), dims, memory_config=MEMORY)
@@ -31,6 +33,7 @@ def permute(p: Port, c: Case):
 
 @register("aten.transpose.int", "aten.transpose_.default", ttnn="ttnn.transpose(x, d0, d1)")
 def transpose(p: Port, c: Case):
+    """transpose two dims."""
     t = c.tensor("self")
     d0, d1 = norm_dim(c.get("dim0"), t.rank), norm_dim(c.get("dim1"), t.rank)
     p.call("transpose", p.input("self"), d0, d1, memory_config=MEMORY)
@@ -39,6 +42,7 @@ def transpose(p: Port, c: Case):
 
 @register("aten.t.default", "aten.numpy_T.default", ttnn="ttnn.transpose(x, 0, 1)")
 def t_(p: Port, c: Case):
+    """2-D transpose."""
     t = c.tensor("self")
     if t.rank < 2:
         skip("transpose of a rank<2 tensor is the tensor itself")
@@ -49,6 +53,7 @@ def t_(p: Port, c: Case):
 @register("aten.expand.default", "aten.expand_as.default", "aten.broadcast_to.default",
           ttnn="ttnn.expand(x, size)")
 def expand(p: Port, c: Case):
+    """expand as ttnn.expand to the traced shape, the input reshaped to equal rank first."""
     t, out = c.tensor("self"), first_out(c)
     # ttnn.expand needs equal ranks: a port reshapes the input to leading 1s first.
     shape = [1] * (len(out) - t.rank) + t.shape
@@ -60,6 +65,7 @@ def expand(p: Port, c: Case):
 
 @register("aten.slice.Tensor", ttnn="ttnn.slice(x, starts, ends, steps)")
 def slice_(p: Port, c: Case):
+    """slice one dim with start, end, step."""
     t = c.tensor("self")
     d = norm_dim(c.get("dim", 0), t.rank)
     size = t.shape[d]
@@ -74,6 +80,7 @@ def slice_(p: Port, c: Case):
 
 @register("aten.select.int", ttnn="ttnn.slice + ttnn.reshape")
 def select(p: Port, c: Case):
+    """select one index of a dim: slice, then reshape the dim away."""
     t = c.tensor("self")
     d = norm_dim(c.get("dim"), t.rank)
     i = c.get("index")
@@ -89,6 +96,7 @@ def select(p: Port, c: Case):
 @register("aten.split.Tensor", "aten.split_with_sizes.default", "aten.chunk.default",
           "aten.unsafe_split.Tensor", ttnn="ttnn.split(x, split_size|sizes, dim)")
 def split(p: Port, c: Case):
+    """split/chunk into the traced pieces."""
     t = c.tensor("self")
     d = norm_dim(c.get("dim", 0), t.rank)
     outs = c.out_shapes()
@@ -100,6 +108,7 @@ def split(p: Port, c: Case):
 
 @register("aten.unbind.int", ttnn="ttnn.split(x, 1, dim) (then reshape per output)")
 def unbind(p: Port, c: Case):
+    """unbind as split into size-1 pieces, each reshaped."""
     t = c.tensor("self")
     d = norm_dim(c.get("dim", 0), t.rank)
     p.call("split", p.input("self"), 1, d, memory_config=MEMORY)
@@ -109,6 +118,7 @@ def unbind(p: Port, c: Case):
 
 @register("aten.cat.default", "aten.concat.default", ttnn="ttnn.concat([xs], dim)")
 def cat(p: Port, c: Case):
+    """concatenate along a dim."""
     tensors = [x for x in c.get("tensors") if isinstance(x, Traced)]
     out = first_out(c)
     d = norm_dim(c.get("dim", 0), len(out))
@@ -123,6 +133,7 @@ def cat(p: Port, c: Case):
 
 @register("aten.stack.default", ttnn="ttnn.stack([xs], dim)")
 def stack(p: Port, c: Case):
+    """stack along a new dim."""
     tensors = c.get("tensors")
     out = first_out(c)
     refs = [p.input(f"tensors_{i}", x.shape, p.dtype_of(x.dtype)) for i, x in enumerate(tensors)]
@@ -132,6 +143,7 @@ def stack(p: Port, c: Case):
 
 @register("aten.constant_pad_nd.default", "aten.pad.default", ttnn="ttnn.pad(x, [(lo, hi)...], value)")
 def pad(p: Port, c: Case):
+    """constant pad (lo, hi) per dim."""
     mode = c.get("mode", "constant")
     if mode != "constant":
         unsupported(f"pad mode {mode!r}: ttnn.pad pads with a constant only; a port would build it "
@@ -148,6 +160,7 @@ def pad(p: Port, c: Case):
 
 @register("aten.roll.default", ttnn="ttnn.roll(x, shifts, dims)")
 def roll(p: Port, c: Case):
+    """roll by shifts along dims."""
     t = c.tensor("self")
     shifts, dims = list(c.get("shifts")), list(c.get("dims", []))
     if not dims:
@@ -158,6 +171,7 @@ def roll(p: Port, c: Case):
 
 @register("aten.repeat.default", ttnn="ttnn.repeat(x, repeats)")
 def repeat(p: Port, c: Case):
+    """repeat by the traced repeats."""
     t, reps = c.tensor("self"), list(c.get("repeats"))
     shape = [1] * (len(reps) - t.rank) + t.shape
     p.call("repeat", p.input("self", shape), reps, memory_config=MEMORY)

@@ -43,9 +43,11 @@ class RunSettings:
     pcc: float = 0.99                         # numerics on a real board: below this PCC is a mismatch
 
     def as_dict(self) -> dict:
+        """The settings a result depends on (device, dtype, memory, backend)."""
         return {"device": self.device, "dtype": self.dtype, "memory": self.memory, "backend": self.backend}
 
     def validate(self) -> None:
+        """ReplayError naming the first bad setting."""
         if self.backend not in DRIVERS:
             raise ReplayError(f"unknown backend {self.backend!r}; choose one of {', '.join(DRIVERS)}")
         if self.device not in DEVICES:
@@ -90,6 +92,7 @@ def trace_paths(paths: list[str]) -> list[str]:
 
 
 def load_traces(paths: list[str]) -> list[Trace]:
+    """Read the traces (files or folders); ReplayError on a bad file or a model traced twice."""
     traces = []
     for p in trace_paths(paths):
         try:
@@ -104,6 +107,7 @@ def load_traces(paths: list[str]) -> list[Trace]:
 
 
 def file_sha256(path: str) -> str:
+    """The file's SHA-256, hex (a trace's identity in results headers)."""
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
 
@@ -132,6 +136,7 @@ def in_shard(sig_id: str, shard: tuple[int, int] | None) -> bool:
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` -> (K, N), None for no shard; ReplayError when it is not 1 <= K <= N."""
     if not text:
         return None
     try:
@@ -157,12 +162,14 @@ def run_identity(traces: list[Trace], settings: RunSettings) -> dict:
 
 
 def identity_key(identity: dict) -> str:
+    """A short hash of what makes two runs comparable (backend, device, dtype, memory, traces)."""
     core = {k: identity[k] for k in ("backend", "device", "dtype", "memory")}
     core["traces"] = sorted(t["sha256"] for t in identity["traces"])
     return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def default_results_path(out_dir: str, settings: RunSettings) -> str:
+    """<out>/<backend>_<device>_<dtype>_<memory>[_shardKofN].jsonl"""
     name = f"{settings.backend}_{settings.device}_{settings.dtype}_{settings.memory}"
     if settings.shard:
         name += f"_shard{settings.shard[0]}of{settings.shard[1]}"
@@ -314,6 +321,7 @@ def merge(paths: list[str], out_path: str) -> tuple[dict, list[ReplayResult]]:
 
 
 def header_summary(header: dict) -> str:
+    """One line saying what a results file was run on."""
     where = header.get("note") or ("real board " + str(header.get("device")))
     return (f"backend {header.get('backend')} on {header.get('device')} ({where}); dtype {header.get('dtype')}, "
             f"memory {header.get('memory')}")

@@ -35,3 +35,10 @@ def test_text_output_says_whether_it_fits():
 def test_bad_shapes_exit_2_with_one_line(shape):
     p = run("--shape", shape)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("shape, bad", [("1,2,x", "'x'"), ("1,,2", "dimension 2 is empty"), ("1,2,", "dimension 3")])
+def test_a_shape_with_a_non_integer_part_names_it_instead_of_dropping_it(shape, bad):
+    p = run("--shape", shape)
+    assert p.returncode == 2 and p.stdout == ""
+    assert len(p.stderr.strip().splitlines()) == 1 and bad in p.stderr and "--shape" in p.stderr
