@@ -13,10 +13,25 @@ from collections import Counter
 
 import click
 
+from capture.registry import RegistryError
+from capture.schema import TraceError, read_trace
 from replay.backends.devices import TILE_BYTES
-from replay.backends.footprint import DTYPE_ALIASES, LAYOUT_ALIASES, FootprintError, parse_shape
+from replay.backends.footprint import DTYPE_ALIASES, LAYOUT_ALIASES, FootprintError, parse_shape, render_footprint
+from replay.backends.footprint import footprint as compute_footprint
+from replay.context.run import run_context
+from replay.mapping import mapping_table
+from replay.report.build import build_report, render_terminal, write_report
+from replay.report.headroom import load_headroom_rows, render_headroom
+from replay.results import ResultsError, read_results
 from replay.run.drivers import DRIVERS
-from replay.run.runner import DEVICES, DTYPES, MEMORIES, ReplayError, parse_shard
+from replay.run.pool import PoolError
+from replay.run.runner import (DEVICES, DTYPES, MEMORIES, ReplayError, RunSettings, default_results_path, load_traces,
+                               parse_shard, replay, trace_paths)
+from replay.run.runner import merge as merge_files
+from replay.studies.headroom import headroom as find_headroom
+from replay.studies.headroom_result import write_headroom
+from replay.studies.remedies import add_remedies
+from replay.studies.repro import ReproError, find_results, write_repros
 
 
 def _die(msg: str) -> None:
@@ -34,7 +49,6 @@ class _OneLine(click.ClickException):
 
 class _DefaultRun(click.Group):
     """`replay traces/` means `replay run traces/`; a bad option value is one line."""
-
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
             args = ["run", *args]
@@ -51,7 +65,6 @@ class _DefaultRun(click.Group):
 
 class Named(click.Choice):
     """One of a closed set of names (case-insensitive); anything else is "unknown <what> X; choose one of ..."."""
-
     def __init__(self, what: str, choices):
         super().__init__(list(choices), case_sensitive=False)
         self.what = what
@@ -133,9 +146,6 @@ def main():
 def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, shard, ttnn_python, report_dir,
         no_report, mode, remedies, pcc):
     """Replay every unique signature of the traces (files or folders) once, then write the report."""
-    from replay.run.pool import PoolError
-    from replay.run.runner import RunSettings, default_results_path, load_traces, replay
-
     try:
         settings = RunSettings(backend=backend, device=device, dtype=dtype, memory=memory, jobs=jobs,
                                timeout_s=timeout_s, ttnn_python=ttnn_python, shard=shard, pcc=pcc)
@@ -146,7 +156,6 @@ def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, sha
         path = default_results_path(out, settings)
         header, results = replay(traces, settings, path, resume=resume)
         if remedies and settings.backend in ("ttnn", "estimate"):
-            from replay.studies.remedies import add_remedies
             results = add_remedies(traces, settings, path, results)
     except (ReplayError, PoolError) as e:
         _die(str(e))
@@ -157,8 +166,6 @@ def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, sha
 
 def _run_context(traces, settings, out, report_dir, no_report):
     """`replay run --mode model`: each model in context, then its report."""
-    from replay.context.run import run_context
-    from replay.results import read_results
     for results_path, calls_path in run_context(traces, settings, out):
         click.echo(f"results: {results_path} (per call: {calls_path})")
         if not no_report:
@@ -171,8 +178,6 @@ def _run_context(traces, settings, out, report_dir, no_report):
 def _write_report(traces, header, results, report_dir, results_dir="results"):
     """Build, print and write the report; `replay headroom` results in results_dir for the same device,
     memory and models become its maximum-supported-size table."""
-    from replay.report.headroom import load_headroom_rows
-    from replay.report.build import build_report, render_terminal, write_report
     rep = build_report(traces, header, results)
     rep.headroom = load_headroom_rows(results_dir, header.get("device"), header.get("memory"),
                                       {m.model for m in rep.models})
@@ -187,9 +192,6 @@ def _write_report(traces, header, results, report_dir, results_dir="results"):
 @REPORT_DIR
 def report(results_files, report_dir):
     """Render the report again from stored results, without replaying."""
-    from replay.results import ResultsError, read_results
-    from replay.run.runner import load_traces
-
     for f in results_files:
         try:
             header, results = read_results(f)
@@ -204,8 +206,6 @@ def report(results_files, report_dir):
 @click.option("--out", required=True, help="merged results file")
 def merge(shards, out):
     """Combine the results of --shard K/N runs into one results file."""
-    from replay.results import ResultsError
-    from replay.run.runner import merge as merge_files
     try:
         header, results = merge_files(list(shards), out)
     except (ReplayError, ResultsError) as e:
@@ -218,10 +218,6 @@ def merge(shards, out):
 @click.argument("paths", nargs=-1)
 def ops(paths):
     """The aten -> ttnn mapping table: op, ttnn call, status, calls in the traces."""
-    from capture.schema import TraceError, read_trace
-    from replay.mapping import mapping_table
-    from replay.run.runner import trace_paths
-
     calls: Counter = Counter()
     try:
         # Read one by one: a model may appear twice here (e.g. traces/ and traces/export/).
@@ -249,9 +245,8 @@ def ops(paths):
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def footprint(shape, dtype, layout, memory, device, as_json):
     """What one tensor costs on the device: padding, pages, per-bank bytes, fit."""
-    from replay.backends.footprint import footprint as compute, render_footprint
     try:
-        fp = compute(shape, dtype=dtype, layout=layout, memory=memory, device=device)
+        fp = compute_footprint(shape, dtype=dtype, layout=layout, memory=memory, device=device)
     except FootprintError as e:
         _die(str(e))
     click.echo(json.dumps(fp) if as_json else render_footprint(fp))
@@ -265,8 +260,6 @@ def footprint(shape, dtype, layout, memory, device, as_json):
 @click.option("--out", default=None, help="file (one signature) or folder; default repros/")
 def repro(signature_id, failing, results_file, out):
     """Write a standalone pytest file that reproduces a result with ttnn alone."""
-    from replay.studies.repro import ReproError, find_results, write_repros
-    from replay.results import ResultsError
     try:
         if failing:
             files = [p for p in sorted(glob.glob(os.path.join(failing, "*.jsonl"))) if not p.endswith(".calls.jsonl")] \
@@ -301,17 +294,11 @@ def repro(signature_id, failing, results_file, out):
 def headroom(model, device, memory, step, confirm, max_batch, device_probes, op_probes, out, ttnn_python):
     """The largest input (resolution, batch) MODEL still replays without a failure: bisected on the
     estimate, then confirmed (and, where they disagree, bisected on) the ttnn device."""
-    from capture.registry import RegistryError
-    from replay.report.headroom import render_headroom
-    from replay.studies.headroom import headroom as find
-    from replay.studies.headroom_result import write_headroom
-    from replay.run.pool import PoolError
-    from replay.run.runner import RunSettings
     settings = RunSettings(backend="ttnn", device=device, memory=memory, jobs=1, ttnn_python=ttnn_python,
                            log_dir=os.path.join(out, "logs"))
     os.makedirs(settings.log_dir, exist_ok=True)
     try:
-        result = find(model, device, memory, step, confirm, settings, max_batch=max_batch,
+        result = find_headroom(model, device, memory, step, confirm, settings, max_batch=max_batch,
                       max_device_probes=device_probes, op_probes=op_probes)
     except (RegistryError, PoolError) as e:
         _die(str(e))

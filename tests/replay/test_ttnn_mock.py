@@ -15,7 +15,7 @@ import pytest
 if importlib.util.find_spec("ttnn") is None:  # the torch environment runs other tests
     pytest.skip("needs the ttnn environment (.venv-ttnn)", allow_module_level=True)
 
-from replay.backends import device as device_mod  # noqa: E402
+from replay.backends import mock_device as device_mod  # noqa: E402
 from replay.run.worker import read_frame, write_frame  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
