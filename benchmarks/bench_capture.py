@@ -59,7 +59,8 @@ def profiled(model, xs):
 def trace_bytes(model, xs) -> int:
     modules, table, rec = record_forward(model, xs)
     calls, sigs = build_signatures(rec.rec, table.metas)
-    trace = Trace({"call_count": len(calls)}, modules.modules, modules.scopes, rec.rec.ops, table.metas, calls, sigs)
+    trace = Trace(header={"call_count": len(calls)}, modules=modules.modules, scopes=modules.scopes, ops=rec.rec.ops,
+                  tensors=table.metas, calls=calls, signatures=sigs)
     return len(msgpack.packb(trace.to_wire(), use_bin_type=True))
 
 

@@ -14,16 +14,15 @@ tag of its own is ``["opaque", repr]``, so no call is ever dropped.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
-import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
 from capture.atomic import write_atomic
+from capture.wirecheck import Checker, TraceError, fail_trace  # noqa: F401 - TraceError is part of the schema's API
 
 FORMAT = "optrace-trace"
 FORMAT_VERSION = 1
@@ -48,90 +47,6 @@ TENSOR_KINDS = ("input", "param", "buffer", "constant", "activation")
 GRAD_MODES = ("no_grad", "inference_mode", "grad")
 TENSOR_MODES = ("real", "fake")
 VOLATILE_HEADER_FIELDS = ("created_utc", "capture_s", "versions")
-
-
-class TraceError(ValueError):
-    """A trace file that cannot be read; the message is one line naming the file and the problem."""
-
-
-class Checker:
-    """Checks wire values of one file; every failure is a one-line TraceError naming file and field.
-
-    Nothing of the file is trusted: each ``from_wire`` takes its raw entry through these checks.
-    """
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def need(self, cond: bool, what: str) -> None:
-        """Raise a TraceError saying ``what`` unless cond holds."""
-        if not cond:
-            raise _fail(self.path, what)
-
-    def lst(self, v: Any, what: str, n: int | None = None) -> list:
-        """v as a list (of exactly n entries when n is given)."""
-        self.need(isinstance(v, list), f"{what} must be a list")
-        if n is not None:
-            self.need(len(v) == n, f"{what} must have {n} entries, has {len(v)}")
-        return v
-
-    def int_(self, v: Any, what: str, lo: int | None = None, hi: int | None = None) -> int:
-        """v as an int (not a bool) with lo <= v < hi."""
-        self.need(isinstance(v, int) and not isinstance(v, bool), f"{what} must be an integer")
-        if lo is not None:
-            self.need(v >= lo, f"{what} must be >= {lo}")
-        if hi is not None:
-            self.need(v < hi, f"{what} out of range (>= {hi})")
-        return v
-
-    def str_(self, v: Any, what: str) -> str:
-        """v as a str."""
-        self.need(isinstance(v, str), f"{what} must be a string")
-        return v
-
-    def ints(self, v: Any, what: str) -> list[int]:
-        """v as a list of ints."""
-        for i, x in enumerate(self.lst(v, what)):
-            self.int_(x, f"{what}[{i}]")
-        return v
-
-    def strs(self, v: Any, what: str, each: str) -> list[str]:
-        """v as a list of strs; ``each`` names an entry in the message ({j}: its index)."""
-        for j, x in enumerate(self.lst(v, what)):
-            self.str_(x, each.format(j=j))
-        return v
-
-    def value(self, v: Any, what: str, n_tensors: int | None, depth: int = 0) -> None:
-        """A tagged value (VALUE_TAGS); n_tensors None means the signature form of a tensor."""
-        self.need(depth < 32, f"{what} nests too deep")
-        self.lst(v, what, 2)
-        tag, payload = v
-        self.need(tag in VALUE_TAGS, f"{what} has unknown value tag {str(tag)[:20]!r}")
-        if tag == "T":
-            if n_tensors is None:  # signature form: [shape, dtype, stride]
-                self.lst(payload, what, 3)
-                self.ints(payload[0], what + " shape")
-                self.str_(payload[1], what + " dtype")
-                self.ints(payload[2], what + " stride")
-            else:
-                self.int_(payload, what, 0, n_tensors)
-        elif tag == "int":
-            self.int_(payload, what)
-        elif tag == "float":
-            self.need(isinstance(payload, float), f"{what} must be a float")
-        elif tag == "bool":
-            self.need(isinstance(payload, bool), f"{what} must be a bool")
-        elif tag == "none":
-            self.need(payload is None, f"{what} must be nil")
-        elif tag == "list":
-            for i, x in enumerate(self.lst(payload, what)):
-                self.value(x, f"{what}[{i}]", n_tensors, depth + 1)
-        else:
-            self.str_(payload, what)
-
-
-def _fail(path: str, what: str) -> TraceError:
-    return TraceError(f"{path}: not a valid optrace trace: {what}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,30 +219,6 @@ class Signature:
         return [self.id, self.op, self.args, self.outputs, self.count, self.calls, arg_names]
 
 
-def _accepts_positional(cls):
-    """Let ``cls(a, b, ...)`` keep working on a kw_only dataclass, with a DeprecationWarning.
-
-    Why: tests/tracekit.py, tests/replay/context_trace.py and benchmarks/bench_capture.py still
-    build Trace positionally and are not capture's to edit; drop this once they build by keyword.
-    """
-    init = cls.__init__
-    names = [f.name for f in fields(cls) if f.init]
-
-    @functools.wraps(init)
-    def __init__(self, *args, **kwargs):
-        if args:
-            warnings.warn(f"build {cls.__name__} by keyword ({', '.join(names)})", DeprecationWarning, stacklevel=2)
-            if len(args) > len(names) or set(names[:len(args)]) & set(kwargs):
-                raise TypeError(f"{cls.__name__}() got {len(args)} positional arguments for fields "
-                                f"{', '.join(names)} (or a field twice)")
-            kwargs = {**dict(zip(names, args)), **kwargs}
-        init(self, **kwargs)
-
-    cls.__init__ = __init__
-    return cls
-
-
-@_accepts_positional
 @dataclass(kw_only=True)
 class Trace:
     """One captured forward: header, module and scope tables, ops, tensors, calls and signatures.
@@ -383,7 +274,7 @@ class Trace:
     @staticmethod
     def from_wire(doc: Any, path: str = "<bytes>") -> Trace:
         """The decoded top-level map read back and fully validated; raises TraceError (one line)."""
-        c = Checker(path)
+        c = Checker(path, VALUE_TAGS)
         _check_envelope(doc, c)
         header = _check_header(doc["header"], c)
         modules = [ModuleInfo.from_wire(m, c, i) for i, m in enumerate(c.lst(doc["modules"], "modules"))]
@@ -513,4 +404,4 @@ def parse_trace(blob: bytes, path: str = "<bytes>") -> Trace:
     except TraceError:
         raise
     except (RecursionError, TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
-        raise _fail(path, f"malformed structure ({type(e).__name__})") from None
+        raise fail_trace(path, f"malformed structure ({type(e).__name__})") from None

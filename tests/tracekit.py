@@ -29,6 +29,7 @@ def unary_trace(model: str, steps: list[tuple[str, list[int]]], path: str) -> Tr
     header = {"format_version": FORMAT_VERSION, "versions": {}, "call_count": len(calls), "grad_mode": "no_grad",
               "tensor_mode": "real", "via": "eager", "input_shapes": [steps[0][1]],
               "model": {"name": model, "source": "synthetic", "build": "tests/tracekit.py"}}
-    trace = Trace(header, modules, scopes, rec.ops, tensors, calls, sigs, path=path)
+    trace = Trace(header=header, modules=modules, scopes=scopes, ops=rec.ops, tensors=tensors, calls=calls,
+                  signatures=sigs, path=path)
     write_trace(trace, path)
     return trace

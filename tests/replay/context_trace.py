@@ -51,7 +51,8 @@ def build_trace(model: str, path: str, shapes: dict[str, list[int]], calls: list
     header = {"format_version": FORMAT_VERSION, "versions": {}, "call_count": len(out_calls), "grad_mode": "no_grad",
               "tensor_mode": "fake", "via": "eager", "input_shapes": [],
               "model": {"name": model, "source": "synthetic", "build": "tests/replay/context_trace.py"}}
-    trace = Trace(header, modules, scopes, ops, tensors, out_calls, sigs, path=path)
+    trace = Trace(header=header, modules=modules, scopes=scopes, ops=ops, tensors=tensors, calls=out_calls,
+                  signatures=sigs, path=path)
     write_trace(trace, path)
     return trace
 
