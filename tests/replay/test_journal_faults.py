@@ -116,5 +116,5 @@ def test_headroom_killed_at_random_moments_leaves_no_or_a_whole_result(tmp_path)
     whole = json.loads(path.read_text())
     _kill_after(_start(cmd), rng.uniform(0.7, 1.05) * took)
     again = json.loads(path.read_text())  # the old result or the new one, never a part
-    assert {k: again[k] for k in ("batch", "resolution")} == {k: whole[k] for k in ("batch", "resolution")}
+    assert set(again) == set(whole) and again["model"] == whole["model"], f"seed {SEED}"
     assert glob.glob(str(tmp_path / "*.json")) == [str(path)]
