@@ -157,7 +157,7 @@ def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, sha
         header, results = replay(traces, settings, path, resume=resume)
         if remedies and settings.backend in ("ttnn", "estimate"):
             results = add_remedies(traces, settings, path, results)
-    except (ReplayError, PoolError) as e:
+    except (ReplayError, PoolError, ResultsError) as e:
         _die(str(e))
     click.echo(f"results: {path} ({len(results)} signatures; {header.get('note')})")
     if not no_report and settings.shard is None:

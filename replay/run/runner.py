@@ -220,15 +220,19 @@ def replay(traces: list[Trace], settings: RunSettings, results_path: str, resume
     settings.validate()
     identity = run_identity(traces, settings)
     cases = [c for c in collect_cases(traces) if in_shard(c.sig.id, settings.shard)]
-    os.makedirs(os.path.dirname(os.path.abspath(results_path)), exist_ok=True)
     settings.log_dir = settings.log_dir or os.path.join(os.path.dirname(os.path.abspath(results_path)), "logs")
-    os.makedirs(settings.log_dir, exist_ok=True)
+    for folder in (os.path.dirname(os.path.abspath(results_path)), settings.log_dir):
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise ReplayError(f"{folder}: cannot create the folder ({e.strerror or e})") from None
     header, done = _resumed(results_path, identity_key(identity), settings) if resume else (None, {})
     todo = [c for c in cases if c.sig.id not in done]
     if header is not None and not todo:
+        Journal(results_path).close()   # resuming still needs the journal writable and ours alone
         if progress:
             sys.stderr.write(f"replay {settings.backend} {settings.device}: nothing left to do, all {len(cases)} "
-                             f"signatures are in {results_path}\n")
+                             f"signatures are already journaled\n")
         return header, [done[c.sig.id] for c in cases]
     driver = DRIVERS[settings.backend](settings)
     try:
