@@ -1,4 +1,4 @@
-"""Capture one registry model: build it, run one eval forward under the Recorder, make a Trace."""
+"""Capture one model: build it (or take the user's), run one eval forward under the Recorder, make a Trace."""
 from __future__ import annotations
 
 import contextlib
@@ -8,7 +8,8 @@ import importlib.metadata
 import platform
 import time
 
-from capture.registry import ModelEntry, build_model
+from capture.inputs import InputSpec, as_example, example_shapes, make_example
+from capture.registry import ModelEntry, build_with_inputs, input_specs_for
 from capture.schema import FORMAT_VERSION, OpCall, Signature, Trace, signature_id, signature_value
 
 
@@ -23,7 +24,7 @@ def dist_version(dist: str) -> str | None:
 def package_versions() -> dict:
     """Python's and the capture libraries' versions, as the trace header records them."""
     out = {"python": platform.python_version()}
-    for dist in ("optrace", "torch", "torchvision", "timm", "ultralytics"):
+    for dist in ("optrace", "torch", "torchvision", "timm", "ultralytics", "transformers"):
         out[dist] = dist_version(dist)
     return out
 
@@ -36,14 +37,10 @@ def grad_context(grad_mode: str):
 
 
 def make_inputs(entry: ModelEntry, shapes: list[list[int]], fake_mode):
-    """Seeded random inputs of the given shapes in the entry's dtype (empty fake ones under fake_mode)."""
-    import torch  # see grad_context
-    dtype = getattr(torch, entry.dtype)
-    gen = torch.Generator().manual_seed(entry.seed)
-    if fake_mode is None:
-        return [torch.rand(s, dtype=dtype, generator=gen) for s in shapes]
-    with fake_mode:
-        return [torch.empty(s, dtype=dtype) for s in shapes]
+    """Seeded random positional inputs of the given shapes in the entry's dtype (empty fake ones
+    under fake_mode); make_example does named and typed inputs."""
+    return make_example([InputSpec(shape=s) for s in shapes], dtype=entry.dtype, seed=entry.seed,
+                        fake_mode=fake_mode)[0]
 
 
 def build_signatures(rec, tensors) -> tuple[list[OpCall], list[Signature]]:
@@ -84,9 +81,10 @@ def trace_header(entry: ModelEntry, shapes: list[list[int]], grad_mode: str, ten
     }
 
 
-def tensor_kinds(model, inputs) -> dict:
+def tensor_kinds(model, inputs, kwargs: dict | None = None) -> dict:
     """Parameters, buffers and inputs: id(tensor) -> (kind, name, tensor). Holding the tensor keeps
-    its id from being reused while the table is in use."""
+    its id from being reused while the table is in use. Positional inputs are named by position,
+    keyword inputs by their keyword."""
     kinds = {}
     for n, p in model.named_parameters(remove_duplicate=False):
         kinds.setdefault(id(p), ("param", n, p))
@@ -94,15 +92,19 @@ def tensor_kinds(model, inputs) -> dict:
         kinds.setdefault(id(b), ("buffer", n, b))
     for i, x in enumerate(inputs):
         kinds[id(x)] = ("input", str(i), x)
+    for k, x in (kwargs or {}).items():
+        kinds[id(x)] = ("input", k, x)
     return kinds
 
 
-def record_forward(model, inputs, grad_mode: str = "no_grad", fake_mode=None):
-    """Run one forward under the recorder; returns (module stack, tensor table, recorder)."""
+def record_forward(model, inputs, grad_mode: str = "no_grad", fake_mode=None, kwargs: dict | None = None):
+    """Run one forward, model(*inputs, **kwargs), under the recorder; returns (module stack, tensor
+    table, recorder)."""
     from capture.recorder import ModuleStack, Recorder, TensorTable  # imports torch
 
+    kwargs = kwargs or {}
     modules = ModuleStack(model)
-    table = TensorTable(tensor_kinds(model, inputs))
+    table = TensorTable(tensor_kinds(model, inputs, kwargs))
     recorder = Recorder(modules, table, fake_mode)
     # The recorder allocates many small objects per call; cyclic GC passes over the model's
     # objects would cost more than the recording itself (nothing recorded here forms cycles).
@@ -115,7 +117,7 @@ def record_forward(model, inputs, grad_mode: str = "no_grad", fake_mode=None):
                 stack.enter_context(fake_mode)
             stack.enter_context(modules)
             stack.enter_context(recorder)
-            model(*inputs)
+            model(*inputs, **kwargs)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -123,23 +125,60 @@ def record_forward(model, inputs, grad_mode: str = "no_grad", fake_mode=None):
     return modules, table, recorder
 
 
+def trace_forward(model, args: list, kwargs: dict, *, entry: ModelEntry, shapes: list[list[int]],
+                  grad_mode: str = "no_grad", fake_mode=None) -> Trace:
+    """Record one forward of a built model on given inputs as a Trace whose header names entry."""
+    t0 = time.perf_counter()
+    modules, table, recorder = record_forward(model, args, grad_mode, fake_mode, kwargs)
+    capture_s = time.perf_counter() - t0
+    calls, sigs = build_signatures(recorder.rec, table.metas)
+    header = trace_header(entry, shapes, grad_mode,
+                          "fake" if fake_mode is not None else "real", "eager", len(calls), capture_s)
+    return Trace(header=header, modules=modules.modules, scopes=modules.scopes, ops=recorder.rec.ops,
+                 tensors=table.metas, calls=calls, signatures=sigs)
+
+
+def entry_for_inputs(entry: ModelEntry, specs: list[InputSpec]) -> ModelEntry:
+    """The entry as its trace header records it: an entry with no inputs of its own (ad hoc, or
+    inputs from the builder) records the specs the forward was fed."""
+    from dataclasses import replace
+    if entry.inputs:
+        return entry
+    plain = all(s.is_plain() for s in specs)
+    return replace(entry, inputs=[s.shape for s in specs], input_specs=[] if plain else specs)
+
+
 def capture_model(entry: ModelEntry, *, fake: bool | None = None, grad_mode: str = "no_grad",
                   inputs: list[list[int]] | None = None) -> Trace:
-    """Trace one forward of the entry; fake=None uses the entry's capture mode."""
+    """Trace one forward of the entry; fake=None uses the entry's capture mode. inputs overrides the
+    entry's input shapes; inputs a python entry's callable returned are used when none are given."""
     use_fake = entry.capture == "fake" if fake is None else fake
-    shapes = inputs or entry.inputs
-    model = build_model(entry)
+    model, example = build_with_inputs(entry)
     fake_mode = None
     if use_fake:
         from torch._subclasses.fake_tensor import FakeTensorMode  # see grad_context
         fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-    xs = make_inputs(entry, shapes, fake_mode)
+    if example is not None and not inputs:
+        args, kwargs = as_example(example)
+        specs = example_shapes(args, kwargs)
+    else:
+        specs = input_specs_for(entry, inputs)
+        args, kwargs = make_example(specs, dtype=entry.dtype, seed=entry.seed, fake_mode=fake_mode)
+    return trace_forward(model, args, kwargs, entry=entry_for_inputs(entry, specs),
+                         shapes=[s.shape for s in specs], grad_mode=grad_mode, fake_mode=fake_mode)
 
-    t0 = time.perf_counter()
-    modules, table, recorder = record_forward(model, xs, grad_mode, fake_mode)
-    capture_s = time.perf_counter() - t0
 
-    calls, sigs = build_signatures(recorder.rec, table.metas)
-    header = trace_header(entry, shapes, grad_mode, "fake" if use_fake else "real", "eager", len(calls), capture_s)
-    return Trace(header=header, modules=modules.modules, scopes=modules.scopes, ops=recorder.rec.ops,
-                 tensors=table.metas, calls=calls, signatures=sigs)
+def trace_module(model, inputs, *, name: str, grad_mode: str = "no_grad", via: str = "eager") -> Trace:
+    """Trace one forward of your own nn.Module on inputs (a tensor, a tuple of them, a dict of keyword
+    inputs, or (args, kwargs)); via "export" traces its torch.export graph instead. Write it with
+    capture.schema.write_trace."""
+    args, kwargs = as_example(inputs)
+    entry = ModelEntry(name=name, source="module", build=f"{type(model).__module__}.{type(model).__qualname__}",
+                       inputs=[])
+    specs = example_shapes(args, kwargs)
+    entry, shapes = entry_for_inputs(entry, specs), [s.shape for s in specs]
+    model = model.eval()
+    if via == "export":
+        from capture.export import export_traced
+        return export_traced(model, args, kwargs, entry=entry, shapes=shapes, grad_mode=grad_mode)
+    return trace_forward(model, args, kwargs, entry=entry, shapes=shapes, grad_mode=grad_mode)

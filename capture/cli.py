@@ -1,4 +1,7 @@
-"""`trace-model`: trace registry models into traces/<name>.msgpack (eager) or traces/export/ (torch.export).
+"""`trace-model`: trace models into traces/<name>.msgpack (eager) or traces/export/ (torch.export).
+
+Models come from the registry (models.toml or --registry), ad hoc as ``source:build``
+(``timm:resnet18``), or from a saved ExportedProgram (``--exported model.pt2``); docs/models.md.
 
 Thin: parse, call one library function per model, print. The top level imports no torch, so
 `--help`, `--list` and registry errors answer at once; torch comes in with the first capture.
@@ -8,12 +11,15 @@ from __future__ import annotations
 import os
 import sys
 import time
+import tomllib
+from dataclasses import replace
 
 import click
 
 from capture.compare import compare_traces, render_comparison
-from capture.registry import (DEFAULT_REGISTRY, ModelEntry, RegistryError, eager_only_reason, load_registry, lookup,
-                              parse_shape)
+from capture.registry import (DEFAULT_REGISTRY, ModelEntry, RegistryError, adhoc_entry, eager_only_reason, is_adhoc,
+                              load_registry, lookup, parse_shape)
+from capture.sources import BuildError
 from capture.schema import Trace, TraceError, read_trace, write_trace
 
 
@@ -49,6 +55,25 @@ class Shape(click.ParamType):
             raise OneLineUsageError(f"{param.opts[0] if param else 'shape'} {e}", ctx) from None
 
 
+class ConfigSetting(click.ParamType):
+    """KEY=VALUE for an ad hoc model's builder (or transformers config); VALUE is read as TOML
+    (true, 32, 0.5, "text"), else kept as a string."""
+    name = "key=value"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        key, sep, text = value.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise OneLineUsageError(f"--config {value!r} is not KEY=VALUE with KEY a keyword name, "
+                                    "e.g. hidden_size=32", ctx)
+        try:
+            parsed = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = text
+        return key.strip(), parsed
+
+
 class ModeOption(click.Option):
     """A flag that chooses what the command does: shown as a verb under Modes, not under Options."""
 
@@ -60,20 +85,20 @@ class ModeOption(click.Option):
 class ModeCommand(click.Command):
     """A command whose modes (ModeOption flags, and naming its arguments) get their own help section."""
 
-    def __init__(self, *args, names_mode: tuple[str, str], **kwargs):
+    def __init__(self, *args, names_modes: list[tuple[str, str]], **kwargs):
         super().__init__(*args, **kwargs)
-        self.names_mode = names_mode              # (usage, help) of the mode that names models
+        self.names_modes = names_modes            # (usage, help) of the modes that name models
 
     def _modes(self, ctx) -> list[ModeOption]:
         return [p for p in self.get_params(ctx) if isinstance(p, ModeOption)]
 
     def format_usage(self, ctx, formatter) -> None:
-        verbs = " | ".join([self.names_mode[0]] + [m.verb() for m in self._modes(ctx)])
+        verbs = " | ".join([self.names_modes[0][0]] + [m.verb() for m in self._modes(ctx)])
         formatter.write_usage(ctx.command_path, f"{verbs} [OPTIONS]")
 
     def format_options(self, ctx, formatter) -> None:
         with formatter.section("Modes"):
-            formatter.write_dl([(f"{ctx.command_path} {self.names_mode[0]}", self.names_mode[1])] +
+            formatter.write_dl([(f"{ctx.command_path} {usage}", text) for usage, text in self.names_modes] +
                                [(f"{ctx.command_path} {m.verb()}", m.help or "") for m in self._modes(ctx)])
         options = [p.get_help_record(ctx) for p in self.get_params(ctx)
                    if isinstance(p, click.Option) and not isinstance(p, ModeOption)]
@@ -85,25 +110,44 @@ class ModeCommand(click.Command):
 # The command
 
 @click.command(cls=ModeCommand, context_settings={"help_option_names": ["-h", "--help"]},
-               names_mode=("NAME...", "Trace the named models (trace-model --list shows them)."))
+               names_modes=[("NAME...", "Trace the named models (trace-model --list shows them)."),
+                            ("SOURCE:BUILD...", "Trace a model with no registry entry, e.g. timm:resnet18, "
+                                                "transformers:Dinov2Model (set up by --input, --config).")])
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_", cls=ModeOption, is_flag=True, help="Trace every model in the registry.")
 @click.option("--list", "list_", cls=ModeOption, is_flag=True, help="List the registry: name, source, input.")
 @click.option("--compare", "compare_name", cls=ModeOption, default=None, metavar="NAME",
               help="Show one model's eager and export op sets side by side (captures missing traces; "
                    "eager in --out, export in --out/export).")
+@click.option("--exported", "exported", cls=ModeOption, default=None, metavar="FILE.pt2",
+              help="Trace a torch.export.save program: its graph and ep.module() run eagerly (--via picks "
+                   "one). Loading unpickles parts of it: trust the file (docs/models.md).")
 @click.option("--out", default=None,
               help="Folder for the trace files [default: traces; traces/export with --via export].")
-@click.option("--input", "input_", type=Shape(), default=None, help="Override the input shape, e.g. 1x3x1280x800.")
+@click.option("--input", "input_", type=Shape(), multiple=True,
+              help="Override the input shape, e.g. 1x3x1280x800 (repeat for each input of the forward).")
+@click.option("--config", "config", type=ConfigSetting(), multiple=True,
+              help="KEY=VALUE for an ad hoc SOURCE:BUILD model's builder or transformers config, "
+                   "e.g. --config hidden_size=32 (repeatable).")
+@click.option("--name", default=None, help="Trace name for --exported or one ad hoc model [default: from the file or "
+                                           "SOURCE_BUILD].")
 @click.option("--fake", is_flag=True, help="Capture on fake tensors (shapes only, no data).")
 @click.option("--grad-mode", type=click.Choice(["no_grad", "inference_mode", "grad"]), default="no_grad",
               show_default=True, help="Grad mode of the forward; it changes which ops appear.")
-@click.option("--via", type=click.Choice(["eager", "export"]), default="eager", show_default=True,
+@click.option("--via", type=click.Choice(["eager", "export"]), default=None,
               help="eager: every aten call of a forward; export: the core-ATen graph of torch.export, "
-                   "the ops a torch.compile/export backend sees.")
+                   "the ops a torch.compile/export backend sees. [default: eager]")
 @click.option("--registry", default=DEFAULT_REGISTRY, show_default=False, help="Model registry (models.toml).")
-def main(names, all_, list_, out, input_, fake, grad_mode, via, compare_name, registry):
-    """Trace every aten op of one eval forward of registry models (random weights, offline)."""
+def main(names, all_, list_, exported, out, input_, config, name, fake, grad_mode, via, compare_name, registry):
+    """Trace every aten op of one eval forward of a model (random weights, offline)."""
+    inputs = list(input_) or None
+    if exported:
+        if names or all_ or list_ or compare_name:
+            _die("--exported takes one .pt2 file and no model names")
+        if fake:
+            _die("--fake is not for --exported (the export route always traces on fake tensors)")
+        return _trace_exported(exported, name=name, via=via, out=out, grad_mode=grad_mode, inputs=inputs)
+    via = via or "eager"
     try:
         reg = load_registry(registry)
         if list_:
@@ -114,13 +158,24 @@ def main(names, all_, list_, out, input_, fake, grad_mode, via, compare_name, re
             return _compare(lookup(reg, compare_name), out or "traces", grad_mode)
         if all_ == bool(names):
             _die("name models to trace, or use --all (trace-model --list shows the registry)")
-        entries = list(reg.values()) if all_ else [lookup(reg, n) for n in names]
+        entries = list(reg.values()) if all_ else [_named_entry(reg, n, config) for n in names]
     except RegistryError as e:
         _die(str(e))
+    if config and not any(is_adhoc(n) for n in names):
+        _die("--config is for ad hoc SOURCE:BUILD models; a registry entry's settings are its kwargs table")
+    if name:
+        if len(entries) != 1 or not is_adhoc(names[0]):
+            _die("--name is for --exported or a single ad hoc SOURCE:BUILD model")
+        entries = [replace(entries[0], name=name)]
     if via == "export" and fake:
         _die("--fake is for --via eager (export always traces on fake tensors)")
     _trace_entries(entries, via=via, out=out or ("traces/export" if via == "export" else "traces"),
-                   fake=fake, grad_mode=grad_mode, inputs=[input_] if input_ else None)
+                   fake=fake, grad_mode=grad_mode, inputs=inputs)
+
+
+def _named_entry(reg: dict[str, ModelEntry], name: str, config) -> ModelEntry:
+    """A registry entry, or an ad hoc one for source:build (with --config as its kwargs)."""
+    return adhoc_entry(name, kwargs=dict(config)) if is_adhoc(name) else lookup(reg, name)
 
 
 def _list(reg: dict[str, ModelEntry]) -> None:
@@ -155,8 +210,9 @@ def _failure(e: Exception) -> str:
 
 def _trace_entries(entries: list[ModelEntry], *, via: str, out: str, fake: bool, grad_mode: str,
                    inputs: list[list[int]] | None) -> None:
-    """Trace each entry into out; a failing model does not stop the others (exit 1 at the end)."""
-    failed, eager_only = [], []
+    """Trace each entry into out; a failing model does not stop the others (exit 1 at the end; exit 2
+    when an entry cannot be built as written). A single model prints only its outcome line."""
+    failed, eager_only, unbuildable = [], [], []
     for k, entry in enumerate(entries, 1):
         tag = f"[{k}/{len(entries)}] {entry.name}"
         reason = eager_only_reason(entry) if via == "export" else ""
@@ -164,25 +220,65 @@ def _trace_entries(entries: list[ModelEntry], *, via: str, out: str, fake: bool,
             click.echo(f"{tag}: not exported, eager-only: {reason}", err=True)
             eager_only.append(entry.name)
             continue
-        click.echo(f"{tag}: tracing via {via} ...", err=True)
+        if len(entries) > 1:
+            click.echo(f"{tag}: tracing via {via} ...", err=True)
         t0 = time.perf_counter()
         try:
             trace = _capture(entry, via, grad_mode, inputs, fake)
+        except BuildError as e:  # the entry is wrong as written: say which field, like a registry error
+            click.echo(f"trace-model: {e}", err=True)
+            unbuildable.append(entry.name)
+            continue
         except Exception as e:  # a model failing in forward or in torch.export must not stop the others
             click.echo(f"{tag}: {_failure(e)}", err=True)
             failed.append(entry.name)
             continue
-        path = os.path.join(out, f"{entry.name}.msgpack")
-        nbytes = write_trace(trace, path)
-        ops = len({c.op for c in trace.calls})
-        click.echo(f"{tag}: {len(trace.calls)} op calls, {ops} distinct ops, {len(trace.signatures)} unique "
-                   f"signatures, {_size(nbytes)}, {time.perf_counter() - t0:.1f} s "
-                   f"({trace.header['tensor_mode']} tensors) -> {path}")
+        _write(trace, os.path.join(out, f"{entry.name}.msgpack"), tag, t0)
+    if unbuildable and len(entries) > 1:
+        click.echo(f"trace-model: {len(unbuildable)} model(s) cannot be built as written: {', '.join(unbuildable)}",
+                   err=True)
+    if unbuildable:
+        sys.exit(2)
     if failed:
         click.echo(f"trace-model: {len(failed)} model(s) failed: {', '.join(failed)}", err=True)
         sys.exit(1)
     if eager_only and len(entries) == 1:
         sys.exit(2)
+
+
+def _write(trace: Trace, path: str, tag: str, t0: float) -> None:
+    """Write a trace and print its one summary line."""
+    nbytes = write_trace(trace, path)
+    ops = len({c.op for c in trace.calls})
+    click.echo(f"{tag}: {len(trace.calls)} op calls, {ops} distinct ops, {len(trace.signatures)} unique "
+               f"signatures, {_size(nbytes)}, {time.perf_counter() - t0:.1f} s "
+               f"({trace.header['tensor_mode']} tensors, via {trace.header['via']}) -> {path}")
+
+
+def _trace_exported(path: str, *, name: str | None, via: str | None, out: str | None, grad_mode: str,
+                    inputs: list[list[int]] | None) -> None:
+    """Trace a .pt2 through the export route, the eager route, or both (--via unset)."""
+    from capture.exported import ExportedFileError, exported_name, trace_exported
+
+    name = name or exported_name(path)
+    routes = [via] if via else ["export", "eager"]
+    failed = False
+    for route in routes:
+        folder = out or "traces"
+        if route == "export" and (not out or not via):
+            folder = os.path.join(folder, "export")
+        t0 = time.perf_counter()
+        try:
+            trace = trace_exported(path, name=name, via=route, grad_mode=grad_mode, inputs=inputs)
+        except ExportedFileError as e:
+            _die(str(e))
+        except Exception as e:  # a forward or decomposition failure: one line, then the other route
+            click.echo(f"{name}: {_failure(e)}", err=True)
+            failed = True
+            continue
+        _write(trace, os.path.join(folder, f"{name}.msgpack"), name, t0)
+    if failed:
+        sys.exit(1)
 
 
 def _load_or_capture(entry: ModelEntry, via: str, folder: str, grad_mode: str) -> Trace:

@@ -34,9 +34,11 @@ import torch
 import torch.fx
 from torch.export.graph_signature import InputKind
 
-from capture.capture import build_signatures, grad_context, trace_header
+from capture.capture import build_signatures, entry_for_inputs, grad_context, trace_header
+from capture.inputs import as_example, example_shapes, make_example
 from capture.recorder import ModuleStack, RawCall, Recording, encode_constant, overload_name
-from capture.registry import ModelEntry, build_model, eager_only_reason  # eager_only_reason lived here; still importable
+from capture.registry import (ModelEntry, build_with_inputs, eager_only_reason,  # eager_only_reason lived here
+                              input_specs_for)
 from capture.schema import ModuleInfo, OpInfo, TensorMeta, Trace
 
 DECOMPOSITIONS = "core_aten"
@@ -52,8 +54,9 @@ def first_line(e: BaseException, limit: int = 300) -> str:
     return f"{type(e).__name__}: {lines[0][:limit] if lines else ''}".rstrip(": ")
 
 
-def export_program(model, inputs: list, grad_mode: str = "no_grad"):
+def export_program(model, inputs: list, grad_mode: str = "no_grad", kwargs: dict | None = None, ep=None):
     """torch.export (non-strict) then core-ATen decompositions: (program, warnings' first lines).
+    Given ep (an ExportedProgram already exported, e.g. loaded from a .pt2), only decomposes it.
 
     Raises ExportError with torch's first line. Warnings are returned, not printed, and what torch
     prints on failure (the partial graph, thousands of lines) is dropped, so a CLI line per model
@@ -63,7 +66,8 @@ def export_program(model, inputs: list, grad_mode: str = "no_grad"):
         with grad_context(grad_mode), warnings.catch_warnings(record=True) as caught, \
                 contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("always")
-            ep = torch.export.export(model, tuple(inputs), strict=False)
+            if ep is None:
+                ep = torch.export.export(model, tuple(inputs), kwargs or None, strict=False)
             ep = ep.run_decompositions()
     except Exception as e:  # torch raises many types; the user needs its first line
         raise ExportError(first_line(e)) from None
@@ -74,8 +78,9 @@ def export_program(model, inputs: list, grad_mode: str = "no_grad"):
 class GraphTracer:
     """Turns an ExportedProgram's graph into the trace tables (ops, tensors, calls, scopes)."""
 
-    def __init__(self, model, ep):
+    def __init__(self, model, ep, kwarg_names=()):
         self.model, self.ep = model, ep
+        self.kwarg_names = set(kwarg_names)       # keyword inputs keep their name; positional ones their position
         stack = ModuleStack(model)                 # the module table eager uses (not entered)
         self.modules: list[ModuleInfo] = stack.modules
         self.module_index = stack.index            # id(module) -> index
@@ -208,8 +213,11 @@ class GraphTracer:
             if node.op == "placeholder":
                 spec = specs.get(node.name)
                 if spec is not None and spec.kind == InputKind.USER_INPUT:
-                    self.pending[node] = ("input", str(n_user))
-                    n_user += 1
+                    if node.name in self.kwarg_names:
+                        self.pending[node] = ("input", node.name)
+                    else:
+                        self.pending[node] = ("input", str(n_user))
+                        n_user += 1
                 elif spec is not None:
                     self.pending[node] = (kinds.get(spec.kind, "constant"), spec.target or node.name)
                 else:
@@ -225,20 +233,10 @@ class GraphTracer:
                 self._mark_used([self._arg_value(v) for v in node.args[0]], len(self.rec.calls))
 
 
-def export_model(entry: ModelEntry, *, grad_mode: str = "no_grad",
-                 inputs: list[list[int]] | None = None) -> Trace:
-    """Export the entry and return its core-ATen graph as a Trace; raises ExportError in one line."""
-    reason = eager_only_reason(entry)
-    if reason:
-        raise ExportError(f"eager-only: {reason}")
-    shapes = inputs or entry.inputs
-    model = build_model(entry)
-    # export never computes with the inputs (it traces on fake copies): empty tensors suffice,
-    # and keep ultra-high-resolution entries cheap
-    xs = [torch.empty(s, dtype=getattr(torch, entry.dtype)) for s in shapes]
-    t0 = time.perf_counter()
-    ep, _warnings = export_program(model, xs, grad_mode)
-    tracer = GraphTracer(model, ep)
+def program_trace(model, ep, *, entry: ModelEntry, shapes: list[list[int]], grad_mode: str,
+                  kwarg_names=(), t0: float) -> Trace:
+    """A decomposed ExportedProgram's graph as a Trace whose header names entry."""
+    tracer = GraphTracer(model, ep, kwarg_names)
     tracer.run()
     calls, sigs = build_signatures(tracer.rec, tracer.tensors)
     header = trace_header(entry, shapes, grad_mode, "fake", "export", len(calls), time.perf_counter() - t0,
@@ -246,3 +244,30 @@ def export_model(entry: ModelEntry, *, grad_mode: str = "no_grad",
                           tensor_last_use=tracer.last_use)
     return Trace(header=header, modules=tracer.modules, scopes=tracer.scopes, ops=tracer.rec.ops,
                  tensors=tracer.tensors, calls=calls, signatures=sigs)
+
+
+def export_traced(model, args: list, kwargs: dict, *, entry: ModelEntry, shapes: list[list[int]],
+                  grad_mode: str = "no_grad") -> Trace:
+    """Export a built model on given inputs and return its core-ATen graph as a Trace (ExportError in one line)."""
+    t0 = time.perf_counter()
+    ep, _warnings = export_program(model, args, grad_mode, kwargs)
+    return program_trace(model, ep, entry=entry, shapes=shapes, grad_mode=grad_mode, kwarg_names=list(kwargs), t0=t0)
+
+
+def export_model(entry: ModelEntry, *, grad_mode: str = "no_grad",
+                 inputs: list[list[int]] | None = None) -> Trace:
+    """Export the entry and return its core-ATen graph as a Trace; raises ExportError in one line."""
+    reason = eager_only_reason(entry)
+    if reason:
+        raise ExportError(f"eager-only: {reason}")
+    model, example = build_with_inputs(entry)
+    if example is not None and not inputs:
+        args, kwargs = as_example(example)
+        specs = example_shapes(args, kwargs)
+    else:
+        # export never computes with the inputs (it traces on fake copies): empty tensors suffice,
+        # and keep ultra-high-resolution entries cheap
+        specs = input_specs_for(entry, inputs)
+        args, kwargs = make_example(specs, dtype=entry.dtype, seed=entry.seed, empty=True)
+    return export_traced(model, args, kwargs, entry=entry_for_inputs(entry, specs), shapes=[s.shape for s in specs],
+                         grad_mode=grad_mode)

@@ -7,11 +7,15 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+
+from capture.inputs import InputError, InputSpec, parse_inputs
+from capture.sources import BuildError, get_source, is_source, source_names
+from capture.sources.ultralytics import isolate_ultralytics  # noqa: F401  (lived here; still importable)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_REGISTRY = os.path.join(REPO_ROOT, "models.toml")
-SOURCES = ("ultralytics", "timm", "torchvision")
+SOURCES = source_names()
 CAPTURE_MODES = ("real", "fake")
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -22,11 +26,11 @@ class RegistryError(ValueError):
 
 @dataclass(kw_only=True)
 class ModelEntry:
-    """One models.toml entry: how to build the model and what to feed it."""
+    """One models.toml entry (or an ad hoc ``source:build`` name): how to build the model and what to feed it."""
     name: str
     source: str
     build: str
-    inputs: list[list[int]]
+    inputs: list[list[int]]  # the input shapes; input_specs says more (names, dtypes, ranges) when given
     dtype: str = "float32"
     capture: str = "real"
     seed: int = 0
@@ -34,15 +38,31 @@ class ModelEntry:
     kwargs: dict = field(default_factory=dict)
     note: str = ""
     export: str = ""         # "eager-only: <reason>" when torch.export cannot export the model
+    path: str = ""           # python entries: a folder put on sys.path, relative to registry_dir
+    config: str = ""         # transformers entries: the config class (default: the model class's own)
+    input_specs: list[InputSpec] = field(default_factory=list)  # one per input; [] = plain shapes
+    registry_dir: str = ""   # the folder of the registry file the entry came from (not recorded)
+
+    def specs(self) -> list[InputSpec]:
+        """One InputSpec per input (plain positional ones when the entry gave bare shapes)."""
+        return self.input_specs or [InputSpec(shape=s) for s in self.inputs]
 
     def to_dict(self) -> dict:
-        """The entry as traces record it: how the model is built (``export`` is not part of that)."""
-        d = asdict(self)
-        d.pop("export")
+        """The entry as traces record it: how the model is built (``export`` is not part of that).
+
+        Fields added after format version 1 traces were written appear only when set, so a
+        committed trace of an older entry still matches a fresh capture.
+        """
+        d = {"name": self.name, "source": self.source, "build": self.build,
+             "inputs": [s.to_toml() for s in self.specs()], "dtype": self.dtype, "capture": self.capture,
+             "seed": self.seed, "cls": self.cls, "kwargs": self.kwargs, "note": self.note}
+        d.update({k: v for k, v in (("path", self.path), ("config", self.config)) if v})
         return d
 
 
-_FIELDS = {"source", "build", "inputs", "dtype", "capture", "seed", "class", "kwargs", "note", "export"}
+_COMMON_FIELDS = {"source", "build", "inputs", "dtype", "capture", "seed", "kwargs", "note", "export"}
+_SOURCE_FIELDS = {"class": "ultralytics", "path": "python", "config": "transformers"}
+_FIELDS = _COMMON_FIELDS | set(_SOURCE_FIELDS)
 EAGER_ONLY = "eager-only:"
 
 
@@ -55,18 +75,23 @@ def _entry(name: str, raw: dict, path: str) -> ModelEntry:
     unknown = set(raw) - _FIELDS
     if unknown:
         raise bad(sorted(unknown)[0], f"unknown field (known: {', '.join(sorted(_FIELDS))})")
-    for req in ("source", "build", "inputs"):
+    for req in ("source", "build"):
         if req not in raw:
             raise bad(req, "missing")
-    if raw["source"] not in SOURCES:
+    if not is_source(raw["source"]):
         raise bad("source", f"{raw['source']!r} is not one of {', '.join(SOURCES)}")
+    source = get_source(raw["source"])
     if not isinstance(raw["build"], str) or not raw["build"]:
-        raise bad("build", "must be a non-empty string")
-    inputs = raw["inputs"]
-    if not (isinstance(inputs, list) and inputs and all(
-            isinstance(s, list) and s and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in s)
-            for s in inputs)):
-        raise bad("inputs", "must be a list of shapes of positive integers, e.g. [[1, 3, 640, 640]]")
+        raise bad("build", f"must be a non-empty string: {source.build_help}")
+    for fld, owner in _SOURCE_FIELDS.items():
+        if fld in raw and (not isinstance(raw[fld], str) or raw["source"] != owner):
+            raise bad(fld, f"is a string and only for {owner} entries")
+    if "inputs" not in raw and not source.inputs_optional:
+        raise bad("inputs", "missing (the input shapes of one forward, e.g. [[1, 3, 640, 640]])")
+    try:
+        specs = parse_inputs(raw["inputs"]) if "inputs" in raw else []
+    except InputError as e:
+        raise bad("inputs", str(e)) from None
     dtype = raw.get("dtype", "float32")
     if dtype not in DTYPES:
         raise bad("dtype", f"{dtype!r} is not one of {', '.join(DTYPES)}")
@@ -79,16 +104,16 @@ def _entry(name: str, raw: dict, path: str) -> ModelEntry:
     kwargs = raw.get("kwargs", {})
     if not isinstance(kwargs, dict):
         raise bad("kwargs", "must be a table")
-    cls = raw.get("class", "")
-    if not isinstance(cls, str) or (cls and raw["source"] != "ultralytics"):
-        raise bad("class", "is a string and only for ultralytics entries")
     export = raw.get("export", "")
     if export and not (isinstance(export, str) and export.startswith(EAGER_ONLY)
                        and export[len(EAGER_ONLY):].strip()):
         raise bad("export", f'must be "{EAGER_ONLY} <reason>" (or absent when torch.export works)')
-    return ModelEntry(name=name, source=raw["source"], build=raw["build"], inputs=inputs, dtype=dtype,
-                      capture=capture, seed=seed, cls=cls, kwargs=kwargs, note=str(raw.get("note", "")),
-                      export=export)
+    plain = all(s.is_plain() for s in specs)
+    return ModelEntry(name=name, source=raw["source"], build=raw["build"], inputs=[s.shape for s in specs],
+                      dtype=dtype, capture=capture, seed=seed, cls=raw.get("class", ""), kwargs=kwargs,
+                      note=str(raw.get("note", "")), export=export, path=raw.get("path", ""),
+                      config=raw.get("config", ""), input_specs=[] if plain else specs,
+                      registry_dir=os.path.dirname(os.path.abspath(path)))
 
 
 def eager_only_reason(entry: ModelEntry) -> str:
@@ -130,42 +155,56 @@ def parse_shape(text: str) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 # Building models (torch needed from here on)
 
-def isolate_ultralytics() -> str:
-    """Point ultralytics' settings/fonts at a project folder; it never touches $HOME or the network."""
-    folder = os.environ.get("YOLO_CONFIG_DIR") or os.path.join(REPO_ROOT, ".cache", "ultralytics")
-    os.makedirs(folder, exist_ok=True)
-    os.environ["YOLO_CONFIG_DIR"] = folder
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    return folder
+def adhoc_entry(text: str, *, kwargs: dict | None = None) -> ModelEntry:
+    """An entry for an ad hoc ``source:build`` name (``timm:resnet18``, ``transformers:Dinov2Model``).
+
+    Its inputs are left empty: the source's defaults fill them at build time unless --input gives
+    them. kwargs go where an entry's ``kwargs`` would (the builder, or the transformers config).
+    """
+    source, sep, build = text.partition(":")
+    if not sep or not is_source(source) or not build:
+        raise RegistryError(f"{text!r} is not an ad hoc model: write source:build with source one of "
+                            f"{', '.join(SOURCES)}, e.g. timm:resnet18")
+    stem = build.removesuffix(".yaml").replace(":", "_").replace("/", "_").replace(".", "_")
+    return ModelEntry(name=f"{source}_{stem}", source=source, build=build, inputs=[],
+                      kwargs=dict(kwargs or {}), path="." if source == "python" else "",
+                      registry_dir=os.getcwd())
 
 
-# The builders import their library when called: reading the registry must work without torch.
-
-def _build_ultralytics(entry: ModelEntry):
-    isolate_ultralytics()  # before the import: ultralytics reads its settings folder on import
-    from ultralytics.nn import tasks
-    cls = getattr(tasks, entry.cls or "DetectionModel", None)
-    if cls is None:
-        raise RegistryError(f"model {entry.name!r}: ultralytics has no model class {entry.cls!r}")
-    return cls(entry.build, verbose=False, **entry.kwargs)
+def is_adhoc(name: str) -> bool:
+    """Whether a model name is ad hoc (``source:build``) rather than a registry name."""
+    return ":" in name
 
 
-def _build_timm(entry: ModelEntry):
-    import timm
-    return timm.create_model(entry.build, pretrained=False, **entry.kwargs)
+# ---------------------------------------------------------------------------------------------
+# Building models (torch needed from here on; each source imports its library when called)
 
+def build_with_inputs(entry: ModelEntry):
+    """(model in eval mode with seeded random weights in the entry's dtype, example inputs or None).
 
-def _build_torchvision(entry: ModelEntry):
-    import torchvision
-    return torchvision.models.get_model(entry.build, weights=None, **entry.kwargs)
-
-
-BUILDERS = {"ultralytics": _build_ultralytics, "timm": _build_timm, "torchvision": _build_torchvision}
+    Example inputs are those a python entry's callable returned; None means make them from the
+    entry's input specs (input_specs_for). Raises BuildError naming the entry and field to fix.
+    """
+    import torch  # here, not at the top: the registry is read in environments without torch
+    torch.manual_seed(entry.seed)
+    made = get_source(entry.source).build(entry)
+    model, example = made if isinstance(made, tuple) else (made, None)
+    return model.eval().to(getattr(torch, entry.dtype)), example
 
 
 def build_model(entry: ModelEntry):
     """The entry's model in eval mode with seeded random weights, in the entry's dtype."""
-    import torch  # here, not at the top: the registry is read in environments without torch
-    torch.manual_seed(entry.seed)
-    model = BUILDERS[entry.source](entry)
-    return model.eval().to(getattr(torch, entry.dtype))
+    return build_with_inputs(entry)[0]
+
+
+def input_specs_for(entry: ModelEntry, shapes: list[list[int]] | None = None) -> list[InputSpec]:
+    """The entry's inputs with --input shapes applied; the source's defaults when the entry has none."""
+    from capture.inputs import with_shapes
+    specs = entry.specs()
+    if not specs and not shapes:
+        default = get_source(entry.source).default_inputs
+        if default is None:
+            raise BuildError(f"model {entry.name!r}, field 'inputs': missing; give the input shapes "
+                             "(--input 1x3x224x224 or inputs = [[1, 3, 224, 224]])")
+        specs = default(entry)
+    return with_shapes(specs, shapes)

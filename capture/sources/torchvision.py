@@ -1,0 +1,20 @@
+"""torchvision: ``build`` is a torchvision.models builder name; ``kwargs`` go to get_model."""
+from __future__ import annotations
+
+from capture.inputs import InputSpec
+from capture.sources import bad_entry, register_source
+
+
+def _default_inputs(entry) -> list[InputSpec]:
+    return [InputSpec(shape=[1, 3, 224, 224])]
+
+
+@register_source("torchvision", build_help="a torchvision.models builder name, e.g. resnet50",
+                 default_inputs=_default_inputs)
+def build_torchvision(entry):
+    """torchvision.models.get_model(build, weights=None, **kwargs)."""
+    import torchvision
+    if entry.build not in torchvision.models.list_models():
+        raise bad_entry(entry, "build", f"torchvision.models has no builder {entry.build!r} "
+                                        "(torchvision.models.list_models() lists them)")
+    return torchvision.models.get_model(entry.build, weights=None, **entry.kwargs)
