@@ -19,6 +19,7 @@ from replay.backends.devices import TILE_BYTES
 from replay.backends.footprint import DTYPE_ALIASES, LAYOUT_ALIASES, FootprintError, parse_shape, render_footprint
 from replay.backends.footprint import footprint as compute_footprint
 from replay.context.run import run_context
+from replay.lock import FileBusy, writer_lock
 from replay.mapping import mapping_table
 from replay.report.build import build_report, render_terminal, write_report
 from replay.report.headroom import load_headroom_rows, render_headroom
@@ -29,7 +30,7 @@ from replay.run.runner import (DEVICES, DTYPES, MEMORIES, ReplayError, RunSettin
                                parse_shard, replay, trace_paths)
 from replay.run.runner import merge as merge_files
 from replay.studies.headroom import headroom as find_headroom
-from replay.studies.headroom_result import write_headroom
+from replay.studies.headroom_result import headroom_path, write_headroom
 from replay.studies.remedies import add_remedies
 from replay.studies.repro import ReproError, find_results, write_repros
 
@@ -157,7 +158,7 @@ def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, sha
         header, results = replay(traces, settings, path, resume=resume)
         if remedies and settings.backend in ("ttnn", "estimate"):
             results = add_remedies(traces, settings, path, results)
-    except (ReplayError, PoolError, ResultsError) as e:
+    except (ReplayError, PoolError, ResultsError, FileBusy) as e:
         _die(str(e))
     click.echo(f"results: {path} ({len(results)} signatures; {header.get('note')})")
     if not no_report and settings.shard is None:
@@ -298,9 +299,11 @@ def headroom(model, device, memory, step, confirm, max_batch, device_probes, op_
                            log_dir=os.path.join(out, "logs"))
     os.makedirs(settings.log_dir, exist_ok=True)
     try:
-        result = find_headroom(model, device, memory, step, confirm, settings, max_batch=max_batch,
-                      max_device_probes=device_probes, op_probes=op_probes)
-    except (RegistryError, PoolError) as e:
+        with writer_lock(headroom_path(out, model, device, memory), "headroom file"):   # one search per file
+            result = find_headroom(model, device, memory, step, confirm, settings, max_batch=max_batch,
+                                   max_device_probes=device_probes, op_probes=op_probes)
+            path = write_headroom(result, out)
+    except (RegistryError, PoolError, FileBusy) as e:
         _die(str(e))
     click.echo(render_headroom(result))
-    click.echo(f"headroom: {write_headroom(result, out)}")
+    click.echo(f"headroom: {path}")

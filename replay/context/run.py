@@ -17,6 +17,7 @@ from replay.backends.estimate import EstimateSettings
 from replay.context.estimate import simulate_estimate
 from replay.context.plan import (CallRecord, ContextSummary, plan_context, signature_results, summarize,
                                  write_calls)
+from replay.lock import writer_lock
 from replay.results import Journal, ReplayResult, read_results, write_header
 from replay.run.pool import READY_TIMEOUT_S, PoolError, Worker, find_ttnn_python
 from replay.run.runner import ReplayError, RunSettings, default_results_path, file_sha256, replay, run_identity
@@ -136,8 +137,10 @@ def run_context(traces: list[Trace], settings: RunSettings, out_dir: str, progre
     out = []
     for trace in traces:
         t0 = time.monotonic()
-        run = _in_context(trace, settings, log_dir)
-        results_path, calls_path = _write_model(trace, settings, out_dir, iso_path, iso_header, isolated, run)
+        _, calls_path = context_paths(out_dir, settings, trace.model_name)
+        with writer_lock(calls_path, "per-call file"):      # one in-context run per model and settings
+            run = _in_context(trace, settings, log_dir)
+            results_path, calls_path = _write_model(trace, settings, out_dir, iso_path, iso_header, isolated, run)
         if progress:
             records, summary = run[0], run[1]
             sys.stderr.write(f"context {settings.backend} {settings.device} {trace.model_name}: {len(records)} calls in "
