@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 from collections import Counter, defaultdict
+from typing import Callable
 
 from capture.atomic import write_atomic
 from capture.schema import Trace
@@ -334,18 +335,27 @@ def build_report(traces: list[Trace], header: dict, results: list[ReplayResult])
 # ---------------------------------------------------------------------------------------------
 # Writing
 
+def render_json(report: Report) -> str:
+    """The whole report as JSON (REPORT_FORMAT, versioned), for tools."""
+    return json.dumps(report.to_json(), indent=1, sort_keys=True) + "\n"
+
+
+# The report formats: kind -> (file written into the report folder, renderer). A new format is a
+# module with one render function plus one line here.
+REPORT_FORMATS: dict[str, tuple[str, Callable[[Report], str]]] = {
+    "html": ("report.html", render_html),
+    "markdown": ("summary.md", render_markdown),
+    "csv": ("failures.csv", render_csv),
+    "json": ("report.json", render_json),
+}
+
+
 def write_report(report: Report, out_dir: str = "reports") -> dict[str, str]:
-    """Write report.html, summary.md, failures.csv and report.json into out_dir; returns their paths."""
-    files = {
-        "html": ("report.html", render_html(report)),
-        "markdown": ("summary.md", render_markdown(report)),
-        "csv": ("failures.csv", render_csv(report)),
-        "json": ("report.json", json.dumps(report.to_json(), indent=1, sort_keys=True) + "\n"),
-    }
+    """Write every REPORT_FORMATS file into out_dir (each atomically); returns kind -> path."""
     paths = {}
-    for kind, (name, text) in files.items():
+    for kind, (name, render) in REPORT_FORMATS.items():
         paths[kind] = os.path.join(out_dir, name)
-        write_atomic(paths[kind], text)
+        write_atomic(paths[kind], render(report))
     return paths
 
 
