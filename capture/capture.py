@@ -166,19 +166,3 @@ def capture_model(entry: ModelEntry, *, fake: bool | None = None, grad_mode: str
         args, kwargs = make_example(specs, dtype=entry.dtype, seed=entry.seed, fake_mode=fake_mode)
     return trace_forward(model, args, kwargs, entry=entry_for_inputs(entry, specs),
                          shapes=[s.shape for s in specs], grad_mode=grad_mode, fake_mode=fake_mode)
-
-
-def trace_module(model, inputs, *, name: str, grad_mode: str = "no_grad", via: str = "eager") -> Trace:
-    """Trace one forward of your own nn.Module on inputs (a tensor, a tuple of them, a dict of keyword
-    inputs, or (args, kwargs)); via "export" traces its torch.export graph instead. Write it with
-    capture.schema.write_trace."""
-    args, kwargs = as_example(inputs)
-    entry = ModelEntry(name=name, source="module", build=f"{type(model).__module__}.{type(model).__qualname__}",
-                       inputs=[])
-    specs = example_shapes(args, kwargs)
-    entry, shapes = entry_for_inputs(entry, specs), [s.shape for s in specs]
-    model = model.eval()
-    if via == "export":
-        from capture.export import export_traced
-        return export_traced(model, args, kwargs, entry=entry, shapes=shapes, grad_mode=grad_mode)
-    return trace_forward(model, args, kwargs, entry=entry, shapes=shapes, grad_mode=grad_mode)

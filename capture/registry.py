@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from capture.inputs import InputError, InputSpec, parse_inputs
 from capture.sources import BuildError, get_source, is_source, source_names
+from capture.sources.transformers import isolate_huggingface
 from capture.sources.ultralytics import isolate_ultralytics  # noqa: F401  (lived here; still importable)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -185,6 +186,9 @@ def build_with_inputs(entry: ModelEntry):
     Example inputs are those a python entry's callable returned; None means make them from the
     entry's input specs (input_specs_for). Raises BuildError naming the entry and field to fix.
     """
+    # before torch: timm and transformers import huggingface_hub, which reads HF_HOME and the offline
+    # switches once, on import; every source builds offline with caches under the project
+    isolate_huggingface()
     import torch  # here, not at the top: the registry is read in environments without torch
     torch.manual_seed(entry.seed)
     made = get_source(entry.source).build(entry)

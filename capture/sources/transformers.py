@@ -73,4 +73,9 @@ def _default_inputs(entry) -> list[InputSpec]:
 def build_transformers(entry):
     """model_class(config_class(**kwargs)): random weights from the config, no hub access."""
     model_cls, _ = _classes(entry)
-    return model_cls(make_config(entry))
+    config = make_config(entry)
+    try:
+        return model_cls(config)
+    except Exception as e:  # configs take any keyword; a bad value shows only when the model is built
+        raise bad_entry(entry, "kwargs", f"{model_cls.__name__} cannot be built from this config: "
+                                         f"{type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
