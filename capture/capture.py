@@ -148,6 +148,18 @@ def entry_for_inputs(entry: ModelEntry, specs: list[InputSpec]) -> ModelEntry:
     return replace(entry, inputs=[s.shape for s in specs], input_specs=[] if plain else specs)
 
 
+def forward_inputs(entry: ModelEntry, example, inputs: list[list[int]] | None, **make) -> tuple[tuple, dict, list]:
+    """(args, kwargs, input specs) of one forward: the example a python entry's callable returned,
+    unless inputs (--input shapes) override it; else made from the entry's input specs, with make
+    passed on to make_example (fake_mode=, empty=)."""
+    if example is not None and not inputs:
+        args, kwargs = as_example(example)
+        return args, kwargs, example_shapes(args, kwargs)
+    specs = input_specs_for(entry, inputs)
+    args, kwargs = make_example(specs, dtype=entry.dtype, seed=entry.seed, **make)
+    return args, kwargs, specs
+
+
 def capture_model(entry: ModelEntry, *, fake: bool | None = None, grad_mode: str = "no_grad",
                   inputs: list[list[int]] | None = None) -> Trace:
     """Trace one forward of the entry; fake=None uses the entry's capture mode. inputs overrides the
@@ -158,11 +170,6 @@ def capture_model(entry: ModelEntry, *, fake: bool | None = None, grad_mode: str
     if use_fake:
         from torch._subclasses.fake_tensor import FakeTensorMode  # see grad_context
         fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-    if example is not None and not inputs:
-        args, kwargs = as_example(example)
-        specs = example_shapes(args, kwargs)
-    else:
-        specs = input_specs_for(entry, inputs)
-        args, kwargs = make_example(specs, dtype=entry.dtype, seed=entry.seed, fake_mode=fake_mode)
+    args, kwargs, specs = forward_inputs(entry, example, inputs, fake_mode=fake_mode)
     return trace_forward(model, args, kwargs, entry=entry_for_inputs(entry, specs),
                          shapes=[s.shape for s in specs], grad_mode=grad_mode, fake_mode=fake_mode)

@@ -34,11 +34,9 @@ import torch
 import torch.fx
 from torch.export.graph_signature import InputKind
 
-from capture.capture import build_signatures, entry_for_inputs, grad_context, trace_header
-from capture.inputs import as_example, example_shapes, make_example
+from capture.capture import build_signatures, entry_for_inputs, forward_inputs, grad_context, trace_header
 from capture.recorder import ModuleStack, RawCall, Recording, encode_constant, overload_name
-from capture.registry import (ModelEntry, build_with_inputs, eager_only_reason,  # eager_only_reason lived here
-                              input_specs_for)
+from capture.registry import ModelEntry, build_with_inputs, eager_only_reason  # eager_only_reason lived here
 from capture.schema import ModuleInfo, OpInfo, TensorMeta, Trace
 
 DECOMPOSITIONS = "core_aten"
@@ -261,13 +259,8 @@ def export_model(entry: ModelEntry, *, grad_mode: str = "no_grad",
     if reason:
         raise ExportError(f"eager-only: {reason}")
     model, example = build_with_inputs(entry)
-    if example is not None and not inputs:
-        args, kwargs = as_example(example)
-        specs = example_shapes(args, kwargs)
-    else:
-        # export never computes with the inputs (it traces on fake copies): empty tensors suffice,
-        # and keep ultra-high-resolution entries cheap
-        specs = input_specs_for(entry, inputs)
-        args, kwargs = make_example(specs, dtype=entry.dtype, seed=entry.seed, empty=True)
+    # export never computes with the inputs (it traces on fake copies): empty tensors suffice,
+    # and keep ultra-high-resolution entries cheap
+    args, kwargs, specs = forward_inputs(entry, example, inputs, empty=True)
     return export_traced(model, args, kwargs, entry=entry_for_inputs(entry, specs), shapes=[s.shape for s in specs],
                          grad_mode=grad_mode)
