@@ -42,10 +42,6 @@ class RunSettings:
     log_dir: str = ""
     pcc: float = 0.99                         # numerics on a real board: below this PCC is a mismatch
 
-    def as_dict(self) -> dict:
-        """The settings a result depends on (device, dtype, memory, backend)."""
-        return {"device": self.device, "dtype": self.dtype, "memory": self.memory, "backend": self.backend}
-
     def validate(self) -> None:
         """ReplayError naming the first bad setting."""
         if self.backend not in DRIVERS:
@@ -322,11 +318,3 @@ def merge(paths: list[str], out_path: str) -> tuple[dict, list[ReplayResult]]:
     j.close()
     os.replace(tmp, out_path)
     return header, list(results.values())
-
-
-def header_summary(header: dict) -> str:
-    """One line saying what a results file was run on."""
-    where = header.get("note") or ("real board " + str(header.get("device")))
-    return (f"backend {header.get('backend')} on {header.get('device')} ({where}); dtype {header.get('dtype')}, "
-            f"memory {header.get('memory')}")
-
