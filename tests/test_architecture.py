@@ -11,7 +11,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("capture", "replay")
 # Stages in data-flow order: a module may import its own stage and those listed before it.
-STAGES = ("capture", "replay.lock", "replay.results", "replay.shapes", "replay.mapping", "replay.backends", "replay.run", "replay.context",
+STAGES = ("capture", "replay.lock", "replay.results", "replay.shapes", "replay.lineage", "replay.mapping", "replay.backends", "replay.run", "replay.context",
           "replay.studies", "replay.report", "replay.cli")
 MANY_FIELDS = 8     # a dataclass with this many fields or more is built by keyword
 

@@ -11,20 +11,23 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from capture.schema import Signature, Trace
+from replay.lineage import Lineage, lineage
 from replay.results import BLOCKING, STATUSES, ReplayResult
 
 NOT_RUN = "not_run"
 NOT_RUN_NOTE = "no result: the run stopped before this signature was replayed"
 # Every status a report can show: the replay statuses plus not_run, which only attribution creates.
 REPORT_STATUSES = {**STATUSES, NOT_RUN: NOT_RUN_NOTE}
-# A call is blocked unless it passed or a port would not issue it; not_run is blocked (unproven).
-UNBLOCKED = ("pass", "skipped")
+FOLDED = "folded"
+# A call is blocked unless it passed, a port would not issue it, or a port computes it at load time
+# (folded, from the trace's lineage); not_run is blocked (unproven).
+UNBLOCKED = ("pass", "skipped", FOLDED)
 # Statuses that show a failure a fix could remove (not_run is unknown, not a failure).
 FAILING = BLOCKING
 MEMORY_FAILURES = ("oom_dram", "oom_l1", "oom_l1_small", "cb_overflow")
 # Worst first: which status a cell of the ops x models matrix shows when it holds several.
 SEVERITY = ("crash", "timeout", "oom_dram", "oom_l1", "oom_l1_small", "cb_overflow", "ttnn_error",
-            "mismatch", "unsupported", NOT_RUN, "skipped", "pass")
+            "mismatch", "unsupported", NOT_RUN, "skipped", FOLDED, "pass")
 
 
 class AttributionError(AssertionError):
@@ -61,7 +64,7 @@ class AttributedCall:
     op: str                  # aten overload
     module_path: str         # innermost module executing the call; "" is the root model
     module_class: str
-    status: str              # a REPORT_STATUSES key (or a status a newer replay invented)
+    status: str              # a REPORT_STATUSES key (or a status a newer replay invented); folded from the lineage
 
 
 @dataclass(kw_only=True)
@@ -72,6 +75,7 @@ class ModelAttribution:
     trace_sha256: str
     calls: list[AttributedCall]
     signature_ids: list[str]  # unique, in order of first call
+    lineage: Lineage          # which calls are folded, and the folded results a port uploads
 
     def by_status(self) -> dict[str, int]:
         """Calls per status, display order, only statuses that occur."""
@@ -125,18 +129,20 @@ def attribute(traces: list[Trace], results: list[ReplayResult], trace_sha256: di
         seen_names[name] += 1
         if seen_names[name] > 1:  # the same model twice (two resolutions, say): keep both apart
             name = f"{name} ({trace.path or seen_names[name]})"
+        lin = lineage(trace)
         calls = []
         for call in trace.calls:
             sig = trace.signatures[call.signature]
             signatures.setdefault(sig.id, sig)
             r = by_id.get(sig.id)
+            status = FOLDED if lin.is_folded(call.index) else r.status if r else NOT_RUN
             calls.append(AttributedCall(index=call.index, signature_id=sig.id, op=sig.op,
                                         module_path=trace.module_path(call), module_class=trace.module_class(call),
-                                        status=r.status if r else NOT_RUN))
+                                        status=status))
         order = list(dict.fromkeys(c.signature_id for c in calls))
         models.append(ModelAttribution(model=name, trace_path=trace.path,
                                        trace_sha256=(trace_sha256 or {}).get(trace.path, ""), calls=calls,
-                                       signature_ids=order))
+                                       signature_ids=order, lineage=lin))
     att = Attribution(models=models, signatures=signatures,
                       results={k: v for k, v in by_id.items() if k in signatures},
                       orphan_results=sorted(k for k in by_id if k not in signatures))
@@ -146,7 +152,8 @@ def attribute(traces: list[Trace], results: list[ReplayResult], trace_sha256: di
 
 def reconcile(att: Attribution, traces: list[Trace]) -> None:
     """Raise AttributionError unless each model's calls by status add up to its trace's calls,
-    each call counted once, and each call's status is its signature's result's status."""
+    each call counted once, and each call's status is its signature's result's status (folded
+    exactly when the lineage folds the call)."""
     if len(att.models) != len(traces):
         raise AttributionError(f"{len(traces)} traces but {len(att.models)} models attributed")
     for m, trace in zip(att.models, traces):
@@ -161,6 +168,6 @@ def reconcile(att: Attribution, traces: list[Trace]) -> None:
                 raise AttributionError(f"{m.model}: signature {sig.id} has {sig.count} calls, "
                                        f"{per_sig[sig.id]} attributed")
         for c in m.calls:
-            if c.status != att.status(c.signature_id):
-                raise AttributionError(f"{m.model}: call {c.index} has status {c.status}, "
-                                       f"its result says {att.status(c.signature_id)}")
+            want = FOLDED if m.lineage.is_folded(c.index) else att.status(c.signature_id)
+            if c.status != want:
+                raise AttributionError(f"{m.model}: call {c.index} has status {c.status}, it should be {want}")

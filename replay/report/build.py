@@ -15,12 +15,13 @@ from typing import Callable
 
 from capture.atomic import write_atomic
 from capture.schema import Trace
-from replay.report.attribution import (MEMORY_FAILURES, NOT_RUN, NOT_RUN_NOTE, REPORT_STATUSES, Attribution,
+from replay.lineage import FOLDED_REASON
+from replay.report.attribution import (FOLDED, MEMORY_FAILURES, NOT_RUN, NOT_RUN_NOTE, REPORT_STATUSES, Attribution,
                                        ModelAttribution, attribute, is_blocked, is_failing, status_order,
                                        worst_status)
 from replay.report.context import context_models
-from replay.report.data import (FailureRow, FirstBlock, LayerRow, MatrixCell, MemoryLimit, ModelReport, OpFix,
-                                Provenance, ReasonRow, Report, SignatureRow, TensorRow)
+from replay.report.data import (FailureRow, FirstBlock, Folded, FoldedUpload, LayerRow, MatrixCell, MemoryLimit,
+                                ModelReport, OpFix, Provenance, ReasonRow, Report, SignatureRow, TensorRow)
 from replay.report.html import render_html
 from replay.report.remedies import remedy_rows, remedy_text
 from replay.report.text import render_csv, render_markdown
@@ -108,7 +109,7 @@ class _Builder:
         by_status = m.by_status()
         blocked = sum(n for s, n in by_status.items() if is_blocked(s))
         sig_calls = m.calls_of()
-        tensors = self.tensor_rows(sig_calls)
+        tensors = self.tensor_rows(_on_device(sig_calls))
         return ModelReport(model=m.model, trace_path=m.trace_path, trace_sha256=m.trace_sha256, calls=len(m.calls),
                            unique_signatures=len(m.signature_ids), by_status=by_status, blocked_calls=blocked,
                            blocked_pct=round(100.0 * blocked / len(m.calls), 2) if m.calls else 0.0,
@@ -116,7 +117,8 @@ class _Builder:
                            reasons=self.reason_rows(m), layers=self.layer_rows(m),
                            largest_tensors=sorted(tensors, key=lambda t: (-t.padded_bytes, t.signature_id,
                                                                           t.role))[:TOP_N],
-                           worst_padding=_worst_padding(tensors), failures=self.failure_rows(m))
+                           worst_padding=_worst_padding(tensors), failures=self.failure_rows(m),
+                           folded=folded_summary(m))
 
     def first_block(self, m: ModelAttribution) -> FirstBlock | None:
         """The first failing call in execution order, with how many calls before it had no result."""
@@ -135,6 +137,7 @@ class _Builder:
 
     def top_blocking(self, m: ModelAttribution, sig_calls: dict[str, list]) -> list[SignatureRow]:
         """The model's failing signatures with the most calls."""
+        sig_calls = _on_device(sig_calls)
         failing = [sid for sid in sig_calls if is_failing(self.att.status(sid))]
         failing.sort(key=lambda sid: (-len(sig_calls[sid]), sig_calls[sid][0].index))
         return [self.sig_row(sid, {m.model: len(sig_calls[sid])}) for sid in failing[:TOP_N]]
@@ -144,7 +147,7 @@ class _Builder:
         reasons: dict[tuple[str, str], list] = defaultdict(lambda: [0, set()])
         for c in m.calls:
             if c.status != "pass":
-                entry = reasons[(c.status, self.reason(c.signature_id))]
+                entry = reasons[(c.status, FOLDED_REASON if c.status == FOLDED else self.reason(c.signature_id))]
                 entry[0] += 1
                 entry[1].add(c.signature_id)
         order = status_order(s for s, _ in reasons)
@@ -223,11 +226,14 @@ class _Builder:
     def signature_tables(self) -> tuple[list[SignatureRow], list[SignatureRow]]:
         """(signatures shared by several models, failing signatures), both in fix-ranking order."""
         calls_by: dict[str, dict[str, int]] = defaultdict(dict)
+        device_calls_by: dict[str, dict[str, int]] = defaultdict(dict)   # folded calls are no fix's to make
         for m in self.att.models:
             for sid, calls in m.calls_of().items():
                 calls_by[sid][m.model] = len(calls)
+            for sid, calls in _on_device(m.calls_of()).items():
+                device_calls_by[sid][m.model] = len(calls)
         shared = [self.sig_row(sid, cbm) for sid, cbm in calls_by.items() if len(cbm) > 1]
-        fix = [self.sig_row(sid, cbm) for sid, cbm in calls_by.items() if is_failing(self.att.status(sid))]
+        fix = [self.sig_row(sid, cbm) for sid, cbm in device_calls_by.items() if is_failing(self.att.status(sid))]
         return _by_fix_rank(shared), _by_fix_rank(fix)
 
     def fix_by_op(self, fix: list[SignatureRow]) -> list[OpFix]:
@@ -249,8 +255,9 @@ class _Builder:
     def memory_limits(self) -> list[MemoryLimit]:
         """Per op that ran out of memory: its largest passing and smallest failing tensor."""
         per_op: dict[str, dict[str, list]] = defaultdict(lambda: {"pass": [], "fail": []})
+        on_device = {c.signature_id for m in self.att.models for c in m.calls if c.status != FOLDED}
         for sid, r in self.att.results.items():
-            t = _largest_footprint(r)
+            t = _largest_footprint(r) if sid in on_device else None
             if t is None:
                 continue
             if r.status == "pass":
@@ -271,6 +278,28 @@ class _Builder:
                                     overlap=bool(lp and sf[0] < lp[0])))
         rows.sort(key=lambda r: (r.smallest_fail_bytes, r.op))
         return rows
+
+
+def _on_device(sig_calls: dict[str, list]) -> dict[str, list]:
+    """The calls a port runs on the device, by signature: the folded ones (computed at load time) left out."""
+    out = {sid: [c for c in calls if c.status != FOLDED] for sid, calls in sig_calls.items()}
+    return {sid: calls for sid, calls in out.items() if calls}
+
+
+def folded_summary(m: ModelAttribution) -> Folded | None:
+    """What of the model a port computes at load time: the folded ops and the results it then uploads."""
+    lin = m.lineage
+    if not lin.folded:
+        return None
+    ops = Counter(m.calls[i].op for i in lin.folded)
+    uploads = [FoldedUpload(shape=u.shape, dtype=u.dtype, bytes=u.bytes, produced_by_call=u.produced_by,
+                            produced_by_op=m.calls[u.produced_by].op, first_use_call=u.first_use,
+                            module_path=m.calls[u.first_use].module_path, view_of_weight=u.view_of_weight)
+               for u in lin.uploads]
+    uploads.sort(key=lambda u: (-u.bytes, u.first_use_call))
+    return Folded(calls=len(lin.folded), ops=dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
+                  upload_bytes=lin.upload_bytes(), new_upload_bytes=lin.upload_bytes(new_only=True),
+                  uploads=uploads[:TOP_N], upload_count=len(uploads))
 
 
 def _worst_padding(tensors: list[TensorRow]) -> list[TensorRow]:

@@ -122,6 +122,30 @@ class FailureRow:
 
 
 @dataclass(kw_only=True)
+class FoldedUpload:
+    """A folded result a call on the device reads: a port computes it at load time and uploads it."""
+    shape: list[int]
+    dtype: str               # as traced
+    bytes: int               # logical bytes as traced
+    produced_by_call: int
+    produced_by_op: str
+    first_use_call: int
+    module_path: str         # of the first call that reads it
+    view_of_weight: bool     # a view of a parameter/buffer (a transposed weight): it replaces that weight
+
+
+@dataclass(kw_only=True)
+class Folded:
+    """What a port computes once at load time from weights/buffers (replay.lineage), for one model."""
+    calls: int
+    ops: dict[str, int]      # aten op -> folded calls, most first
+    upload_bytes: int        # the folded results the device's calls read, each storage once
+    new_upload_bytes: int    # the same without views of weights (those replace their weight)
+    uploads: list[FoldedUpload]  # largest first (TOP_N)
+    upload_count: int
+
+
+@dataclass(kw_only=True)
 class ModelReport:
     """Everything the report says about one model."""
     model: str
@@ -139,6 +163,7 @@ class ModelReport:
     largest_tensors: list[TensorRow]
     worst_padding: list[TensorRow]
     failures: list[FailureRow]
+    folded: Folded | None = None   # None when no call is folded
 
 
 @dataclass(kw_only=True)

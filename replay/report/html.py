@@ -8,10 +8,10 @@ import html
 import math
 
 from replay.report.data import ModelReport, Report, SignatureRow, TensorRow
-from replay.report.text import first_block_text, fmt_bytes, pct, provenance_lines
+from replay.report.text import first_block_text, fmt_bytes, folded_text, pct, provenance_lines
 
 STATUS_COLORS = {
-    "pass": "#3a9d4a", "skipped": "#9aa5b1", "not_run": "#d5dae0", "oom_dram": "#d62728",
+    "pass": "#3a9d4a", "skipped": "#9aa5b1", "folded": "#5b8fb9", "not_run": "#d5dae0", "oom_dram": "#d62728",
     "oom_l1": "#ff7f0e", "oom_l1_small": "#f2b134", "cb_overflow": "#e377c2", "unsupported": "#8c6bb1",
     "ttnn_error": "#8c1c13", "mismatch": "#bcbd22", "crash": "#222222", "timeout": "#8c564b",
 }
@@ -171,6 +171,13 @@ def model_section(i: int, m: ModelReport) -> str:
     if f and f.not_run_before:
         out.append(f"<p>{f.not_run_before} calls before it have no result (run interrupted): "
                    "the first blocking op may be earlier.</p>")
+    if m.folded:
+        out.append(f"<h3>Folded: computed at load time from weights/buffers</h3><p>{e(folded_text(m, 12))}</p>"
+                   + table(["shape", "dtype", "bytes", "made by", "first read by", "module"],
+                           [[f"<code>{e(u.shape)}</code>", e(u.dtype), e(fmt_bytes(u.bytes)),
+                             f"<code>{e(u.produced_by_op)}</code> (call {u.produced_by_call})",
+                             str(u.first_use_call), f"<code>{e(u.module_path or '(model)')}</code>"
+                             + (" (view of a weight)" if u.view_of_weight else "")] for u in m.folded.uploads], {2, 4}))
     if m.top_blocking:
         out.append("<h3>Top blocking signatures</h3>" + sig_rows(m.top_blocking, with_models=False))
     if m.reasons:

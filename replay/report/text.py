@@ -62,6 +62,17 @@ def first_block_text(m: ModelReport) -> str:
             f"{f.status}{req}")
 
 
+def folded_text(m: ModelReport, ops: int = 4) -> str:
+    """What a port computes at load time, in one line: calls, the top ops, the bytes it then uploads."""
+    f = m.folded
+    if f is None:
+        return "none"
+    top = ", ".join(f"{op} {n}" for op, n in list(f.ops.items())[:ops])
+    more = f", {len(f.ops) - ops} more ops" if len(f.ops) > ops else ""
+    return (f"{f.calls} calls ({top}{more}); a port uploads {f.upload_count} folded results, "
+            f"{fmt_bytes(f.upload_bytes)} as traced ({fmt_bytes(f.new_upload_bytes)} not views of weights)")
+
+
 # ---------------------------------------------------------------------------------------------
 # Terminal
 
@@ -81,6 +92,8 @@ def render_terminal(report: Report) -> str:
         rows = [["status", "calls", "%"]] + [[s, str(n), pct(n, m.calls)] for s, n in m.by_status.items()]
         out += ["  " + line for line in _table(rows, {1, 2})]
         out.append("  first blocking: " + first_block_text(m))
+        if m.folded:
+            out.append("  folded (load time): " + folded_text(m))
     out += context_lines(report) + headroom_lines(report)
     if report.fix_by_op:
         out.append("")
@@ -111,7 +124,8 @@ def render_markdown(report: Report, top: int = 15) -> str:
         statuses = ", ".join(f"{s} {n}" for s, n in m.by_status.items())
         out.append(f"| {_md(m.model)} | {m.calls} | {m.unique_signatures} | {m.blocked_calls} "
                    f"({m.blocked_pct:.1f}%) | {_md(statuses)} | {_md(first_block_text(m))} |")
-    out += fix_markdown(report, top) + reasons_markdown(report, top) + limits_markdown(report, top)
+    out += fix_markdown(report, top) + folded_markdown(report, top) + reasons_markdown(report, top)
+    out += limits_markdown(report, top)
     out += context_markdown(report, top) + remedies_markdown(report, top) + headroom_markdown(report)
     out += ["", "## Statuses", ""] + [f"- `{s}`: {_md(why)}" for s, why in report.statuses.items()]
     return "\n".join(out) + "\n"
@@ -134,6 +148,28 @@ def fix_markdown(report: Report, top: int) -> list[str]:
                        f"{fmt_bytes(r.requested_bytes)} | {_md(r.reason[:160])} |")
         if len(report.fix_by_signature) > top:
             out.append(f"\n{len(report.fix_by_signature) - top} more failing signatures in report.html.")
+    return out
+
+
+def folded_markdown(report: Report, top: int) -> list[str]:
+    """Markdown of what each model folds: calls and ops a port computes at load time, the results it uploads."""
+    models = [m for m in report.models if m.folded]
+    if not models:
+        return []
+    out = ["", "## Folded: computed at load time from weights/buffers", "",
+           "| model | folded calls | ops | folded results uploaded | bytes (as traced) | not views of weights |",
+           "|---|---:|---|---:|---:|---:|"]
+    for m in models:
+        f = m.folded
+        out.append(f"| {_md(m.model)} | {f.calls} | {_md(', '.join(f'{op} {n}' for op, n in f.ops.items()))} | "
+                   f"{f.upload_count} | {fmt_bytes(f.upload_bytes)} | {fmt_bytes(f.new_upload_bytes)} |")
+    out += ["", "Largest folded results a port uploads:", "",
+            "| model | shape | dtype | bytes | made by | first read by (call, module) |", "|---|---|---|---:|---|---|"]
+    for m in models:
+        for u in m.folded.uploads[:top]:
+            out.append(f"| {_md(m.model)} | {u.shape} | {u.dtype} | {fmt_bytes(u.bytes)} | "
+                       f"{_md(u.produced_by_op)} (call {u.produced_by_call}) | {u.first_use_call}, "
+                       f"{_md(u.module_path or '(model)')}{' (view of a weight)' if u.view_of_weight else ''} |")
     return out
 
 

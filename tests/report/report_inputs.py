@@ -34,7 +34,7 @@ def synthetic_results(traces, leave_out_every: int = 0) -> tuple[dict, list[Repl
     for t in traces:
         for s in t.signatures:
             sigs.setdefault(s.id, s)
-    statuses = list(STATUSES)
+    statuses = [s for s in STATUSES if s != "folded"]  # folded is per call, from the lineage
     results = []
     for i, (sid, sig) in enumerate(sorted(sigs.items())):
         if leave_out_every and i % leave_out_every == 0:

@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from replay.report.attribution import NOT_RUN, AttributionError, attribute, reconcile
+from replay.lineage import lineage
+from replay.report.attribution import FOLDED, NOT_RUN, UNBLOCKED, AttributionError, attribute, reconcile
 from replay.report.build import build_report
 from replay.results import STATUSES, ReplayResult
 
@@ -22,12 +23,13 @@ def test_each_committed_trace_calls_add_up_to_its_trace(traces, index):
     assert sum(m.by_status.values()) == len(trace.calls) == m.calls
     assert m.unique_signatures == len(trace.signatures)
     by_id = {r.signature_id: r.status for r in results}
+    folded = lineage(trace).folded
     expected = {}
     for call in trace.calls:
-        s = by_id.get(trace.signatures[call.signature].id, NOT_RUN)
+        s = FOLDED if call.index in folded else by_id.get(trace.signatures[call.signature].id, NOT_RUN)
         expected[s] = expected.get(s, 0) + 1
     assert m.by_status == {s: expected[s] for s in m.by_status} and set(m.by_status) == set(expected)
-    assert m.blocked_calls == sum(n for s, n in expected.items() if s not in ("pass", "skipped"))
+    assert m.blocked_calls == sum(n for s, n in expected.items() if s not in UNBLOCKED)
 
 
 def test_all_traces_together_reconcile_and_a_shared_signature_has_one_status(traces):
@@ -38,7 +40,8 @@ def test_all_traces_together_reconcile_and_a_shared_signature_has_one_status(tra
     statuses = {}
     for m in att.models:
         for c in m.calls:
-            assert statuses.setdefault(c.signature_id, c.status) == c.status
+            if c.status != FOLDED:   # folded is the call's, from the lineage; the rest is the signature's
+                assert statuses.setdefault(c.signature_id, c.status) == c.status
     assert any(len(ms) > 1 for ms in att.models_of().values()), "committed traces share no signature"
 
 
@@ -55,10 +58,11 @@ def test_every_status_including_not_run_and_skipped_is_counted_and_explained(tra
         assert sum(r.calls for r in m.reasons) == m.calls - m.by_status.get("pass", 0)
 
 
-def test_no_results_at_all_makes_every_call_not_run(traces):
+def test_no_results_at_all_makes_every_call_not_run_but_the_folded(traces):
     report = build_report(traces[:2], {}, [])
-    for m in report.models:
-        assert m.by_status == {NOT_RUN: m.calls}
+    for m, trace in zip(report.models, traces):
+        folded = len(lineage(trace).folded)
+        assert m.by_status == {k: v for k, v in {NOT_RUN: m.calls - folded, FOLDED: folded}.items() if v}
         assert m.first_block is None
     assert report.provenance.device == "unknown" and report.provenance.ttnn == "unknown"
     assert any("not_run" in w for w in report.warnings)

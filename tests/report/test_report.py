@@ -6,12 +6,19 @@ import os
 
 import pytest
 
+from replay.lineage import lineage
 from replay.report.attribution import FAILING, NOT_RUN
 from replay.report.build import build_report, render_terminal, write_report
 from replay.report.text import render_markdown
 from replay.results import ESTIMATE_NOTE, MOCK_NOTE
 
 from report_inputs import synthetic_results
+
+
+def device_calls(trace) -> list:
+    """The calls a port runs on the device: the folded ones left out."""
+    folded = lineage(trace).folded
+    return [c for c in trace.calls if c.index not in folded]
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +31,7 @@ def test_first_blocking_op_is_the_first_failing_call_in_execution_order(built):
     traces, _, results, report = built
     by_id = {r.signature_id: r for r in results}
     for trace, m in zip(traces, report.models):
-        first = next((c for c in trace.calls if trace.signatures[c.signature].id in by_id
+        first = next((c for c in device_calls(trace) if trace.signatures[c.signature].id in by_id
                       and by_id[trace.signatures[c.signature].id].status in FAILING), None)
         assert first is not None and m.first_block.call_index == first.index
         r = by_id[trace.signatures[first.signature].id]
@@ -32,7 +39,7 @@ def test_first_blocking_op_is_the_first_failing_call_in_execution_order(built):
         assert m.first_block.status == r.status and m.first_block.op == r.op
         assert m.first_block.requested_bytes == (r.oom.requested_bytes if r.oom else None)
         assert m.first_block.not_run_before == sum(
-            1 for c in trace.calls[:first.index] if trace.signatures[c.signature].id not in by_id)
+            1 for c in device_calls(trace) if c.index < first.index and trace.signatures[c.signature].id not in by_id)
 
 
 def test_fix_ranking_puts_the_signature_blocking_most_models_first(built):
@@ -40,12 +47,13 @@ def test_fix_ranking_puts_the_signature_blocking_most_models_first(built):
     keys = [(len(r.models), r.calls) for r in report.fix_by_signature]
     assert keys == sorted(keys, reverse=True)
     failing = {r.signature_id for r in results if r.status in FAILING}
+    on_device = {t.model_name: [t.signatures[c.signature].id for c in device_calls(t)] for t in traces}
     assert {r.signature_id for r in report.fix_by_signature} == failing & {
-        s.id for t in traces for s in t.signatures}
+        sid for sids in on_device.values() for sid in sids}
     for row in report.fix_by_signature[:20]:
-        users = [t.model_name for t in traces if any(s.id == row.signature_id for s in t.signatures)]
+        users = [t.model_name for t in traces if row.signature_id in on_device[t.model_name]]
         assert row.models == users
-        assert row.calls == sum(s.count for t in traces for s in t.signatures if s.id == row.signature_id)
+        assert row.calls == sum(sids.count(row.signature_id) for sids in on_device.values())
 
 
 def test_fix_ranking_by_op_adds_up_its_failing_signatures(built):
@@ -67,11 +75,12 @@ def test_ops_by_models_matrix_holds_every_call(built):
 
 
 def test_memory_limits_are_the_largest_pass_and_smallest_memory_failure(built):
-    _, _, results, report = built
+    traces, _, results, report = built
     assert report.memory_limits
+    on_device = {t.signatures[c.signature].id for t in traces for c in device_calls(t)}
     for ml in report.memory_limits:
         sizes = {st: [max(t.padded_bytes for t in r.inputs + r.outputs) for r in results
-                      if r.op == ml.op and r.status in st and r.inputs + r.outputs]
+                      if r.op == ml.op and r.status in st and r.inputs + r.outputs and r.signature_id in on_device]
                  for st in [("pass",), ("oom_dram", "oom_l1", "oom_l1_small", "cb_overflow")]}
         passing, failing = sizes.values()
         assert ml.smallest_fail_bytes == min(failing) and ml.failing == len(failing)
@@ -91,7 +100,7 @@ def test_largest_tensors_and_padding_blowups_are_sorted(built):
 def test_failures_per_layer_cover_every_blocked_call(built):
     _, _, _, report = built
     for m in report.models:
-        blocked = sum(n for l in m.layers for s, n in l.statuses.items() if s not in ("pass", "skipped"))
+        blocked = sum(n for l in m.layers for s, n in l.statuses.items() if s not in ("pass", "skipped", "folded"))
         assert blocked == m.blocked_calls
         assert sum(f.calls for f in m.failures) == m.blocked_calls
 
