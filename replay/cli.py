@@ -31,6 +31,7 @@ from replay.run.runner import (DEVICES, DTYPES, MEMORIES, ReplayError, RunSettin
 from replay.run.runner import merge as merge_files
 from replay.studies.headroom import headroom as find_headroom
 from replay.studies.headroom_result import headroom_path, write_headroom
+from replay.studies.context_remedies import find_context_remedies
 from replay.studies.remedies import add_remedies
 from replay.studies.repro import ReproError, find_results, write_repros
 
@@ -153,7 +154,7 @@ def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, sha
         settings.validate()
         traces = load_traces(list(paths))
         if mode == "model":
-            return _run_context(traces, settings, out, report_dir, no_report)
+            return _run_context(traces, settings, out, report_dir, no_report, remedies)
         path = default_results_path(out, settings)
         header, results = replay(traces, settings, path, resume=resume)
         if remedies and settings.backend in ("ttnn", "estimate"):
@@ -165,9 +166,11 @@ def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, sha
         _write_report(traces, header, results, report_dir, out)
 
 
-def _run_context(traces, settings, out, report_dir, no_report):
-    """`replay run --mode model`: each model in context, then its report."""
-    for results_path, calls_path in run_context(traces, settings, out):
+def _run_context(traces, settings, out, report_dir, no_report, remedies):
+    """`replay run --mode model`: each model in context (with remedies for the calls failing there), then
+    its report."""
+    search = find_context_remedies if remedies else None
+    for results_path, calls_path in run_context(traces, settings, out, remedies=search):
         click.echo(f"results: {results_path} (per call: {calls_path})")
         if not no_report:
             header, results = read_results(results_path)

@@ -13,14 +13,17 @@ the first call of a reshape signature, kept to the end, shared by later calls of
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from capture.schema import Trace, tensor_payloads
+from replay.context.changes import ContextChanges, resident_under, with_frees, writes_dram
 from replay.context.plan import CallRecord, ContextPlan, plan_context, port_replays, resident_specs, summarize
 from replay.backends.devices import get_device
 from replay.backends.estimate import RULES, Buffer, EstimateSettings, OpCase, outputs_only, place_tensors
 from replay.backends.footprint import allocate
 from replay.mapping import PortSettings
 from replay.results import oom_status
+from replay.shapes import fold_trailing_ones
 
 MAPPING_ROLE = "reshape page-mapping tensor"
 
@@ -79,15 +82,17 @@ class Alloc:
 class Simulation:
     """One model's call sequence on the simulated allocator: live tensors, cached mapping tensors, failures."""
 
-    def __init__(self, plan: ContextPlan, trace: Trace, settings: EstimateSettings):
-        self.plan, self.trace, self.settings = plan, trace, settings
+    def __init__(self, plan: ContextPlan, trace: Trace, settings: EstimateSettings,
+                 changes: ContextChanges | None = None):
+        self.changes = changes or ContextChanges()
+        self.plan, self.trace, self.settings = with_frees(plan, self.changes), trace, settings
         self.device = get_device(settings.device)
         self.banks = {m: BankAllocator(self.device.banks(m, settings.l1_small_bytes)[1], top_down=(m == "L1"))
                       for m in ("DRAM", "L1")}
         self.live: dict[int, Alloc] = {}
         self.cache: dict[str, Alloc] = {}          # signature id -> its cached page-mapping tensor
         self.failed: set[int] = set()
-        self.cases: dict[str, tuple] = {}
+        self.cases: dict[tuple, tuple] = {}       # (signature id, memory) -> its placed case
 
     # -- allocator ---------------------------------------------------------------------------
     def place(self, buf):
@@ -143,25 +148,33 @@ class Simulation:
         return s
 
     # -- the sequence ------------------------------------------------------------------------
-    def case(self, sig_index: int):
-        sig = self.trace.signatures[sig_index]
-        if sig.id not in self.cases:
-            names = self.trace.ops[self.trace.calls[sig.calls[0]].op].arg_names
-            ins, why = place_tensors(tensor_payloads(sig.args), self.settings, "input")
-            outs, why2 = place_tensors(tensor_payloads(sig.outputs), self.settings, "output")
+    def case(self, step, call):
+        """(input buffers, output buffers, the op's buffer plan, why not) of one call under the changes:
+        a call writing a tensor held in DRAM places its buffers in DRAM; a folded call is its folded signature."""
+        sig = self.trace.signatures[call.signature]
+        names = self.trace.ops[call.op].arg_names
+        settings = replace(self.settings, memory="dram") if writes_dram(step, self.changes) else self.settings
+        if step.index in self.changes.fold_calls:
+            sig = fold_trailing_ones(sig, names) or sig
+            names = ["self", "size"] if sig.op == "aten.view.default" and len(sig.args) == 2 else names
+        key = (sig.id, settings.memory)
+        if key not in self.cases:
+            ins, why = place_tensors(tensor_payloads(sig.args), settings, "input")
+            outs, why2 = place_tensors(tensor_payloads(sig.outputs), settings, "output")
             plan = None
             if not (why or why2):
                 plan = RULES.get(sig.op, outputs_only)(OpCase(sig.op, dict(zip(names, sig.args)), ins, outs,
-                                                              self.settings, self.device))
-            self.cases[sig.id] = (ins, outs, plan, why or why2)
-        return self.cases[sig.id]
+                                                              settings, self.device))
+            self.cases[key] = (ins, outs, plan, why or why2)
+        return self.cases[key]
 
     def place_resident(self) -> dict:
         """Parameters, buffers, constants and inputs, placed as the port holds them (replay.mapping)."""
         replays = port_replays(self.trace, PortSettings(self.settings.dtype, self.settings.layout,
                                                         self.settings.memory))
         placed = {"DRAM": 0, "L1": 0, "failed": 0}
-        for tid, resident in resident_specs(self.plan, replays, self.settings.dtype).items():
+        specs = resident_under(self.plan, resident_specs(self.plan, replays, self.settings.dtype), self.changes)
+        for tid, resident in specs.items():
             spec = resident.spec
             a, _ = self.place(Buffer(tuple(spec.shape), spec.dtype, spec.layout, spec.memory, "resident"))
             if a is None:
@@ -176,7 +189,7 @@ class Simulation:
         t0 = time.perf_counter()
         rec = CallRecord(index=step.index, signature_id=step.signature_id, op=step.op, module_path=step.module_path,
                          status="pass")
-        ins, outs, plan, why = self.case(call.signature)
+        ins, outs, plan, why = self.case(step, call)
         if why or plan is None or plan.status:
             rec.status = "unsupported" if (why or plan is None or plan.status == "unsupported") else "skipped"
             rec.reason = why or plan.reason
@@ -258,12 +271,18 @@ class Simulation:
         return rec
 
 
-def simulate_estimate(trace: Trace, settings: EstimateSettings = EstimateSettings()):
-    """Replay the trace's calls in context on the estimate: (records, ContextSummary)."""
+def simulate_estimate(trace: Trace, settings: EstimateSettings = EstimateSettings(),
+                      changes: ContextChanges | None = None, stop_after: int | None = None):
+    """Replay the trace's calls in context on the estimate, with the port's changes applied: (records,
+    ContextSummary); with ``stop_after``, only the calls up to that index."""
     plan = plan_context(trace)
-    sim = Simulation(plan, trace, settings)
+    sim = Simulation(plan, trace, settings, changes)
     resident = sim.place_resident()
-    records = [sim.run_step(step, call) for step, call in zip(plan.steps, trace.calls)]
+    records = []
+    for step, call in zip(sim.plan.steps, trace.calls):
+        if stop_after is not None and step.index > stop_after:
+            break
+        records.append(sim.run_step(step, call))
     summary = summarize(plan.model, "estimate", sim.device.name, records, len(plan.steps))
     summary.resident_bytes = resident
     summary.note = "estimate in context: first-fit allocator simulation, no device"

@@ -8,12 +8,16 @@ crash-isolated worker process. Imports neither torch nor ttnn.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
+from dataclasses import asdict
+from typing import Callable
 
 from capture.schema import Trace
 from replay.backends.estimate import EstimateSettings
+from replay.context.changes import ContextChanges, ModelRemedy
 from replay.context.estimate import simulate_estimate
 from replay.context.plan import (CallRecord, ContextSummary, plan_context, signature_results, summarize,
                                  write_calls)
@@ -30,18 +34,24 @@ def context_paths(out_dir: str, settings: RunSettings, model: str) -> tuple[str,
     return base + ".jsonl", base + ".calls.jsonl"
 
 
-def run_ttnn_context(trace: Trace, settings: RunSettings, log_dir: str) -> tuple[list[CallRecord], ContextSummary, dict]:
-    """The whole sequence in one crash-isolated ttnn worker: (records, summary, the worker's ready info).
-    A worker that dies or hangs leaves a ``crash`` record on the call it was on."""
+def run_ttnn_context(trace: Trace, settings: RunSettings, log_dir: str, changes: ContextChanges | None = None,
+                     stop_after: int | None = None) -> tuple[list[CallRecord], ContextSummary, dict]:
+    """The whole sequence (or the calls up to ``stop_after``) in one crash-isolated ttnn worker, with the
+    port's changes applied: (records, summary, the worker's ready info). A worker that dies or hangs
+    leaves a ``crash`` record on the call it was on."""
     python = find_ttnn_python(settings.ttnn_python)
-    w = Worker(python, "replay.context.worker", [trace.path, "--device", settings.device, "--dtype", settings.dtype,
-                                                 "--memory", settings.memory], log_dir)
+    argv = [trace.path, "--device", settings.device, "--dtype", settings.dtype, "--memory", settings.memory]
+    if changes:
+        argv += ["--changes", json.dumps(changes.to_json())]
+    if stop_after is not None:
+        argv += ["--stop-after", str(stop_after)]
+    w = Worker(python, "replay.context.worker", argv, log_dir)
     records: list[CallRecord] = []
     info: dict = {}
     summary = _follow(w, settings.timeout_s, records, info)
     if summary is None:  # the worker died or hung: the call it was on is the culprit
         calls = plan_context(trace).steps
-        if len(records) < len(calls):
+        if len(records) < len(calls) and (stop_after is None or len(records) <= stop_after):
             s = calls[len(records)]
             records.append(CallRecord(index=s.index, signature_id=s.signature_id, op=s.op, module_path=s.module_path,
                                       status="crash",
@@ -94,17 +104,24 @@ def _isolated(traces: list[Trace], settings: RunSettings, out_dir: str, progress
     return path, header, {r.signature_id: r for r in results}
 
 
-def _in_context(trace: Trace, settings: RunSettings, log_dir: str):
-    """(records, summary, info) of one model's sequence on settings.backend."""
+def in_context(trace: Trace, settings: RunSettings, log_dir: str, changes: ContextChanges | None = None,
+               stop_after: int | None = None):
+    """(records, summary, info) of one model's sequence on settings.backend, with the port's changes
+    applied (replay/context/changes.py); with ``stop_after``, only the calls up to that index."""
     if settings.backend == "estimate":
         records, summary = simulate_estimate(trace, EstimateSettings(settings.device, settings.dtype,
-                                                                     memory=settings.memory))
+                                                                     memory=settings.memory), changes, stop_after)
         return records, summary, {"mock": False, "note": summary.note}
-    return run_ttnn_context(trace, settings, log_dir)
+    return run_ttnn_context(trace, settings, log_dir, changes, stop_after)
+
+
+# A study of one model's in-context run, called when calls fail (replay/studies/context_remedies.py):
+# (trace, settings, log dir, the run's records) -> the changes that make it pass, checked.
+RemedySearch = Callable[[Trace, RunSettings, str, list[CallRecord]], ModelRemedy]
 
 
 def _write_model(trace: Trace, settings: RunSettings, out_dir: str, iso_path: str, iso_header: dict,
-                 isolated: dict[str, ReplayResult], run) -> tuple[str, str]:
+                 isolated: dict[str, ReplayResult], run, remedy: ModelRemedy | None) -> tuple[str, str]:
     """Write one model's per-call file and per-signature journal; returns their paths."""
     records, summary, info = run
     model = trace.model_name
@@ -115,19 +132,27 @@ def _write_model(trace: Trace, settings: RunSettings, out_dir: str, iso_path: st
               "ttnn": info.get("ttnn_version") or iso_header.get("ttnn"),
               "isolated_results": os.path.basename(iso_path), "calls_file": os.path.basename(calls_path),
               "context": summary.to_json(), "trace_sha256": file_sha256(trace.path),
+              "context_remedy": remedy.to_json() if remedy else None,
               "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     write_calls(calls_path, header, records, summary)
     write_header(results_path, header)
     j = Journal(results_path)
+    per_sig: dict[str, list] = {}
+    for c in remedy.calls if remedy else []:
+        per_sig.setdefault(c.signature_id, []).append(asdict(c))
     for r in signature_results(plan_context(trace), records, isolated, settings.backend, settings.device, mock):
+        if r.signature_id in per_sig:
+            r.extra["context_remedy"] = per_sig[r.signature_id]
         j.append(r)
     j.close()
     return results_path, calls_path
 
 
-def run_context(traces: list[Trace], settings: RunSettings, out_dir: str, progress: bool = True) -> list[tuple[str, str]]:
+def run_context(traces: list[Trace], settings: RunSettings, out_dir: str, progress: bool = True,
+                remedies: RemedySearch | None = None) -> list[tuple[str, str]]:
     """Replay each trace in context (settings.backend: ttnn or estimate); write per model a results
-    journal (per-signature, the report's input) and a per-call file. Returns their paths."""
+    journal (per-signature, the report's input) and a per-call file. With ``remedies``, a model with
+    failing calls gets the changes that make it pass (stored in both). Returns their paths."""
     if settings.backend not in ("ttnn", "estimate"):
         raise ReplayError("--mode model runs on the ttnn or estimate backend")
     os.makedirs(out_dir, exist_ok=True)
@@ -139,8 +164,10 @@ def run_context(traces: list[Trace], settings: RunSettings, out_dir: str, progre
         t0 = time.monotonic()
         _, calls_path = context_paths(out_dir, settings, trace.model_name)
         with writer_lock(calls_path, "per-call file"):      # one in-context run per model and settings
-            run = _in_context(trace, settings, log_dir)
-            results_path, calls_path = _write_model(trace, settings, out_dir, iso_path, iso_header, isolated, run)
+            run = in_context(trace, settings, log_dir)
+            remedy = remedies(trace, settings, log_dir, run[0]) if remedies and run[1].failing_calls else None
+            results_path, calls_path = _write_model(trace, settings, out_dir, iso_path, iso_header, isolated, run,
+                                                    remedy)
         if progress:
             records, summary = run[0], run[1]
             sys.stderr.write(f"context {settings.backend} {settings.device} {trace.model_name}: {len(records)} calls in "

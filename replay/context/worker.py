@@ -23,9 +23,12 @@ from capture.schema import read_trace
 from replay.backends.device import close_device
 from replay.backends.devices import get_device
 from replay.backends.footprint import allocate
+from replay.context.changes import (ContextChanges, call_replays, call_settings, folded_outputs, held_spec,
+                                    resident_under, with_frees)
 from replay.context.plan import CallRecord, plan_context, port_replays, resident_specs, summarize
 from replay.mapping import PortSettings
 from replay.results import ReplayResult
+from replay.shapes import strip_trailing_ones
 from replay.run.worker import open_worker_device, protect_stdout, send_fatal, worker_parser, write_frame
 
 
@@ -39,12 +42,14 @@ def _per_bank(spec, fp) -> int:
 class ContextRun:
     """The device, the live tensors and the per-call bookkeeping of one in-context replay."""
 
-    def __init__(self, device, plan, trace, settings, board: str, mock: bool):
+    def __init__(self, device, plan, trace, settings, board: str, mock: bool, changes: ContextChanges | None = None):
         # ttnn only here, in the worker, after open_device has set its environment
         import ttnn
 
         from replay.backends import ttnn_ops
         self.ttnn, self.ops = ttnn, ttnn_ops
+        self.changes = changes or ContextChanges()
+        plan = with_frees(plan, self.changes)
         self.device, self.plan, self.settings = device, plan, settings
         self.board, self.mock = board, mock
         self.spec = get_device(board if board in ("n150", "n300", "p150", "p100")
@@ -55,6 +60,8 @@ class ContextRun:
         self.produced_by: dict[int, int] = {}
         self.failed: set[int] = set()           # outputs of calls that failed in context
         self.replays = port_replays(trace, settings)
+        self.call_replays = call_replays(trace, plan, settings, self.changes)   # calls the changes replay differently
+        self.folded = folded_outputs(plan, self.changes)
 
     # -- memory ------------------------------------------------------------------------------
     def _view(self, buffer: str):
@@ -100,10 +107,11 @@ class ContextRun:
         return state
 
     # -- tensors -----------------------------------------------------------------------------
-    def _matches(self, t, spec) -> bool:
+    def _matches(self, t, spec, folded: bool = False) -> bool:
         fp = self.ops.footprint(t)
-        return fp.shape == list(spec.shape) and fp.dtype == spec.dtype and fp.layout == spec.layout \
-            and fp.memory == spec.memory
+        same_shape = fp.shape == list(spec.shape) or \
+            (folded and strip_trailing_ones(fp.shape) == strip_trailing_ones(list(spec.shape)))
+        return same_shape and fp.dtype == spec.dtype and fp.layout == spec.layout and fp.memory == spec.memory
 
     def _alive(self, t) -> bool:
         try:
@@ -114,7 +122,8 @@ class ContextRun:
     def place_resident(self) -> dict:
         """Allocate parameters, buffers, constants and inputs before the first call."""
         placed = {"DRAM": 0, "L1": 0, "failed": 0}
-        for tid, resident in resident_specs(self.plan, self.replays, self.settings.dtype).items():
+        specs = resident_under(self.plan, resident_specs(self.plan, self.replays, self.settings.dtype), self.changes)
+        for tid, resident in specs.items():
             spec = resident.spec
             target = self.pinned if resident.pinned else self.live
             try:
@@ -129,7 +138,7 @@ class ContextRun:
         """One call in context: its inputs from the live tensors (or stand-ins), the port's ttnn calls,
         the outputs kept live; a failure is recorded with the allocator's state."""
         t0 = time.perf_counter()
-        r = self.replays[step.signature_id]
+        r = self.call_replays.get(step.index) or self.replays[step.signature_id]
         rec = CallRecord(index=step.index, signature_id=step.signature_id, op=step.op, module_path=step.module_path,
                          status="pass")
         if r.status != "mapped":
@@ -143,7 +152,7 @@ class ContextRun:
             for spec in r.inputs:
                 env[spec.name] = self._input(step, spec, rec)
             phase = "op"
-            value = self.ops.make_calls(self.device, r, env, self.settings)
+            value = self.ops.make_calls(self.device, r, env, call_settings(step, self.settings, self.changes))
         except Exception as e:  # noqa: BLE001 - any ttnn error is this call's verdict
             self._fail(step, rec, e.error if isinstance(e, self.ops.CallFailed) else e, phase)
             env.clear()
@@ -170,6 +179,7 @@ class ContextRun:
         """The ttnn tensor a call gets for one input: the live one when held as the port wants it,
         else re-held (replaced, not copied) or a fresh stand-in; host tensors are made once."""
         tid = step.args.get(spec.name)
+        spec = held_spec(self.plan, tid, spec, self.changes)
         if spec.memory == "host":
             if tid is None:
                 return self.ops.create_input(self.device, spec)
@@ -177,7 +187,7 @@ class ContextRun:
                 self.host[tid] = self.ops.create_input(self.device, spec)
             return self.host[tid]
         cur = self.live.get(tid) if tid is not None else None
-        if cur is not None and self._alive(cur) and self._matches(cur, spec):
+        if cur is not None and self._alive(cur) and self._matches(cur, spec, tid in self.folded):
             return cur
         if cur is not None:
             rec.reheld += 1          # a port would hold it this way: replace, do not copy
@@ -206,6 +216,7 @@ class ContextRun:
         for tid in step.free_after:
             self.live.pop(tid, None)
             self.host.pop(tid, None)
+            self.pinned.pop(tid, None)
         rec.live_tensors = len(self.live)
         rec.time_s = time.perf_counter() - t0
         return rec
@@ -215,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     """Replay one trace in context on the device; frames out as the module docstring says."""
     ap = worker_parser("python -m replay.context.worker", __doc__.split("\n")[0])
     ap.add_argument("trace")
+    ap.add_argument("--changes", default="", help="JSON of replay.context.changes.ContextChanges to apply")
+    ap.add_argument("--stop-after", type=int, default=None, help="replay only the calls up to this index")
     args = ap.parse_args(argv)
 
     frames_fd = protect_stdout()
@@ -230,12 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     device, info = opened
     settings = PortSettings(dtype=args.dtype, layout=args.layout, memory=args.memory)
     try:
-        run = ContextRun(device, plan, trace, settings, info.board, info.mock)
+        changes = ContextChanges.from_json(args.changes or None)
+        run = ContextRun(device, plan, trace, settings, info.board, info.mock, changes)
         write_frame(frames_fd, {"kind": "ready", "ready": True, "board": info.board, "mock": info.mock,
                                 "note": info.note, "ttnn_version": info.ttnn_version, "calls": len(plan.steps)})
         resident = run.place_resident()
         records = []
-        for step in plan.steps:
+        for step in run.plan.steps:
+            if args.stop_after is not None and step.index > args.stop_after:
+                break
             rec = run.run_step(step)
             records.append(rec)
             write_frame(frames_fd, {"kind": "call", "record": rec.to_json()})

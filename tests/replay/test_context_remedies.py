@@ -1,0 +1,82 @@
+"""Remedies in context on the estimate: the change that lets a model's failing calls pass, checked by
+replaying the model again with it applied; the changes themselves (frees, placement) on real traces."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from capture.schema import read_trace  # noqa: E402
+from context_trace import build_trace  # noqa: E402
+from replay.backends.estimate import EstimateSettings  # noqa: E402
+from replay.context.changes import ContextChanges, held_spec, with_frees  # noqa: E402
+from replay.context.estimate import simulate_estimate  # noqa: E402
+from replay.context.plan import plan_context  # noqa: E402
+from replay.context.run import run_context  # noqa: E402
+from replay.mapping import InputTensor  # noqa: E402
+from replay.results import read_results  # noqa: E402
+from replay.run.runner import RunSettings  # noqa: E402
+from replay.studies.context_remedies import failing, find_context_remedies  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+L1 = EstimateSettings("n150", "bfloat16", memory="l1")
+
+
+def test_resnet50_in_l1_fails_until_its_weights_are_held_in_dram_and_then_passes_when_replayed_again(tmp_path):
+    trace = read_trace(os.path.join(REPO, "traces", "resnet50.msgpack"))
+    records, summary = simulate_estimate(trace, L1)
+    assert summary.first_failure == 0 and failing(records)       # the weights alone fill L1
+    settings = RunSettings(backend="estimate", device="n150", memory="l1")
+    remedy = find_context_remedies(trace, settings, str(tmp_path), records, progress=False)
+    assert remedy.changes == ContextChanges(weights_dram=True)
+    first = remedy.calls[0]
+    assert first.call == 0 and first.remedy == "hold the weights in DRAM" and first.bytes_freed > 40_000_000
+    assert all(c.passes and c.fixed_by == 0 for c in remedy.calls)
+    assert remedy.passes and remedy.verified_on == "estimate" and remedy.verified_first_failure is None
+    again, summary2 = simulate_estimate(trace, L1, remedy.changes)     # the same change, replayed independently
+    assert not failing(again) and summary2.resident_bytes["L1"] < summary.resident_bytes["L1"]
+
+
+def test_a_model_that_passes_in_context_is_not_searched_and_stores_no_remedy(tmp_path):
+    trace = read_trace(os.path.join(REPO, "traces", "resnet50.msgpack"))
+
+    def never(*args):
+        raise AssertionError("the remedy search ran for a model with no failing call")
+    settings = RunSettings(backend="estimate", device="n150", memory="dram")
+    [(results_path, _)] = run_context([trace], settings, str(tmp_path), progress=False, remedies=never)
+    header, results = read_results(results_path)
+    assert header["context"]["failing_calls"] == 0 and header["context_remedy"] is None
+    assert not any("context_remedy" in r.extra for r in results)
+
+
+def test_a_tensor_freed_after_its_own_last_use_no_longer_waits_for_its_view(tmp_path):
+    trace = build_trace("views", str(tmp_path / "v.msgpack"), {"x": [4, 64], "y": [4, 64], "v": [256], "z": [256]},
+                        [("aten.relu.default", ["x"], "y"), ("aten.view.default", ["y", ["list", [["int", 256]]]], "v"),
+                         ("aten.relu.default", ["v"], "z")])
+    plan = plan_context(read_trace(trace.path))
+    y = 1
+    assert y in plan.steps[2].free_after and y not in plan.steps[1].free_after
+    freed = with_frees(plan, ContextChanges(free_early=[y]))
+    assert y in freed.steps[1].free_after                        # right after the view, its last use
+    assert y not in plan.steps[1].free_after                     # the plan itself is left alone
+
+
+def test_held_spec_moves_weights_and_named_activations_and_converts_weights_to_bfloat8_b():
+    trace = read_trace(os.path.join(REPO, "traces", "resnet50.msgpack"))
+    plan = plan_context(trace)
+    weight = next(t for t in plan.resident if plan.tensors[t].kind == "param")
+    act = next(t for s in plan.steps for t in s.outputs if plan.tensors[t].kind == "activation")
+    spec = InputTensor("self", [1, 64], "bfloat16", "TILE", "L1")
+    assert held_spec(plan, weight, spec, ContextChanges(weights_dram=True)).memory == "DRAM"
+    assert held_spec(plan, act, spec, ContextChanges(weights_dram=True)).memory == "L1"
+    assert held_spec(plan, act, spec, ContextChanges(dram_tensors=[act])).memory == "DRAM"
+    assert held_spec(plan, weight, spec, ContextChanges(weights_dtype="bfloat8_b")).dtype == "bfloat8_b"
+    host = InputTensor("weight", [64, 3, 7, 7], "bfloat16", "ROW_MAJOR", "host")
+    assert held_spec(plan, weight, host, ContextChanges(weights_dram=True)) == host   # ttnn prepares it from host
+
+
+def test_changes_round_trip_through_json_and_add_up():
+    a = ContextChanges(dram_tensors=[3, 1], fold_calls=[7])
+    b = ContextChanges(dram_tensors=[2], weights_dtype="bfloat8_b")
+    both = a.plus(b)
+    assert both.dram_tensors == [1, 2, 3] and both.fold_calls == [7] and both.weights_dtype == "bfloat8_b"
+    assert ContextChanges.from_json(both.to_json()) == both and not ContextChanges() and both
