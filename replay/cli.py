@@ -22,6 +22,7 @@ from replay.context.run import run_context
 from replay.lock import FileBusy, writer_lock
 from replay.mapping import mapping_table
 from replay.report.build import build_report, render_terminal, write_report
+from replay.report.combine import combine_reports, shared_signatures
 from replay.report.headroom import load_headroom_rows, render_headroom
 from replay.results import ResultsError, read_results
 from replay.run.drivers import DRIVERS
@@ -170,18 +171,23 @@ def _run_context(traces, settings, out, report_dir, no_report, remedies):
     """`replay run --mode model`: each model in context (with remedies for the calls failing there), then
     its report."""
     search = find_context_remedies if remedies else None
+    reports, parts = [], []
     for results_path, calls_path in run_context(traces, settings, out, remedies=search):
         click.echo(f"results: {results_path} (per call: {calls_path})")
         if not no_report:
             header, results = read_results(results_path)
             model = header.get("model", "")
-            _write_report([t for t in traces if t.model_name == model], header, results,
-                          os.path.join(report_dir, f"context_{model}"), out)
+            mine = [t for t in traces if t.model_name == model]
+            reports.append(_write_report(mine, header, results, os.path.join(report_dir, f"context_{model}"), out))
+            parts += [(t, {r.signature_id: r for r in results}) for t in mine]
+    if len(reports) > 1:   # one report over every model, besides each model's own
+        paths = write_report(combine_reports(reports, shared_signatures(parts)), os.path.join(report_dir, "context"))
+        click.echo(f"report over all {len(reports)} models: {paths.get('html')}")
 
 
 def _write_report(traces, header, results, report_dir, results_dir="results"):
-    """Build, print and write the report; `replay headroom` results in results_dir for the same device,
-    memory and models become its maximum-supported-size table."""
+    """Build, print and write the report, and return it; `replay headroom` results in results_dir for the
+    same device, memory and models become its maximum-supported-size table."""
     rep = build_report(traces, header, results)
     rep.headroom = load_headroom_rows(results_dir, header.get("device"), header.get("memory"),
                                       {m.model for m in rep.models})
@@ -189,6 +195,7 @@ def _write_report(traces, header, results, report_dir, results_dir="results"):
     paths = write_report(rep, report_dir)
     shown = paths.get("html") or next(iter(paths.values()))
     click.echo(f"report: {shown}")
+    return rep
 
 
 @main.command()

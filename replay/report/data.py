@@ -218,6 +218,21 @@ class ContextRow:
 
 
 @dataclass(kw_only=True)
+class ContextRemedyRow:
+    """A call failing in context and the change that lets it pass (replay.studies.context_remedies)."""
+    call: int
+    op: str
+    module_path: str
+    status: str              # its verdict in context without changes
+    remedy: str              # "hold the weights in DRAM", "the change for call 7", "none"
+    bytes_freed: int | None  # bytes the change takes out of the memory that ran out
+    fixed_by: int | None     # the call whose change made it pass
+    passes: bool             # it passes when the model is replayed again with every change
+    found_on: str            # where the change was found: estimate, mock, real
+    why_none: str = ""
+
+
+@dataclass(kw_only=True)
 class ContextModel:
     """One model replayed in context (replay --mode model): peaks and the first failure."""
     model: str
@@ -234,6 +249,10 @@ class ContextModel:
     cascaded_calls: int      # failures that only repeat a failed producer's (stand-in inputs)
     isolated_pass_context_fail: int   # signatures passing alone that fail in context
     rows: list[ContextRow]
+    remedies: list[ContextRemedyRow] = field(default_factory=list)   # when the remedy search ran
+    remedy_changes: list[str] = field(default_factory=list)          # every change found, in words
+    remedy_verdict: str = ""         # what replaying the model again with them showed
+    remedy_passes: bool = False      # that replay had no failing call
 
 
 @dataclass(kw_only=True)

@@ -63,6 +63,11 @@ def model_anchor(i: int) -> str:
     return f"model-{i}"
 
 
+def context_anchor(i: int) -> str:
+    """The id of the i-th in-context section (one per model replayed in context)."""
+    return "context" if i == 0 else f"context-{i}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Charts (inline SVG)
 
@@ -242,9 +247,9 @@ def matrix_section(report: Report) -> str:
 def context_sections(report: Report) -> str:
     """In-context runs: peaks, the first failure with the allocator's state, verdicts side by side."""
     out = []
-    for c in report.context:
+    for i, c in enumerate(report.context):
         resident = ", ".join(f"{k} {fmt_bytes(v)}" for k, v in c.resident_bytes.items() if k != "failed")
-        out.append(f'<section id="context"><h2>{e(c.model)} in context ({e(c.backend)})</h2>'
+        out.append(f'<section id="{context_anchor(i)}"><h2>{e(c.model)} in context ({e(c.backend)})</h2>'
                    f"<p>Peak DRAM <b>{e(fmt_bytes(c.peak_dram_bytes))}</b> (after call {c.peak_dram_call}), peak L1 "
                    f"<b>{e(fmt_bytes(c.peak_l1_bytes))}</b> (after call {c.peak_l1_call}); resident before the first "
                    f"call: {e(resident)}. {c.failing_calls} calls fail in context ({c.cascaded_calls} only because "
@@ -270,8 +275,26 @@ def context_sections(report: Report) -> str:
                 [[str(r.first_call), f"<code>{e(r.module_path)}</code>", f"<code>{e(r.op)}</code>",
                   f"<code>{e(r.input_shapes)}</code>", badge(r.isolated_status), badge(r.context_status),
                   str(r.failing_calls), e(r.why_text), e(r.remedy or "-")] for r in c.rows], {0, 6}))
+        out.append(context_remedies_html(c))
         out.append("</section>")
     return "\n".join(out)
+
+
+def context_remedies_html(c) -> str:
+    """Remedies in context: the changes found, whether the model then passes, and per failing call its change."""
+    if not c.remedy_verdict:
+        return ""
+    changes = "".join(f"<li>{e(x)}</li>" for x in c.remedy_changes) or "<li>none found</li>"
+    verdict = f'<p class="{"" if c.remedy_passes else "note"}">{e(c.remedy_verdict)}</p>'
+    rows = [[str(r.call), f"<code>{e(r.module_path or '(model)')}</code>", f"<code>{e(r.op)}</code>", badge(r.status),
+             e(r.remedy) + (f" ({e(r.why_none)})" if r.why_none else ""), e(fmt_bytes(r.bytes_freed)),
+             e(r.fixed_by if r.fixed_by is not None else "-"), "passes" if r.passes else "<b>still fails</b>",
+             e(r.found_on)] for r in c.remedies]
+    return ("<h3>Remedies in context</h3><p>For each call failing in context, the cheapest change that lets it "
+            "pass (searched on the estimate, then on the device), and the whole model replayed again with every "
+            f"change found:</p><ul>{changes}</ul>{verdict}"
+            + table(["call", "module", "op", "in context", "change", "bytes freed", "fixed by call",
+                     "with every change", "found on"], rows, {0, 5, 6}))
 
 
 def remedies_section(report: Report) -> str:

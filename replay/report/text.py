@@ -213,6 +213,9 @@ def context_lines(report: Report) -> list[str]:
                     f"context ({c.cascaded_calls} only because a producer failed); "
                     f"{c.isolated_pass_context_fail} signatures pass alone but fail in context",
                 f"  first failure in context: {c.first_failure_text}"]
+        if c.remedy_verdict:
+            out += [f"  remedies in context: {'; '.join(c.remedy_changes) or 'none found'}",
+                    f"  {c.remedy_verdict}"]
     return out
 
 
@@ -232,6 +235,24 @@ def context_markdown(report: Report, top: int) -> list[str]:
                 out.append(f"| {r.first_call} | {_md(r.module_path)} | {_md(r.op)} | {_md(r.input_shapes)} | "
                            f"{r.isolated_status} | {r.context_status} | {r.failing_calls} | {_md(r.why_text)} | "
                            f"{_md(r.remedy)} |")
+        out += context_remedies_markdown(c, top)
+    return out
+
+
+def context_remedies_markdown(c, top: int) -> list[str]:
+    """Markdown of the remedies in context: the changes, the replay that checks them, the calls."""
+    if not c.remedy_verdict:
+        return []
+    out = ["", f"### Remedies in context: {_md('; '.join(c.remedy_changes) or 'none found')}", "",
+           f"{_md(c.remedy_verdict)}.", "",
+           "| call | module | op | in context | change | bytes freed | fixed by call | with every change |",
+           "|---:|---|---|---|---|---:|---:|---|"]
+    for r in c.remedies[:top]:
+        out.append(f"| {r.call} | {_md(r.module_path)} | {_md(r.op)} | {r.status} | {_md(r.remedy)} | "
+                   f"{fmt_bytes(r.bytes_freed)} | {r.fixed_by if r.fixed_by is not None else '-'} | "
+                   f"{'passes' if r.passes else 'still fails'} |")
+    if len(c.remedies) > top:
+        out.append(f"| | | {len(c.remedies) - top} more calls in report.html and report.json | | | | | |")
     return out
 
 

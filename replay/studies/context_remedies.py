@@ -31,8 +31,9 @@ from capture.schema import Trace
 from replay.backends.devices import get_device
 from replay.backends.footprint import allocate
 from replay.context.changes import WEIGHT_DTYPE, CallRemedy, ContextChanges, ModelRemedy, is_float, is_weight
-from replay.context.plan import CallRecord, ContextPlan, plan_context
+from replay.context.plan import CallRecord, ContextPlan, plan_context, port_replays, resident_specs
 from replay.context.run import in_context
+from replay.mapping import PortSettings
 from replay.results import BLOCKING
 from replay.run.runner import RunSettings
 from replay.shapes import fold_trailing_ones
@@ -68,14 +69,24 @@ class Search:
         self.found: dict[int, CallRemedy] = {}
         self.runs = 0
         self.original: dict[int, CallRecord] = {}
+        self.resident_bytes: dict = {}       # bytes placed before the first call, with the kept changes
+        replays = port_replays(trace, PortSettings(settings.dtype, "TILE", settings.memory))
+        self.resident = resident_specs(self.plan, replays, settings.dtype)   # how the run holds each
 
     # -- bytes -------------------------------------------------------------------------------
     def tensor_bytes(self, tid: int, memory: str, dtype: str | None = None) -> int:
-        """Bytes one trace tensor takes when held in memory (TILE, the run's dtype unless given)."""
-        meta = self.plan.tensors[tid]
-        dt = dtype or (self.settings.dtype if is_float(self.plan, tid) else "int32")
+        """Bytes one trace tensor takes in memory (DRAM or L1) as the run holds it (a resident one as
+        placed before the first call, else TILE in the run's dtype), in dtype when given; 0 when the run
+        holds it elsewhere."""
+        spec = self.resident[tid].spec if tid in self.resident else None
+        if spec is not None and spec.memory.upper() != memory.upper():
+            return 0
+        shape = spec.shape if spec is not None else self.plan.tensors[tid].shape
+        dt = dtype or (spec.dtype if spec is not None else
+                       self.settings.dtype if is_float(self.plan, tid) else "int32")
         try:
-            return allocate(tuple(meta.shape) or (1,), dt, "TILE", memory, self.device).total_bytes
+            layout = spec.layout if spec is not None and not dtype else "TILE"
+            return allocate(tuple(shape) or (1,), dt, layout, memory.upper(), self.device).total_bytes
         except (KeyError, ValueError):
             return 0
 
@@ -108,7 +119,7 @@ class Search:
         memory = "l1" if self.settings.memory == "l1" else "dram"
         before = sum(self.tensor_bytes(t, memory) for t in self.plan.steps[rec.index].outputs)
         shape = folded.outputs[0][1][0]
-        after = allocate(tuple(shape) or (1,), self.settings.dtype, "TILE", memory, self.device).total_bytes
+        after = allocate(tuple(shape) or (1,), self.settings.dtype, "TILE", memory.upper(), self.device).total_bytes
         return [Candidate(name=f"fold its trailing 1s: {shape}", cost_bytes=0, freed_bytes=max(before - after, 0),
                           changes=ContextChanges(fold_calls=[rec.index]))]
 
@@ -171,11 +182,11 @@ class Search:
         best = None
         for cand in self.candidates(rec):
             trial = self.changes.plus(cand.changes)
-            records = self.run(settings, trial)[0]
+            records, summary, _ = self.run(settings, trial)
             if self.passes_up_to(records, rec.index):
                 key = (len(failing(records)), cand.cost_bytes)
                 if best is None or key < best[0]:
-                    best = (key, cand, trial, records)
+                    best = (key, cand, trial, records, summary)
                 if key[0] == 0:
                     break
         if best is None:
@@ -183,8 +194,13 @@ class Search:
             why = "not a memory failure" if rec.status not in MEMORY_FAILURES else "no change tried lets it pass"
             self.found[rec.index] = self.remedy(rec, "none", None, None, found_on, why)
             return None
-        _, cand, self.changes, records = best
-        self.found[rec.index] = self.remedy(rec, cand.name, cand.freed_bytes, rec.index, found_on)
+        _, cand, self.changes, records, summary = best
+        freed = cand.freed_bytes
+        if cand.changes.weights_dram or cand.changes.weights_dtype:   # measured: what the weights held there
+            memory = (rec.oom or {}).get("buffer_type") or "L1"
+            freed = max(self.resident_bytes.get(memory, 0) - summary.resident_bytes.get(memory, 0), 0)
+        self.resident_bytes = dict(summary.resident_bytes)
+        self.found[rec.index] = self.remedy(rec, cand.name, freed, rec.index, found_on)
         return records
 
     def remedy(self, rec: CallRecord, name: str, freed, fixed_by, found_on: str, why: str = "") -> CallRemedy:
@@ -228,11 +244,13 @@ def find_context_remedies(trace: Trace, settings: RunSettings, log_dir: str, rec
     s = Search(trace, settings, log_dir)
     s.original = {r.index: r for r in failing(records)}
     est = replace(settings, backend="estimate")
-    est_records = records if settings.backend == "estimate" else s.run(est, ContextChanges())[0]
+    est_records, summary, _ = s.run(est, ContextChanges())
+    s.resident_bytes = dict(summary.resident_bytes)
     final = s.search(est, est_records, ESTIMATE_RUNS, "estimate")
     verified_on = "estimate"
     if settings.backend != "estimate":
-        final, _, info = s.run(settings, s.changes)
+        final, summary, info = s.run(settings, s.changes)
+        s.resident_bytes = dict(summary.resident_bytes)
         verified_on = "mock" if info.get("mock") else "real"
         s.given_up.clear()           # the device has the last word: retry what the estimate gave up on
         final = s.search(settings, final, device_runs, verified_on)

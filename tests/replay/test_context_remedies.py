@@ -29,7 +29,8 @@ def test_resnet50_in_l1_fails_until_its_weights_are_held_in_dram_and_then_passes
     remedy = find_context_remedies(trace, settings, str(tmp_path), records, progress=False)
     assert remedy.changes == ContextChanges(weights_dram=True)
     first = remedy.calls[0]
-    assert first.call == 0 and first.remedy == "hold the weights in DRAM" and first.bytes_freed > 40_000_000
+    # what the weights take in L1 as the run holds them (an n150 has 64 x ~1.4 MB of L1)
+    assert first.call == 0 and first.remedy == "hold the weights in DRAM" and 1_000_000 < first.bytes_freed < 94_000_000
     assert all(c.passes and c.fixed_by == 0 for c in remedy.calls)
     assert remedy.passes and remedy.verified_on == "estimate" and remedy.verified_first_failure is None
     again, summary2 = simulate_estimate(trace, L1, remedy.changes)     # the same change, replayed independently
@@ -80,3 +81,27 @@ def test_changes_round_trip_through_json_and_add_up():
     both = a.plus(b)
     assert both.dram_tensors == [1, 2, 3] and both.fold_calls == [7] and both.weights_dtype == "bfloat8_b"
     assert ContextChanges.from_json(both.to_json()) == both and not ContextChanges() and both
+
+
+def test_mode_model_over_two_traces_writes_one_combined_report_whose_counts_reconcile(tmp_path):
+    from click.testing import CliRunner
+    from replay.cli import main
+    traces = [os.path.join(REPO, "traces", f"{m}.msgpack") for m in ("resnet50", "mobilenet_v3_large")]
+    out, rep = tmp_path / "results", tmp_path / "reports"
+    res = CliRunner().invoke(main, ["run", *traces, "--mode", "model", "--backend", "estimate", "--memory", "l1",
+                                    "--out", str(out), "--report", str(rep)])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in rep.iterdir()) == ["context", "context_mobilenet_v3_large", "context_resnet50"]
+    import json
+    combined = json.loads((rep / "context" / "report.json").read_text())
+    calls = {m: len(read_trace(t).calls) for m, t in zip(("resnet50", "mobilenet_v3_large"), traces)}
+    assert {m["model"]: sum(m["by_status"].values()) for m in combined["models"]} == calls
+    assert {m["model"]: m["calls"] for m in combined["models"]} == calls
+    assert [c["model"] for c in combined["context"]] == ["mobilenet_v3_large", "resnet50"]
+    assert all(c["remedy_passes"] and c["remedy_changes"] for c in combined["context"])
+    for m in combined["models"]:      # each model's per-op cells add up to its calls
+        assert sum(cells[m["model"]]["calls"] for cells in combined["matrix"].values()
+                   if m["model"] in cells) == m["calls"]
+    html = (rep / "context" / "report.html").read_text()
+    assert html.count("<h3>Remedies in context</h3>") == 2 and 'id="context-1"' in html
+    assert "on the estimate (no device): no call fails" in html

@@ -29,7 +29,7 @@ def test_resnet50_in_l1_passes_on_the_mock_device_once_its_weights_are_held_in_d
     assert remedy["changes"]["weights_dram"] and not remedy["changes"]["dram_tensors"]
     first = remedy["calls"][0]
     assert first["call"] == header["context"]["first_failure"] == 0
-    assert first["remedy"] == "hold the weights in DRAM" and first["bytes_freed"] > 40_000_000
+    assert first["remedy"] == "hold the weights in DRAM" and 1_000_000 < first["bytes_freed"] < 94_000_000
     assert all(c["passes"] for c in remedy["calls"])
     stored = [c for r in results for c in r.extra.get("context_remedy", [])]
     assert sorted(c["call"] for c in stored) == sorted(c["call"] for c in remedy["calls"])
