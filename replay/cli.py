@@ -27,6 +27,7 @@ from replay.report.headroom import load_headroom_rows, render_headroom
 from replay.results import ResultsError, read_results
 from replay.run.drivers import DRIVERS
 from replay.run.pool import PoolError
+from replay.run.ray_cluster import ClusterError, parse_cluster, reexec_with_ray
 from replay.run.runner import (DEVICES, DTYPES, MEMORIES, ReplayError, RunSettings, default_results_path, load_traces,
                                parse_shard, replay, trace_paths)
 from replay.run.runner import merge as merge_files
@@ -105,6 +106,17 @@ class Shard(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
+class ClusterAddress(click.ParamType):
+    """``ray`` (a local Ray instance, or RAY_ADDRESS), ``ray://HOST:PORT`` or ``HOST:PORT``."""
+    name = "ray|ray://HOST:PORT"
+
+    def convert(self, value, param, ctx):
+        try:
+            return parse_cluster(value)
+        except ClusterError as e:
+            self.fail(str(e), param, ctx)
+
+
 # Options several commands share, declared once.
 DEVICE = click.option("--device", type=Named("device", DEVICES), default="n150", show_default=True,
                       help="board (the mock device when there is none)")
@@ -146,12 +158,17 @@ def main():
 @click.option("--mode", type=click.Choice(["signature", "model"]), default="signature", show_default=True,
               help="signature: each unique signature alone; model: each model's whole call sequence in "
                    "context (live tensors, program cache), beside the isolated verdicts")
+@click.option("--cluster", type=ClusterAddress(), default=None,
+              help="ttnn on a Ray cluster: `ray` starts one here (or joins RAY_ADDRESS), ray://HOST:PORT joins "
+                   "one; needs optrace[ray] (the ttnn environment has it)")
 def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, shard, ttnn_python, report_dir,
-        no_report, mode, remedies, pcc):
+        no_report, mode, remedies, pcc, cluster):
     """Replay every unique signature of the traces (files or folders) once, then write the report."""
+    if cluster:
+        reexec_with_ray()       # Ray lives in the ttnn environment: run this command there when this Python lacks it
     try:
         settings = RunSettings(backend=backend, device=device, dtype=dtype, memory=memory, jobs=jobs,
-                               timeout_s=timeout_s, ttnn_python=ttnn_python, shard=shard, pcc=pcc)
+                               timeout_s=timeout_s, ttnn_python=ttnn_python, shard=shard, pcc=pcc, cluster=cluster)
         settings.validate()
         traces = load_traces(list(paths))
         if mode == "model":
@@ -317,3 +334,7 @@ def headroom(model, device, memory, step, confirm, max_batch, device_probes, op_
         _die(str(e))
     click.echo(render_headroom(result))
     click.echo(f"headroom: {path}")
+
+
+if __name__ == "__main__":      # `python -m replay.cli` (how --cluster re-runs a command in the ttnn environment)
+    main()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates (idempotently) the two environments optrace needs:
 #   .venv       Python 3.11: torch, torchvision, timm, ultralytics (capture, torch reference, reports)
-#   .venv-ttnn  Python 3.12: ttnn, no torch (replay workers)
+#   .venv-ttnn  Python 3.12: ttnn and Ray (optrace[ray]: replay --cluster), no torch (replay workers)
 # A stamp per environment records what it was built from; a second run skips finished work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,4 +36,4 @@ make_env() {  # make_env DIR VERSION PIP-ARGS...
 }
 
 make_env .venv 3.11 "torch==2.14.1" "torchvision==0.29.1" -e ".[capture,test]"
-make_env .venv-ttnn 3.12 "ttnn==0.81.1" -e ".[test]"
+make_env .venv-ttnn 3.12 "ttnn==0.81.1" -e ".[test,ray]"

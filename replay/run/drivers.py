@@ -2,7 +2,8 @@
 
 A backend (replay/backends/base.py) replays one case; a driver decides where it runs: the estimate
 and the torch reference in this process (``InProcessDriver``), ttnn in a pool of crash-isolated
-worker processes (``TtnnDriver``, replay/run/pool.py). Adding a backend means one module in
+worker processes (``TtnnDriver``, replay/run/pool.py), or with ``--cluster`` in device actors across a
+Ray cluster (``RayDriver``, replay/run/ray_driver.py). Adding a backend means one module in
 replay/backends/ and one line in DRIVERS.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from replay.backends.numerics import NUMERICS_ON_MOCK_ENV, judge, prepare
 from replay.mapping import PortSettings
 from replay.results import ESTIMATE_NOTE, MOCK_NOTE, ReplayResult
 from replay.run.pool import Job, WorkerPool, find_ttnn_python
+from replay.run.ray_driver import RayDriver
 
 
 class InProcessDriver:
@@ -140,5 +142,10 @@ class TtnnDriver:
             self.pool.close()
 
 
+def ttnn_driver(settings) -> TtnnDriver | RayDriver:
+    """ttnn in the built-in worker pool, or across a Ray cluster when settings.cluster names one."""
+    return RayDriver(settings) if getattr(settings, "cluster", None) else TtnnDriver(settings)
+
+
 # --backend name -> the driver that hosts it
-DRIVERS: dict[str, Callable] = {"ttnn": TtnnDriver, "estimate": estimate_driver, "torch": torch_driver}
+DRIVERS: dict[str, Callable] = {"ttnn": ttnn_driver, "estimate": estimate_driver, "torch": torch_driver}

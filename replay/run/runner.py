@@ -41,6 +41,7 @@ class RunSettings:
     shard: tuple[int, int] | None = None      # (K, N): the K-th of N shards, K from 1
     log_dir: str = ""
     pcc: float = 0.99                         # numerics on a real board: below this PCC is a mismatch
+    cluster: str | None = None                # ttnn on a Ray cluster: "ray" (local), "ray://HOST:PORT", ...
 
     def validate(self) -> None:
         """ReplayError naming the first bad setting."""
@@ -56,6 +57,8 @@ class RunSettings:
             raise ReplayError("--timeout must be > 0 and --jobs >= 1")
         if not -1.0 <= self.pcc <= 1.0:
             raise ReplayError(f"--pcc {self.pcc:g} must be between -1 and 1")
+        if self.cluster and self.backend != "ttnn":
+            raise ReplayError(f"--cluster runs the ttnn backend, not {self.backend}; drop --cluster or use --backend ttnn")
 
 
 @dataclass
@@ -278,6 +281,7 @@ def _new_header(identity: dict, settings: RunSettings, info: dict, signatures: i
         "optrace": dist_version("optrace"), "ttnn": info.get("ttnn"), "torch": info.get("torch"),
         "mock": info.get("mock", False), "note": info.get("note", ""),
         "device": info.get("device", settings.device), "unique_signatures": signatures,
+        **({"cluster": info["cluster"]} if info.get("cluster") else {}),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

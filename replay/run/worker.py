@@ -112,7 +112,7 @@ def open_worker_device(frames_fd: int, args: argparse.Namespace):
         return None
 
 
-def _reply(backend, req: dict) -> dict:
+def answer(backend, req: dict) -> dict:
     """One request's result as a dict; an optrace bug becomes an internal ttnn_error, never a dead worker."""
     from replay.mapping import Case  # noqa: PLC0415
     from replay.results import ReplayResult, one_line  # noqa: PLC0415
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             req = read_frame(stdin)
             if req is None or req.get("cmd") == "shutdown":
                 break
-            write_frame(frames_fd, {"kind": "result", "id": req.get("id"), "result": _reply(backend, req)})
+            write_frame(frames_fd, {"kind": "result", "id": req.get("id"), "result": answer(backend, req)})
     finally:
         close_device(device)
     return 0
