@@ -22,6 +22,7 @@ from replay.context.run import run_context
 from replay.lock import FileBusy, writer_lock
 from replay.mapping import mapping_table
 from replay.report.build import build_report, render_terminal, write_report
+from replay.report.diff import diff_runs, label, render_diff, render_diff_json
 from replay.report.combine import combine_reports, shared_signatures
 from replay.report.headroom import load_headroom_rows, render_headroom
 from replay.results import ResultsError, read_results
@@ -227,6 +228,33 @@ def report(results_files, report_dir):
         except (ResultsError, ReplayError) as e:
             _die(str(e))
         _write_report(traces, header, results, report_dir, os.path.dirname(os.path.abspath(f)))
+
+
+def _run_traces(headers: list[dict]) -> list:
+    """The traces the runs were made from: each model once (the first run naming it decides its file)."""
+    paths: dict[str, str] = {}
+    for h in headers:
+        for t in h.get("traces", []):
+            paths.setdefault(t.get("model") or t["path"], t["path"])
+    return load_traces(list(paths.values()))
+
+
+@main.command()
+@click.argument("a_file", metavar="A.jsonl")
+@click.argument("b_file", metavar="B.jsonl")
+@click.option("--json", "as_json", is_flag=True, help="print the whole diff as JSON")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="rows shown per kind of change")
+def diff(a_file, b_file, as_json, limit):
+    """Signatures that start or stop failing from run A to run B, with the models, layers and calls each
+    change affects, and OOMs whose bytes moved. Exit status 1 when something regressed, else 0."""
+    try:
+        (ha, ra), (hb, rb) = read_results(a_file), read_results(b_file)
+        traces = _run_traces([ha, hb])
+    except (ResultsError, ReplayError) as e:
+        _die(str(e))
+    d = diff_runs((label(a_file), ha, ra), (label(b_file), hb, rb), traces)
+    click.echo(render_diff_json(d) if as_json else render_diff(d, limit), nl=False)
+    sys.exit(1 if d.regressions else 0)
 
 
 @main.command()
