@@ -346,11 +346,13 @@ def repro(signature_id, failing, results_file, out):
               help="isolated device runs per failing op when bisecting the largest inputs it fits with")
 @click.option("--out", default="results", show_default=True,
               help="folder for headroom_<device>_<memory>_<model>.json (where `replay report` finds it)")
+@click.option("--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
+              help="device runs side by side (the sizes at both axes' estimate bounds run at once)")
 @TTNN_PYTHON
-def headroom(model, device, memory, step, confirm, max_batch, device_probes, op_probes, out, ttnn_python):
+def headroom(model, device, memory, step, confirm, max_batch, device_probes, op_probes, out, jobs, ttnn_python):
     """The largest input (resolution, batch) MODEL still replays without a failure: bisected on the
     estimate, then confirmed (and, where they disagree, bisected on) the ttnn device."""
-    settings = RunSettings(backend="ttnn", device=device, memory=memory, jobs=1, ttnn_python=ttnn_python,
+    settings = RunSettings(backend="ttnn", device=device, memory=memory, jobs=jobs, ttnn_python=ttnn_python,
                            log_dir=os.path.join(out, "logs"))
     os.makedirs(settings.log_dir, exist_ok=True)
     try:

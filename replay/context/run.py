@@ -35,16 +35,20 @@ def context_paths(out_dir: str, settings: RunSettings, model: str) -> tuple[str,
 
 
 def run_ttnn_context(trace: Trace, settings: RunSettings, log_dir: str, changes: ContextChanges | None = None,
-                     stop_after: int | None = None) -> tuple[list[CallRecord], ContextSummary, dict]:
-    """The whole sequence (or the calls up to ``stop_after``) in one crash-isolated ttnn worker, with the
-    port's changes applied: (records, summary, the worker's ready info). A worker that dies or hangs
-    leaves a ``crash`` record on the call it was on."""
+                     stop_after: int | None = None, stop_at_first_failure: bool = False
+                     ) -> tuple[list[CallRecord], ContextSummary, dict]:
+    """The whole sequence (or the calls up to ``stop_after``, or up to the first call that runs out of
+    memory with ``stop_at_first_failure``) in one crash-isolated ttnn worker, with the port's changes
+    applied: (records, summary, the worker's ready info). A worker that dies or hangs leaves a
+    ``crash`` record on the call it was on."""
     python = find_ttnn_python(settings.ttnn_python)
     argv = [trace.path, "--device", settings.device, "--dtype", settings.dtype, "--memory", settings.memory]
     if changes:
         argv += ["--changes", json.dumps(changes.to_json())]
     if stop_after is not None:
         argv += ["--stop-after", str(stop_after)]
+    if stop_at_first_failure:
+        argv.append("--stop-at-first-failure")
     w = Worker(python, "replay.context.worker", argv, log_dir)
     records: list[CallRecord] = []
     info: dict = {}

@@ -12,6 +12,10 @@ goes on: its outputs are simply absent, and a later consumer gets a freshly allo
 Frames out (4-byte big-endian length + msgpack, as replay.run.worker): {"kind": "ready", ...} or
 {"kind": "fatal", "error"}; one {"kind": "call", "record": CallRecord} per call in order; then
 {"kind": "summary", "summary": ContextSummary, "resident_bytes": {...}}. Never imports torch.
+
+With ``--stop-at-first-failure`` the sequence ends at the first call that runs out of memory or
+overflows circular buffers (not a cascade): all a size search needs to know (the summary then says
+``completed: false`` and the note says where it stopped).
 """
 from __future__ import annotations
 
@@ -27,9 +31,12 @@ from replay.context.changes import (ContextChanges, call_replays, call_settings,
                                     resident_under, with_frees)
 from replay.context.plan import CallRecord, plan_context, port_replays, resident_specs, summarize
 from replay.mapping import PortSettings
-from replay.results import ReplayResult
+from replay.results import OOM_STATUSES, ReplayResult
 from replay.shapes import strip_trailing_ones
 from replay.run.worker import open_worker_device, protect_stdout, send_fatal, worker_parser, write_frame
+
+
+STOP_STATUSES = OOM_STATUSES + ("cb_overflow",)   # what ends a --stop-at-first-failure sequence
 
 
 def _per_bank(spec, fp) -> int:
@@ -228,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("trace")
     ap.add_argument("--changes", default="", help="JSON of replay.context.changes.ContextChanges to apply")
     ap.add_argument("--stop-after", type=int, default=None, help="replay only the calls up to this index")
+    ap.add_argument("--stop-at-first-failure", action="store_true",
+                    help="end the sequence at the first call that runs out of memory (a size search needs no more)")
     args = ap.parse_args(argv)
 
     frames_fd = protect_stdout()
@@ -248,16 +257,21 @@ def main(argv: list[str] | None = None) -> int:
         write_frame(frames_fd, {"kind": "ready", "ready": True, "board": info.board, "mock": info.mock,
                                 "note": info.note, "ttnn_version": info.ttnn_version, "calls": len(plan.steps)})
         resident = run.place_resident()
-        records = []
+        records, stopped_at_failure = [], False
         for step in run.plan.steps:
             if args.stop_after is not None and step.index > args.stop_after:
                 break
             rec = run.run_step(step)
             records.append(rec)
             write_frame(frames_fd, {"kind": "call", "record": rec.to_json()})
+            if args.stop_at_first_failure and rec.status in STOP_STATUSES and not rec.cascade:
+                stopped_at_failure = True
+                break
         summary = summarize(plan.model, "ttnn", info.board, records, len(plan.steps))
         summary.resident_bytes = resident
         summary.note = info.note
+        if stopped_at_failure and not summary.completed:
+            summary.note += f"; stopped at call {records[-1].index} (the first failure), as asked"
         write_frame(frames_fd, {"kind": "summary", "summary": asdict(summary)})
     finally:
         run = None

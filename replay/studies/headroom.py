@@ -27,6 +27,7 @@ import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -114,12 +115,13 @@ def probe_estimate(entry: ModelEntry, batch: int, height: int, width: int, folde
 
 
 def probe_device(entry: ModelEntry, batch: int, height: int, width: int, folder: str,
-                 settings: RunSettings) -> Probe:
+                 settings: RunSettings, stop_at_first_failure: bool = True) -> Probe:
     """Re-trace at this size and replay the whole model in context on the ttnn device (mock or
-    real), once."""
+    real), once; by default only up to the first failing call (all a verdict needs)."""
     t0 = time.monotonic()
     trace = trace_at(entry, batch, height, width, folder)
-    records, _, info = run_ttnn_context(trace, settings, settings.log_dir or folder)
+    records, _, info = run_ttnn_context(trace, settings, settings.log_dir or folder,
+                                        stop_at_first_failure=stop_at_first_failure)
     return verdict(trace, records, batch, height, width, "mock" if info.get("mock") else "real", DEVICE_FAILURES,
                    time_s=time.monotonic() - t0)
 
@@ -161,13 +163,16 @@ class OpAlone:
 
 class Prober:
     """Re-traces and replays candidate sizes of one model on the estimate or the ttnn device, once
-    each, printing what it ran (size, backend, verdict, seconds)."""
+    each, printing what it ran (size, backend, verdict, seconds). Device runs that do not depend on
+    each other (``prefetch``, ``in_parallel``) run side by side in up to ``jobs`` worker processes."""
 
     def __init__(self, entry: ModelEntry, folder: str, device: str, memory: str, settings: RunSettings | None = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, jobs: int = 1):
         self.entry, self.folder, self.device, self.memory, self.settings = entry, folder, device, memory, settings
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.jobs = max(1, jobs)
         self.cache: dict[tuple, Probe] = {}
+        self.alone: dict[tuple, OpAlone] = {}
         self.device_kind = "device"     # mock | real, once the device has answered
         self.device_probes = 0
 
@@ -184,22 +189,45 @@ class Prober:
             self._say("model", self.cache[key])
         return self.cache[key]
 
+    def in_parallel(self, work: list[Callable[[], object]]) -> list:
+        """Run independent device runs (each waits on its own worker process) up to ``jobs`` at a time."""
+        if self.jobs == 1 or len(work) < 2:
+            return [fn() for fn in work]
+        with ThreadPoolExecutor(max_workers=min(self.jobs, len(work))) as pool:
+            return list(pool.map(lambda fn: fn(), work))
+
+    def prefetch(self, sizes: list[tuple[int, int, int]]) -> None:
+        """Run the device at these sizes side by side (those not run yet); ``on_device`` then finds them."""
+        todo = [s for s in dict.fromkeys(sizes) if ("device", *s) not in self.cache]
+        for s in todo:   # re-tracing needs torch and this process: one at a time, before the device runs
+            trace_at(self.entry, *s, self.folder)
+        probes = self.in_parallel([lambda s=s: probe_device(self.entry, *s, self.folder, self.settings)
+                                   for s in todo])
+        for s, p in zip(todo, probes):
+            self._keep_device(s, p)
+
+    def _keep_device(self, size: tuple[int, int, int], p: Probe) -> None:
+        self.cache[("device", *size)] = p
+        self.device_kind = p.backend
+        self.device_probes += 1
+        self._say("model", p)
+
     def on_device(self, b: int, h: int, w: int) -> Probe:
-        """The whole model in context on the ttnn device at this size (run once)."""
-        key = ("device", b, h, w)
-        if key not in self.cache:
-            self.cache[key] = p = probe_device(self.entry, b, h, w, self.folder, self.settings)
-            self.device_kind = p.backend
-            self.device_probes += 1
-            self._say("model", p)
-        return self.cache[key]
+        """The whole model in context on the ttnn device at this size (run once, up to its first failure)."""
+        if ("device", b, h, w) not in self.cache:
+            self._keep_device((b, h, w), probe_device(self.entry, b, h, w, self.folder, self.settings))
+        return self.cache[("device", b, h, w)]
 
     def probes(self) -> list[Probe]:
         """Every run so far, in the order they were made."""
         return list(self.cache.values())
 
     def op_alone(self, key: CallKey, b: int, h: int, w: int, backend: str) -> OpAlone:
-        """One call of the model at this size (found by module path, op and occurrence), replayed alone."""
+        """One call of the model at this size (found by module path, op and occurrence), replayed alone
+        (run once per size and backend)."""
+        memo = (key, b, h, w, backend)
+        if memo in self.alone:
+            return self.alone[memo]
         t0 = time.monotonic()
         trace = trace_at(self.entry, b, h, w, self.folder)
         call = _find_call(trace, key)
@@ -214,7 +242,14 @@ class Prober:
         fits = r.status not in DEVICE_FAILURES
         self.log(f"headroom {self.entry.name}: {key[1]} in {key[0] or '(model)'} alone at batch {b}, {h} x {w} "
                  f"on {backend}: {'fits' if fits else r.status} ({time.monotonic() - t0:.1f} s)")
-        return OpAlone(fits=fits, input_shapes=_shapes(trace, call), status=r.status)
+        self.alone[memo] = OpAlone(fits=fits, input_shapes=_shapes(trace, call), status=r.status)
+        return self.alone[memo]
+
+    def ops_alone_side_by_side(self, key: CallKey, sizes: list[tuple[int, int, int]], backend: str) -> None:
+        """``op_alone`` at these sizes, the device runs side by side (traces made here first)."""
+        for s in sizes:
+            trace_at(self.entry, *s, self.folder)
+        self.in_parallel([lambda s=s: self.op_alone(key, *s, backend) for s in sizes])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,20 +287,42 @@ def _why(est: Bound, found: Bound, est_at_dev_above: Probe | None) -> str:
     return "the device's probe budget ran out before the two met"
 
 
+ESTIMATE_OP_PROBES = 12   # estimate runs per failing op (cheap: a re-trace and a rule each)
+
+
+def _largest_alone(fits: Callable[[int], bool], axis: Axis, k_fit: int, k_fail: int, budget: int | None
+                   ) -> tuple[int | None, bool]:
+    """The largest k at which ``fits`` (one op alone): one step above first, then the size that fits
+    in context, or upward from one step above within budget. (k or None, exact)."""
+    if not fits(k_fail):
+        return (k_fit, True) if fits(k_fit) else (None, True)
+    k, _, exact = search(fits, k_fail, None, axis.hi_limit, budget)
+    return k, exact
+
+
 def _fits_alone(prober: Prober, axis: Axis, key: CallKey, k_fit: int, k_fail: int, backend: str) -> FitsAlone:
-    """The largest size at which the call ``key`` alone still fits: one step above first, then the
-    size that fits in context, or upward from one step above."""
+    """The largest size at which the call ``key`` alone still fits on backend. On a device the
+    estimate answers first and the device runs its answer and one step above side by side; only
+    where the two differ does the device search on (within ``axis.op_probes``)."""
     shapes: dict[int, str] = {}
 
-    def fits(k):
-        alone = prober.op_alone(key, *axis.size_of(k), backend)
-        if alone.fits:
-            shapes[k] = alone.input_shapes
-        return alone.fits
-    if not fits(k_fail):
-        k, exact = (k_fit, True) if fits(k_fit) else (None, True)
+    def fits_on(name: str) -> Callable[[int], bool]:
+        def fits(k: int) -> bool:
+            alone = prober.op_alone(key, *axis.size_of(k), name)
+            if alone.fits and name == backend:
+                shapes[k] = alone.input_shapes
+            return alone.fits
+        return fits
+    if backend != "estimate":
+        k_est, _ = _largest_alone(fits_on("estimate"), axis, k_fit, k_fail, ESTIMATE_OP_PROBES)
+        first = [k_fail, k_fit] if k_est is None else [k_est] + ([k_est + 1] if k_est < axis.hi_limit else [])
+        prober.ops_alone_side_by_side(key, [axis.size_of(k) for k in first], backend)
+    fits = fits_on(backend)
+    if backend != "estimate" and k_est is not None and k_est > k_fit and fits(k_est) \
+            and (k_est == axis.hi_limit or not fits(k_est + 1)):
+        k, exact = k_est, True      # the device agrees with the estimate's answer
     else:
-        k, _, exact = search(fits, k_fail, None, axis.hi_limit, axis.op_probes)
+        k, exact = _largest_alone(fits, axis, k_fit, k_fail, axis.op_probes)
     if k is None:
         return FitsAlone(note="fails alone at the largest size that fits in context too")
     b, h, w = axis.size_of(k)
@@ -328,16 +385,30 @@ def _on_device(prober: Prober, axis: Axis, est: Bound | None, k_est: int | None)
                       device_probes=device_probes, why=why)
 
 
+def estimate_bound(prober: Prober, axis: Axis) -> tuple[Bound | None, int | None, int | None]:
+    """The estimate's largest size on one axis: (bound, its step, the smallest failing step or None);
+    all None when the estimate fails at the registry's own size."""
+    if not prober.estimate(*axis.size_of(axis.lo)).fits:
+        return None, None, None
+    k_est, k_est_fail = largest(lambda k: prober.estimate(*axis.size_of(k)).fits, axis.lo, axis.hi_limit)
+    return _bound(prober.estimate, axis, k_est, k_est_fail), k_est, k_est_fail
+
+
+def first_device_steps(axis: Axis, k_est: int | None) -> list[int]:
+    """The steps the device runs first on an axis (``device_search``'s opening): the estimate's
+    bound and one above, or the registry's own size when the estimate fails there already."""
+    if k_est is None:
+        return [axis.lo]
+    return [k_est] + ([k_est + 1] if k_est < axis.hi_limit else [])
+
+
 def search_axis(prober: Prober, axis: Axis) -> AxisResult | None:
     """One axis (resolution or batch): the estimate's bound, then (confirm) the device's largest size.
     None when the estimate fails at the registry's own size and there is no device to ask."""
-    if not prober.estimate(*axis.size_of(axis.lo)).fits:
-        est, k_est, k_est_fail = None, None, None
-    else:
-        k_est, k_est_fail = largest(lambda k: prober.estimate(*axis.size_of(k)).fits, axis.lo, axis.hi_limit)
-        est = _bound(prober.estimate, axis, k_est, k_est_fail)
+    est, k_est, k_est_fail = estimate_bound(prober, axis)
     if not axis.confirm or prober.settings is None:
         return _estimate_only(prober, axis, est, k_est, k_est_fail)
+    prober.prefetch([axis.size_of(k) for k in first_device_steps(axis, k_est)])
     return _on_device(prober, axis, est, k_est)
 
 
@@ -347,14 +418,16 @@ def search_axis(prober: Prober, axis: Axis) -> AxisResult | None:
 def headroom(model: str | ModelEntry, device: str = "n150", memory: str = "dram", step: int = 32,
              confirm: bool = True, settings: RunSettings | None = None, max_batch: int = 1024,
              folder: str | None = None, max_device_probes: int = 12, op_probes: int = 5,
-             log: Callable[[str], None] | None = None) -> HeadroomResult:
+             log: Callable[[str], None] | None = None, jobs: int | None = None) -> HeadroomResult:
     """The headroom of one registry model (a name or a ModelEntry): largest resolution (batch 1) and
     largest batch (at the entry's resolution), on the estimate and, with confirm and ttnn settings
-    (RunSettings), on the device."""
+    (RunSettings), on the device. Both axes' estimate bounds come first; the device then runs the
+    four sizes at those bounds side by side in ``jobs`` worker processes (default: settings.jobs)."""
     entry = lookup(load_registry(), model) if isinstance(model, str) else model
     folder = folder or tempfile.mkdtemp(prefix=f"optrace-headroom-{entry.name}-")
     os.makedirs(folder, exist_ok=True)
-    prober = Prober(entry, folder, device, memory, settings, log)
+    prober = Prober(entry, folder, device, memory, settings, log,
+                    jobs=jobs or (settings.jobs if settings is not None else 1))
     t0 = time.monotonic()
     h0, w0 = entry.inputs[0][2], entry.inputs[0][3]
     confirmed = bool(confirm and settings is not None)
@@ -363,7 +436,13 @@ def headroom(model: str | ModelEntry, device: str = "n150", memory: str = "dram"
                       op_probes=op_probes)
     batch = Axis(size_of=lambda b: (b, h0, w0), lo=1, hi_limit=max_batch, confirm=confirm,
                  max_device_probes=max_device_probes, op_probes=op_probes)
-    res, bat = search_axis(prober, resolution), search_axis(prober, batch)
+    bounds = [estimate_bound(prober, axis) for axis in (resolution, batch)]
+    if confirmed:
+        prober.prefetch([axis.size_of(k) for axis, (_, k_est, _) in zip((resolution, batch), bounds)
+                         for k in first_device_steps(axis, k_est)])
+        res, bat = (_on_device(prober, axis, est, k_est) for axis, (est, k_est, _) in zip((resolution, batch), bounds))
+    else:
+        res, bat = (_estimate_only(prober, axis, *bound) for axis, bound in zip((resolution, batch), bounds))
     return HeadroomResult(model=entry.name, device=device, memory=memory, step=step, confirm=confirmed,
                           resolution=res, batch=bat, backend=prober.device_kind if confirmed else "estimate",
                           time_s=round(time.monotonic() - t0, 1), probes=prober.probes())
