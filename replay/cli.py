@@ -22,6 +22,7 @@ from replay.context.run import run_context
 from replay.lock import FileBusy, writer_lock
 from replay.mapping import mapping_table
 from replay.report.build import build_report, render_terminal, write_report
+from replay.report.compare import Run, compare_runs, write_comparison
 from replay.report.diff import diff_runs, label, render_diff, render_diff_json
 from replay.report.combine import combine_reports, shared_signatures
 from replay.report.headroom import load_headroom_rows, render_headroom
@@ -220,14 +221,22 @@ def _write_report(traces, header, results, report_dir, results_dir="results"):
 @click.argument("results_files", nargs=-1, required=True)
 @REPORT_DIR
 def report(results_files, report_dir):
-    """Render the report again from stored results, without replaying."""
+    """Render the report again from stored results, without replaying. Several results files (boards,
+    memory placements, dtypes, ttnn versions): one comparison with a column per run (compare.html)."""
+    runs = []
     for f in results_files:
         try:
             header, results = read_results(f)
             traces = load_traces([t["path"] for t in header.get("traces", [])])
         except (ResultsError, ReplayError) as e:
             _die(str(e))
-        _write_report(traces, header, results, report_dir, os.path.dirname(os.path.abspath(f)))
+        runs.append(Run(path=f, header=header, results=results, traces=traces))
+    if len(runs) == 1:
+        _write_report(runs[0].traces, runs[0].header, runs[0].results, report_dir,
+                      os.path.dirname(os.path.abspath(results_files[0])))
+        return
+    paths = write_comparison(compare_runs(runs), report_dir)
+    click.echo(f"compared {len(runs)} runs: {paths['html']} (also {paths['markdown']}, {paths['json']})")
 
 
 def _run_traces(headers: list[dict]) -> list:

@@ -90,3 +90,22 @@ def test_bad_inputs_are_one_line_and_exit_2(runs, tmp_path):
     moved.write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
     r = CliRunner().invoke(main, ["diff", str(moved), runs["l1", "bfloat16"]])
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "gone.msgpack" in r.output
+
+
+def test_report_of_three_runs_has_a_column_per_run_every_call_counted_and_the_moves(runs, tmp_path):
+    files = [runs["dram", "bfloat16"], runs["l1", "bfloat16"], runs["l1", "float32"]]
+    r = CliRunner().invoke(main, ["report", *files, "--report", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    c = json.load(open(tmp_path / "compare.json"))
+    assert [run["label"] for run in c["runs"]] == ["dram bfloat16", "l1 bfloat16", "l1 float32"]
+    trace_calls = len(read_trace(TRACE).calls)
+    assert [cell["calls"] for cell in c["models"]["yolo12x_2176x3840"]] == [trace_calls] * 3
+    _, there = _diff(files[0], files[1])
+    move = c["moves"][0]
+    assert [x["signature_id"] for x in move["regressions"]] == [x["signature_id"] for x in there["regressions"]]
+    assert c["runs"][1]["blocked_calls"] - c["runs"][0]["blocked_calls"] == there["calls_regressed"]
+    assert all(len(v["statuses"]) == 3 and len(set(v["statuses"])) > 1 for v in c["differing"])
+    assert len(c["matrices"]) == 3 and all(m["ops"] for m in c["matrices"])
+    page = open(tmp_path / "compare.html").read()
+    assert "What changes if I move to" in page and "l1 float32" in page
+    assert "Moving from dram bfloat16 to l1 bfloat16" in open(tmp_path / "compare.md").read()
