@@ -33,6 +33,7 @@ from replay.run.ray_cluster import ClusterError, parse_cluster, reexec_with_ray
 from replay.run.runner import (DEVICES, DTYPES, MEMORIES, ReplayError, RunSettings, default_results_path, load_traces,
                                parse_shard, replay, trace_paths)
 from replay.run.runner import merge as merge_files
+from replay.run.ttnn_envs import check_version, ensure_ttnn_env
 from replay.studies.headroom import headroom as find_headroom
 from replay.studies.headroom_result import headroom_path, write_headroom
 from replay.studies.context_remedies import find_context_remedies
@@ -163,15 +164,22 @@ def main():
 @click.option("--cluster", type=ClusterAddress(), default=None,
               help="ttnn on a Ray cluster: `ray` starts one here (or joins RAY_ADDRESS), ray://HOST:PORT joins "
                    "one; needs optrace[ray] (the ttnn environment has it)")
+@click.option("--ttnn-version", default=None, metavar="X",
+              help="replay on ttnn release X: its environment is made once under .cache/ttnn-envs/X")
 def run(paths, backend, device, dtype, memory, jobs, timeout_s, out, resume, shard, ttnn_python, report_dir,
-        no_report, mode, remedies, pcc, cluster):
+        no_report, mode, remedies, pcc, cluster, ttnn_version):
     """Replay every unique signature of the traces (files or folders) once, then write the report."""
     if cluster:
         reexec_with_ray()       # Ray lives in the ttnn environment: run this command there when this Python lacks it
     try:
+        if ttnn_version and ttnn_python:
+            raise ReplayError("give --ttnn-version or --ttnn-python, not both")
         settings = RunSettings(backend=backend, device=device, dtype=dtype, memory=memory, jobs=jobs,
-                               timeout_s=timeout_s, ttnn_python=ttnn_python, shard=shard, pcc=pcc, cluster=cluster)
+                               timeout_s=timeout_s, ttnn_python=ttnn_python, shard=shard, pcc=pcc, cluster=cluster,
+                               ttnn_version=ttnn_version and check_version(ttnn_version))
         settings.validate()
+        if ttnn_version:
+            settings.ttnn_python = ensure_ttnn_env(ttnn_version)
         traces = load_traces(list(paths))
         if mode == "model":
             return _run_context(traces, settings, out, report_dir, no_report, remedies)

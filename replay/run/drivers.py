@@ -19,7 +19,7 @@ from replay.backends.estimate import EstimateBackend, EstimateSettings
 from replay.backends.numerics import NUMERICS_ON_MOCK_ENV, judge, prepare
 from replay.mapping import PortSettings
 from replay.results import ESTIMATE_NOTE, MOCK_NOTE, ReplayResult
-from replay.run.pool import Job, WorkerPool, find_ttnn_python
+from replay.run.pool import Job, PoolError, WorkerPool, find_ttnn_python
 from replay.run.ray_driver import RayDriver
 
 
@@ -87,6 +87,10 @@ class TtnnDriver:
         self.pool = WorkerPool(python, ["--device", s.device, "--dtype", s.dtype, "--memory", s.memory],
                                s.jobs, s.timeout_s, s.log_dir)
         info = self.pool.start()
+        version = info.get("ttnn_version") or info.get("ttnn")
+        if s.ttnn_version and version != s.ttnn_version:
+            raise PoolError(f"--ttnn-version {s.ttnn_version}: {python} has ttnn {version}; delete its environment "
+                            f"folder to have it made again")
         self.mock = bool(info.get("mock", True))
         note = info.get("note") or (MOCK_NOTE if self.mock else "")
         if self.numerics():

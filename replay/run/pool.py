@@ -38,15 +38,19 @@ def pack_frame(obj) -> bytes:
 
 
 def find_ttnn_python(explicit: str | None = None) -> str:
-    """The interpreter for workers: this one if it has ttnn, else --ttnn-python /
-    OPTRACE_TTNN_PYTHON, else the environment scripts/setup.sh made."""
+    """The interpreter for workers: --ttnn-python (or --ttnn-version's), else this one if it has ttnn,
+    else OPTRACE_TTNN_PYTHON, else the environment scripts/setup.sh made."""
+    if explicit:
+        if not (os.path.isfile(explicit) and os.access(explicit, os.X_OK)):
+            raise PoolError(f"--ttnn-python {explicit!r} is not an executable Python interpreter")
+        return explicit
     if importlib.util.find_spec("ttnn") is not None:
         return sys.executable
-    for cand, origin in ((explicit, "--ttnn-python"), (os.environ.get("OPTRACE_TTNN_PYTHON"), "OPTRACE_TTNN_PYTHON")):
-        if cand:
-            if not (os.path.isfile(cand) and os.access(cand, os.X_OK)):
-                raise PoolError(f"{origin} {cand!r} is not an executable Python interpreter")
-            return cand
+    cand = os.environ.get("OPTRACE_TTNN_PYTHON")
+    if cand:
+        if not (os.path.isfile(cand) and os.access(cand, os.X_OK)):
+            raise PoolError(f"OPTRACE_TTNN_PYTHON {cand!r} is not an executable Python interpreter")
+        return cand
     if os.path.isfile(DEFAULT_TTNN_VENV_PYTHON):
         return DEFAULT_TTNN_VENV_PYTHON
     raise PoolError("no Python with ttnn found: run scripts/setup.sh, or pass --ttnn-python PATH "

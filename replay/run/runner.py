@@ -42,6 +42,7 @@ class RunSettings:
     log_dir: str = ""
     pcc: float = 0.99                         # numerics on a real board: below this PCC is a mismatch
     cluster: str | None = None                # ttnn on a Ray cluster: "ray" (local), "ray://HOST:PORT", ...
+    ttnn_version: str | None = None           # another ttnn release (replay/run/ttnn_envs.py), in its own files
 
     def validate(self) -> None:
         """ReplayError naming the first bad setting."""
@@ -57,6 +58,9 @@ class RunSettings:
             raise ReplayError("--timeout must be > 0 and --jobs >= 1")
         if not -1.0 <= self.pcc <= 1.0:
             raise ReplayError(f"--pcc {self.pcc:g} must be between -1 and 1")
+        if self.ttnn_version and (self.backend != "ttnn" or self.cluster):
+            raise ReplayError("--ttnn-version runs the ttnn backend in the built-in pool; drop --cluster/--backend "
+                              "(a Ray cluster's actors use the ttnn installed on its nodes)")
         if self.cluster and self.backend != "ttnn":
             raise ReplayError(f"--cluster runs the ttnn backend, not {self.backend}; drop --cluster or use --backend ttnn")
 
@@ -155,6 +159,7 @@ def run_identity(traces: list[Trace], settings: RunSettings) -> dict:
     return {
         "backend": settings.backend, "device": settings.device, "dtype": settings.dtype,
         "memory": settings.memory,
+        **({"ttnn_version": settings.ttnn_version} if settings.ttnn_version else {}),
         "traces": [{"path": t.path, "model": t.model_name, "sha256": file_sha256(t.path),
                     "calls": len(t.calls), "signatures": len(t.signatures)} for t in traces],
     }
@@ -164,12 +169,16 @@ def identity_key(identity: dict) -> str:
     """A short hash of what makes two runs comparable (backend, device, dtype, memory, traces)."""
     core = {k: identity[k] for k in ("backend", "device", "dtype", "memory")}
     core["traces"] = sorted(t["sha256"] for t in identity["traces"])
+    if identity.get("ttnn_version"):            # runs of another ttnn release never resume into each other
+        core["ttnn_version"] = identity["ttnn_version"]
     return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def default_results_path(out_dir: str, settings: RunSettings) -> str:
-    """<out>/<backend>_<device>_<dtype>_<memory>[_shardKofN].jsonl"""
+    """<out>/<backend>_<device>_<dtype>_<memory>[_ttnnX][_shardKofN].jsonl"""
     name = f"{settings.backend}_{settings.device}_{settings.dtype}_{settings.memory}"
+    if settings.ttnn_version:
+        name += f"_ttnn{settings.ttnn_version}"
     if settings.shard:
         name += f"_shard{settings.shard[0]}of{settings.shard[1]}"
     return os.path.join(out_dir, name + ".jsonl")
@@ -282,6 +291,7 @@ def _new_header(identity: dict, settings: RunSettings, info: dict, signatures: i
         "mock": info.get("mock", False), "note": info.get("note", ""),
         "device": info.get("device", settings.device), "unique_signatures": signatures,
         **({"cluster": info["cluster"]} if info.get("cluster") else {}),
+        **({"ttnn_python": info["ttnn_python"]} if settings.ttnn_version else {}),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
