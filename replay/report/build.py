@@ -22,6 +22,7 @@ from replay.report.attribution import (FOLDED, MEMORY_FAILURES, NOT_RUN, NOT_RUN
 from replay.report.context import context_models
 from replay.report.data import (FailureRow, FirstBlock, Folded, FoldedUpload, LayerRow, MatrixCell, MemoryLimit,
                                 ModelReport, OpFix, Provenance, ReasonRow, Report, SignatureRow, TensorRow)
+from replay.report.groups import UNKNOWN, fix_order, group_summaries, model_group
 from replay.report.html import render_html
 from replay.report.remedies import remedy_rows, remedy_text
 from replay.report.text import render_csv, render_markdown
@@ -105,7 +106,7 @@ class _Builder:
 
     # -- one model ---------------------------------------------------------------------------
 
-    def model(self, m: ModelAttribution) -> ModelReport:
+    def model(self, m: ModelAttribution, group: tuple[str, str] = (UNKNOWN, UNKNOWN)) -> ModelReport:
         by_status = m.by_status()
         blocked = sum(n for s, n in by_status.items() if is_blocked(s))
         sig_calls = m.calls_of()
@@ -118,7 +119,7 @@ class _Builder:
                            largest_tensors=sorted(tensors, key=lambda t: (-t.padded_bytes, t.signature_id,
                                                                           t.role))[:TOP_N],
                            worst_padding=_worst_padding(tensors), failures=self.failure_rows(m),
-                           folded=folded_summary(m))
+                           folded=folded_summary(m), task=group[0], family=group[1])
 
     def first_block(self, m: ModelAttribution) -> FirstBlock | None:
         """The first failing call in execution order, with how many calls before it had no result."""
@@ -340,7 +341,7 @@ def build_report(traces: list[Trace], header: dict, results: list[ReplayResult])
     att = attribute(traces, results, sha)
     prov = provenance(header, traces, results)
     b = _Builder(att, prov)
-    models = [b.model(m) for m in att.models]
+    models = [b.model(m, model_group(t)) for m, t in zip(att.models, traces)]
     ops, matrix = b.matrix()
     shared, fix = b.signature_tables()
     shown = {s for m in models for s in m.by_status}
@@ -357,7 +358,8 @@ def build_report(traces: list[Trace], header: dict, results: list[ReplayResult])
     report = Report(provenance=prov, statuses=statuses, models=models, ops=ops, matrix=matrix, shared=shared,
                     fix_by_signature=fix, fix_by_op=b.fix_by_op(fix), memory_limits=b.memory_limits(),
                     orphan_results=att.orphan_results, warnings=warnings, context=context,
-                    remedies=remedy_rows(att.results.values(), b.shapes))
+                    remedies=remedy_rows(att.results.values(), b.shapes), groups=group_summaries(models, matrix),
+                    fix_order=fix_order(matrix, [m.model for m in models]))
     return report
 
 

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from capture.schema import Trace
 from replay.report.attribution import NOT_RUN, NOT_RUN_NOTE, is_blocked, status_order, worst_status
+from replay.report.groups import fix_order, group_summaries
 from replay.report.data import MemoryLimit, OpFix, Provenance, Report, SignatureRow
 from replay.results import ReplayResult
 from replay.shapes import format_shapes, input_shapes
@@ -133,4 +134,5 @@ def combine_reports(reports: list[Report], shared: list[SignatureRow] | None = N
                   shared=shared or [], fix_by_signature=fix, fix_by_op=_fix_by_op(fix, names),
                   memory_limits=_limits(reports), orphan_results=sorted({o for r in reports for o in r.orphan_results}),
                   warnings=[w for r in reports for w in r.warnings], context=[c for r in reports for c in r.context],
-                  remedies=[x for r in reports for x in r.remedies], headroom=[h for r in reports for h in r.headroom])
+                  remedies=[x for r in reports for x in r.remedies], headroom=[h for r in reports for h in r.headroom],
+                  groups=group_summaries(models, matrix), fix_order=fix_order(matrix, names))

@@ -164,6 +164,8 @@ class ModelReport:
     worst_padding: list[TensorRow]
     failures: list[FailureRow]
     folded: Folded | None = None   # None when no call is folded
+    task: str = "unknown"          # header.model.task of its trace (classification, detection, ...)
+    family: str = "unknown"        # header.model.family (resnet, yolov8, ...)
 
 
 @dataclass(kw_only=True)
@@ -283,6 +285,30 @@ class HeadroomRow:
 
 
 @dataclass(kw_only=True)
+class GroupSummary:
+    """The models of one task or one family: how many are blocked, and by which ops."""
+    kind: str                # "task" | "family"
+    name: str
+    task: str                # the task (for a family: its first model's)
+    models: list[str]
+    calls: int
+    blocked_calls: int
+    models_blocked: int      # models with at least one blocked call
+    models_failing: int      # models with a failing op (a fix can unblock them)
+    top_ops: dict[str, int]  # op -> models of the group it fails in, most first
+
+
+@dataclass(kw_only=True)
+class FixStep:
+    """One step of the fix order: fix this op (after the ones before it) and these models run."""
+    op: str
+    models_blocked: int      # models the op fails in
+    unblocks: list[str]      # models with no failing op left once it is fixed
+    unblocked_total: int     # models unblocked by this step and the ones before
+    still_blocked: int       # models with a failing op left
+
+
+@dataclass(kw_only=True)
 class Report:
     """One results set attributed to its traces: per-model and cross-model views, with provenance."""
     provenance: Provenance
@@ -299,6 +325,8 @@ class Report:
     context: list[ContextModel] = field(default_factory=list)   # --mode model runs only
     remedies: list[RemedyRow] = field(default_factory=list)     # when remedies were tried
     headroom: list[HeadroomRow] = field(default_factory=list)   # when `replay headroom` results exist
+    groups: list[GroupSummary] = field(default_factory=list)    # per task, then per family
+    fix_order: list[FixStep] = field(default_factory=list)      # ops by models unblocked
     format: str = REPORT_FORMAT
     version: int = REPORT_VERSION
 

@@ -4,69 +4,14 @@ Every string that comes from a trace, a result or an error message goes through 
 """
 from __future__ import annotations
 
-import html
 import math
 
 from replay.report.data import ModelReport, Report, SignatureRow, TensorRow
+from replay.report.groups import grouped
+from replay.report.html_groups import SHOWN, anchors, fix_order_table, grouped_matrix, groups_section, model_index, \
+    model_links
+from replay.report.html_parts import CSS, badge, color, context_anchor, e, model_anchor, table
 from replay.report.text import first_block_text, fmt_bytes, folded_text, pct, provenance_lines
-
-STATUS_COLORS = {
-    "pass": "#3a9d4a", "skipped": "#9aa5b1", "folded": "#5b8fb9", "not_run": "#d5dae0", "oom_dram": "#d62728",
-    "oom_l1": "#ff7f0e", "oom_l1_small": "#f2b134", "cb_overflow": "#e377c2", "unsupported": "#8c6bb1",
-    "ttnn_error": "#8c1c13", "mismatch": "#bcbd22", "crash": "#222222", "timeout": "#8c564b",
-}
-OTHER_COLOR = "#17becf"
-
-CSS = """
-body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1400px;
-padding:1em 2em;color:#1d232a}
-h1{font-size:1.6em}h2{border-bottom:2px solid #dde;padding-bottom:.2em;margin-top:2em}
-h3{margin-top:1.4em}
-table{border-collapse:collapse;margin:.5em 0;font-size:13px}
-th,td{border:1px solid #d8dce2;padding:2px 6px;text-align:left;vertical-align:top}
-th{background:#f2f4f7}td.n{text-align:right;font-variant-numeric:tabular-nums}
-code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
-.prov{background:#f6f8fa;border:1px solid #dde;padding:.6em 1em;border-radius:4px}
-.note{font-weight:600;color:#8a4b00}
-.st{display:inline-block;padding:0 5px;border-radius:3px;color:#fff;font-size:12px}
-.matrix td{text-align:center;min-width:2.5em}.matrix td:first-child{text-align:left}.matrix th.m{writing-mode:vertical-rl;transform:rotate(180deg)}
-nav a{margin-right:1em}details{margin:.4em 0}summary{cursor:pointer}
-"""
-
-
-def e(value: object) -> str:
-    """HTML-escape anything for text and attribute values."""
-    return html.escape(str(value), quote=True)
-
-
-def color(status: str) -> str:
-    """The colour a status is drawn in."""
-    return STATUS_COLORS.get(status, OTHER_COLOR)
-
-
-def badge(status: str) -> str:
-    """A status as a coloured label."""
-    fg = "#1d232a" if status in ("not_run", "oom_l1_small", "mismatch") else "#fff"
-    return f'<span class="st" style="background:{color(status)};color:{fg}">{e(status)}</span>'
-
-
-def table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), cls: str = "") -> str:
-    """Cells in rows are already HTML; headers are escaped here."""
-    head = "".join(f"<th>{e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f'<td class="n">{c}</td>' if i in numeric else f"<td>{c}</td>"
-                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def model_anchor(i: int) -> str:
-    """The id of the i-th model's section."""
-    return f"model-{i}"
-
-
-def context_anchor(i: int) -> str:
-    """The id of the i-th in-context section (one per model replayed in context)."""
-    return "context" if i == 0 else f"context-{i}"
-
 
 # ---------------------------------------------------------------------------------------------
 # Charts (inline SVG)
@@ -75,7 +20,7 @@ def status_chart(report: Report) -> str:
     """One stacked bar per model: share of calls per status."""
     label_w, bar_w, row_h = 220, 700, 22
     rows = []
-    for i, m in enumerate(report.models):
+    for i, m in enumerate(grouped(report.models)):
         y = i * row_h
         x = float(label_w)
         parts = []
@@ -142,7 +87,9 @@ def sig_rows(rows: list[SignatureRow], with_models: bool) -> str:
         cells = [f"<code>{e(r.op)}</code>", f"<code>{e(r.input_shapes)}</code>", badge(r.status)]
         if with_models:
             cells.append(str(len(r.models)))
-            cells.append(e(", ".join(f"{m} ({n})" for m, n in r.calls_by_model.items())))
+            per = list(r.calls_by_model.items())
+            cells.append(e(", ".join(f"{m} ({n})" for m, n in per[:SHOWN]))
+                         + (f" and {len(per) - SHOWN} more" if len(per) > SHOWN else ""))
         cells += [str(r.calls), e(fmt_bytes(r.requested_bytes)) + (f" {e(r.buffer_type)}" if r.buffer_type else ""),
                   e(r.reason[:300]), f"<code>{e(r.signature_id)}</code>"]
         out.append(cells)
@@ -161,10 +108,19 @@ def tensor_table(rows: list[TensorRow]) -> str:
                    f"{t.blowup:.2f}x", badge(t.status), str(t.calls)] for t in rows], {7, 8, 9, 11})
 
 
+ROWS = 100   # rows of a long table in the page; every row is in failures.csv / report.json
+
+
+def more_in(rows: int, where: str) -> str:
+    """A note that a table shows its first ROWS rows only, and where the rest are."""
+    return f"<p>The first {ROWS} of {rows} rows; all of them are in {where}.</p>" if rows > ROWS else ""
+
+
 def model_section(i: int, m: ModelReport) -> str:
     """One model's section: its statuses, first blocking op, top failures, layers and tensors."""
-    out = [f'<section id="{model_anchor(i)}"><h2>{e(m.model)}</h2>',
-           f"<p>{m.calls} calls, {m.unique_signatures} unique signatures, <b>{m.blocked_calls} calls blocked "
+    out = [f'<section id="{model_anchor(i)}" class="model"><h2>{e(m.model)}</h2>',
+           f"<p>Task <b>{e(m.task)}</b>, family <b>{e(m.family)}</b>. {m.calls} calls, {m.unique_signatures} "
+           f"unique signatures, <b>{m.blocked_calls} calls blocked "
            f"({m.blocked_pct:.1f}%)</b>. Trace <code>{e(m.trace_path)}</code>"
            + (f" sha256 <code>{e(m.trace_sha256)}</code>" if m.trace_sha256 else "") + ".</p>",
            table(["status", "calls", "%"], [[badge(s), str(n), pct(n, m.calls)] for s, n in m.by_status.items()],
@@ -191,23 +147,27 @@ def model_section(i: int, m: ModelReport) -> str:
             [[badge(r.status), e(r.reason), str(r.calls), str(r.signatures)] for r in m.reasons], {2, 3}))
     if m.layers:
         out.append(f"<details><summary>Failures per layer ({len(m.layers)} layers with blocked calls)</summary>"
+                   + more_in(len(m.layers), "failures.csv")
                    + table(["module path", "class", "first call", "calls", "statuses"],
                            [[f"<code>{e(l.module_path or '(model)')}</code>", e(l.module_class), str(l.first_call),
                              str(l.calls), " ".join(f"{badge(s)} {n}" for s, n in l.statuses.items())]
-                            for l in m.layers], {2, 3}) + "</details>")
+                            for l in m.layers[:ROWS]], {2, 3}) + "</details>")
     if m.largest_tensors:
-        out.append("<h3>Largest tensors (padded)</h3>" + tensor_table(m.largest_tensors))
+        out.append("<details><summary>Largest tensors (padded)</summary>" + tensor_table(m.largest_tensors)
+                   + "</details>")
     if m.worst_padding:
-        out.append("<h3>Worst padding blow-ups</h3>" + tensor_table(m.worst_padding))
+        out.append("<details><summary>Worst padding blow-ups</summary>" + tensor_table(m.worst_padding)
+                   + "</details>")
     if m.failures:
         out.append(f"<details><summary>All blocked calls by signature and layer ({len(m.failures)} rows)</summary>"
+                   + more_in(len(m.failures), "failures.csv")
                    + table(["call", "module path", "op", "input shapes", "status", "calls", "requested",
                             "per bank", "banks", "reason"],
                            [[str(r.first_call), f"<code>{e(r.module_path or '(model)')}</code>", f"<code>{e(r.op)}</code>",
                              f"<code>{e(r.input_shapes)}</code>", badge(r.status), str(r.calls),
                              e(fmt_bytes(r.requested_bytes)) + (f" {e(r.buffer_type)}" if r.buffer_type else ""),
                              e(fmt_bytes(r.per_bank_bytes)), e(r.num_banks if r.num_banks is not None else "-"),
-                             e(r.reason[:300])] for r in m.failures], {0, 5, 6, 7, 8}) + "</details>")
+                             e(r.reason[:300])] for r in m.failures[:ROWS]], {0, 5, 6, 7, 8}) + "</details>")
     out.append('<p><a href="#top">back to top</a></p></section>')
     return "\n".join(out)
 
@@ -222,26 +182,6 @@ def fix_signatures(report: Report, shown: int = 30) -> str:
         out += (f"<details><summary>{len(rows) - shown} more failing signatures</summary>"
                 + sig_rows(rows[shown:], with_models=True) + "</details>")
     return out
-
-
-def matrix_section(report: Report) -> str:
-    """The ops x models table, each cell coloured by its worst status."""
-    models = [m.model for m in report.models]
-    head = "<tr><th>op</th>" + "".join(f'<th class="m">{e(m)}</th>' for m in models) + "</tr>"
-    body = []
-    for op in report.ops:
-        cells = []
-        for m in models:
-            c = report.matrix[op].get(m)
-            if c is None:
-                cells.append("<td></td>")
-                continue
-            tip = ", ".join(f"{s} {n}" for s, n in c.statuses.items())
-            fg = "#1d232a" if c.status in ("not_run", "oom_l1_small", "mismatch") else "#fff"
-            cells.append(f'<td style="background:{color(c.status)};color:{fg}" title="{e(tip)}">{c.calls}</td>')
-        body.append(f"<tr><td><code>{e(op)}</code></td>" + "".join(cells) + "</tr>")
-    return (f'<table class="matrix"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
-            "<p>Each cell: calls of the op in the model, coloured by its worst status (hover for all).</p>")
 
 
 def context_sections(report: Report) -> str:
@@ -325,20 +265,23 @@ def headroom_section(report: Report) -> str:
 
 
 def summary_table(report: Report) -> str:
-    """One row per model: calls, signatures, blocked calls, statuses and the first blocking op."""
-    return table(["model", "calls", "signatures", "blocked", "statuses", "first blocking op"],
-                 [[f'<a href="#{model_anchor(i)}">{e(m.model)}</a>', str(m.calls), str(m.unique_signatures),
-                   f"{m.blocked_calls} ({m.blocked_pct:.1f}%)",
+    """One row per model, grouped by task and family: calls, signatures, blocked calls, statuses, the
+    first blocking op."""
+    ids = anchors(report)
+    return table(["model", "task", "family", "calls", "signatures", "blocked", "statuses", "first blocking op"],
+                 [[f'<a href="#{ids[m.model]}">{e(m.model)}</a>', e(m.task), e(m.family), str(m.calls),
+                   str(m.unique_signatures), f"{m.blocked_calls} ({m.blocked_pct:.1f}%)",
                    " ".join(f"{badge(s)} {n}" for s, n in m.by_status.items()), e(first_block_text(m))]
-                  for i, m in enumerate(report.models)], {1, 2, 3})
+                  for m in grouped(report.models)], {3, 4, 5})
 
 
 def fix_ops_table(report: Report) -> str:
     """The failing ops by models blocked."""
     if not report.fix_by_op:
         return "<p>Nothing fails.</p>"
+    ids = anchors(report)
     return table(["op", "models blocked", "calls", "failing signatures", "statuses"],
-                 [[f"<code>{e(f.op)}</code>", f"{len(f.models)}: {e(', '.join(f.models))}", str(f.calls),
+                 [[f"<code>{e(f.op)}</code>", f"{len(f.models)}: {model_links(f.models, ids)}", str(f.calls),
                    str(f.failing_signatures), " ".join(f"{badge(s)} {n}" for s, n in f.statuses.items())]
                   for f in report.fix_by_op], {2, 3})
 
@@ -360,11 +303,15 @@ def limits_table(report: Report) -> str:
 def render_html(report: Report) -> str:
     """The whole report as one HTML document."""
     p = report.provenance
-    prov = "<br>".join((f'<span class="note">{e(line)}</span>' if line == p.note else e(line))
-                       for line in provenance_lines(p))
-    nav = ['<a href="#summary">summary</a>', '<a href="#fix">fix ranking</a>', '<a href="#matrix">ops x models</a>',
+    lines = provenance_lines(p)
+    shown = [(f'<span class="note">{e(line)}</span>' if line == p.note else e(line)) for line in lines]
+    if len(p.traces) > SHOWN:   # the traces line of a zoo: folded, one click away
+        shown[-1] = f"<details><summary>{len(p.traces)} traces</summary>{e(lines[-1])}</details>"
+    prov = "<br>".join(shown)
+    nav = ['<a href="#summary">summary</a>', '<a href="#groups">by task and family</a>' if report.groups else "",
+           '<a href="#fix">fix ranking</a>', '<a href="#matrix">ops x models</a>',
            '<a href="#shared">shared signatures</a>', '<a href="#limits">memory limits</a>']
-    nav += [f'<a href="#{model_anchor(i)}">{e(m.model)}</a>' for i, m in enumerate(report.models)]
+    nav += [f'<a href="#{context_anchor(i)}">{e(c.model)} in context</a>' for i, c in enumerate(report.context)]
     summary, fix_ops, limits = summary_table(report), fix_ops_table(report), limits_table(report)
     legend = table(["status", "meaning"], [[badge(s), e(why)] for s, why in report.statuses.items()])
     warnings = "".join(f'<p class="note">{e(w)}</p>' for w in report.warnings)
@@ -373,14 +320,19 @@ def render_html(report: Report) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>optrace impact report: {e(p.device)} ({e(p.backend)})</title><style>{CSS}</style></head>",
         '<body id="top"><h1>optrace impact report</h1>', f'<div class="prov">{prov}</div>', warnings,
-        "<nav><p>" + " ".join(nav) + "</p></nav>",
-        '<section id="summary"><h2>Summary</h2>', status_chart(report), summary, legend, "</section>",
-        '<section id="fix"><h2>Fix ranking</h2><h3>Failing ops, by models blocked</h3>', fix_ops,
+        "<nav><p>" + " ".join(n for n in nav if n) + "</p></nav>",
+        f"<h2>Models ({len(report.models)})</h2>", model_index(report),
+        '<section id="summary"><h2>Summary</h2>', f'<div class="chart-box">{status_chart(report)}</div>', summary,
+        legend, "</section>", groups_section(report),
+        '<section id="fix"><h2>Fix ranking</h2><h3>Fix order: by models unblocked</h3>',
+        "<p>Each op fixed after the ones above it; a model is unblocked when no op fails in it any more.</p>",
+        fix_order_table(report), "<h3>Failing ops, by models blocked</h3>", fix_ops,
         "<h3>Failing signatures, by models blocked</h3>", fix_signatures(report),
         "<h3>Failures by bytes</h3>", bytes_chart(report), "</section>",
-        '<section id="matrix"><h2>Ops x models</h2>', matrix_section(report), "</section>",
+        '<section id="matrix"><h2>Ops x models</h2>', grouped_matrix(report), "</section>",
         f'<section id="shared"><h2>Signatures shared by several models ({len(report.shared)})</h2>',
-        f"<details><summary>show</summary>{sig_rows(report.shared, with_models=True)}</details>"
+        f"<details><summary>show</summary>{more_in(len(report.shared), 'report.json')}"
+        f"{sig_rows(report.shared[:ROWS], with_models=True)}</details>"
         if report.shared else "<p>None.</p>", "</section>",
         '<section id="limits"><h2>Memory limits per op</h2>',
         "<p>Sizes are the largest tensor of the op (padded bytes as replay placed it).</p>", limits, "</section>",
