@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch", reason="capture tests run in the torch envi
 from capture.export import export_model  # noqa: E402
 from capture.registry import load_registry  # noqa: E402
 from capture.schema import VOLATILE_HEADER_FIELDS, read_trace  # noqa: E402
+from sample import trace_files  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
@@ -159,7 +160,11 @@ def test_compare_lists_shapes_that_differ_for_the_same_module_and_op():
     assert not any(d.op == "aten.convolution.default" for d in c.shape_diffs)
 
 
-@pytest.mark.parametrize("name", sorted(REG))
+# committed export traces of the sample (tests/sample.py; OPTRACE_TEST_ALL_TRACES=1: all of them)
+EXPORTED = [os.path.basename(p)[:-len(".msgpack")] for p in trace_files(os.path.join(REPO, "traces", "export"))]
+
+
+@pytest.mark.parametrize("name", EXPORTED)
 def test_committed_export_trace_matches_what_trace_model_produces_now(name):
     committed = export_trace(name).to_wire()
     fresh = export_model(REG[name], grad_mode=committed["header"]["grad_mode"]).to_wire()

@@ -1,5 +1,4 @@
 """The analytic memory model, pure Python (no torch, no ttnn): footprints, rules, the estimate backend."""
-import glob
 import os
 
 import pytest
@@ -163,7 +162,8 @@ def test_complex_tensors_are_unsupported_with_a_reason():
 
 def test_committed_traces_estimate_without_errors():
     from capture.schema import read_trace
-    paths = sorted(glob.glob(os.path.join(ROOT, "traces", "*.msgpack")))[:3]
+    from sample import trace_files
+    paths = trace_files()[:3]
     if not paths:
         pytest.skip("no committed traces yet")
     for path in paths:

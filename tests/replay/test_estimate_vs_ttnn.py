@@ -25,6 +25,7 @@ from replay.backends.base import case_of  # noqa: E402
 from replay.backends.estimate import EstimateBackend, EstimateSettings  # noqa: E402
 from replay.backends.footprint import allocate, footprint  # noqa: E402
 from replay.results import parse_oom  # noqa: E402
+from sample import trace_files  # noqa: E402
 
 BOARDS = ("n150", "n300", "p150", "p100")
 CASES_PER_BOARD = 320
@@ -184,8 +185,7 @@ def test_op_rule_allocates_what_ttnn_allocates(board_run, index):
 # ---------------------------------------------------------------------------------------------
 # Whole ops: every signature of the committed traces, mock device vs estimate
 
-TRACES = os.path.join(ROOT, "traces")
-# The whole-op verdict agreement reached (n150, committed traces); the test holds it.
+# The whole-op verdict agreement reached (n150, the trace sample of tests/sample.py); the test holds it.
 MIN_WHOLE_OP_AGREEMENT = {"dram": 1.0, "l1": 0.991}
 EXCLUDED = ("skipped", "unsupported")
 # ttnn calls that allocate more than their output (sharded copies, halos, scratch, mapping tensors)
@@ -200,7 +200,7 @@ def replay_all(backend: str, board: str, memory: str, out_dir: str) -> dict:
     settings = RunSettings(backend=backend, device=board, memory=memory, jobs=os.cpu_count() or 1,
                            timeout_s=120.0, log_dir=os.path.join(out_dir, "logs"))
     path = os.path.join(out_dir, f"{backend}_{board}_{memory}.jsonl")
-    _, results = replay(load_traces([TRACES]), settings, path, progress=False)
+    _, results = replay(load_traces(trace_files()), settings, path, progress=False)
     return {r.signature_id: r for r in results}
 
 
@@ -274,8 +274,6 @@ def render_agreement(board: str, memory: str, a: dict) -> str:
 @pytest.fixture(scope="module", params=["dram", "l1"])
 def whole_ops(request, tmp_path_factory):
     memory = request.param
-    if not os.path.isdir(TRACES) or not os.listdir(TRACES):
-        pytest.skip("no committed traces")
     out = str(tmp_path_factory.mktemp(f"whole_{memory}"))
     real = replay_all("ttnn", "n150", memory, out)
     est = replay_all("estimate", "n150", memory, out)

@@ -1,5 +1,4 @@
 """`replay ops`: every op in the committed traces is mapped to a ttnn call or says why not."""
-import glob
 import os
 from collections import Counter
 
@@ -10,11 +9,11 @@ from capture.schema import read_trace
 from replay.cli import main
 from replay.mapping import MAPPINGS, NO_MAPPING, Case, PortSettings, mapping_table, plan_replay
 from replay.run.runner import collect_cases
+from sample import trace_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # traces/export/ holds torch.export traces when they are committed; they are checked the same way.
-TRACE_FILES = sorted(glob.glob(os.path.join(ROOT, "traces", "*.msgpack"))
-                     + glob.glob(os.path.join(ROOT, "traces", "export", "*.msgpack")))
+TRACE_FILES = trace_files() + trace_files(os.path.join(ROOT, "traces", "export"))   # tests/sample.py
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from replay.results import read_results
+from sample import trace_files
 from tracekit import unary_trace
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -117,7 +118,7 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, args, words):
 
 
 def test_every_committed_trace_replays_on_the_mock_n150_without_optrace_crashes(tmp_path):
-    p = replay(os.path.join(REPO, "traces"), "--backend", "ttnn", "--out", str(tmp_path), "--report",
+    p = replay(*trace_files(), "--backend", "ttnn", "--out", str(tmp_path), "--report",
                str(tmp_path / "rep"))
     assert p.returncode == 0, p.stderr
     header, results = read_results(str(tmp_path / "ttnn_n150_bfloat16_dram.jsonl"))

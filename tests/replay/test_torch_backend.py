@@ -1,7 +1,6 @@
 """The torch reference backend: every committed trace re-executes on the CPU exactly as traced."""
 from __future__ import annotations
 
-import glob
 import os
 
 import pytest
@@ -10,8 +9,9 @@ import torch
 from capture.schema import Signature, read_trace, signature_id
 from replay.backends.base import case_of
 from replay.backends.torch_ref import TorchBackend, TorchSettings, _Builder, resolve_op
+from sample import trace_files
 
-TRACES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "traces", "*.msgpack")))
+TRACES = trace_files()   # the fixed sample (tests/sample.py)
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,15 @@
 """Inputs for report tests: the committed traces and results covering every status."""
 from __future__ import annotations
 
-import glob
 import os
 
+from sample import trace_files
 from capture.schema import read_trace, tensor_payloads
 from replay.shapes import input_shapes
 from replay.results import STATUSES, OomInfo, ReplayResult, TensorFootprint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TRACE_PATHS = sorted(glob.glob(os.path.join(ROOT, "traces", "*.msgpack")))
+TRACE_PATHS = trace_files()   # the fixed sample (tests/sample.py; OPTRACE_TEST_ALL_TRACES=1: all)
 ITEM = {"float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "uint8": 1, "bool": 1}
 
 

@@ -1,4 +1,4 @@
-"""The report on real results: `replay --backend estimate traces/` end to end, then `replay report`."""
+"""The report on real results: `replay --backend estimate` over the trace sample end to end, then `replay report`."""
 from __future__ import annotations
 
 import csv
@@ -21,7 +21,7 @@ REPLAY = os.path.join(os.path.dirname(sys.executable), "replay")
 @pytest.fixture(scope="module")
 def estimate_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("estimate")
-    cmd = [REPLAY, "--backend", "estimate", "traces/", "--out", str(out / "results"), "--report",
+    cmd = [REPLAY, "--backend", "estimate", *TRACE_PATHS, "--out", str(out / "results"), "--report",
            str(out / "reports"), "--jobs", "2"]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]

@@ -169,13 +169,14 @@ def test_an_empty_results_header_renders_with_unknown_provenance(traces):
 def test_reports_render_without_torch_or_ttnn():
     import subprocess
     import sys
+    from report_inputs import TRACE_PATHS
     code = ("import sys; sys.modules['torch'] = None; sys.modules['ttnn'] = None\n"
-            "import glob\n"
+            f"TRACE_PATHS = {TRACE_PATHS!r}\n"
             "from capture.schema import read_trace\n"
             "from replay.report.build import build_report, render_terminal\n"
             "from replay.report.html import render_html\n"
             "from replay.report.text import render_csv, render_markdown\n"
-            "r = build_report([read_trace(p) for p in sorted(glob.glob('traces/*.msgpack'))[:2]], {}, [])\n"
+            "r = build_report([read_trace(p) for p in TRACE_PATHS[:2]], {}, [])\n"
             "render_html(r); render_markdown(r); render_csv(r); print(render_terminal(r))\n"
             "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n")
     from report_inputs import ROOT
