@@ -17,7 +17,8 @@ from dataclasses import replace
 
 from capture.schema import Trace, tensor_payloads
 from replay.context.changes import ContextChanges, resident_under, with_frees, writes_dram
-from replay.context.plan import CallRecord, ContextPlan, plan_context, port_replays, resident_specs, summarize
+from replay.context.plan import (CallRecord, ContextPlan, folded_record, plan_context, port_replays, resident_specs,
+                                 summarize)
 from replay.backends.devices import get_device
 from replay.backends.estimate import RULES, Buffer, EstimateSettings, OpCase, outputs_only, place_tensors
 from replay.backends.footprint import allocate
@@ -187,6 +188,8 @@ class Simulation:
     def run_step(self, step, call) -> CallRecord:
         """One call in context: stand-ins for missing inputs, the op's buffers, outputs held, dead freed."""
         t0 = time.perf_counter()
+        if step.folded:
+            return self._finish(step, folded_record(step), t0)
         rec = CallRecord(index=step.index, signature_id=step.signature_id, op=step.op, module_path=step.module_path,
                          status="pass")
         ins, outs, plan, why = self.case(step, call)

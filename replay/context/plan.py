@@ -7,7 +7,10 @@ holds what both in-context backends share; it imports neither torch nor ttnn.
 
 - ``plan_context(trace)``: the call sequence as Steps, with every tensor's lifetime from the trace:
   parameters, buffers and constants live for the whole run; inputs and activations are freed after
-  the last call that uses any tensor of their storage (a view keeps its base alive).
+  the last call that uses any tensor of their storage (a view keeps its base alive). Folded calls
+  (replay.lineage: computed at load time from weights/buffers) are not run; the folded results the
+  other calls read are resident from the start, as a port uploads them, and a weight only folded
+  calls read is not placed at all.
 - ``CallRecord`` / ``ContextSummary``: one record per call (status, memory in use after it, the
   allocator state when it failed), and the run's peaks. Stored as JSON lines in a ``.calls.jsonl``
   file next to the per-signature results journal (see docs/in-context.md).
@@ -24,12 +27,14 @@ from dataclasses import asdict, dataclass, field
 
 from capture.atomic import write_atomic
 from capture.schema import Trace, tensor_payloads
+from replay.lineage import FOLDED_REASON, lineage
 from replay.mapping import Case, InputTensor, plan_replay
 from replay.results import BLOCKING, OOM_STATUSES, OomInfo, ReplayResult
 
 CONTEXT_FORMAT = "optrace-context-calls"
 CONTEXT_VERSION = 1
 RESIDENT_KINDS = ("param", "buffer", "constant")
+FOLDED = "folded"
 # Why an op that fits alone fails in context (why_differs), in the words the report uses.
 DIFFERENCE_REASONS = {
     "live_tensors": "the model's live tensors (parameters, activations not yet freed) leave too little room",
@@ -56,6 +61,7 @@ class Step:
     arg_order: list[int]         # tensor arguments in schema order, nested lists flattened
     outputs: list[int]           # trace tensor indices of the outputs, flattened
     free_after: list[int]        # tensors whose storage is used for the last time by this call
+    folded: bool = False         # computed at load time (replay.lineage): not run, its read results resident
 
 
 @dataclass
@@ -64,7 +70,7 @@ class ContextPlan:
     model: str
     trace_path: str
     steps: list[Step]
-    resident: list[int]          # params, buffers, constants used: allocated first, never freed
+    resident: list[int]          # params, buffers, constants, folded results used: allocated first, never freed
     inputs: list[int]            # model inputs: allocated first, freed after their last use
     tensors: list                # the trace's TensorMeta table
 
@@ -86,28 +92,36 @@ def _bind(names: list[str], values: list) -> tuple[dict[str, int], list[int]]:
 
 
 def plan_context(trace: Trace) -> ContextPlan:
-    """The trace's calls as Steps with lifetimes (storage-level: a view keeps its base alive)."""
+    """The trace's calls as Steps with lifetimes (storage-level: a view keeps its base alive); folded
+    calls are marked, and the folded results the device's calls read are resident."""
     metas = trace.tensors
+    lin = lineage(trace)
     last_use: dict[int, int] = {}
-    steps = []
+    steps, folded_out = [], set()
     for call in trace.calls:
         names = trace.ops[call.op].arg_names
         named, order = _bind(names, call.args)
         outs = tensor_payloads(call.outputs)
-        for t in order + outs:
-            last_use[metas[t].storage_id] = call.index
+        folded = lin.is_folded(call.index)
+        if folded:
+            folded_out.update(outs)
+        else:
+            for t in order + outs:
+                last_use[metas[t].storage_id] = call.index
         steps.append(Step(index=call.index, signature_id=trace.signatures[call.signature].id,
                           op=trace.op_name(call), module_path=trace.module_path(call), args=named,
-                          arg_order=order, outputs=outs, free_after=[]))
+                          arg_order=order, outputs=outs, free_after=[], folded=folded))
     seen: set[int] = set()
     resident, inputs = [], []
     for s in steps:
+        if s.folded:
+            continue
         for t in s.arg_order + s.outputs:
             if t in seen:
                 continue
             seen.add(t)
             kind = metas[t].kind
-            if kind in RESIDENT_KINDS:
+            if kind in RESIDENT_KINDS or t in folded_out:
                 resident.append(t)
             elif kind == "input":
                 inputs.append(t)
@@ -120,6 +134,12 @@ def plan_context(trace: Trace) -> ContextPlan:
     for storage, ts in by_storage.items():
         steps[last_use[storage]].free_after.extend(ts)
     return ContextPlan(trace.model_name, trace.path, steps, resident, inputs, metas)
+
+
+def folded_record(step: Step) -> CallRecord:
+    """The record of a folded call: not run on the device (a port computed it at load time)."""
+    return CallRecord(index=step.index, signature_id=step.signature_id, op=step.op, module_path=step.module_path,
+                      status=FOLDED, reason=FOLDED_REASON)
 
 
 def prepared_shape(shape: list[int]) -> list[int]:
@@ -155,7 +175,7 @@ def resident_specs(plan: ContextPlan, replays: dict, default_dtype: str) -> dict
     want = {}
     for step in plan.steps:
         r = replays[step.signature_id]
-        if r.status != "mapped":
+        if r.status != "mapped" or step.folded:
             continue
         for spec in r.inputs:
             tid = step.args.get(spec.name)
@@ -300,7 +320,8 @@ def signature_results(plan: ContextPlan, records: list[CallRecord], isolated: di
     with ``extra["context"]`` (calls, failing calls, why it differs) and ``extra["isolated"]``."""
     by_sig: dict[str, list[CallRecord]] = {}
     for r in records:
-        by_sig.setdefault(r.signature_id, []).append(r)
+        if r.status != FOLDED:   # a folded call is the call's own verdict (the lineage's), not its signature's
+            by_sig.setdefault(r.signature_id, []).append(r)
     out = []
     for sid, recs in by_sig.items():
         failing = [r for r in recs if r.status in BLOCKING]

@@ -29,7 +29,8 @@ from replay.backends.devices import get_device
 from replay.backends.footprint import allocate
 from replay.context.changes import (ContextChanges, call_replays, call_settings, folded_outputs, held_spec,
                                     resident_under, with_frees)
-from replay.context.plan import CallRecord, plan_context, port_replays, resident_specs, summarize
+from replay.context.plan import (CallRecord, folded_record, plan_context, port_replays, resident_specs,
+                                 summarize)
 from replay.mapping import PortSettings
 from replay.results import OOM_STATUSES, ReplayResult
 from replay.shapes import strip_trailing_ones
@@ -145,6 +146,8 @@ class ContextRun:
         """One call in context: its inputs from the live tensors (or stand-ins), the port's ttnn calls,
         the outputs kept live; a failure is recorded with the allocator's state."""
         t0 = time.perf_counter()
+        if step.folded:
+            return self._finish(step, folded_record(step), t0)
         r = self.call_replays.get(step.index) or self.replays[step.signature_id]
         rec = CallRecord(index=step.index, signature_id=step.signature_id, op=step.op, module_path=step.module_path,
                          status="pass")

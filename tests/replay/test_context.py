@@ -83,3 +83,20 @@ def test_replay_mode_model_on_the_estimate_writes_results_calls_and_a_report_wit
                                     "--report", str(tmp_path / "again")])
     assert res.exit_code == 0, res.output
     assert "in context" in (tmp_path / "again" / "summary.md").read_text()
+
+
+def test_folded_calls_are_not_run_in_context_and_the_results_a_port_uploads_are_resident():
+    from replay.lineage import lineage
+    trace = read_trace(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                    "traces", "swin_t.msgpack"))
+    lin, plan = lineage(trace), plan_context(trace)
+    assert {s.index for s in plan.steps if s.folded} == lin.folded
+    assert {u.tensor for u in lin.uploads} <= set(plan.resident)
+    tables = [i for i, m in enumerate(trace.tensors) if m.name.endswith("relative_position_bias_table")]
+    assert tables and not set(tables) & set(plan.resident)   # only the folded gather reads them
+    assert not any(t in s.free_after for s in plan.steps for t in plan.resident)
+    records, summary = simulate_estimate(trace)
+    assert [r.index for r in records if r.status == "folded"] == sorted(lin.folded)
+    assert summary.by_status["folded"] == len(lin.folded) and summary.first_failure is None
+    gathers = [r for r in records if r.op == "aten.index.Tensor"]
+    assert gathers and all(r.status == "folded" and "load time" in r.reason for r in gathers)
