@@ -164,6 +164,9 @@ def make_calls(device, plan: Replay, env: dict, settings: PortSettings, made: li
         if call.pick is not None:
             value = value[call.pick]
         env[call.out] = value
+        if isinstance(value, (list, tuple)):   # Port.item(ref, i) names the elements "out[i]"
+            for i, v in enumerate(value):
+                env[f"{call.out}[{i}]"] = v
     return value
 
 

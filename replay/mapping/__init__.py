@@ -21,7 +21,8 @@ resolves them.
 
 Modules: ``case`` (the traced signature), ``plan`` (Replay, PortSettings and the Port builder),
 ``registry`` (register, plan_replay, the table); the op families ``views`` (data movement),
-``copies`` (clone, typecast, constants), ``compute`` (conv, pools, norms, matmul, attention),
+``copies`` (clone, typecast, constants), ``compute`` (conv, pools, norms, matmul), ``attention``
+(fused attention as a port writes it: SDPA or its decomposition),
 ``elementwise``, ``reductions``, and ``not_replayed`` (skip/unsupported reasons).
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ from replay.mapping.plan import (DEVICE, FLOAT_DTYPES, INT_DTYPES, MEMORY, TT, C
 from replay.mapping.registry import (MAPPINGS, NO_MAPPING, Mapping, mapping_table, plan_replay, print_table, register,
                                      register_skip, register_unsupported, table_rows)
 # Each family module registers its ops on import.
-from replay.mapping import compute, copies, elementwise, not_replayed, reductions, views  # noqa: E402,F401
+from replay.mapping import attention, compute, copies, elementwise, not_replayed, reductions, views  # noqa: E402,F401
 
 __all__ = ["Call", "Case", "DEVICE", "FLOAT_DTYPES", "INT_DTYPES", "InputTensor", "MAPPINGS", "MEMORY", "NO_MAPPING",
            "Mapping", "NotReplayed", "Port", "Ref", "Replay", "PortSettings", "TT", "Traced", "mapping_table",

@@ -1,4 +1,5 @@
-"""Compute ops: convolution and pooling (channels-last), normalization, softmax, matmul, attention."""
+"""Compute ops: convolution and pooling (channels-last), normalization, softmax, matmul, embedding
+(attention is attention.py)."""
 from __future__ import annotations
 
 import math
@@ -232,22 +233,6 @@ def baddbmm(p: Port, c: Case):
     """baddbmm as matmul then add (beta/alpha 1)."""
     m = p.call("matmul", p.input("batch1"), p.input("batch2"), memory_config=MEMORY)
     p.call("add", m, p.input("self"), memory_config=MEMORY)
-    p.expect(first_out(c))
-
-
-@register("aten._scaled_dot_product_flash_attention_for_cpu.default",
-          "aten.scaled_dot_product_attention.default", "aten._scaled_dot_product_efficient_attention.default",
-          "aten._scaled_dot_product_flash_attention.default",
-          ttnn="ttnn.transformer.scaled_dot_product_attention(q, k, v)")
-def sdpa(p: Port, c: Case):
-    """scaled dot-product attention as ttnn.transformer.scaled_dot_product_attention."""
-    kwargs = dict(is_causal=bool(c.get("is_causal", False)))
-    if c.tensor("attn_mask") is not None:
-        kwargs["attn_mask"] = p.input("attn_mask")
-    if c.get("scale") is not None:
-        kwargs["scale"] = float(c.get("scale"))
-    p.call("transformer.scaled_dot_product_attention", p.input("query"), p.input("key"),
-           p.input("value"), **kwargs)
     p.expect(first_out(c))
 
 

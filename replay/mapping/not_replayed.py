@@ -20,16 +20,13 @@ register_skip("identity in eval mode (train=False)", "aten.dropout.default", "at
 register_skip("device/layout/dtype bookkeeping a port does once at load time",
               "aten.to.device", "aten.to.prim_device", "aten._has_compatible_shallow_copy_type.default",
               "aten.resolve_conj.default", "aten.resolve_neg.default")
-register_unsupported("arbitrary strides: ttnn has no strided views; the port must express this "
-                     "as reshape/slice/permute", "aten.as_strided.default", "aten.as_strided_.default",
-                     "aten.set_.source_Storage_storage_offset")
-register_unsupported("fused nn.MultiheadAttention fast path (eval without grad): re-capture with "
-                     "torch.backends.mha.set_fastpath_enabled(False) to see it as linear/bmm/softmax, "
-                     "which map",
-                     "aten._native_multi_head_attention.default")
-register_unsupported("advanced indexing with index tensors: ttnn has no general gather-by-index; a "
-                     "port would use ttnn.embedding/ttnn.gather or slices", "aten.index.Tensor",
-                     "aten.index_put.default", "aten.index_put_.default", "aten.nonzero.default")
+register_unsupported("re-points a tensor at another storage: ttnn has no strided views; a port writes the "
+                     "view it means with ttnn.reshape/slice/permute", "aten.set_.source_Storage_storage_offset")
+register_unsupported("indexed writes (x[idx] = v): ttnn has no scatter-by-index optrace maps; a port "
+                     "uses ttnn.scatter or writes the slices with ttnn.slice_write", "aten.index_put.default",
+                     "aten.index_put_.default")
+register_unsupported("nonzero: the output's length depends on the data; a port computes the indices on the "
+                     "host or keeps the shape with ttnn.where", "aten.nonzero.default")
 register_unsupported("index_select with a traced index tensor: the trace keeps the index's shape, not its "
                      "values (torch.export writes swin's shifted-window roll this way); a port uses "
                      "ttnn.roll, or ttnn.embedding/ttnn.gather with real indices. Capture eagerly to see aten.roll",

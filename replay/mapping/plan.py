@@ -153,6 +153,10 @@ class Port:
         self.replay.calls.append(Call(fn, list(args), kwargs, out, pick))
         return Ref(out)
 
+    def item(self, ref: Ref, index: int) -> Ref:
+        """Element ``index`` of a call's tuple result (ttnn ops returning several tensors)."""
+        return Ref(f"{ref}[{index}]")
+
     def expect(self, *shapes: list[int], permute: list[int] | None = None) -> None:
         """The port's output shapes; ``permute``: how torch's outputs are permuted to reach them."""
         # rank-0 tensors are held as [1]: ttnn has no 0-d tensors

@@ -4,6 +4,9 @@ This is where tile-padding OOMs live: a view costs nothing in torch and a padded
 """
 from __future__ import annotations
 
+import math
+
+from capture.schema import contiguous_stride
 from replay.mapping.case import Case, Traced
 from replay.mapping.plan import (INT64_MAX, MEMORY, Port, first_out, norm_dim, skip, unsupported)
 from replay.mapping.registry import register
@@ -176,3 +179,86 @@ def repeat(p: Port, c: Case):
     shape = [1] * (len(reps) - t.rank) + t.shape
     p.call("repeat", p.input("self", shape), reps, memory_config=MEMORY)
     p.expect(first_out(c))
+
+
+# ---------------------------------------------------------------------------------------------
+# Gathers and strided views: what a port writes instead
+
+@register("aten.index.Tensor",
+          ttnn="ttnn.embedding (one integer index on dim 0 of a 2-D table) / ttnn.gather (one on another dim)")
+def index(p: Port, c: Case):
+    """x[idx] with one integer index tensor on one dim; a boolean mask or several indices stay unsupported."""
+    t = c.tensor("self")
+    present = [(d, x) for d, x in enumerate(c.get("indices") or []) if x is not None]
+    if any(x.dtype == "bool" for _, x in present):
+        unsupported("boolean mask indexing: the output's length depends on the mask's values; a port computes "
+                    "the indices on the host, or keeps the shape with ttnn.where(mask, x, 0)")
+    if len(present) != 1 or not isinstance(present[0][1], Traced):
+        unsupported(f"indexing with {len(present)} index tensors: a port flattens the indexed dims and gathers "
+                    "with ttnn.embedding on one linear index (not mapped in optrace yet)")
+    d, ix = present[0]
+    out, k = first_out(c), math.prod(ix.shape)
+    if d == 0 and t.rank == 2:   # a table lookup: rows of [N, C] by k indices -> [1, k, C]
+        rows = p.call("embedding", p.input("indices_0", [1, k], "uint32", "ROW_MAJOR"),
+                      p.input("self", layout="ROW_MAJOR"), memory_config=MEMORY)
+        p.call("reshape", rows, out, memory_config=MEMORY)
+        p.expect(out)
+        return
+    # ttnn.gather wants an index of the input's rank: the port expands the k indices once, at load time
+    held = t.shape[:d] + [k] + t.shape[d + 1:]
+    p.note(f"index held as {held} uint32 (the {k} indices expanded over the other dims) for ttnn.gather")
+    g = p.call("gather", p.input("self"), d, p.input("indices_0", held, "uint32", "TILE"), memory_config=MEMORY)
+    if held != out:
+        g = p.call("reshape", g, out, memory_config=MEMORY)
+    p.expect(out)
+
+
+def _nontrivial(shape: list[int], stride: list[int]) -> list[tuple[int, int]]:
+    """(size, stride) of the dims that hold more than one element: the only ones whose strides matter."""
+    return [(n, s) for n, s in zip(shape, stride) if n != 1]
+
+
+def strided_view(base: Traced, size: list[int], stride: list[int]) -> tuple[str, list]:
+    """What an as_strided view of base is: ("reshape", []), ("permute", dims of the squeezed base),
+    ("slice", steps) or ("", []) when it is none of them (overlapping or arbitrary strides)."""
+    b, v = _nontrivial(base.shape, base.stride), _nontrivial(size, stride)
+    b_contig = [s for _, s in b] == contiguous_stride([n for n, _ in b])
+    if math.prod(size) == math.prod(base.shape):
+        if b_contig and [s for _, s in v] == contiguous_stride([n for n, _ in v]):
+            return "reshape", []
+        if sorted(v) == sorted(b) and len(set(b)) == len(b):
+            return "permute", [b.index(pair) for pair in v]
+    if len(size) == base.rank:
+        steps = []
+        for n, s, bn, bs in zip(size, stride, base.shape, base.stride):
+            step = 1 if n == 1 else (s // bs if bs and s % bs == 0 else 0)
+            if step < 1 or (n - 1) * step >= bn:
+                return "", []
+            steps.append(step)
+        return "slice", steps
+    return "", []
+
+
+@register("aten.as_strided.default", "aten.as_strided_.default",
+          ttnn="ttnn.reshape / ttnn.permute / ttnn.slice (strides those of one of them on the base)")
+def as_strided(p: Port, c: Case):
+    """as_strided whose strides are a reshape, permute or slice of the base, as that ttnn op."""
+    t, size, stride = c.tensor("self"), list(c.get("size")), list(c.get("stride"))
+    if c.get("storage_offset") not in (None, 0):
+        unsupported("as_strided at a storage offset: the trace keeps no offset of the base to relate it to; "
+                    "a port writes the ttnn.slice it means")
+    kind, arg = strided_view(t, size, stride)
+    if not kind:
+        unsupported(f"as_strided to {size} with strides {stride} (base {t.shape}, strides {t.stride}) is not "
+                    "a reshape, permute or slice of its base (overlapping or arbitrary strides): a port writes "
+                    "the view it means with ttnn.reshape/permute/slice, or computes it on the host")
+    x = p.input("self")
+    if kind == "permute":
+        squeezed = [n for n in t.shape if n != 1]
+        x = p.call("permute", p.call("reshape", x, squeezed, memory_config=MEMORY), arg, memory_config=MEMORY)
+    elif kind == "slice":
+        ends = [(n - 1) * s + 1 for n, s in zip(size, arg)]
+        x = p.call("slice", x, [0] * t.rank, ends, arg, memory_config=MEMORY)
+    p.note(f"as_strided is a {kind} of its base")
+    p.call("reshape", x, size or [1], memory_config=MEMORY)
+    p.expect(size or [1])

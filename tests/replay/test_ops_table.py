@@ -71,7 +71,8 @@ def test_replay_ops_prints_op_ttnn_call_status_and_call_counts(op_calls):
     for op, n in op_calls.items():
         assert int(body[op][2]) == n
     assert body["aten.convolution.default"][1] == "mapped" and "ttnn.conv2d" in res.output
-    assert body["aten.index.Tensor"][1] == "unsupported"
+    assert body["aten.index.Tensor"][1] == "mapped" and "ttnn.embedding" in res.output
+    assert body["aten.index_select.default"][1] == "unsupported"
 
 
 def test_replay_ops_on_a_missing_folder_is_a_one_line_error():

@@ -95,10 +95,10 @@ def test_small_broadcast_add_passes_with_footprints(dram):
 
 
 def test_unsupported_op_says_what_to_do(dram):
-    r = dram.run(sig("aten.as_strided.default", [("self", T([4, 4])), ("size", ints([2])),
-                                                  ("stride", ints([1])), ("storage_offset", ["none", None])],
-                     [T([2])], "strided"))
-    assert r["status"] == "unsupported" and "reshape/slice" in r["reason"]
+    r = dram.run(sig("aten.as_strided.default", [("self", T([5])), ("size", ints([3, 3])),
+                                                  ("stride", ints([1, 1])), ("storage_offset", ["none", None])],
+                     [T([3, 3])], "strided"))
+    assert r["status"] == "unsupported" and "reshape/permute/slice" in r["reason"]
     r = dram.run(sig("aten.made_up_op.default", [("self", T([4]))], [T([4])], "unknown"))
     assert r["status"] == "unsupported" and "replay/mapping/" in r["reason"]
 
