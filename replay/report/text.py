@@ -124,11 +124,45 @@ def render_markdown(report: Report, top: int = 15) -> str:
         statuses = ", ".join(f"{s} {n}" for s, n in m.by_status.items())
         out.append(f"| {_md(m.model)} | {m.calls} | {m.unique_signatures} | {m.blocked_calls} "
                    f"({m.blocked_pct:.1f}%) | {_md(statuses)} | {_md(first_block_text(m))} |")
+    out += groups_markdown(report) + fix_order_markdown(report, top)
     out += fix_markdown(report, top) + folded_markdown(report, top) + reasons_markdown(report, top)
     out += limits_markdown(report, top)
     out += context_markdown(report, top) + remedies_markdown(report, top) + headroom_markdown(report)
     out += ["", "## Statuses", ""] + [f"- `{s}`: {_md(why)}" for s, why in report.statuses.items()]
     return "\n".join(out) + "\n"
+
+
+def _names(names: list[str], shown: int = 8) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def groups_markdown(report: Report) -> list[str]:
+    """Markdown of the summaries per task and per family (nothing when every model is "unknown")."""
+    if not report.groups or all(g.name == "unknown" for g in report.groups):
+        return []
+    out = []
+    for kind in ("task", "family"):
+        out += ["", f"## Per {kind}", "", f"| {kind} | models | blocked | with a failing op | blocked calls | "
+                "failing in most models |", "|---|---:|---:|---:|---:|---|"]
+        for g in (g for g in report.groups if g.kind == kind):
+            ops = ", ".join(f"{o} ({n})" for o, n in g.top_ops.items())
+            out.append(f"| {_md(g.name)} | {len(g.models)} | {g.models_blocked} | {g.models_failing} | "
+                       f"{g.blocked_calls} of {g.calls} | {_md(ops)} |")
+    return out
+
+
+def fix_order_markdown(report: Report, top: int) -> list[str]:
+    """Markdown of the fix order: each op fixed after the ones above it, and the models that then run."""
+    if not report.fix_order:
+        return []
+    out = ["", "## Fix order: by models unblocked", "",
+           "| step | fix op | models it fails in | unblocks | unblocked so far | still blocked |",
+           "|---:|---|---:|---|---:|---:|"]
+    for i, st in enumerate(report.fix_order[:top]):
+        out.append(f"| {i + 1} | {_md(st.op)} | {st.models_blocked} | {len(st.unblocks)}"
+                   f"{': ' + _md(_names(st.unblocks)) if st.unblocks else ''} | {st.unblocked_total} | "
+                   f"{st.still_blocked} |")
+    return out
 
 
 def fix_markdown(report: Report, top: int) -> list[str]:
@@ -138,7 +172,7 @@ def fix_markdown(report: Report, top: int) -> list[str]:
         out += ["", "## Fix first: failing ops by models blocked", "",
                 "| op | models blocked | calls | failing signatures | statuses |", "|---|---:|---:|---:|---|"]
         for f in report.fix_by_op[:top]:
-            out.append(f"| {_md(f.op)} | {len(f.models)} ({_md(', '.join(f.models))}) | {f.calls} | "
+            out.append(f"| {_md(f.op)} | {len(f.models)} ({_md(_names(f.models))}) | {f.calls} | "
                        f"{f.failing_signatures} | {_md(', '.join(f'{s} {n}' for s, n in f.statuses.items()))} |")
         out += ["", "## Failing signatures by models blocked", "",
                 "| op | input shapes | status | models | calls | requested | reason |",

@@ -64,7 +64,10 @@ def test_fix_order_first_fixes_the_op_that_alone_unblocks_most_models():
 
 def test_zoo_report_groups_the_matrix_and_indexes_every_model_by_task_and_family(zoo, tmp_path):
     traces, rep = zoo
-    page = open(write_report(rep, str(tmp_path))["html"]).read()
+    paths = write_report(rep, str(tmp_path))
+    md = open(paths["markdown"]).read()
+    assert "## Per task" in md and "## Per family" in md and "## Fix order: by models unblocked" in md
+    page = open(paths["html"]).read()
     index = page[page.index('<nav class="models"'):page.index("</nav>", page.index('<nav class="models"'))]
     assert all(f'href="#model-{i}"' in index for i in range(len(rep.models)))
     assert "<b>classification</b>" in index and "<b>detection</b>" in index
