@@ -167,8 +167,11 @@ class Prober:
     each other (``prefetch``, ``in_parallel``) run side by side in up to ``jobs`` worker processes."""
 
     def __init__(self, entry: ModelEntry, folder: str, device: str, memory: str, settings: RunSettings | None = None,
-                 log: Callable[[str], None] | None = None, jobs: int = 1):
+                 log: Callable[[str], None] | None = None, jobs: int = 1, baseline: bool = False):
         self.entry, self.folder, self.device, self.memory, self.settings = entry, folder, device, memory, settings
+        # baseline: the strategy before issue 11, kept to measure against (benchmarks/bench_headroom.py): one
+        # device run at a time, each to the end of the model, ops alone searched on the device directly
+        self.baseline = baseline
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.jobs = max(1, jobs)
         self.cache: dict[tuple, Probe] = {}
@@ -198,13 +201,17 @@ class Prober:
 
     def prefetch(self, sizes: list[tuple[int, int, int]]) -> None:
         """Run the device at these sizes side by side (those not run yet); ``on_device`` then finds them."""
+        if self.baseline:
+            return
         todo = [s for s in dict.fromkeys(sizes) if ("device", *s) not in self.cache]
         for s in todo:   # re-tracing needs torch and this process: one at a time, before the device runs
             trace_at(self.entry, *s, self.folder)
-        probes = self.in_parallel([lambda s=s: probe_device(self.entry, *s, self.folder, self.settings)
-                                   for s in todo])
+        probes = self.in_parallel([lambda s=s: self._probe_device(s) for s in todo])
         for s, p in zip(todo, probes):
             self._keep_device(s, p)
+
+    def _probe_device(self, size: tuple[int, int, int]) -> Probe:
+        return probe_device(self.entry, *size, self.folder, self.settings, stop_at_first_failure=not self.baseline)
 
     def _keep_device(self, size: tuple[int, int, int], p: Probe) -> None:
         self.cache[("device", *size)] = p
@@ -215,7 +222,7 @@ class Prober:
     def on_device(self, b: int, h: int, w: int) -> Probe:
         """The whole model in context on the ttnn device at this size (run once, up to its first failure)."""
         if ("device", b, h, w) not in self.cache:
-            self._keep_device((b, h, w), probe_device(self.entry, b, h, w, self.folder, self.settings))
+            self._keep_device((b, h, w), self._probe_device((b, h, w)))
         return self.cache[("device", b, h, w)]
 
     def probes(self) -> list[Probe]:
@@ -313,12 +320,12 @@ def _fits_alone(prober: Prober, axis: Axis, key: CallKey, k_fit: int, k_fail: in
                 shapes[k] = alone.input_shapes
             return alone.fits
         return fits
-    if backend != "estimate":
+    if backend != "estimate" and not prober.baseline:
         k_est, _ = _largest_alone(fits_on("estimate"), axis, k_fit, k_fail, ESTIMATE_OP_PROBES)
         first = [k_fail, k_fit] if k_est is None else [k_est] + ([k_est + 1] if k_est < axis.hi_limit else [])
         prober.ops_alone_side_by_side(key, [axis.size_of(k) for k in first], backend)
     fits = fits_on(backend)
-    if backend != "estimate" and k_est is not None and k_est > k_fit and fits(k_est) \
+    if backend != "estimate" and not prober.baseline and k_est is not None and k_est > k_fit and fits(k_est) \
             and (k_est == axis.hi_limit or not fits(k_est + 1)):
         k, exact = k_est, True      # the device agrees with the estimate's answer
     else:
@@ -366,16 +373,20 @@ def _estimate_only(prober: Prober, axis: Axis, est: Bound | None, k: int | None,
 
 def _on_device(prober: Prober, axis: Axis, est: Bound | None, k_est: int | None) -> AxisResult:
     """The device's largest size on the axis, searched from the estimate's bound."""
-    start = prober.device_probes
-    k, k_fail, exact = device_search(lambda k: prober.on_device(*axis.size_of(k)).fits, axis.lo, k_est,
-                                     axis.hi_limit, axis.max_device_probes)
+    asked: set[int] = set()
+
+    def fits(k: int) -> bool:
+        asked.add(k)
+        return prober.on_device(*axis.size_of(k)).fits
+    k, k_fail, exact = device_search(fits, axis.lo, k_est, axis.hi_limit, axis.max_device_probes,
+                                     prefetch=lambda ks: prober.prefetch([axis.size_of(k) for k in ks]))
     if k is None:
         return AxisResult(batch=None, backend=prober.device_kind, confirmed="", estimate=est,
                           above=prober.on_device(*axis.size_of(axis.lo)), exact=True,
                           why="the registry's own input size already fails on the device")
     found = _bound(prober.on_device, axis, k, k_fail)
     est_at = prober.estimate(*axis.size_of(k_fail)) if k_fail is not None and est is not None else None
-    device_probes = prober.device_probes - start
+    device_probes = len(asked | ({k_fail} if k_fail is not None else set()))
     why = _why(est, found, est_at) if est else ""
     above = found.above
     if k_fail is not None:
@@ -418,16 +429,18 @@ def search_axis(prober: Prober, axis: Axis) -> AxisResult | None:
 def headroom(model: str | ModelEntry, device: str = "n150", memory: str = "dram", step: int = 32,
              confirm: bool = True, settings: RunSettings | None = None, max_batch: int = 1024,
              folder: str | None = None, max_device_probes: int = 12, op_probes: int = 5,
-             log: Callable[[str], None] | None = None, jobs: int | None = None) -> HeadroomResult:
+             log: Callable[[str], None] | None = None, jobs: int | None = None,
+             baseline: bool = False) -> HeadroomResult:
     """The headroom of one registry model (a name or a ModelEntry): largest resolution (batch 1) and
     largest batch (at the entry's resolution), on the estimate and, with confirm and ttnn settings
     (RunSettings), on the device. Both axes' estimate bounds come first; the device then runs the
-    four sizes at those bounds side by side in ``jobs`` worker processes (default: settings.jobs)."""
+    four sizes at those bounds side by side in ``jobs`` worker processes (default: settings.jobs).
+    ``baseline`` runs the slower strategy this replaced (for benchmarks/bench_headroom.py)."""
     entry = lookup(load_registry(), model) if isinstance(model, str) else model
     folder = folder or tempfile.mkdtemp(prefix=f"optrace-headroom-{entry.name}-")
     os.makedirs(folder, exist_ok=True)
     prober = Prober(entry, folder, device, memory, settings, log,
-                    jobs=jobs or (settings.jobs if settings is not None else 1))
+                    jobs=1 if baseline else jobs or (settings.jobs if settings is not None else 1), baseline=baseline)
     t0 = time.monotonic()
     h0, w0 = entry.inputs[0][2], entry.inputs[0][3]
     confirmed = bool(confirm and settings is not None)

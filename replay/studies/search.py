@@ -67,11 +67,14 @@ class _Counted:
 
 
 def device_search(fits: Fits, lo: int, bound: int | None, hi_limit: int, budget: int,
-                  gallop: int = GALLOP_PROBES) -> tuple[int | None, int | None, bool]:
+                  gallop: int = GALLOP_PROBES, prefetch: Callable[[list[int]], None] | None = None
+                  ) -> tuple[int | None, int | None, bool]:
     """Largest k in [lo, hi_limit] with fits(k) (one device run per call), starting from the
     estimate's bound (None: the estimate fails at lo already). Returns (k, the smallest failing k
     seen or None, exact); k is always one fits passed, None when lo itself fails. At most about
-    ``budget`` calls: the bound and one above it, and lo when nothing else passed, run regardless."""
+    ``budget`` calls: the bound and one above it, and lo when nothing else passed, run regardless.
+    ``prefetch(ks)``, when given, is told the gallop steps below a failing bound before they are
+    asked one by one, so a caller can run them side by side."""
     probe = _Counted(fits, budget)
     if bound is None:
         if not probe(lo):
@@ -83,7 +86,22 @@ def device_search(fits: Fits, lo: int, bound: int | None, hi_limit: int, budget:
         if not probe(bound + 1):
             return bound, bound + 1, True
         return search(probe, bound + 1, None, hi_limit, probe.left())   # the estimate is too cautious
+    if prefetch is not None:
+        prefetch(gallop_steps(lo, bound, gallop, probe.left()))
     return _below_failing_bound(probe, lo, bound, hi_limit, gallop)
+
+
+def gallop_steps(lo: int, bound: int, gallop: int, budget: int) -> list[int]:
+    """The steps the gallop below a failing bound asks first: bound - 1, - 2, - 4, ... (at most
+    ``gallop`` of them, within budget, none below lo)."""
+    out, d = [], 1
+    for _ in range(min(gallop, budget)):
+        k = max(lo, bound - d)
+        if out and k >= out[-1] or k >= bound:
+            break
+        out.append(k)
+        d *= 2
+    return out
 
 
 def _below_failing_bound(probe: _Counted, lo: int, bound: int, hi_limit: int, gallop: int

@@ -4,7 +4,7 @@ import json
 from replay.report.headroom import headroom_rows, load_headroom_rows, render_headroom
 from replay.studies.headroom import _size, headroom, probe_estimate
 from replay.studies.headroom_result import HeadroomResult, write_headroom
-from replay.studies.search import device_search, largest, search
+from replay.studies.search import device_search, gallop_steps, largest, search
 
 
 def test_doubling_then_bisection_finds_the_last_size_that_fits():
@@ -82,6 +82,18 @@ def test_device_failing_just_below_the_estimate_bound_is_found_in_a_few_device_r
     assert calls == [252, 251, 250] and len(calls) <= 4
     fits, calls = _counting(248)   # a longer gallop reaches further below the bound
     assert device_search(fits, 1, 252, 1024, budget=12, gallop=3) == (248, 249, True) and len(calls) == 5
+
+
+def test_gallop_steps_below_a_failing_bound_are_announced_for_running_side_by_side():
+    fits, calls = _counting(250)
+    told = []
+    assert device_search(fits, 1, 252, 1024, budget=12, prefetch=told.append) == (250, 251, True)
+    assert told == [[251, 250]] and calls == [252, 251, 250]   # announced before they are asked
+    assert gallop_steps(1, 2, 2, 12) == [1] and gallop_steps(5, 5, 2, 12) == [] and gallop_steps(1, 252, 2, 1) == [251]
+    fits, calls = _counting(300)   # the bound fits: nothing to gallop, nothing announced
+    told.clear()
+    device_search(fits, 1, 252, 1024, budget=12, prefetch=told.append)
+    assert told == []
 
 
 def test_device_limit_far_below_the_estimate_bound_costs_at_most_two_runs_more_than_plain_bisection():

@@ -1,0 +1,73 @@
+"""How long `replay headroom MODEL` takes with device confirmation, and against the strategy it replaced.
+
+    .venv/bin/python benchmarks/bench_headroom.py [yolov8s swin_t ...] [--compare] [--jobs N]
+
+Per model: the whole search (estimate bounds, then the ttnn device: a real board if present, else the
+mock n150, which every line says) with today's strategy: device runs only up to the first failing
+call, the sizes at both axes' estimate bounds run side by side in ``--jobs`` worker processes, ops
+alone answered by the estimate and confirmed at its answer and one step above. ``--compare`` also
+runs the strategy before it (one device run at a time, each to the end of the model, ops alone
+searched on the device directly) in the same run, and prints the ratio and whether both found the
+same sizes. Each search re-traces into its own fresh folder, so neither reuses the other's files.
+Timings are noisy on shared 2-core machines: run it a few times and quote the range.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from replay.run.runner import RunSettings  # noqa: E402
+from replay.studies.headroom import headroom  # noqa: E402
+
+
+def _answer(result) -> str:
+    def axis(a):
+        if a is None or a.batch is None:
+            return "none"
+        return f"batch {a.batch}, {a.height} x {a.width} ({a.confirmed or a.backend}{'' if a.exact else ', not exact'})"
+    return f"resolution {axis(result.resolution)}; batch {axis(result.batch)}"
+
+
+def one_search(model: str, device: str, memory: str, jobs: int, baseline: bool, quiet: bool):
+    """(result, seconds) of one headroom search with device confirmation, in a fresh folder."""
+    with tempfile.TemporaryDirectory(prefix="optrace-bench-headroom-") as folder:
+        settings = RunSettings(backend="ttnn", device=device, memory=memory, jobs=jobs,
+                               log_dir=os.path.join(folder, "logs"))
+        os.makedirs(settings.log_dir)
+        log = (lambda line: None) if quiet else None
+        t0 = time.monotonic()
+        result = headroom(model, device, memory, confirm=True, settings=settings, folder=os.path.join(folder, "p"),
+                          log=log, baseline=baseline)
+        return result, time.monotonic() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("models", nargs="*", default=["yolov8s", "swin_t"])
+    ap.add_argument("--device", default="n150")
+    ap.add_argument("--memory", default="dram")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--compare", action="store_true", help="also time the strategy before (slow: ~20 min for yolov8s)")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no per-probe lines")
+    args = ap.parse_args()
+    for model in args.models:
+        new, t_new = one_search(model, args.device, args.memory, args.jobs, False, args.quiet)
+        device_runs = sum(p.backend != "estimate" for p in new.probes)
+        print(f"headroom {model} ({args.device} {args.memory.upper()}, on {new.backend}): {t_new:.0f} s "
+              f"({device_runs} in-context device runs, --jobs {args.jobs}); {_answer(new)}", flush=True)
+        if args.compare:
+            old, t_old = one_search(model, args.device, args.memory, 1, True, args.quiet)
+            same = _answer(old) == _answer(new)
+            print(f"headroom {model} before (one device run at a time, each to the end): {t_old:.0f} s; "
+                  f"{t_old / t_new:.2f}x the time; {'same answer' if same else 'DIFFERENT answer: ' + _answer(old)}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
