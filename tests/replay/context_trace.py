@@ -67,3 +67,14 @@ def keeps_input_alive(path: str) -> Trace:
     return build_trace("keeps_input_alive", path, {"x": BIG, "y": BIG, "z": BIG, "w": BIG},
                        [("aten.relu.default", ["x"], "y"), ("aten.relu.default", ["y"], "z"),
                         ("aten.add.Tensor", ["x", "z", ["int", 1]], "w")])
+
+
+def trailing_ones(path: str) -> Trace:
+    """y = relu(x); v = y.view(160, 100, 512, 1, 1); w = v.view(160, 51200); z = relu(w). In TILE the
+    view's two trailing 1s pad to 32 x 32: 16.8 GB, more than an n150's DRAM; folded it is 16 MB."""
+    return build_trace("trailing_ones", path, {"x": [160, 100, 512], "y": [160, 100, 512],
+                                               "v": [160, 100, 512, 1, 1], "w": [160, 51200], "z": [160, 51200]},
+                       [("aten.relu.default", ["x"], "y"),
+                        ("aten.view.default", ["y", ["list", [["int", d] for d in (160, 100, 512, 1, 1)]]], "v"),
+                        ("aten.view.default", ["v", ["list", [["int", 160], ["int", 51200]]]], "w"),
+                        ("aten.relu.default", ["w"], "z")])

@@ -105,3 +105,17 @@ def test_mode_model_over_two_traces_writes_one_combined_report_whose_counts_reco
     html = (rep / "context" / "report.html").read_text()
     assert html.count("<h3>Remedies in context</h3>") == 2 and 'id="context-1"' in html
     assert "on the estimate (no device): no call fails" in html
+
+
+def test_a_view_padded_past_dram_by_its_trailing_ones_passes_in_context_once_they_are_folded(tmp_path):
+    from context_trace import trailing_ones
+    trace = read_trace(trailing_ones(str(tmp_path / "t.msgpack")).path)
+    records, summary = simulate_estimate(trace, EstimateSettings("n150", "bfloat16", memory="dram"))
+    assert [r.status for r in records] == ["pass", "oom_dram", "oom_dram", "pass"]
+    assert records[2].cascade                         # v never came to be; its stand-in does not fit either
+    settings = RunSettings(backend="estimate", device="n150", memory="dram")
+    remedy = find_context_remedies(trace, settings, str(tmp_path), records, progress=False)
+    assert remedy.changes == ContextChanges(fold_calls=[1]) and remedy.passes
+    [call] = remedy.calls
+    assert call.call == 1 and call.remedy == "fold its trailing 1s: [160, 100, 512]" and call.passes
+    assert call.bytes_freed > 16_000_000_000          # 16.8 GB padded, 16 MB folded

@@ -33,3 +33,19 @@ def test_resnet50_in_l1_passes_on_the_mock_device_once_its_weights_are_held_in_d
     assert all(c["passes"] for c in remedy["calls"])
     stored = [c for r in results for c in r.extra.get("context_remedy", [])]
     assert sorted(c["call"] for c in stored) == sorted(c["call"] for c in remedy["calls"])
+
+
+def test_a_view_padded_past_dram_by_its_trailing_ones_passes_on_the_mock_device_once_folded(tmp_path):
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from context_trace import trailing_ones
+    trace = read_trace(trailing_ones(str(tmp_path / "t.msgpack")).path)
+    settings = RunSettings(backend="ttnn", device="n150", memory="dram", jobs=1)
+    [(results_path, _)] = run_context([trace], settings, str(tmp_path / "results"), progress=False,
+                                      remedies=find_context_remedies)
+    header, _ = read_results(results_path)
+    assert header["context"]["first_failure"] == 1                       # the view, oom_dram on the device
+    remedy = header["context_remedy"]
+    assert remedy["changes"]["fold_calls"] == [1] and remedy["verified_on"] == "mock" and remedy["passes"]
+    assert [(c["call"], c["remedy"], c["passes"]) for c in remedy["calls"]] == [
+        (1, "fold its trailing 1s: [160, 100, 512]", True)]
