@@ -21,7 +21,8 @@ def convolution(p: Port, c: Case):
     w = c.tensor("weight")
     if w.rank != 4:
         unsupported(f"{w.rank - 2}-D convolution: optrace maps 2-D convolution only (ttnn.conv1d "
-                    "needs a different input layout; 3-D has no ttnn op)")
+                    "needs a different input layout; 3-D has no ttnn op): a port holds a 1-D conv as a 2-D "
+                    "conv with a 1-wide kernel, and splits a 3-D conv into 2-D convs summed over depth")
     padding = c.get("padding", [0, 0])
     if isinstance(padding, str):
         unsupported(f"padding={padding!r}: a port computes explicit padding; re-capture under "
@@ -98,7 +99,8 @@ def upsample(p: Port, c: Case):
     """nearest/bilinear upsample on an [N, H, W, C] ROW_MAJOR input."""
     t, out = c.tensor("self" if c.tensor("self") else "input"), first_out(c)
     if t.rank != 4:
-        unsupported("upsample of a non-4-D tensor: ttnn.upsample takes [N, H, W, C]")
+        unsupported("upsample of a non-4-D tensor: ttnn.upsample takes [N, H, W, C]; a port reshapes to "
+                    "4-D (1-D: [N, 1, W, C]) around it")
     n, ch, h, w = t.shape
     sh, sw = out[2] / h, out[3] / w
     scale = [int(sh), int(sw)] if sh.is_integer() and sw.is_integer() else [sh, sw]
@@ -125,7 +127,8 @@ def batch_norm(p: Port, c: Case):
     """eval batch norm: ttnn.batch_norm with running statistics held as [1, C, 1, 1]."""
     t = c.tensor("input")
     if t.rank < 2:
-        unsupported("batch_norm of a rank<2 tensor")
+        unsupported("batch_norm of a rank<2 tensor: a port folds the running statistics into a "
+                    "ttnn.multiply and ttnn.add at load time")
     # ttnn.batch_norm takes [N, C, H, W]: BatchNorm1d/3d inputs are held with the rest flattened.
     shape = t.shape[:2] + [math.prod(t.shape[2:]), 1] if t.rank != 4 else t.shape
     if shape != t.shape:

@@ -74,7 +74,8 @@ def binary(p: Port, c: Case):
     if isinstance(other, Traced):
         b = p.input(other_name) if other.shape else p.input(other_name, [1])
     elif other is None:
-        unsupported(f"{c.op}: no second operand in the trace")
+        unsupported(f"{c.op}: no second operand in the trace (a capture problem: re-capture the model; a "
+                    "port calls the ttnn binary op with both operands)")
     else:
         b = float(other)
     alpha = c.get("alpha", 1)

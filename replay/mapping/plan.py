@@ -129,7 +129,8 @@ class Port:
             return "int32"
         if traced_dtype == "bool":
             return "bfloat16"
-        unsupported(f"tensor dtype {traced_dtype} has no ttnn equivalent")
+        unsupported(f"tensor dtype {traced_dtype} has no ttnn equivalent: a port casts it on the host "
+                    "(to bfloat16/float32 or int32) before uploading")
 
     def input(self, name: str, shape: list[int] | None = None, dtype: str | None = None,
               layout: str | None = None, memory: str | None = None, permute: list[int] | None = None) -> Ref:
@@ -140,7 +141,8 @@ class Port:
         """
         t = self.case.tensor(name)
         if t is None and shape is None:
-            unsupported(f"argument {name!r} is not a traced tensor")
+            unsupported(f"argument {name!r} is not a traced tensor: a port passes the value as a "
+                        "scalar or builds the tensor once with ttnn.full")
         shape = list(shape if shape is not None else t.shape) or [1]
         self.replay.inputs.append(InputTensor(
             name, shape, dtype or self.dtype_of(t.dtype if t else "float32"),
@@ -192,7 +194,8 @@ def first_out(case: Case) -> list[int]:
     """The traced shape of the first output tensor; unsupported when the call recorded none."""
     shapes = case.out_shapes()
     if not shapes:
-        unsupported("the trace records no tensor output for this call")
+        unsupported("the trace records no tensor output for this call, so its ttnn shapes are unknown "
+                    "(re-capture the model)")
     return shapes[0]
 
 
@@ -204,7 +207,8 @@ def channels_last_flat(p: Port, name: str) -> tuple[Ref, int, int, int, int]:
     """A port's conv/pool activation: NCHW traced, held as [1, 1, N*H*W, C]."""
     t = p.case.tensor(name)
     if t is None or t.rank not in (3, 4):
-        unsupported(f"{p.case.op} on a rank-{t.rank if t else 0} tensor: ttnn's 2D conv/pool take NCHW only")
+        unsupported(f"{p.case.op} on a rank-{t.rank if t else 0} tensor: ttnn's 2D conv/pool take NCHW only; "
+                    "a port reshapes to [N, C, H, W] (1-D: H = 1) around the call")
     n, c, h, w = ([1] + t.shape) if t.rank == 3 else t.shape
     return p.input(name, [1, 1, n * h * w, c], permute=CHANNELS_LAST[t.rank]), n, c, h, w
 
