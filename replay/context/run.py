@@ -120,8 +120,9 @@ def in_context(trace: Trace, settings: RunSettings, log_dir: str, changes: Conte
 
 
 # A study of one model's in-context run, called when calls fail (replay/studies/context_remedies.py):
-# (trace, settings, log dir, the run's records) -> the changes that make it pass, checked.
-RemedySearch = Callable[[Trace, RunSettings, str, list[CallRecord]], ModelRemedy]
+# (trace, settings, log dir, the run's records, its worker's ready info) -> the changes that make it
+# pass, checked.
+RemedySearch = Callable[[Trace, RunSettings, str, list[CallRecord], dict], ModelRemedy]
 
 
 def _write_model(trace: Trace, settings: RunSettings, out_dir: str, iso_path: str, iso_header: dict,
@@ -169,7 +170,8 @@ def run_context(traces: list[Trace], settings: RunSettings, out_dir: str, progre
         _, calls_path = context_paths(out_dir, settings, trace.model_name)
         with writer_lock(calls_path, "per-call file"):      # one in-context run per model and settings
             run = in_context(trace, settings, log_dir)
-            remedy = remedies(trace, settings, log_dir, run[0]) if remedies and run[1].failing_calls else None
+            remedy = remedies(trace, settings, log_dir, run[0], run[2]) if remedies and run[1].failing_calls \
+                else None
             results_path, calls_path = _write_model(trace, settings, out_dir, iso_path, iso_header, isolated, run,
                                                     remedy)
         if progress:

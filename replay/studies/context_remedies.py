@@ -182,6 +182,8 @@ class Search:
         best = None
         for cand in self.candidates(rec):
             trial = self.changes.plus(cand.changes)
+            if not self.passes_up_to(self.run(settings, trial, stop_after=rec.index)[0], rec.index):
+                continue          # the calls up to the failing one are enough to rule it out
             records, summary, _ = self.run(settings, trial)
             if self.passes_up_to(records, rec.index):
                 key = (len(failing(records)), cand.cost_bytes)
@@ -237,9 +239,11 @@ class Search:
 
 
 def find_context_remedies(trace: Trace, settings: RunSettings, log_dir: str, records: list[CallRecord],
-                          device_runs: int = DEVICE_RUNS, progress: bool = True) -> ModelRemedy:
+                          info: dict | None = None, device_runs: int = DEVICE_RUNS, progress: bool = True
+                          ) -> ModelRemedy:
     """The changes that make the model's sequence pass (searched on the estimate, then checked and,
-    where it still fails, searched on the run's backend); every failing call of ``records`` gets a row."""
+    where it still fails, searched on the run's backend); every failing call of ``records`` (the run
+    without changes; ``info``: its worker's ready info) gets a row."""
     t0 = time.monotonic()
     s = Search(trace, settings, log_dir)
     s.original = {r.index: r for r in failing(records)}
@@ -249,11 +253,15 @@ def find_context_remedies(trace: Trace, settings: RunSettings, log_dir: str, rec
     final = s.search(est, est_records, ESTIMATE_RUNS, "estimate")
     verified_on = "estimate"
     if settings.backend != "estimate":
-        final, summary, info = s.run(settings, s.changes)
-        s.resident_bytes = dict(summary.resident_bytes)
-        verified_on = "mock" if info.get("mock") else "real"
-        s.given_up.clear()           # the device has the last word: retry what the estimate gave up on
-        final = s.search(settings, final, device_runs, verified_on)
+        verified_on = "mock" if (info or {}).get("mock") else "real"
+        final = records          # nothing found: the run without changes is the device's word
+        if s.changes:            # the device has the last word on what the estimate found
+            final, summary, info = s.run(settings, s.changes)
+            s.resident_bytes = dict(summary.resident_bytes)
+            verified_on = "mock" if info.get("mock") else "real"
+            # where the estimate's changes do not carry over, the search goes on on the device (what
+            # the estimate gave up on stays given up: its allocator agrees with the device's on what fits)
+            final = s.search(settings, final, device_runs, verified_on)
     for i, rec in s.original.items():   # still failing and never targeted (the search ran out of runs)
         s.found.setdefault(i, s.remedy(rec, "none", None, None, verified_on, "the search ran out of runs"))
     left = failing(final)
