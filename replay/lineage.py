@@ -21,7 +21,7 @@ from capture.schema import Trace, tensor_payloads
 # Creation ops that read only the shape (and dtype) of their tensor arguments, never their values:
 # their output is load-time data even when the tensor they copy the shape of is an activation.
 SHAPE_ONLY_OPS = frozenset(f"aten.{name}" for name in (
-    "zeros_like.default", "ones_like.default", "full_like.default", "empty_like.default", "rand_like.default",
+    "zeros_like.default", "ones_like.default", "full_like.default", "empty_like.default",
     "new_zeros.default", "new_ones.default", "new_full.default", "new_empty.default", "new_empty_strided.default",
     "zeros.default", "ones.default", "full.default", "empty.memory_format", "empty_strided.default",
     "arange.default", "arange.start", "arange.start_step", "linspace.default", "eye.default",
@@ -30,6 +30,10 @@ SHAPE_ONLY_OPS = frozenset(f"aten.{name}" for name in (
 UNINITIALISED_OPS = frozenset(f"aten.{name}" for name in (
     "empty_like.default", "new_empty.default", "new_empty_strided.default", "empty.memory_format",
     "empty_strided.default"))
+# Random values are new on every forward: like a model input, never load-time data.
+RANDOM_OPS = frozenset(f"aten.{name}" for name in (
+    "randn.default", "rand.default", "randint.low", "rand_like.default", "randn_like.default",
+    "normal_.default", "uniform_.default", "bernoulli_.float", "bernoulli.default"))
 FOLDED_REASON = "computed at load time from weights/buffers: a port computes it once and uploads the result"
 
 
@@ -80,13 +84,14 @@ def traced_bytes(shape: list[int], dtype: str) -> int:
 
 
 def input_derived_calls(trace: Trace) -> list[bool]:
-    """Per call, in order: whether any tensor it reads derives from a model input."""
+    """Per call, in order: whether any tensor it reads derives from a model input (or it draws random values)."""
     metas = trace.tensors
     derived = {m.storage_id for m in metas if m.kind == "input"}     # storages holding input-derived data
     out = []
     for call in trace.calls:
-        reads = [] if trace.op_name(call) in SHAPE_ONLY_OPS else tensor_payloads(call.args)
-        tainted = any(metas[t].storage_id in derived for t in reads)
+        op = trace.op_name(call)
+        reads = [] if op in SHAPE_ONLY_OPS else tensor_payloads(call.args)
+        tainted = op in RANDOM_OPS or any(metas[t].storage_id in derived for t in reads)
         if tainted:
             derived.update(metas[t].storage_id for t in tensor_payloads(call.outputs))
         out.append(tainted)

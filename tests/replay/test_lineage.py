@@ -66,7 +66,8 @@ def trace_reads(trace, call) -> set[int]:
 
 class Mixed(nn.Module):
     """Load-time work (a gather by an index buffer, a weight's transpose and view, a shape-only creation)
-    beside a buffer updated in place with an activation, which taints what reads it afterwards."""
+    beside a buffer updated in place with an activation, which taints what reads it afterwards, and
+    random values."""
 
     def __init__(self):
         super().__init__()
@@ -81,7 +82,8 @@ class Mixed(nn.Module):
         self.running.add_(y.mean(0))         # the buffer now holds input-derived data
         z = self.running * 2                 # so this is not folded
         ones = torch.ones_like(x) * 3        # shape-only creation: folded, even though x is the input
-        return y + z + ones + self.w.view(16).sum()
+        noise = torch.rand(4) * 2            # random values are new every forward: not folded
+        return y + z + ones + noise + self.w.view(16).sum()
 
 
 def test_in_place_updates_views_and_shape_only_creation_are_followed(tmp_path):
@@ -93,7 +95,7 @@ def test_in_place_updates_views_and_shape_only_creation_are_followed(tmp_path):
     assert "aten.ones_like.default" in folded_ops and "aten.sum.default" in folded_ops
     assert ("aten.add_.Tensor", False) in ops and ("aten.mm.default", False) in ops
     muls = [f for op, f in ops if op == "aten.mul.Tensor"]
-    assert muls == [False, True]              # running * 2 after the in-place update; ones * 3
+    assert muls == [False, True, False]       # running * 2 after the in-place update; ones * 3; rand * 2
     first_add = next(c for c in trace.calls if trace.op_name(c) == "aten.add.Tensor")
     assert first_add.index not in lin.folded
 
