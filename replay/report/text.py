@@ -82,10 +82,30 @@ def _table(rows: list[list[str]], right: set[int]) -> list[str]:
             for r in rows]
 
 
+TERMINAL_TABLES = 20   # more models than this: one line each in the terminal (the tables are in the report)
+
+
+def zoo_lines(report: Report) -> list[str]:
+    """A zoo in the terminal: one line per model, one per task, the first steps of the fix order."""
+    out = [""] + [f"{m.model} ({m.task}/{m.family}): {m.calls} calls, {m.blocked_calls} blocked "
+                  f"({m.blocked_pct:.1f}%); first blocking: {first_block_text(m)}" for m in report.models]
+    out += [""] + [f"task {g.name}: {len(g.models)} models, {g.models_blocked} blocked, {g.blocked_calls} of "
+                   f"{g.calls} calls blocked" for g in report.groups if g.kind == "task"]
+    if report.fix_order:
+        out.append("fix order (op: models unblocked, so far): " + "; ".join(
+            f"{st.op} {len(st.unblocks)}, {st.unblocked_total}" for st in report.fix_order[:5]))
+    return out
+
+
 def render_terminal(report: Report) -> str:
-    """One compact table per model and a one-line provenance."""
-    out = provenance_lines(report.provenance) + [f"warning: {w}" for w in report.warnings]
-    for m in report.models:
+    """One compact table per model (one line each for a zoo) and a one-line provenance."""
+    lines = provenance_lines(report.provenance)
+    if len(report.provenance.traces) > TERMINAL_TABLES:
+        lines[-1] = f"traces: {len(report.provenance.traces)} (listed in report.html and report.json)"
+    out = lines + [f"warning: {w}" for w in report.warnings]
+    if len(report.models) > TERMINAL_TABLES:
+        out += zoo_lines(report)
+    for m in report.models if len(report.models) <= TERMINAL_TABLES else []:
         out.append("")
         out.append(f"{m.model}: {m.calls} calls, {m.unique_signatures} signatures, "
                    f"{m.blocked_calls} blocked ({m.blocked_pct:.1f}%)")

@@ -104,3 +104,12 @@ def test_the_layout_check_sees_a_table_wider_than_the_window(tmp_path):
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
     got = json.loads(re.search(r'<pre id="layout-check">(.*?)</pre>', dom).group(1).replace("&quot;", '"'))
     assert got["overflowing"] and got["page_scroll_width"] > got["viewport"]
+
+
+def test_the_terminal_shows_a_zoo_one_line_per_model(zoo):
+    from replay.report.build import render_terminal
+    _, rep = zoo
+    lines = render_terminal(rep).splitlines()
+    assert len(lines) < len(rep.models) + 40 and lines[2].startswith(f"traces: {len(rep.models)} ")
+    assert sum(line.startswith(f"{m.model} (") for m in rep.models for line in lines) >= len(rep.models)
+    assert any(line.startswith("task classification: ") for line in lines)
