@@ -229,10 +229,10 @@ def context_remedies_html(c) -> str:
     rows = [[str(r.call), f"<code>{e(r.module_path or '(model)')}</code>", f"<code>{e(r.op)}</code>", badge(r.status),
              e(r.remedy) + (f" ({e(r.why_none)})" if r.why_none else ""), e(fmt_bytes(r.bytes_freed)),
              e(r.fixed_by if r.fixed_by is not None else "-"), "passes" if r.passes else "<b>still fails</b>",
-             e(r.found_on)] for r in c.remedies]
+             e(r.found_on)] for r in c.remedies[:ROWS]]
     return ("<h3>Remedies in context</h3><p>For each call failing in context, the cheapest change that lets it "
             "pass (searched on the estimate, then on the device), and the whole model replayed again with every "
-            f"change found:</p><ul>{changes}</ul>{verdict}"
+            f"change found:</p><ul>{changes}</ul>{verdict}{more_in(len(c.remedies), 'report.json')}"
             + table(["call", "module", "op", "in context", "change", "bytes freed", "fixed by call",
                      "with every change", "found on"], rows, {0, 5, 6}))
 
