@@ -119,3 +119,12 @@ def test_a_view_padded_past_dram_by_its_trailing_ones_passes_in_context_once_the
     [call] = remedy.calls
     assert call.call == 1 and call.remedy == "fold its trailing 1s: [160, 100, 512]" and call.passes
     assert call.bytes_freed > 16_000_000_000          # 16.8 GB padded, 16 MB folded
+
+
+def test_weights_in_bfloat8_b_take_about_half_the_resident_dram_and_the_model_still_passes():
+    trace = read_trace(os.path.join(REPO, "traces", "resnet50.msgpack"))
+    dram = EstimateSettings("n150", "bfloat16", memory="dram")
+    _, plain = simulate_estimate(trace, dram)
+    records, bf8 = simulate_estimate(trace, dram, ContextChanges(weights_dtype="bfloat8_b"))
+    assert not failing(records)
+    assert 0.45 < bf8.resident_bytes["DRAM"] / plain.resident_bytes["DRAM"] < 0.75   # 1088 of 2048 B per tile
