@@ -198,16 +198,27 @@ def _run_context(traces, settings, out, report_dir, no_report, remedies):
     """`replay run --mode model`: each model in context (with remedies for the calls failing there), then
     its report."""
     search = find_context_remedies if remedies else None
-    reports, parts = [], []
+    runs = []
     for results_path, calls_path in run_context(traces, settings, out, remedies=search):
         click.echo(f"results: {results_path} (per call: {calls_path})")
         if not no_report:
             header, results = read_results(results_path)
             model = header.get("model", "")
-            mine = [t for t in traces if t.model_name == model]
-            reports.append(_write_report(mine, header, results, os.path.join(report_dir, f"context_{model}"), out))
-            parts += [(t, {r.signature_id: r for r in results}) for t in mine]
-    if len(reports) > 1:   # one report over every model, besides each model's own
+            runs.append(([t for t in traces if t.model_name == model], header, results))
+    if runs:
+        _write_context_reports(runs, report_dir, out)
+
+
+def _write_context_reports(runs, report_dir, results_dir):
+    """Each in-context run's report (report_dir/context_<model>/) and, for several, one over all of them
+    (report_dir/context/)."""
+    reports, parts = [], []
+    for traces, header, results in runs:
+        model = header.get("model", "")
+        reports.append(_write_report(traces, header, results, os.path.join(report_dir, f"context_{model}"),
+                                     results_dir))
+        parts += [(t, {r.signature_id: r for r in results}) for t in traces]
+    if len(reports) > 1:
         paths = write_report(combine_reports(reports, shared_signatures(parts)), os.path.join(report_dir, "context"))
         click.echo(f"report over all {len(reports)} models: {paths.get('html')}")
 
@@ -230,7 +241,8 @@ def _write_report(traces, header, results, report_dir, results_dir="results"):
 @REPORT_DIR
 def report(results_files, report_dir):
     """Render the report again from stored results, without replaying. Several results files (boards,
-    memory placements, dtypes, ttnn versions): one comparison with a column per run (compare.html)."""
+    memory placements, dtypes, ttnn versions): one comparison with a column per run (compare.html);
+    several --mode model runs of different models: their reports and one over all of them."""
     runs = []
     for f in results_files:
         try:
@@ -242,6 +254,11 @@ def report(results_files, report_dir):
     if len(runs) == 1:
         _write_report(runs[0].traces, runs[0].header, runs[0].results, report_dir,
                       os.path.dirname(os.path.abspath(results_files[0])))
+        return
+    if all(r.header.get("mode") == "model" for r in runs) and len({r.header.get("model") for r in runs}) == len(runs):
+        # in-context runs of different models: their reports and one over all of them, not a comparison
+        _write_context_reports([(r.traces, r.header, r.results) for r in runs], report_dir,
+                               os.path.dirname(os.path.abspath(results_files[0])))
         return
     paths = write_comparison(compare_runs(runs), report_dir)
     click.echo(f"compared {len(runs)} runs: {paths['html']} (also {paths['markdown']}, {paths['json']})")

@@ -105,6 +105,11 @@ def test_mode_model_over_two_traces_writes_one_combined_report_whose_counts_reco
     html = (rep / "context" / "report.html").read_text()
     assert html.count("<h3>Remedies in context</h3>") == 2 and 'id="context-1"' in html
     assert "on the estimate (no device): no call fails" in html
+    again = tmp_path / "again"                      # re-rendered from the two results files
+    files = sorted(str(p) for p in out.glob("context_*.jsonl") if not p.name.endswith(".calls.jsonl"))
+    res = CliRunner().invoke(main, ["report", *files, "--report", str(again)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((again / "context" / "report.json").read_text())["models"] == combined["models"]
 
 
 def test_a_view_padded_past_dram_by_its_trailing_ones_passes_in_context_once_they_are_folded(tmp_path):
