@@ -5,7 +5,8 @@
 Throughput: every unique signature of the committed traces, on every board, DRAM and L1.
 Agreement: random single allocations compared with the mock device, which needs the ttnn
 environment (.venv-ttnn); it is run there through tests/replay/test_estimate_vs_ttnn.py's worker.
-Whole-op agreement: every signature of the committed traces replayed in isolation on the mock device
+Whole-op agreement: every signature of every committed trace (OPTRACE_TEST_ALL_TRACES=0: the tests'
+sample) replayed in isolation on the mock device
 (through the replay worker pool) and estimated, per board, DRAM and L1: same fit/OOM verdict, and
 for OOMs the same bytes (tests/replay/test_estimate_vs_ttnn.py holds the n150 rates).
 """
@@ -20,6 +21,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))      # tests/sample.py: which committed traces
+sys.path.insert(0, os.path.join(ROOT, "tests", "replay"))
+# The benchmark is the full check: every committed trace, not the tests' fixed sample.
+os.environ.setdefault("OPTRACE_TEST_ALL_TRACES", "1")
 
 from capture.schema import read_trace  # noqa: E402
 from replay.backends.devices import DEVICES  # noqa: E402

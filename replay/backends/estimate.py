@@ -11,7 +11,8 @@ mock device in tests/replay/test_estimate_vs_ttnn.py.
 Tensors are placed as a port holds them (replay.mapping.plan_replay: channels-last conv/pool inputs,
 host conv weights, pre-transposed linear weights), and what a port skips or cannot express is
 skipped or unsupported here too. conv2d: a 1x1 matmul conv writes its output to DRAM, as ttnn does.
-Not modelled: circular buffers (cb_overflow), the sharded intermediates of other conv2d/pools/concat
+Circular buffers: concat's row staging (an entry larger than a core's L1 is cb_overflow). Not
+modelled: other circular buffers and their clash with L1 buffers, the sharded intermediates of other conv2d/pools/concat
 in L1 (sharded input copy, halo, sharded output), fragmentation from earlier ops.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from capture.schema import tensor_payloads
-from replay.backends.devices import BLOCK_FLOAT_DTYPES, L1_SMALL_BYTES, TILE_HW, DeviceSpec, get_device
+from replay.backends.devices import BLOCK_FLOAT_DTYPES, ELEMENT_BYTES, L1_SMALL_BYTES, TILE_HW, DeviceSpec, get_device
 from replay.backends.footprint import Allocation, allocate, normalize
 from replay.mapping import NO_MAPPING, Case, PortSettings, Replay, plan_replay
 from replay.results import ESTIMATE_NOTE, OomInfo, ReplayResult, TensorFootprint, oom_status
@@ -67,12 +68,32 @@ class OpCase:
 
 
 @dataclass
+class CircularBuffer:
+    """A static circular (dataflow) buffer an op's program places in the L1 of every core it runs on."""
+    role: str
+    page_bytes: int          # one entry
+    entries: int
+
+
+@dataclass
 class Plan:
-    """What a rule decides: the op's buffers (outputs first), or skipped/unsupported with a reason."""
+    """What a rule decides: the op's buffers (outputs first) and its programs' circular buffers, or
+    skipped/unsupported with a reason."""
     buffers: list[Buffer] = field(default_factory=list)
     status: str = ""                             # "" (allocate), "skipped" or "unsupported"
     reason: str = ""
     ttnn_call: str = ""
+    circular_buffers: list[CircularBuffer] = field(default_factory=list)
+
+
+def circular_buffer_overflow(plan: Plan, device: DeviceSpec) -> str:
+    """Why tt-metal refuses the plan's circular buffers, in its words, or "" when it does not: an entry
+    larger than a core's L1 above the firmware (the allocatable L1 bank, L1_SMALL included)."""
+    for cb in plan.circular_buffers:
+        if cb.page_bytes > device.l1_bank_bytes:
+            return (f"{cb.role}: required DFB entry size ({cb.page_bytes:,} B) exceeds per-core L1 capacity "
+                    f"({device.l1_bank_bytes:,} B)")
+    return ""
 
 
 Rule = Callable[[OpCase], Plan]
@@ -264,6 +285,44 @@ def conv2d(case: OpCase) -> Plan:
                 reason="matmul conv: output in DRAM interleaved")
 
 
+def _dim_of(case: OpCase, rank: int) -> int:
+    d = case.args.get("dim", ["int", 0])
+    d = d[1] if isinstance(d, list) else d
+    return d % rank if rank else 0
+
+
+def concat_staging_page_bytes(ins: list[Buffer], out: Buffer, dim: int, device: DeviceSpec) -> int | None:
+    """The row-major page ttnn.concat stages per DFB entry when tiled inputs are padded along the
+    concat dim (or rank 1): they are untilized, concatenated row by row and tilized again
+    (concat.cpp's untilize_rm_retilize_concat); a last-dim concat whose rows are not buffer-aligned
+    is transposed first, so a row is then the second-to-last dim. None: a tiled concat (a tile per entry)."""
+    rank = len(out.shape)
+    if not any(b.layout == "TILE" and (rank == 1 or (dim >= rank - 2 and b.shape[dim] % TILE_HW)) for b in ins):
+        return None
+    esize = ELEMENT_BYTES.get(out.dtype, 2) if out.dtype not in BLOCK_FLOAT_DTYPES else 2
+    width = out.shape[-1]
+    if rank > 1 and dim == rank - 1 and any(b.shape[-1] * esize % device.alignment(b.memory) for b in ins):
+        width = out.shape[-2]
+    return _up(width * esize, max(device.alignment(b.memory) for b in ins + [out]))
+
+
+@register_rule("aten.cat.default", "aten.concat.default")
+def concat(case: OpCase) -> Plan:
+    """ttnn.concat: the output; inputs padded along the concat dim go through row major, and the
+    row-major concat stages whole rows in L1 (one page per DFB entry, two when they fit half of L1)."""
+    if not case.outputs:
+        return outputs_only(case)
+    out = case.outputs[0]
+    ins = [b for b in case.inputs if b.shape != (0,)]
+    page = concat_staging_page_bytes(ins, out, _dim_of(case, len(out.shape)), case.device) if ins else None
+    if page is None:
+        return Plan(list(case.outputs))
+    firmware = case.device.l1_core_bytes - case.device.l1_bank_bytes     # L1 below the allocator's base
+    entries = 2 if 2 * page <= case.device.l1_core_bytes // 2 - firmware else 1
+    return Plan(list(case.outputs), ttnn_call="ttnn.concat", reason="concat through row major (untilize, concat rows, tilize)",
+                circular_buffers=[CircularBuffer("concat row staging", page, entries)])
+
+
 # ---------------------------------------------------------------------------------------------
 # The backend
 
@@ -356,7 +415,12 @@ class EstimateBackend:
         if plan.status:
             result.status, result.reason = plan.status, f"{plan.reason}; {ESTIMATE_NOTE}"
             return
-        if self._allocate(inputs, outputs, plan, result) and plan.reason:
+        if not self._allocate(inputs, outputs, plan, result):
+            return
+        overflow = circular_buffer_overflow(plan, self.device)
+        if overflow:
+            result.status, result.reason = "cb_overflow", f"{result.ttnn_call or case.op}: {overflow}; {ESTIMATE_NOTE}"
+        elif plan.reason:
             result.reason = f"{plan.reason}; {ESTIMATE_NOTE}"
 
     def _allocate(self, inputs: list, outputs: list, plan: Plan, result: ReplayResult) -> bool:

@@ -6,9 +6,10 @@ Interleaved buffers take the same offset in every bank of their type, so one sim
 for all of them; an allocation fails when its per-bank size exceeds the largest free block.
 
 Simplifications (documented in docs/in-context.md): first-fit (ttnn's allocator is best-fit), DRAM
-bottom-up and L1 top-down as in tt-metal; no circular buffers, no op scratch buffers, no L1_SMALL
-region use; ttnn's program cache is modelled only for reshape page-mapping tensors (allocated by
-the first call of a reshape signature, kept to the end, shared by later calls of that signature).
+bottom-up and L1 top-down as in tt-metal; circular buffers only where one entry outgrows a core's L1
+(concat's row staging: cb_overflow), no op scratch buffers, no L1_SMALL region use; ttnn's program
+cache is modelled only for reshape page-mapping tensors (allocated by the first call of a reshape
+signature, kept to the end, shared by later calls of that signature).
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from replay.context.changes import ContextChanges, resident_under, with_frees, w
 from replay.context.plan import (CallRecord, ContextPlan, folded_record, plan_context, port_replays, resident_specs,
                                  summarize)
 from replay.backends.devices import get_device
-from replay.backends.estimate import RULES, Buffer, EstimateSettings, OpCase, outputs_only, place_tensors
+from replay.backends.estimate import (RULES, Buffer, EstimateSettings, OpCase, circular_buffer_overflow, outputs_only,
+                                      place_tensors)
 from replay.backends.footprint import allocate
 from replay.mapping import PortSettings
 from replay.results import oom_status
@@ -205,6 +207,10 @@ class Simulation:
         if oom is not None:
             self._fail(step, rec, oom, made)
             return self._finish(step, rec, t0)
+        overflow = circular_buffer_overflow(plan, self.device)
+        if overflow:
+            self._overflow(step, rec, overflow, made)
+            return self._finish(step, rec, t0)
         for buf, tid in zip(outs, step.outputs):
             a = made.get(id(buf))
             if a is not None:
@@ -250,6 +256,16 @@ class Simulation:
         rec.status, rec.oom = oom_status(oom["buffer_type"]), oom
         rec.reason = (f"{oom['buffer_type']} buffer needs {oom['per_bank_bytes']:,} B per bank, largest free "
                       f"block {oom['largest_free_bytes']:,} B ({oom['free_bytes']:,} B free); estimate in context")
+        rec.allocator = self.state()
+        for a in made.values():
+            if a.role == MAPPING_ROLE:
+                self.cache.pop(step.signature_id, None)
+            self.banks[a.memory].release(a.addr, a.per_bank)
+        self.failed.update(step.outputs)
+
+    def _overflow(self, step, rec: CallRecord, why: str, made: dict) -> None:
+        """Record the call's circular-buffer overflow, and give back what it had allocated."""
+        rec.status, rec.reason = "cb_overflow", f"{why}; estimate in context"
         rec.allocator = self.state()
         for a in made.values():
             if a.role == MAPPING_ROLE:

@@ -182,6 +182,31 @@ def test_op_rule_allocates_what_ttnn_allocates(board_run, index):
         assert size == total, (role, real, est)   # reshape's page-mapping tensor included, byte for byte
 
 
+# yolov8s at 5824 x 5824 and 5856 x 5856: the Detect head's last concat, [1, 2, N] + [1, 2, N] on dim 1
+# (padded along dim 1, so ttnn stages whole rows of N bfloat16s in L1); 2 N B outgrow a core's L1 at the larger.
+CONCAT_ROWS = (695604, 703269)
+
+
+def _concat_case(n: int):
+    sig = Signature("c" * 16, "aten.cat.default", [["list", [T([1, 2, n]), T([1, 2, n])]], ["int", 1]],
+                    [T([1, 4, n])], 1, [0])
+    return sig, ["tensors", "dim"]
+
+
+@pytest.mark.parametrize("n", CONCAT_ROWS)
+def test_concat_staging_rows_beyond_l1_are_the_cb_overflow_ttnn_reports(n, tmp_path):
+    from replay.run.runner import RunSettings
+    from replay.studies.remedies import Variant, run_variants
+    sig, names = _concat_case(n)
+    variant = Variant(name="as traced", dtype="bfloat16", layout="TILE", memory="dram", sig=sig, arg_names=names)
+    real, = run_variants([variant], RunSettings(backend="ttnn", device="n150", memory="dram", log_dir=str(tmp_path)))
+    est, = run_variants([variant], RunSettings(backend="estimate", device="n150", memory="dram"))
+    assert real.mock and real.status == est.status == ("cb_overflow" if n == CONCAT_ROWS[1] else "pass"), (real, est)
+    if real.status == "cb_overflow":   # the same entry size and capacity, in ttnn's words
+        entry = est.reason.split("entry size (")[1].split(" B)")[0].replace(",", "")
+        assert f"entry size ({entry} B) exceeds per-core L1 capacity" in real.reason, real.reason
+
+
 # ---------------------------------------------------------------------------------------------
 # Whole ops: every signature of the committed traces, mock device vs estimate
 
