@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import asdict
 from typing import Callable
 
@@ -24,6 +25,7 @@ from replay.context.plan import (CallRecord, ContextSummary, plan_context, signa
 from replay.lock import writer_lock
 from replay.results import Journal, ReplayResult, read_results, write_header
 from replay.run.pool import READY_TIMEOUT_S, PoolError, Worker, find_ttnn_python
+from replay.run.ray_cluster import map_tasks
 from replay.run.runner import ReplayError, RunSettings, default_results_path, file_sha256, replay, run_identity
 
 
@@ -163,23 +165,40 @@ def run_context(traces: list[Trace], settings: RunSettings, out_dir: str, progre
     os.makedirs(out_dir, exist_ok=True)
     log_dir = settings.log_dir or os.path.join(os.path.abspath(out_dir), "logs")
     os.makedirs(log_dir, exist_ok=True)
-    iso_path, iso_header, isolated = _isolated(traces, settings, out_dir, progress)
-    out = []
+    iso = _isolated(traces, settings, out_dir, progress)
+    with ExitStack() as held:
+        ran = _on_cluster(traces, settings, out_dir, log_dir, held) if settings.cluster else {}
+        return [_context_model(trace, settings, out_dir, log_dir, iso, remedies, progress, ran.get(trace.model_name))
+                for trace in traces]
+
+
+def _on_cluster(traces: list[Trace], settings: RunSettings, out_dir: str, log_dir: str, held: ExitStack) -> dict:
+    """--cluster: every model's sequence as one Ray task, all at once (each model's per-call file held
+    until the run ends); model -> (records, summary, info)."""
     for trace in traces:
-        t0 = time.monotonic()
-        _, calls_path = context_paths(out_dir, settings, trace.model_name)
-        with writer_lock(calls_path, "per-call file"):      # one in-context run per model and settings
+        held.enter_context(writer_lock(context_paths(out_dir, settings, trace.model_name)[1], "per-call file"))
+    runs = map_tasks(in_context, [(trace, settings, log_dir) for trace in traces], settings.cluster)
+    return {trace.model_name: run for trace, run in zip(traces, runs)}
+
+
+def _context_model(trace: Trace, settings: RunSettings, out_dir: str, log_dir: str, iso: tuple,
+                   remedies: RemedySearch | None, progress: bool, run: tuple | None) -> tuple[str, str]:
+    """One model in context, written (``run``: its sequence when a cluster task already ran it);
+    returns its (results, per-call) paths."""
+    iso_path, iso_header, isolated = iso
+    t0 = time.monotonic()
+    _, calls_path = context_paths(out_dir, settings, trace.model_name)
+    with ExitStack() as lock:
+        if run is None:
+            lock.enter_context(writer_lock(calls_path, "per-call file"))   # one in-context run per model
             run = in_context(trace, settings, log_dir)
-            remedy = remedies(trace, settings, log_dir, run[0], run[2]) if remedies and run[1].failing_calls \
-                else None
-            results_path, calls_path = _write_model(trace, settings, out_dir, iso_path, iso_header, isolated, run,
-                                                    remedy)
-        if progress:
-            records, summary = run[0], run[1]
-            sys.stderr.write(f"context {settings.backend} {settings.device} {trace.model_name}: {len(records)} calls in "
-                             f"{time.monotonic() - t0:.1f} s; peak DRAM {summary.peak_dram_bytes:,} B, "
-                             f"L1 {summary.peak_l1_bytes:,} B; first failure "
-                             f"{summary.first_failure if summary.first_failure is not None else 'none'}\n")
-        out.append((results_path, calls_path))
-        read_results(results_path)  # what the report reads must read back
-    return out
+        remedy = remedies(trace, settings, log_dir, run[0], run[2]) if remedies and run[1].failing_calls else None
+        results_path, calls_path = _write_model(trace, settings, out_dir, iso_path, iso_header, isolated, run, remedy)
+    if progress:
+        records, summary = run[0], run[1]
+        sys.stderr.write(f"context {settings.backend} {settings.device} {trace.model_name}: {len(records)} calls in "
+                         f"{time.monotonic() - t0:.1f} s; peak DRAM {summary.peak_dram_bytes:,} B, "
+                         f"L1 {summary.peak_l1_bytes:,} B; first failure "
+                         f"{summary.first_failure if summary.first_failure is not None else 'none'}\n")
+    read_results(results_path)  # what the report reads must read back
+    return results_path, calls_path

@@ -198,8 +198,8 @@ def render_compare_html(c: Comparison) -> str:
     mock = any(r.mock for r in c.runs)
     parts = [f"<h1>optrace: {len(c.runs)} runs side by side</h1>"]
     if mock:
-        parts.append(f"<p><b>Mock device</b> ({_e(MOCK_NOTE)}) in: "
-                     f"{_e(', '.join(r.label for r in c.runs if r.mock))}. Numerics not checked.</p>")
+        parts.append(f"<p><b>Mock device</b> in {_e(', '.join(r.label for r in c.runs if r.mock))}: "
+                     f"{_e(MOCK_NOTE)}; numerics not checked.</p>")
     parts.append("<h2>Runs</h2>" + _table(["run", *RUN_KEYS, "signatures", "calls", "blocked", "file"], [
         [_e(r.label), *(_e(r.settings.get(k)) for k in RUN_KEYS), str(r.signatures), str(r.calls),
          f"{r.blocked_calls} ({pct(r.blocked_calls, r.calls)})", _e(os.path.basename(r.path))] for r in c.runs]))
@@ -225,7 +225,7 @@ def render_compare_markdown(c: Comparison) -> str:
     labels = [r.label for r in c.runs]
     out = [f"# optrace: {len(c.runs)} runs side by side", ""]
     if any(r.mock for r in c.runs):
-        out += [f"Mock device ({MOCK_NOTE}) in: {', '.join(r.label for r in c.runs if r.mock)}; numerics not checked.", ""]
+        out += [f"Mock device in {', '.join(r.label for r in c.runs if r.mock)}: {MOCK_NOTE}; numerics not checked.", ""]
     out += ["| run | " + " | ".join(RUN_KEYS) + " | signatures | blocked calls |", "|---" * (len(RUN_KEYS) + 3) + "|"]
     out += [f"| {r.label} | " + " | ".join(str(r.settings.get(k)) for k in RUN_KEYS)
             + f" | {r.signatures} | {r.blocked_calls}/{r.calls} |" for r in c.runs]

@@ -158,7 +158,7 @@ def render_diff(d: RunDiff, limit: int = 20) -> str:
            f"{len(d.changed)} fail differently, {len(d.oom_moved)} OOMs moved, {d.unchanged} unchanged"
            + (f"; {d.only_a} only in {d.a}" if d.only_a else "") + (f"; {d.only_b} only in {d.b}" if d.only_b else "")]
     if d.mock:
-        out.append(f"(results from ttnn's mock device: {MOCK_NOTE})")
+        out.append(f"(results from {MOCK_NOTE}; numerics not checked)")
     for title, changes in (("regressions: start failing", d.regressions), ("fixes: stop failing", d.fixes),
                            ("failing differently", d.changed), ("OOM requested bytes moved", d.oom_moved)):
         out += _rows(title, changes, limit)

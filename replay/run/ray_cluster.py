@@ -142,6 +142,24 @@ def connect(cluster: str, num_cpus: int | None = None, resources: dict | None = 
     return _describe(ray, "local", connected_here=True)
 
 
+def map_tasks(fn, calls: list[tuple], cluster: str, num_cpus: int = 1) -> list:
+    """``[fn(*args) for args in calls]``, each call one Ray task on the cluster, all at once; ClusterError
+    when a task's worker or node died (its error otherwise, as raised)."""
+    c = connect(cluster, num_cpus=min(len(calls), os.cpu_count() or 1) or 1)
+    import ray  # noqa: PLC0415 - connect() has checked it is there
+    try:
+        task = ray.remote(num_cpus=num_cpus, max_retries=1)(fn)
+        refs = [task.remote(*args) for args in calls]
+        try:
+            return ray.get(refs)
+        except ray.exceptions.RayTaskError as e:
+            raise e.as_instanceof_cause() from None
+        except ray.exceptions.RayError as e:
+            raise ClusterError(f"a Ray task died: {str(e).splitlines()[0][:300]}") from None
+    finally:
+        disconnect(c)
+
+
 def _describe(ray, address: str, connected_here: bool) -> Cluster:
     alive = [n for n in ray.nodes() if n.get("Alive")]
     return Cluster(address=address, connected_here=connected_here, resources=dict(ray.cluster_resources()),

@@ -188,6 +188,9 @@ class RayDriver:
             case = flight.batch.cases[flight.done]
             flight.done += 1
             flight.deadline = time.monotonic() + self.settings.timeout_s
+            if flight.done == len(flight.batch.cases):   # done: no need to wait for the stream's end
+                del flights[gen]
+                idle.append(flight.slot)
             on_result(case, ReplayResult.from_json(result))
         for gen, flight in list(flights.items()):
             if time.monotonic() > flight.deadline and not gen.next_ready():

@@ -5,6 +5,7 @@ hanging op times out, an interrupted journal resumes, and a bad address is one l
 Runs with the ttnn environment: .venv-ttnn/bin/python -m pytest tests/replay/test_ray_ttnn.py
 """
 import dataclasses
+import json
 import importlib.util
 import os
 
@@ -117,3 +118,19 @@ def test_a_signature_that_kills_its_actor_twice_is_a_crash_and_a_hang_a_timeout(
     assert got[crash.sig.id][0].status == "crash" and "killed its ttnn actor 2 times" in got[crash.sig.id][0].reason
     assert got[hang.sig.id][0].status == "timeout" and got[hang.sig.id][0].mock
     assert {c.sig.id: _verdict(got[c.sig.id][0]) for c in cases} == {c.sig.id: pool_results[c.sig.id] for c in cases}
+
+
+def test_mode_model_on_the_cluster_runs_each_model_as_a_task_with_the_pools_outcome(cluster, tmp_path):
+    from replay.context.run import run_context
+    traces = load_traces([os.path.join(REPO, "traces", "vit_b_16.msgpack")])
+    on_pool = run_context(traces, RunSettings(backend="ttnn", jobs=2), str(tmp_path / "pool"), progress=False)
+    on_ray = run_context(traces, _settings(), str(tmp_path / "ray"), progress=False)
+
+    def calls(path):        # the per-call file without its times
+        rows = [json.loads(line) for line in open(path)]
+        for row in rows:
+            row.pop("started_utc", None)
+            row.get("context", {}).pop("time_s", None)
+            row.pop("time_s", None)
+        return rows
+    assert calls(on_ray[0][1]) == calls(on_pool[0][1]) and len(calls(on_ray[0][1])) > 100
