@@ -133,7 +133,7 @@ def connect(cluster: str, num_cpus: int | None = None, resources: dict | None = 
         if already:
             os.makedirs(folder, exist_ok=True)
             local_environment(folder)
-        ray.init(num_cpus=num_cpus, resources=resources, _temp_dir=folder, include_dashboard=False,
+        ray.init(address="local", num_cpus=num_cpus, resources=resources, _temp_dir=folder, include_dashboard=False,
                  log_to_driver=False, logging_level="WARNING")
     except ClusterError:
         raise
