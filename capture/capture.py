@@ -43,22 +43,52 @@ def make_inputs(entry: ModelEntry, shapes: list[list[int]], fake_mode):
                         fake_mode=fake_mode)[0]
 
 
+def _hashable(values: list, tensor_class: list) -> tuple:
+    """Tagged values as a tuple equal for calls with equal signature metadata: a tensor is its
+    class (tensor_class, by [shape, dtype, stride]), an int itself, anything else (tag, payload)."""
+    out = []
+    for tag, payload in values:
+        if tag == "int":
+            out.append(payload)
+        elif tag == "T":
+            out.append(tensor_class[payload])
+        elif tag == "list":
+            out.append(("list", _hashable(payload, tensor_class)))
+        else:
+            out.append((tag, payload))
+    return tuple(out)
+
+
+def _tensor_classes(tensors) -> list[tuple]:
+    """Per tensor, a token shared by tensors with equal signature metadata (schema.tensor_key)."""
+    ids: dict[tuple, tuple] = {}
+    return [ids.setdefault((tuple(m.shape), m.dtype, tuple(m.stride)), ("T", len(ids))) for m in tensors]
+
+
 def build_signatures(rec, tensors) -> tuple[list[OpCall], list[Signature]]:
-    """Intern each call's (op, argument metadata) as a signature; calls reference it by index."""
+    """Intern each call's (op, argument metadata) as a signature; calls reference it by index.
+    A signature's id is hashed once; calls repeating one are matched on a tuple of their arguments."""
+    tensor_class = _tensor_classes(tensors)
     sig_index: dict[str, int] = {}
+    seen: dict[tuple, int] = {}                   # (op, hashable args) -> signature index
     sigs: list[Signature] = []
     calls: list[OpCall] = []
     for i, raw in enumerate(rec.calls):
-        name = rec.ops[raw.op].name
-        sargs = [signature_value(v, tensors) for v in raw.args]
-        sid = signature_id(name, sargs)
-        k = sig_index.get(sid)
+        key = (raw.op, _hashable(raw.args, tensor_class))
+        k = seen.get(key)
         if k is None:
-            k = sig_index[sid] = len(sigs)
-            sigs.append(Signature(id=sid, op=name, args=sargs,
-                                  outputs=[signature_value(v, tensors) for v in raw.outputs], count=0, calls=[]))
-        sigs[k].count += 1
-        sigs[k].calls.append(i)
+            name = rec.ops[raw.op].name
+            sargs = [signature_value(v, tensors) for v in raw.args]
+            sid = signature_id(name, sargs)
+            k = sig_index.get(sid)
+            if k is None:
+                k = sig_index[sid] = len(sigs)
+                sigs.append(Signature(id=sid, op=name, args=sargs,
+                                      outputs=[signature_value(v, tensors) for v in raw.outputs], count=0, calls=[]))
+            seen[key] = k
+        sig = sigs[k]
+        sig.count += 1
+        sig.calls.append(i)
         calls.append(OpCall(index=i, op=raw.op, args=raw.args, outputs=raw.outputs, scope=raw.scope, signature=k))
     return calls, sigs
 

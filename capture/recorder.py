@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
@@ -24,6 +25,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from capture.schema import ModuleInfo, OpInfo, TensorMeta
 
 SHADOW_MAX_NUMEL = 4096
+_NEW = object()                                  # an overload not met yet
 
 
 def _name(x) -> str:
@@ -64,7 +66,12 @@ def encode_constant(v) -> list:
 # Module stack
 
 class ModuleStack:
-    """An ordered stack of the nn.Modules executing, from global forward pre/post hooks."""
+    """An ordered stack of the nn.Modules executing, from global forward pre/post hooks.
+
+    Scopes (distinct stacks) are numbered in the order first entered. A push looks its scope up
+    by (enclosing scope, module) and a pop returns to the scope saved by its push, so a hook does
+    a dict lookup instead of hashing the whole stack.
+    """
 
     def __init__(self, model: torch.nn.Module):
         self.index: dict[int, int] = {}          # id(module) -> index in self.modules (modules live all run)
@@ -76,9 +83,10 @@ class ModuleStack:
                 self.modules.append(ModuleInfo(name, type(m).__name__))
                 self._alive.append(m)
         self.stack: list[int] = []
-        self.scope_ids: dict[tuple, int] = {(): 0}
         self.scopes: list[list[int]] = [[]]
         self.current_scope = 0
+        self._frames: list[int] = []              # the scope each entry of self.stack was pushed from
+        self._child: dict[tuple[int, int], int] = {}  # (scope, module index) -> scope with it pushed
         self._handles = []
 
     def _push(self, module, args):
@@ -87,24 +95,23 @@ class ModuleStack:
             i = self.index[id(module)] = len(self.modules)
             self.modules.append(ModuleInfo(f"<{type(module).__name__}>", type(module).__name__))
             self._alive.append(module)
+        outer = self.current_scope
+        sid = self._child.get((outer, i))
+        if sid is None:
+            sid = self._child[(outer, i)] = len(self.scopes)
+            self.scopes.append(self.scopes[outer] + [i])
         self.stack.append(i)
-        self._update()
+        self._frames.append(outer)
+        self.current_scope = sid
 
     def _pop(self, module, args, output):
         i = self.index.get(id(module))
         # always_call=True runs this on exceptions too; pop back to the module's own frame
         if i in self.stack:
-            while self.stack and self.stack.pop() != i:
-                pass
-        self._update()
-
-    def _update(self):
-        key = tuple(self.stack)
-        sid = self.scope_ids.get(key)
-        if sid is None:
-            sid = self.scope_ids[key] = len(self.scopes)
-            self.scopes.append(list(key))
-        self.current_scope = sid
+            while self.stack:
+                self.current_scope = self._frames.pop()
+                if self.stack.pop() == i:
+                    break
 
     def __enter__(self):
         self._handles = [
@@ -122,23 +129,50 @@ class ModuleStack:
 # ---------------------------------------------------------------------------------------------
 # Tensor table
 
+_DTYPE_NAMES: dict = {}                           # torch.dtype -> its trace name, filled as met
+
+
+def dtype_name(dtype) -> str:
+    """The trace's name of a torch dtype ("float32"), looked up once per dtype."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = _name(dtype)
+    return name
+
+
 class TensorTable:
     """Assigns each distinct tensor (object + metadata) an index, and each storage an id.
 
     Storages are keyed by their StorageImpl address; the table holds a weak reference to each one
     it has seen (freed in close()), which keeps that address from being reused while it runs.
+    A tensor seen before is the same entry unless an op wrote to it since (``touched``): only then
+    is its metadata read again, since only an op that writes a tensor can change its metadata
+    (``t_``, ``resize_``, ``as_strided_``). Entries are kept as captured and made TensorMeta
+    records once, when ``metas`` is first read after the recording.
     """
 
     def __init__(self, kinds: dict):
         self.kinds = kinds                        # id(tensor) -> (kind, name, tensor): params, buffers, inputs
-        self.metas: list[TensorMeta] = []
-        # id(tensor) -> (weakref, meta key, index); the weakref tells a reused id from the same tensor
+        self._rows: list[tuple] = []              # (metadata key, storage id, kind, name) per entry
+        self._metas: list[TensorMeta] = []        # self._rows made records (a prefix, extended on read)
+        # id(tensor) -> (weakref, metadata key, index); the weakref tells a reused id from the same tensor
         self._seen: dict[int, tuple] = {}
+        self._touched: set[int] = set()           # ids of tensors an op wrote since last referenced
         self._storages: dict[int, int] = {}       # StorageImpl address -> storage id
         self._pins: list[int] = []                # weak references pinning those addresses
         self._next_sid = 0
 
+    @property
+    def metas(self) -> list[TensorMeta]:
+        """One TensorMeta per entry, in the order entries were made."""
+        for key, sid, kind, name in self._rows[len(self._metas):]:
+            shape, dtype, stride, offset = key
+            self._metas.append(TensorMeta(list(map(int, shape)), dtype_name(dtype), list(map(int, stride)),
+                                          int(offset), sid, kind, name))
+        return self._metas
+
     def storage_id(self, t: torch.Tensor) -> int:
+        """The id of t's storage: the same for every view of it while the table is open."""
         try:
             storage = t.untyped_storage()
         except (RuntimeError, NotImplementedError):  # e.g. sparse or storage-less tensors
@@ -162,26 +196,43 @@ class TensorTable:
     def __del__(self):
         self.close()
 
+    def touch(self, t) -> None:
+        """Note that an op wrote t (its metadata may have changed): the next ref reads it again."""
+        if isinstance(t, torch.Tensor):
+            self._touched.add(id(t))
+        elif isinstance(t, (list, tuple)):
+            for x in t:
+                self.touch(x)
+
     def ref(self, t: torch.Tensor, produced: bool) -> int:
-        key = (t.shape, t.dtype, t.stride(), t.storage_offset())
-        hit = self._seen.get(id(t))
-        if hit is not None and hit[0]() is t and hit[1] == key:
-            return hit[2]
-        known = self.kinds.get(id(t))
+        """The index of t's entry, made on first sight (kind from the table's kinds, else
+        activation when an op produced it, constant otherwise)."""
+        tid = id(t)
+        hit = self._seen.get(tid)
+        if hit is not None and hit[0]() is t:
+            if tid not in self._touched:
+                return hit[2]
+            self._touched.discard(tid)
+            key = (t.shape, t.dtype, t.stride(), t.storage_offset())
+            if hit[1] == key:
+                return hit[2]
+        else:
+            if self._touched:
+                self._touched.discard(tid)
+            key = (t.shape, t.dtype, t.stride(), t.storage_offset())
+        known = self.kinds.get(tid)
         kind, name = (known[0], known[1]) if known is not None and known[2] is t else \
             ("activation" if produced else "constant", "")
-        idx = len(self.metas)
-        self.metas.append(TensorMeta([int(s) for s in key[0]], _name(key[1]), [int(s) for s in key[2]],
-                                     int(key[3]), self.storage_id(t), kind, name))
-        self._seen[id(t)] = (weakref.ref(t), key, idx)
+        idx = len(self._rows)
+        self._rows.append((key, self.storage_id(t), kind, name))
+        self._seen[tid] = (weakref.ref(t), key, idx)
         return idx
 
 
 # ---------------------------------------------------------------------------------------------
 # The mode
 
-@dataclass
-class RawCall:
+class RawCall(NamedTuple):
     """One recorded call before signatures are interned (OpCall without index and signature)."""
     op: int
     args: list
@@ -209,6 +260,16 @@ _SUBCLASS_METADATA_QUERIES = frozenset({
 })
 
 
+@dataclass(frozen=True)
+class _OverloadSpec:
+    """What the recorder needs of one overload, worked out from its schema once."""
+    op: int                                   # index into Recording.ops
+    names: tuple[str, ...]                    # schema argument names, in order
+    defaults: tuple[list, ...]                # each argument's default, encoded (["none", None] if none)
+    n_returns: int
+    writes: tuple[int | str, ...]             # arguments the op writes: position, or name when keyword-only
+
+
 class Recorder(TorchDispatchMode):
     """Records every aten call; ``fake_mode`` set means tensors are fake and shadows are kept."""
 
@@ -217,45 +278,60 @@ class Recorder(TorchDispatchMode):
         self.modules = modules
         self.tensors = tensors
         self.rec = Recording()
-        self._funcs: dict = {}                    # OpOverload -> (op index, argument spec, return count)
+        # OpOverload -> its _OverloadSpec, or None for a call passed through unrecorded
+        self._specs: dict = dict.fromkeys(_SUBCLASS_METADATA_QUERIES) if fake_mode is not None else {}
         self.fake_mode = fake_mode
         self.shadows = WeakIdKeyDictionary()      # fake tensor -> small real tensor with its values
 
     # -- values ---------------------------------------------------------------------------------
     def encode(self, v, produced: bool = False) -> list:
-        if type(v) is int:  # the common case first: this runs for every argument of every call
+        """v as a tagged value; tensors become references into the tensor table."""
+        tp = type(v)
+        if tp is int:  # the common cases first: this runs for every argument of every call
             return ["int", v]
-        if isinstance(v, torch.Tensor):
+        if tp is torch.Tensor or isinstance(v, torch.Tensor):
             return ["T", self.tensors.ref(v, produced)]
-        if isinstance(v, (list, tuple)):
+        if tp is list or tp is tuple:
             return ["list", [self.encode(x, produced) for x in v]]
         return encode_constant(v)
 
-    def _func_info(self, func) -> tuple:
-        """(op index, argument spec, return count) of an overload, computed once per overload:
-        OpOverload hashes in Python and ``func._schema`` builds a new object on every access."""
-        info = self._funcs.get(func)
-        if info is None:
-            schema = func._schema
-            op = len(self.rec.ops)
-            self.rec.ops.append(OpInfo(overload_name(func), [a.name for a in schema.arguments],
-                                       len(schema.returns), str(schema)))
-            spec = [(a.name, a.kwarg_only, a.default_value if a.has_default_value() else None)
-                    for a in schema.arguments]
-            info = self._funcs[func] = (op, spec, len(schema.returns))
-        return info
+    def _spec(self, func) -> _OverloadSpec:
+        """An overload's spec, made on its first call (``func._schema`` is a new object per access)."""
+        schema = func._schema
+        op = len(self.rec.ops)
+        self.rec.ops.append(OpInfo(overload_name(func), [a.name for a in schema.arguments],
+                                   len(schema.returns), str(schema)))
+        args = schema.arguments
+        spec = _OverloadSpec(
+            op=op, names=tuple(a.name for a in args),
+            defaults=tuple(self.encode(a.default_value if a.has_default_value() else None) for a in args),
+            n_returns=len(schema.returns),
+            writes=tuple(a.name if a.kwarg_only else i for i, a in enumerate(args)
+                         if a.alias_info is not None and a.alias_info.is_write))
+        self._specs[func] = spec
+        return spec
 
-    def _named_args(self, spec: list[tuple], args, kwargs) -> list:
-        """One encoded value per schema argument: positional, keyword, or the schema default."""
+    def _named_args(self, spec: _OverloadSpec, args, kwargs) -> list:
+        """One encoded value per schema argument: positional, keyword, or the schema default
+        (dispatch leaves out trailing arguments equal to their default)."""
         encode = self.encode
-        n = len(args)
-        out = []
-        for i, (name, kwarg_only, default) in enumerate(spec):
-            if i < n and not kwarg_only:
-                out.append(encode(args[i]))
+        out = [encode(a) for a in args]
+        n = len(out)
+        if n < len(spec.names):
+            if kwargs:
+                out += [encode(kwargs[name]) if name in kwargs else default
+                        for name, default in zip(spec.names[n:], spec.defaults[n:])]
             else:
-                out.append(encode(kwargs.get(name, default)))
+                out += spec.defaults[n:]
         return out
+
+    def _touch_written(self, spec: _OverloadSpec, args, kwargs) -> None:
+        for w in spec.writes:
+            if type(w) is int:
+                if w < len(args):
+                    self.tensors.touch(args[w])
+            elif w in kwargs:
+                self.tensors.touch(kwargs[w])
 
     # -- shadows (fake mode only) ---------------------------------------------------------------
     def _real_args(self, args, kwargs):
@@ -313,17 +389,18 @@ class Recorder(TorchDispatchMode):
     # -- dispatch -------------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if self.fake_mode is not None and func in _SUBCLASS_METADATA_QUERIES:
+        spec = self._specs.get(func, _NEW)
+        if spec is _NEW:
+            spec = self._spec(func)
+        elif spec is None:
             return func(*args, **kwargs)
-        op, spec, n_returns = self._func_info(func)
         named = self._named_args(spec, args, kwargs)
-        if self.fake_mode is None:
-            out = func(*args, **kwargs)
+        out = func(*args, **kwargs) if self.fake_mode is None else self._with_shadows(func, args, kwargs)
+        if spec.writes:
+            self._touch_written(spec, args, kwargs)
+        if spec.n_returns == 1:
+            outputs = [self.encode(out, True)]
         else:
-            out = self._with_shadows(func, args, kwargs)
-        if n_returns == 1:
-            outputs = [self.encode(out, produced=True)]
-        else:
-            outputs = [self.encode(o, produced=True) for o in (out if isinstance(out, (list, tuple)) else [out])]
-        self.rec.calls.append(RawCall(op, named, outputs, self.modules.current_scope))
+            outputs = [self.encode(o, True) for o in (out if isinstance(out, (list, tuple)) else [out])]
+        self.rec.calls.append(RawCall(spec.op, named, outputs, self.modules.current_scope))
         return out
