@@ -80,3 +80,13 @@ def test_yolo12x_attention_softmax_passes_alone_but_not_in_context_and_the_estim
     assert failing == {r.index for r in est_records if r.status.startswith("oom")}
     assert abs(est.peak_dram_bytes - summary.peak_dram_bytes) < 0.05 * summary.peak_dram_bytes
     assert est.resident_bytes == summary.resident_bytes
+
+
+def test_a_size_search_run_stops_at_the_first_failing_call_and_says_so(tmp_path):
+    # headroom's device runs: the relu at call 1 runs out of DRAM; the add after it is never issued
+    trace = keeps_input_alive(str(tmp_path / "kia.msgpack"))
+    full, _ = context_worker(trace.path, "--device", "n150")
+    records, summary = context_worker(trace.path, "--device", "n150", "--stop-at-first-failure")
+    assert [r.status for r in full] == ["pass", "oom_dram", full[2].status] and len(full) == 3
+    assert [r.status for r in records] == ["pass", "oom_dram"]
+    assert not summary.completed and summary.first_failure == 1 and "stopped at call 1" in summary.note
