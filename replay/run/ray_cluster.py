@@ -127,6 +127,8 @@ def connect(cluster: str, num_cpus: int | None = None, resources: dict | None = 
     if ray.is_initialized():            # e.g. a test's cluster, or a caller's own ray.init()
         return _describe(ray, "existing", connected_here=False)
     try:
+        sys.stderr.write(f"replay: joining the Ray cluster at {address}\n" if address else
+                         f"replay: starting a local Ray instance ({num_cpus or os.cpu_count()} CPUs; files in {folder})\n")
         if address:
             ray.init(address=address, log_to_driver=False, logging_level="WARNING")
             return _describe(ray, address, connected_here=True)
