@@ -129,6 +129,8 @@ class RayDriver:
         self.mock = kinds.pop()
         first = self.slots[0].info
         note = (first.get("note") or (MOCK_NOTE if self.mock else "")) + f"; on Ray, {len(self.slots)} actor(s)"
+        if not self.mock:       # numerics need torch on the coordinator; the Ray one runs in the ttnn environment
+            note += "; outputs not compared with torch (numerics run on the built-in pool)"
         return {"mock": self.mock, "note": note, "ttnn": first.get("ttnn_version"), "device": first.get("board", s.device),
                 "ttnn_python": sys.executable,
                 "cluster": {"engine": "ray", "address": self.cluster.address, "nodes": self.cluster.nodes,
