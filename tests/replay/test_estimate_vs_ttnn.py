@@ -18,6 +18,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(HERE))   # tests/: the trace sample, also when run as the worker
 
 from capture.schema import Signature  # noqa: E402
 from replay.backends.devices import DEVICES, TILE_BYTES  # noqa: E402
