@@ -16,11 +16,13 @@ GALLOP_PROBES = 2
 Fits = Callable[[int], bool]
 
 
-def search(fits: Fits, lo: int, hi: int | None, hi_limit: int, budget: int | None = None
-           ) -> tuple[int, int | None, bool]:
+def search(fits: Fits, lo: int, hi: int | None, hi_limit: int, budget: int | None = None,
+           prefetch: Callable[[list[int]], None] | None = None) -> tuple[int, int | None, bool]:
     """Largest k in [lo, hi_limit] with fits(k), given fits(lo) and (when hi is not None) not fits(hi):
     doubling while no failure is known, then bisection. At most ``budget`` calls of fits. Returns
-    (k, the smallest failing k seen or None, exact: k + 1 is known to fail or k is hi_limit)."""
+    (k, the smallest failing k seen or None, exact: k + 1 is known to fail or k is hi_limit).
+    With ``prefetch`` (runs sizes side by side) the interval is cut in three per round instead of two:
+    both cut points are announced, then asked (more runs in all, fewer rounds of waiting)."""
     used = 0
     k = lo
     while hi is None:
@@ -37,6 +39,10 @@ def search(fits: Fits, lo: int, hi: int | None, hi_limit: int, budget: int | Non
     while hi - k > 1:
         if budget is not None and used >= budget:
             return k, hi, False
+        if prefetch is not None and hi - k > 2 and (budget is None or budget - used >= 2):
+            k, hi = _trisect(fits, k, hi, prefetch)
+            used += 2
+            continue
         used += 1
         mid = (k + hi) // 2
         if fits(mid):
@@ -44,6 +50,17 @@ def search(fits: Fits, lo: int, hi: int | None, hi_limit: int, budget: int | Non
         else:
             hi = mid
     return k, hi, True
+
+
+def _trisect(fits: Fits, k: int, hi: int, prefetch: Callable[[list[int]], None]) -> tuple[int, int]:
+    """One round over (k, hi) with two cut points run side by side: the new (k, hi)."""
+    a, b = k + (hi - k) // 3, k + 2 * (hi - k) // 3
+    b = max(b, a + 1)
+    prefetch([a, b])
+    fits_b, fits_a = fits(b), fits(a)
+    if fits_b:
+        return b, hi
+    return (a, b) if fits_a else (k, a)
 
 
 def largest(fits: Fits, lo: int, hi_limit: int) -> tuple[int, int | None]:
@@ -79,16 +96,16 @@ def device_search(fits: Fits, lo: int, bound: int | None, hi_limit: int, budget:
     if bound is None:
         if not probe(lo):
             return None, lo, True
-        return search(probe, lo, None, hi_limit, probe.left())
+        return search(probe, lo, None, hi_limit, probe.left(), prefetch)
     if probe(bound):
         if bound >= hi_limit:
             return bound, None, True
         if not probe(bound + 1):
             return bound, bound + 1, True
-        return search(probe, bound + 1, None, hi_limit, probe.left())   # the estimate is too cautious
+        return search(probe, bound + 1, None, hi_limit, probe.left(), prefetch)   # the estimate is too cautious
     if prefetch is not None:
         prefetch(gallop_steps(lo, bound, gallop, probe.left()))
-    return _below_failing_bound(probe, lo, bound, hi_limit, gallop)
+    return _below_failing_bound(probe, lo, bound, hi_limit, gallop, prefetch)
 
 
 def gallop_steps(lo: int, bound: int, gallop: int, budget: int) -> list[int]:
@@ -104,8 +121,8 @@ def gallop_steps(lo: int, bound: int, gallop: int, budget: int) -> list[int]:
     return out
 
 
-def _below_failing_bound(probe: _Counted, lo: int, bound: int, hi_limit: int, gallop: int
-                         ) -> tuple[int | None, int | None, bool]:
+def _below_failing_bound(probe: _Counted, lo: int, bound: int, hi_limit: int, gallop: int,
+                         prefetch: Callable[[list[int]], None] | None = None) -> tuple[int | None, int | None, bool]:
     """The device fails at the estimate's bound: gallop down (bound - 1, - 2, - 4, ... steps), then
     bisect between lo and the lowest failure."""
     hi, d = bound, 1
@@ -114,13 +131,13 @@ def _below_failing_bound(probe: _Counted, lo: int, bound: int, hi_limit: int, ga
         if k >= hi or probe.used >= probe.budget:
             break
         if probe(k):
-            return search(probe, k, hi, hi_limit, probe.left())
+            return search(probe, k, hi, hi_limit, probe.left(), prefetch)
         hi, d = k, d * 2
     if hi == lo:
         return None, lo, True
     # Bisection between lo and the lowest failure; lo - 1 stands for "nothing passed yet", so lo is
     # run only when every size above it fails (the traced size, not yet run on the device).
-    k, hi, exact = search(probe, lo - 1, hi, hi_limit, probe.left())
+    k, hi, exact = search(probe, lo - 1, hi, hi_limit, probe.left(), prefetch)
     if k >= lo:
         return k, hi, exact
     if hi == lo:

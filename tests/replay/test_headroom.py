@@ -90,10 +90,25 @@ def test_gallop_steps_below_a_failing_bound_are_announced_for_running_side_by_si
     assert device_search(fits, 1, 252, 1024, budget=12, prefetch=told.append) == (250, 251, True)
     assert told == [[251, 250]] and calls == [252, 251, 250]   # announced before they are asked
     assert gallop_steps(1, 2, 2, 12) == [1] and gallop_steps(5, 5, 2, 12) == [] and gallop_steps(1, 252, 2, 1) == [251]
-    fits, calls = _counting(300)   # the bound fits: nothing to gallop, nothing announced
+    fits, calls = _counting(252)   # the bound fits and one above fails: nothing to gallop, nothing announced
     told.clear()
     device_search(fits, 1, 252, 1024, budget=12, prefetch=told.append)
     assert told == []
+
+
+def test_device_search_with_side_by_side_runs_finds_the_same_limit_in_fewer_rounds():
+    for lo, bound in ((1, 389), (20, 392), (1, 1024)):
+        for limit in list(range(lo, bound, 7)) + [bound - 1, bound - 3]:
+            fits, calls = _counting(limit)
+            alone = device_search(fits, lo, bound, 4096, budget=100)
+            rounds = []
+            fits, calls = _counting(limit)
+            both = device_search(fits, lo, bound, 4096, budget=100, prefetch=rounds.append)
+            assert both == alone == (limit, limit + 1, True), (lo, bound, limit)
+            asked_alone = len(calls)
+            # a round is one batch of side-by-side runs or one run on its own
+            assert len(rounds) + sum(1 for k in calls if not any(k in r for r in rounds)) <= asked_alone + 1
+    assert search(lambda k: k <= 17, 1, 100, 4096, prefetch=lambda ks: None) == (17, 18, True)
 
 
 def test_device_limit_far_below_the_estimate_bound_costs_at_most_two_runs_more_than_plain_bisection():
