@@ -159,17 +159,22 @@ def model_section(i: int, m: ModelReport) -> str:
         out.append("<details><summary>Worst padding blow-ups</summary>" + tensor_table(m.worst_padding)
                    + "</details>")
     if m.failures:
-        out.append(f"<details><summary>All blocked calls by signature and layer ({len(m.failures)} rows)</summary>"
-                   + more_in(len(m.failures), "failures.csv")
-                   + table(["call", "module path", "op", "input shapes", "status", "calls", "requested",
-                            "per bank", "banks", "reason"],
-                           [[str(r.first_call), f"<code>{e(r.module_path or '(model)')}</code>", f"<code>{e(r.op)}</code>",
-                             f"<code>{e(r.input_shapes)}</code>", badge(r.status), str(r.calls),
-                             e(fmt_bytes(r.requested_bytes)) + (f" {e(r.buffer_type)}" if r.buffer_type else ""),
-                             e(fmt_bytes(r.per_bank_bytes)), e(r.num_banks if r.num_banks is not None else "-"),
-                             e(r.reason[:300])] for r in m.failures[:ROWS]], {0, 5, 6, 7, 8}) + "</details>")
+        out.append(failures_details(m))
     out.append('<p><a href="#top">back to top</a></p></section>')
     return "\n".join(out)
+
+
+def failures_details(m: ModelReport) -> str:
+    """Every blocked (signature, layer) of a model, folded away (the first ROWS; all in failures.csv)."""
+    return (f"<details><summary>All blocked calls by signature and layer ({len(m.failures)} rows)</summary>"
+            + more_in(len(m.failures), "failures.csv")
+            + table(["call", "module path", "op", "input shapes", "status", "calls", "requested",
+                     "per bank", "banks", "reason"],
+                    [[str(r.first_call), f"<code>{e(r.module_path or '(model)')}</code>", f"<code>{e(r.op)}</code>",
+                      f"<code>{e(r.input_shapes)}</code>", badge(r.status), str(r.calls),
+                      e(fmt_bytes(r.requested_bytes)) + (f" {e(r.buffer_type)}" if r.buffer_type else ""),
+                      e(fmt_bytes(r.per_bank_bytes)), e(r.num_banks if r.num_banks is not None else "-"),
+                      e(r.reason[:300])] for r in m.failures[:ROWS]], {0, 5, 6, 7, 8}) + "</details>")
 
 
 def fix_signatures(report: Report, shown: int = 30) -> str:
