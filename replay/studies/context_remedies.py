@@ -259,9 +259,10 @@ def find_context_remedies(trace: Trace, settings: RunSettings, log_dir: str, rec
             final, summary, info = s.run(settings, s.changes)
             s.resident_bytes = dict(summary.resident_bytes)
             verified_on = "mock" if info.get("mock") else "real"
-            # where the estimate's changes do not carry over, the search goes on on the device (what
-            # the estimate gave up on stays given up: its allocator agrees with the device's on what fits)
-            final = s.search(settings, final, device_runs, verified_on)
+        # where the device still fails (the estimate's changes do not carry over, or the estimate sees
+        # no failure there: circular buffers, op scratch), the search goes on on the device; what the
+        # estimate gave up on stays given up (its allocator agrees with the device's on what cannot fit)
+        final = s.search(settings, final, device_runs, verified_on)
     for i, rec in s.original.items():   # still failing and never targeted (the search ran out of runs)
         s.found.setdefault(i, s.remedy(rec, "none", None, None, verified_on, "the search ran out of runs"))
     left = failing(final)
