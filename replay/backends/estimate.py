@@ -319,7 +319,8 @@ def concat(case: OpCase) -> Plan:
         return Plan(list(case.outputs))
     firmware = case.device.l1_core_bytes - case.device.l1_bank_bytes     # L1 below the allocator's base
     entries = 2 if 2 * page <= case.device.l1_core_bytes // 2 - firmware else 1
-    return Plan(list(case.outputs), ttnn_call="ttnn.concat", reason="concat through row major (untilize, concat rows, tilize)",
+    return Plan(list(case.outputs), ttnn_call="ttnn.concat",
+                reason="concat through row major (untilize, concat rows, tilize)",
                 circular_buffers=[CircularBuffer("concat row staging", page, entries)])
 
 

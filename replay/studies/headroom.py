@@ -24,6 +24,7 @@ records and their JSON file ``headroom_result.py``.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -437,25 +438,31 @@ def headroom(model: str | ModelEntry, device: str = "n150", memory: str = "dram"
     four sizes at those bounds side by side in ``jobs`` worker processes (default: settings.jobs).
     ``baseline`` runs the slower strategy this replaced (for benchmarks/bench_headroom.py)."""
     entry = lookup(load_registry(), model) if isinstance(model, str) else model
+    own_folder = folder is None   # re-traces of a search nobody asked to keep go with it
     folder = folder or tempfile.mkdtemp(prefix=f"optrace-headroom-{entry.name}-")
     os.makedirs(folder, exist_ok=True)
-    prober = Prober(entry, folder, device, memory, settings, log,
-                    jobs=1 if baseline else jobs or (settings.jobs if settings is not None else 1), baseline=baseline)
-    t0 = time.monotonic()
-    h0, w0 = entry.inputs[0][2], entry.inputs[0][3]
-    confirmed = bool(confirm and settings is not None)
-    resolution = Axis(size_of=lambda k: (1, *_size(entry, k, step)), lo=max(1, min(h0, w0) // step),
-                      hi_limit=MAX_SIDE // step, confirm=confirm, max_device_probes=max_device_probes,
-                      op_probes=op_probes)
-    batch = Axis(size_of=lambda b: (b, h0, w0), lo=1, hi_limit=max_batch, confirm=confirm,
-                 max_device_probes=max_device_probes, op_probes=op_probes)
-    bounds = [estimate_bound(prober, axis) for axis in (resolution, batch)]
-    if confirmed:
-        prober.prefetch([axis.size_of(k) for axis, (_, k_est, _) in zip((resolution, batch), bounds)
-                         for k in first_device_steps(axis, k_est)])
-        res, bat = (_on_device(prober, axis, est, k_est) for axis, (est, k_est, _) in zip((resolution, batch), bounds))
-    else:
-        res, bat = (_estimate_only(prober, axis, *bound) for axis, bound in zip((resolution, batch), bounds))
-    return HeadroomResult(model=entry.name, device=device, memory=memory, step=step, confirm=confirmed,
-                          resolution=res, batch=bat, backend=prober.device_kind if confirmed else "estimate",
-                          time_s=round(time.monotonic() - t0, 1), probes=prober.probes())
+    try:
+        jobs = 1 if baseline else jobs or (settings.jobs if settings is not None else 1)
+        prober = Prober(entry, folder, device, memory, settings, log, jobs=jobs, baseline=baseline)
+        t0 = time.monotonic()
+        h0, w0 = entry.inputs[0][2], entry.inputs[0][3]
+        confirmed = bool(confirm and settings is not None)
+        resolution = Axis(size_of=lambda k: (1, *_size(entry, k, step)), lo=max(1, min(h0, w0) // step),
+                          hi_limit=MAX_SIDE // step, confirm=confirm, max_device_probes=max_device_probes,
+                          op_probes=op_probes)
+        batch = Axis(size_of=lambda b: (b, h0, w0), lo=1, hi_limit=max_batch, confirm=confirm,
+                     max_device_probes=max_device_probes, op_probes=op_probes)
+        bounds = [estimate_bound(prober, axis) for axis in (resolution, batch)]
+        if confirmed:
+            prober.prefetch([axis.size_of(k) for axis, (_, k_est, _) in zip((resolution, batch), bounds)
+                             for k in first_device_steps(axis, k_est)])
+            res, bat = (_on_device(prober, axis, est, k_est)
+                        for axis, (est, k_est, _) in zip((resolution, batch), bounds))
+        else:
+            res, bat = (_estimate_only(prober, axis, *bound) for axis, bound in zip((resolution, batch), bounds))
+        return HeadroomResult(model=entry.name, device=device, memory=memory, step=step, confirm=confirmed,
+                              resolution=res, batch=bat, backend=prober.device_kind if confirmed else "estimate",
+                              time_s=round(time.monotonic() - t0, 1), probes=prober.probes())
+    finally:
+        if own_folder:
+            shutil.rmtree(folder, ignore_errors=True)
