@@ -39,7 +39,7 @@ from replay.run.runner import RunSettings
 from replay.shapes import fold_trailing_ones
 
 MEMORY_FAILURES = ("oom_dram", "oom_l1", "oom_l1_small", "cb_overflow")
-DEVICE_RUNS = 8          # device runs at most, after the estimate's changes are checked
+DEVICE_RUNS = 16         # device runs at most, after the estimate's changes are checked
 ESTIMATE_RUNS = 120      # estimate runs at most
 
 
@@ -212,12 +212,14 @@ class Search:
                           status=status, remedy=name, bytes_freed=freed, fixed_by=fixed_by, found_on=found_on,
                           why_none=why)
 
-    def credit(self, records: list[CallRecord], by: int | None, found_on: str) -> None:
-        """Calls that failed without changes and pass now: fixed by the change kept at call ``by``."""
-        still = {r.index for r in failing(records)}
-        for i, rec in self.original.items():
-            if i not in self.found and i not in still and by is not None:
-                self.found[i] = self.remedy(rec, f"the change for call {by}", None, by, found_on)
+    def credit(self, before: list[CallRecord], after: list[CallRecord], by: int, found_on: str) -> None:
+        """Calls failing before the change kept at call ``by`` (cascades too) that pass after it: fixed by it."""
+        still = {r.index for r in after if r.status in BLOCKING and r.status != "unsupported"}
+        for r in before:
+            prior = self.found.get(r.index)
+            if r.status in BLOCKING and r.status != "unsupported" and r.index not in still and r.index != by \
+                    and (prior is None or prior.fixed_by is None):
+                self.found[r.index] = self.remedy(r, f"the change for call {by}", None, by, found_on)
 
     def search(self, settings: RunSettings, records: list[CallRecord], max_runs: int, found_on: str):
         """Fix failing calls one by one on settings.backend; returns the last full run's records."""
@@ -233,8 +235,8 @@ class Search:
                 continue
             kept = self.step(settings, rec, found_on)
             if kept is not None:
+                self.credit(records, kept, rec.index, found_on)
                 records = kept
-                self.credit(records, rec.index, found_on)
         return records
 
 
@@ -263,10 +265,12 @@ def find_context_remedies(trace: Trace, settings: RunSettings, log_dir: str, rec
         # no failure there: circular buffers, op scratch), the search goes on on the device; what the
         # estimate gave up on stays given up (its allocator agrees with the device's on what cannot fit)
         final = s.search(settings, final, device_runs, verified_on)
-    for i, rec in s.original.items():   # still failing and never targeted (the search ran out of runs)
-        s.found.setdefault(i, s.remedy(rec, "none", None, None, verified_on, "the search ran out of runs"))
     left = failing(final)
     still = {r.index for r in final if r.status in BLOCKING and r.status != "unsupported"}
+    for i, rec in s.original.items():   # never targeted nor credited: the last replay says
+        s.found.setdefault(i, s.remedy(rec, "passes with the changes found", None, None, verified_on)
+                           if i not in still else
+                           s.remedy(rec, "none", None, None, verified_on, "the search ran out of runs"))
     for i, found in s.found.items():
         found.passes = i not in still and len(final) > i
     if progress:

@@ -121,8 +121,9 @@ def test_a_view_padded_past_dram_by_its_trailing_ones_passes_in_context_once_the
     settings = RunSettings(backend="estimate", device="n150", memory="dram")
     remedy = find_context_remedies(trace, settings, str(tmp_path), records, progress=False)
     assert remedy.changes == ContextChanges(fold_calls=[1]) and remedy.passes
-    [call] = remedy.calls
+    call, cascade = remedy.calls                       # the view, and the next view that only repeated it
     assert call.call == 1 and call.remedy == "fold its trailing 1s: [160, 100, 512]" and call.passes
+    assert cascade.call == 2 and cascade.fixed_by == 1 and cascade.remedy == "the change for call 1"
     assert call.bytes_freed > 16_000_000_000          # 16.8 GB padded, 16 MB folded
 
 

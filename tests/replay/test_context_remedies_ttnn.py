@@ -48,4 +48,4 @@ def test_a_view_padded_past_dram_by_its_trailing_ones_passes_on_the_mock_device_
     remedy = header["context_remedy"]
     assert remedy["changes"]["fold_calls"] == [1] and remedy["verified_on"] == "mock" and remedy["passes"]
     assert [(c["call"], c["remedy"], c["passes"]) for c in remedy["calls"]] == [
-        (1, "fold its trailing 1s: [160, 100, 512]", True)]
+        (1, "fold its trailing 1s: [160, 100, 512]", True), (2, "the change for call 1", True)]
