@@ -22,7 +22,7 @@ ENTRY = ModelEntry(name="resnet18_64", source="torchvision", build="resnet18", i
 @pytest.fixture(scope="module")
 def found(tmp_path_factory):
     folder = tmp_path_factory.mktemp("headroom")
-    settings = RunSettings(backend="ttnn", device="n150", memory="l1", jobs=1, log_dir=str(folder))
+    settings = RunSettings(backend="ttnn", device="n150", memory="l1", jobs=2, log_dir=str(folder))   # runs side by side
     result = headroom(ENTRY, "n150", "l1", STEP, True, settings, max_batch=32, folder=str(folder / "probes"),
                       max_device_probes=10, op_probes=1).to_json()
     return result, settings, folder
