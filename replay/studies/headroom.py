@@ -295,42 +295,35 @@ def _why(est: Bound, found: Bound, est_at_dev_above: Probe | None) -> str:
     return "the device's probe budget ran out before the two met"
 
 
-ESTIMATE_OP_PROBES = 12   # estimate runs per failing op (cheap: a re-trace and a rule each)
-
-
-def _largest_alone(fits: Callable[[int], bool], axis: Axis, k_fit: int, k_fail: int, budget: int | None
-                   ) -> tuple[int | None, bool]:
+def _largest_alone(fits: Callable[[int], bool], axis: Axis, k_fit: int, k_fail: int,
+                   prefetch: Callable[[list[int]], None] | None = None) -> tuple[int | None, bool]:
     """The largest k at which ``fits`` (one op alone): one step above first, then the size that fits
-    in context, or upward from one step above within budget. (k or None, exact)."""
+    in context, or upward from one step above within ``axis.op_probes``. (k or None, exact)."""
+    if prefetch is not None:
+        prefetch([k_fail, k_fit])
     if not fits(k_fail):
         return (k_fit, True) if fits(k_fit) else (None, True)
-    k, _, exact = search(fits, k_fail, None, axis.hi_limit, budget)
+    k, _, exact = search(fits, k_fail, None, axis.hi_limit, axis.op_probes, prefetch)
     return k, exact
 
 
 def _fits_alone(prober: Prober, axis: Axis, key: CallKey, k_fit: int, k_fail: int, backend: str) -> FitsAlone:
-    """The largest size at which the call ``key`` alone still fits on backend. On a device the
-    estimate answers first and the device runs its answer and one step above side by side; only
-    where the two differ does the device search on (within ``axis.op_probes``)."""
+    """The largest size at which the call ``key`` alone still fits on backend. On a device the runs
+    that do not wait on each other (one step above and the size that fits in context; both cut
+    points of each bisection round) run side by side. Each size is a re-trace, on the estimate as
+    on the device, so the device searches directly."""
     shapes: dict[int, str] = {}
 
-    def fits_on(name: str) -> Callable[[int], bool]:
-        def fits(k: int) -> bool:
-            alone = prober.op_alone(key, *axis.size_of(k), name)
-            if alone.fits and name == backend:
-                shapes[k] = alone.input_shapes
-            return alone.fits
-        return fits
+    def fits(k: int) -> bool:
+        alone = prober.op_alone(key, *axis.size_of(k), backend)
+        if alone.fits:
+            shapes[k] = alone.input_shapes
+        return alone.fits
+    side_by_side = None
     if backend != "estimate" and not prober.baseline:
-        k_est, _ = _largest_alone(fits_on("estimate"), axis, k_fit, k_fail, ESTIMATE_OP_PROBES)
-        first = [k_fail, k_fit] if k_est is None else [k_est] + ([k_est + 1] if k_est < axis.hi_limit else [])
-        prober.ops_alone_side_by_side(key, [axis.size_of(k) for k in first], backend)
-    fits = fits_on(backend)
-    if backend != "estimate" and not prober.baseline and k_est is not None and k_est > k_fit and fits(k_est) \
-            and (k_est == axis.hi_limit or not fits(k_est + 1)):
-        k, exact = k_est, True      # the device agrees with the estimate's answer
-    else:
-        k, exact = _largest_alone(fits, axis, k_fit, k_fail, axis.op_probes)
+        def side_by_side(ks: list[int]) -> None:
+            prober.ops_alone_side_by_side(key, [axis.size_of(k) for k in ks], backend)
+    k, exact = _largest_alone(fits, axis, k_fit, k_fail, side_by_side)
     if k is None:
         return FitsAlone(note="fails alone at the largest size that fits in context too")
     b, h, w = axis.size_of(k)
