@@ -228,10 +228,10 @@ class Search:
             rec = self.target(records)
             if rec is None:
                 break
-            if rec.status not in MEMORY_FAILURES:
+            if rec.status not in MEMORY_FAILURES:   # the latest word on it, whatever an earlier run said
                 self.given_up.add(rec.index)
-                self.found.setdefault(rec.index, self.remedy(rec, "none", None, None, found_on,
-                                                             "not a memory failure"))
+                self.found[rec.index] = self.remedy(rec, "none", None, None, found_on,
+                                                    f"{rec.status} on {found_on}: not a memory failure")
                 continue
             kept = self.step(settings, rec, found_on)
             if kept is not None:
