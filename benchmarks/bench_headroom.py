@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -34,17 +35,24 @@ def _answer(result) -> str:
     return f"resolution {axis(result.resolution)}; batch {axis(result.batch)}"
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its finished children (tracing here, device runs in workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def one_search(model: str, device: str, memory: str, jobs: int, baseline: bool, quiet: bool):
-    """(result, seconds) of one headroom search with device confirmation, in a fresh folder."""
+    """(result, wall seconds, CPU seconds) of one headroom search with device confirmation, in a fresh
+    folder. CPU seconds do not depend on what else the machine runs; wall seconds do."""
     with tempfile.TemporaryDirectory(prefix="optrace-bench-headroom-") as folder:
         settings = RunSettings(backend="ttnn", device=device, memory=memory, jobs=jobs,
                                log_dir=os.path.join(folder, "logs"))
         os.makedirs(settings.log_dir)
         log = (lambda line: None) if quiet else None
-        t0 = time.monotonic()
+        t0, c0 = time.monotonic(), _cpu_s()
         result = headroom(model, device, memory, confirm=True, settings=settings, folder=os.path.join(folder, "p"),
                           log=log, baseline=baseline)
-        return result, time.monotonic() - t0
+        return result, time.monotonic() - t0, _cpu_s() - c0
 
 
 def main() -> None:
@@ -57,16 +65,18 @@ def main() -> None:
     ap.add_argument("-q", "--quiet", action="store_true", help="no per-probe lines")
     args = ap.parse_args()
     for model in args.models:
-        new, t_new = one_search(model, args.device, args.memory, args.jobs, False, args.quiet)
+        load = os.getloadavg()[0]
+        new, t_new, cpu_new = one_search(model, args.device, args.memory, args.jobs, False, args.quiet)
         device_runs = sum(p.backend != "estimate" for p in new.probes)
-        print(f"headroom {model} ({args.device} {args.memory.upper()}, on {new.backend}): {t_new:.0f} s "
-              f"({device_runs} in-context device runs, --jobs {args.jobs}); {_answer(new)}", flush=True)
+        print(f"headroom {model} ({args.device} {args.memory.upper()}, on {new.backend}): {t_new:.0f} s, "
+              f"{cpu_new:.0f} CPU s ({device_runs} in-context device runs, --jobs {args.jobs}, load average "
+              f"{load:.1f} at the start); {_answer(new)}", flush=True)
         if args.compare:
-            old, t_old = one_search(model, args.device, args.memory, 1, True, args.quiet)
+            old, t_old, cpu_old = one_search(model, args.device, args.memory, 1, True, args.quiet)
             same = _answer(old) == _answer(new)
-            print(f"headroom {model} before (one device run at a time, each to the end): {t_old:.0f} s; "
-                  f"{t_old / t_new:.2f}x the time; {'same answer' if same else 'DIFFERENT answer: ' + _answer(old)}",
-                  flush=True)
+            print(f"headroom {model} before (one device run at a time, each to the end): {t_old:.0f} s, "
+                  f"{cpu_old:.0f} CPU s; {t_old / t_new:.2f}x the time, {cpu_old / cpu_new:.2f}x the CPU; "
+                  f"{'same answer' if same else 'DIFFERENT answer: ' + _answer(old)}", flush=True)
 
 
 if __name__ == "__main__":
