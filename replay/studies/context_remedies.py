@@ -11,14 +11,15 @@ again with one change at a time (replay/context/changes.py) for its first failin
    (the largest, then the three largest); then every weight (parameters and buffers);
 4. hold float weights in bfloat8_b.
 
-Each change is replayed on the whole sequence; among those after which every call up to the failing
-one passes, the one that leaves the fewest failing calls is kept, the cheapest among equals (cost:
-the bytes a change moves or converts, 0 for 1 and 2), and the search goes on at the next failing
-call with the kept changes applied. A call that a kept change fixed on the way is credited to it (``fixed_by``).
-The search runs on the estimate (about a second a run);
-on ttnn the changed model is then replayed on the device (the mock device when there is no board),
-and where the device still fails, the search continues there for up to ``device_runs`` more runs.
-The result (``ModelRemedy``) says what the last full replay with every change found showed.
+Each change is replayed on the whole sequence (first only up to the failing call, which rules most
+out); among those after which every call up to the failing one passes, the one that leaves the fewest
+failing calls is kept, the cheapest among equals (cost: the bytes a change moves or converts, 0 for
+1 and 2), and the search goes on at the next failing call with the kept changes applied. A call a
+kept change fixed on the way is credited to it (``fixed_by``). The search runs on the estimate
+(about a second a run); on ttnn the changed model is then replayed on the device (the mock device
+when there is no board), and where the device still fails, the search goes on there for up to
+``device_runs`` more runs. The result (``ModelRemedy``) says what the last full replay with every
+change found showed, and on what.
 Imports neither torch nor ttnn.
 """
 from __future__ import annotations
