@@ -122,10 +122,12 @@ class OpCall:
         c.lst(raw, w, 4)
         op = c.int_(raw[0], w + " op", 0, len(ops))
         args = c.lst(raw[1], w + " args", len(ops[op].arg_names))
-        for j, v in enumerate(args):
-            c.value(v, f"{w} arg {ops[op].arg_names[j]}", n_tensors)
-        for j, v in enumerate(c.lst(raw[2], w + " outputs")):
-            c.value(v, f"{w} output {j}", n_tensors)
+        outputs = c.lst(raw[2], w + " outputs")
+        if not (c.values_ok(args, n_tensors) and c.values_ok(outputs, n_tensors)):  # say which
+            for j, v in enumerate(args):
+                c.value(v, f"{w} arg {ops[op].arg_names[j]}", n_tensors)
+            for j, v in enumerate(outputs):
+                c.value(v, f"{w} output {j}", n_tensors)
         return OpCall(index=i, op=op, args=args, outputs=raw[2], scope=c.int_(raw[3], w + " scope", 0, n_scopes),
                       signature=-1)
 

@@ -35,6 +35,8 @@ class Checker:
 
     def int_(self, v: Any, what: str, lo: int | None = None, hi: int | None = None) -> int:
         """v as an int (not a bool) with lo <= v < hi."""
+        if type(v) is int and (lo is None or v >= lo) and (hi is None or v < hi):  # a valid file
+            return v
         self.need(isinstance(v, int) and not isinstance(v, bool), f"{what} must be an integer")
         if lo is not None:
             self.need(v >= lo, f"{what} must be >= {lo}")
@@ -49,6 +51,8 @@ class Checker:
 
     def ints(self, v: Any, what: str) -> list[int]:
         """v as a list of ints."""
+        if _all_ints(v):  # a valid file: no message made per entry
+            return v
         for i, x in enumerate(self.lst(v, what)):
             self.int_(x, f"{what}[{i}]")
         return v
@@ -86,6 +90,45 @@ class Checker:
                 self.value(x, f"{what}[{i}]", n_tensors, depth + 1)
         else:
             self.str_(payload, what)
+
+
+    def values_ok(self, values: list, n_tensors: int | None, depth: int = 0) -> bool:
+        """True when every tagged value in values passes value() (same rules, no message made):
+        the reader's fast path through a valid file; on False it runs value() for the message."""
+        if depth >= 32:
+            return False
+        for v in values:
+            if type(v) is not list or len(v) != 2:
+                return False
+            tag, payload = v
+            if tag == "int" or (tag == "T" and n_tensors is not None):
+                if type(payload) is not int or (tag == "T" and not 0 <= payload < n_tensors):
+                    return False
+            elif tag == "T":
+                if not (type(payload) is list and len(payload) == 3 and type(payload[1]) is str
+                        and _all_ints(payload[0]) and _all_ints(payload[2])):
+                    return False
+            elif tag == "list":
+                if type(payload) is not list or not self.values_ok(payload, n_tensors, depth + 1):
+                    return False
+            elif not (type(tag) is str and tag in self.value_tags and _scalar_ok(tag, payload)):
+                return False
+        return True
+
+
+def _all_ints(v: Any) -> bool:
+    return type(v) is list and all(type(x) is int for x in v)
+
+
+def _scalar_ok(tag: str, payload: Any) -> bool:
+    """What value() requires of the payload of a scalar tag."""
+    if tag == "float":
+        return isinstance(payload, float)
+    if tag == "bool":
+        return isinstance(payload, bool)
+    if tag == "none":
+        return payload is None
+    return isinstance(payload, str)
 
 
 def fail_trace(path: str, what: str) -> TraceError:

@@ -196,14 +196,26 @@ def _mapping_tile_width(src: tuple, dst: tuple, page: int) -> int:
 def mapping_page_bytes(src: tuple, dst: tuple) -> int:
     """Bytes of one page (row) of reshape's page-mapping tensor, before alignment."""
     src, dst = _as3(src), _as3(dst)
-    c2, h2, w2 = dst
-    pages = c2 * -(-h2 // TILE_HW) * -(-w2 // TILE_HW)
+    pages = dst[0] * -(-dst[1] // TILE_HW) * -(-dst[2] // TILE_HW)
     if pages <= MAPPING_PAGES_CHECKED:
         check = range(pages)
     else:
         half = MAPPING_PAGES_CHECKED // 2
         check = sorted(set(range(half)) | {pages * i // half for i in range(half)} | {pages - 1})
-    widest = max(_mapping_tile_width(src, dst, p) for p in check)
+    # a tile whose input position is a whole number of input planes further on reads the same
+    # pattern from tiles that many planes further on: same width, counted once
+    _, h1, w1 = src
+    c2, h2, w2 = dst
+    wt2 = -(-w2 // TILE_HW)
+    per_plane = wt2 * -(-h2 // TILE_HW)
+    widths: dict[tuple, int] = {}
+    for p in check:
+        c, r = divmod(p, per_plane)
+        h0, w0 = r // wt2 * TILE_HW, r % wt2 * TILE_HW
+        key = ((c * h2 * w2 + h0 * w2 + w0) % (h1 * w1), min(h2 - h0, TILE_HW), min(w2 - w0, TILE_HW))
+        if key not in widths:
+            widths[key] = _mapping_tile_width(src, dst, p)
+    widest = max(widths.values())
     widest += widest % 16      # tt-metal's "alignment" of the count
     return 16 * widest
 

@@ -188,7 +188,7 @@ def test_a_file_replaced_by_another_run_since_it_was_read_is_not_appended_to(tmp
 
 def test_two_runs_on_one_results_file_the_second_is_refused_with_the_first_pid(tmp_path, uninterrupted):
     out = tmp_path / "r"
-    env = {**os.environ, SPLIT_WRITE_ENV: "0.03"}  # about 3 s of journaling
+    env = {**os.environ, SPLIT_WRITE_ENV: "0.06"}  # ~6 s of journaling: time for the two other runs
     first = subprocess.Popen([REPLAY, TRACE, "--backend", "estimate", "--no-report", "--no-remedies",
                               "--out", str(out)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
