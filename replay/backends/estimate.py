@@ -11,9 +11,10 @@ mock device in tests/replay/test_estimate_vs_ttnn.py.
 Tensors are placed as a port holds them (replay.mapping.plan_replay: channels-last conv/pool inputs,
 host conv weights, pre-transposed linear weights), and what a port skips or cannot express is
 skipped or unsupported here too. conv2d: a 1x1 matmul conv writes its output to DRAM, as ttnn does.
-Circular buffers: concat's row staging (an entry larger than a core's L1 is cb_overflow). Not
-modelled: other circular buffers and their clash with L1 buffers, the sharded intermediates of other conv2d/pools/concat
-in L1 (sharded input copy, halo, sharded output), fragmentation from earlier ops.
+concat through row major: untilized inputs, the row-major result, its row staging (an entry larger
+than a core's L1 is cb_overflow). Not modelled: other circular buffers and their clash with L1
+buffers (untilize's among them), the sharded intermediates of other conv2d/pools in L1 (sharded
+input copy, halo, sharded output), fragmentation from earlier ops.
 """
 from __future__ import annotations
 
@@ -84,6 +85,12 @@ class Plan:
     reason: str = ""
     ttnn_call: str = ""
     circular_buffers: list[CircularBuffer] = field(default_factory=list)
+    # (buffer, earlier buffers of this plan the op frees just before allocating it)
+    frees: list[tuple[Buffer, tuple[Buffer, ...]]] = field(default_factory=list)
+
+    def freed_before(self, buf: Buffer) -> tuple[Buffer, ...]:
+        """The plan's buffers the op frees just before allocating ``buf``."""
+        return next((freed for b, freed in self.frees if b is buf), ())
 
 
 def circular_buffer_overflow(plan: Plan, device: DeviceSpec) -> str:
@@ -329,11 +336,16 @@ def concat(case: OpCase) -> Plan:
     page = concat_staging_page_bytes(ins, out, _dim_of(case, len(out.shape)), case.device) if ins else None
     if page is None:
         return Plan(list(case.outputs))
+    # each input untilized (row major, unpadded, where it lives), the row-major result, then the
+    # untilized inputs freed before the result is tilized into the output
+    rows = [Buffer(b.shape, "bfloat16" if b.dtype in BLOCK_FLOAT_DTYPES else b.dtype, "ROW_MAJOR", b.memory,
+                   "input untilized") for b in ins]
+    rm_out = Buffer(out.shape, rows[0].dtype, "ROW_MAJOR", out.memory, "row-major result")
     firmware = case.device.l1_core_bytes - case.device.l1_bank_bytes     # L1 below the allocator's base
     entries = 2 if 2 * page <= case.device.l1_core_bytes // 2 - firmware else 1
-    return Plan(list(case.outputs), ttnn_call="ttnn.concat",
+    return Plan(rows + [rm_out] + list(case.outputs), ttnn_call="ttnn.concat",
                 reason="concat through row major (untilize, concat rows, tilize)",
-                circular_buffers=[CircularBuffer("concat row staging", page, entries)])
+                circular_buffers=[CircularBuffer("concat row staging", page, entries)], frees=[(out, tuple(rows))])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,6 +461,8 @@ class EstimateBackend:
         used = {"DRAM": 0, "L1": 0}
         for phase, bufs in (("inputs", inputs), ("op", plan.buffers)):
             for b in bufs:
+                for r in plan.freed_before(b):
+                    used[r.memory] -= placed[id(r)].per_bank_bytes
                 a = placed[id(b)]
                 before = used[b.memory]
                 if before + a.per_bank_bytes > a.bank_bytes:

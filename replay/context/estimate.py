@@ -241,6 +241,11 @@ class Simulation:
         for buf in plan.buffers:
             if buf.role == MAPPING_ROLE and step.signature_id in self.cache:
                 continue
+            for r in plan.freed_before(buf):          # freed by the op before this buffer
+                freed = made.pop(id(r), None)
+                if freed is not None:
+                    temps.remove(freed)
+                    self.banks[freed.memory].release(freed.addr, freed.per_bank)
             a, oom = self.place(buf)
             if a is None:
                 return oom
