@@ -22,7 +22,8 @@ def search(fits: Fits, lo: int, hi: int | None, hi_limit: int, budget: int | Non
     doubling while no failure is known, then bisection. At most ``budget`` calls of fits. Returns
     (k, the smallest failing k seen or None, exact: k + 1 is known to fail or k is hi_limit).
     With ``prefetch`` (runs sizes side by side) the interval is cut in three per round instead of two:
-    both cut points are announced, then asked (more runs in all, fewer rounds of waiting)."""
+    both cut points are announced, then asked (more runs in all, fewer rounds of waiting) while the
+    budget left can finish that way; else it bisects."""
     used = 0
     k = lo
     while hi is None:
@@ -39,7 +40,7 @@ def search(fits: Fits, lo: int, hi: int | None, hi_limit: int, budget: int | Non
     while hi - k > 1:
         if budget is not None and used >= budget:
             return k, hi, False
-        if prefetch is not None and hi - k > 2 and (budget is None or budget - used >= 2):
+        if prefetch is not None and hi - k > 2 and (budget is None or budget - used >= _trisect_runs(hi - k)):
             k, hi = _trisect(fits, k, hi, prefetch)
             used += 2
             continue
@@ -50,6 +51,15 @@ def search(fits: Fits, lo: int, hi: int | None, hi_limit: int, budget: int | Non
         else:
             hi = mid
     return k, hi, True
+
+
+def _trisect_runs(width: int) -> int:
+    """Runs a search cutting an interval of ``width`` steps in three per round needs to finish (two a
+    round); with fewer left, bisection (one a round) still ends exact where trisection would not."""
+    rounds = 0
+    while width > 1:
+        width, rounds = -(-width // 3), rounds + 1
+    return 2 * rounds
 
 
 def _trisect(fits: Fits, k: int, hi: int, prefetch: Callable[[list[int]], None]) -> tuple[int, int]:

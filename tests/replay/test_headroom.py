@@ -109,6 +109,10 @@ def test_device_search_with_side_by_side_runs_finds_the_same_limit_in_fewer_roun
             # a round is one batch of side-by-side runs or one run on its own
             assert len(rounds) + sum(1 for k in calls if not any(k in r for r in rounds)) <= asked_alone + 1
     assert search(lambda k: k <= 17, 1, 100, 4096, prefetch=lambda ks: None) == (17, 18, True)
+    # yolov8s batch on the mock n150: bound 389 fails, and so do 388 and 387; 12 runs in all still end exact
+    for limit in (78, 5, 300):
+        fits, calls = _counting(limit)
+        assert device_search(fits, 1, 389, 1024, budget=12, prefetch=lambda ks: None) == (limit, limit + 1, True)
 
 
 def test_device_limit_far_below_the_estimate_bound_costs_at_most_two_runs_more_than_plain_bisection():
