@@ -114,8 +114,11 @@ class ModeCommand(click.Command):
                             ("SOURCE:BUILD...", "Trace a model with no registry entry, e.g. timm:resnet18, "
                                                 "transformers:Dinov2Model (set up by --input, --config).")])
 @click.argument("names", nargs=-1)
-@click.option("--all", "all_", cls=ModeOption, is_flag=True, help="Trace every model in the registry.")
-@click.option("--list", "list_", cls=ModeOption, is_flag=True, help="List the registry: name, source, input.")
+@click.option("--all", "all_", cls=ModeOption, is_flag=True,
+              help="Trace every registry model not marked skip, with progress and ETA; traces already "
+                   "current (same entry, modes and library versions) are kept unless --force.")
+@click.option("--list", "list_", cls=ModeOption, is_flag=True,
+              help="List the registry by source and task: name, family, input, capture, skip reasons.")
 @click.option("--compare", "compare_name", cls=ModeOption, default=None, metavar="NAME",
               help="Show one model's eager and export op sets side by side (captures missing traces; "
                    "eager in --out, export in --out/export).")
@@ -132,13 +135,15 @@ class ModeCommand(click.Command):
 @click.option("--name", default=None, help="Trace name for --exported or one ad hoc model [default: from the file or "
                                            "SOURCE_BUILD].")
 @click.option("--fake", is_flag=True, help="Capture on fake tensors (shapes only, no data).")
+@click.option("--force", is_flag=True, help="With --all: re-trace models whose trace is already current.")
 @click.option("--grad-mode", type=click.Choice(["no_grad", "inference_mode", "grad"]), default="no_grad",
               show_default=True, help="Grad mode of the forward; it changes which ops appear.")
 @click.option("--via", type=click.Choice(["eager", "export"]), default=None,
               help="eager: every aten call of a forward; export: the core-ATen graph of torch.export, "
                    "the ops a torch.compile/export backend sees. [default: eager]")
 @click.option("--registry", default=DEFAULT_REGISTRY, show_default=False, help="Model registry (models.toml).")
-def main(names, all_, list_, exported, out, input_, config, name, fake, grad_mode, via, compare_name, registry):
+def main(names, all_, list_, exported, out, input_, config, name, fake, force, grad_mode, via, compare_name,
+         registry):
     """Trace every aten op of one eval forward of a model (random weights, offline)."""
     inputs = list(input_) or None
     if exported:
@@ -169,8 +174,10 @@ def main(names, all_, list_, exported, out, input_, config, name, fake, grad_mod
         entries = [replace(entries[0], name=name)]
     if via == "export" and fake:
         _die("--fake is for --via eager (export always traces on fake tensors)")
+    if force and not all_:
+        _die("--force is for --all (a named model is always traced afresh)")
     _trace_entries(entries, via=via, out=out or ("traces/export" if via == "export" else "traces"),
-                   fake=fake, grad_mode=grad_mode, inputs=inputs)
+                   fake=fake, grad_mode=grad_mode, inputs=inputs, batch=all_, keep_current=all_ and not force and not inputs)
 
 
 def _named_entry(reg: dict[str, ModelEntry], name: str, config) -> ModelEntry:
@@ -179,10 +186,20 @@ def _named_entry(reg: dict[str, ModelEntry], name: str, config) -> ModelEntry:
 
 
 def _list(reg: dict[str, ModelEntry]) -> None:
+    """The registry grouped by source, then task (in registry order); skipped models say why."""
+    groups: dict[tuple[str, str], list[ModelEntry]] = {}
     for e in reg.values():
-        shapes = " ".join("x".join(map(str, s)) for s in e.inputs)
-        only = "  eager-only" if e.export else ""
-        click.echo(f"{e.name:26} {e.source:12} {shapes:18} {e.capture}{only}")
+        groups.setdefault((e.source, e.task or "unknown"), []).append(e)
+    skipped = sum(1 for e in reg.values() if e.skip)
+    click.echo(f"{len(reg)} models ({len(reg) - skipped} traceable, {skipped} skipped) in {len(groups)} "
+               "source/task groups")
+    for (source, task), entries in groups.items():
+        click.echo(f"\n{source} / {task} ({len(entries)})")
+        for e in entries:
+            shapes = " ".join("x".join(map(str, s)) for s in e.inputs) or "(from the source)"
+            only = "  eager-only" if e.export else ""
+            what = f"SKIPPED: {e.skip}" if e.skip else f"{e.capture}{only}"
+            click.echo(f"  {e.name:30} {e.family or '-':16} {shapes:22} {what}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,17 +226,26 @@ def _failure(e: Exception) -> str:
 
 
 def _trace_entries(entries: list[ModelEntry], *, via: str, out: str, fake: bool, grad_mode: str,
-                   inputs: list[list[int]] | None) -> None:
+                   inputs: list[list[int]] | None, batch: bool = False, keep_current: bool = False) -> None:
     """Trace each entry into out; a failing model does not stop the others (exit 1 at the end; exit 2
-    when an entry cannot be built as written). A single model prints only its outcome line."""
+    when an entry cannot be built as written). A single model prints only its outcome line. batch
+    (--all): models marked skip are skipped saying why; keep_current: current traces are kept
+    (capture/batch.py)."""
+    from capture.batch import Progress
     failed, eager_only, unbuildable = [], [], []
+    progress = Progress(len(entries))
     for k, entry in enumerate(entries, 1):
-        tag = f"[{k}/{len(entries)}] {entry.name}"
+        tag = progress.tag(k, entry.name)
+        path = os.path.join(out, f"{entry.name}.msgpack")
         reason = eager_only_reason(entry) if via == "export" else ""
         if reason:
             click.echo(f"{tag}: not exported, eager-only: {reason}", err=True)
             eager_only.append(entry.name)
+        if reason or (batch and _kept(entry, path, tag, keep_current, via=via, grad_mode=grad_mode, fake=fake)):
+            progress.done(None)
             continue
+        if entry.skip:   # named, not --all: tried anyway, so a skip reason can be re-checked
+            click.echo(f"{tag}: the registry marks it skip ({entry.skip}); tracing it anyway", err=True)
         if len(entries) > 1:
             click.echo(f"{tag}: tracing via {via} ...", err=True)
         t0 = time.perf_counter()
@@ -228,12 +254,12 @@ def _trace_entries(entries: list[ModelEntry], *, via: str, out: str, fake: bool,
         except BuildError as e:  # the entry is wrong as written: say which field, like a registry error
             click.echo(f"trace-model: {e}", err=True)
             unbuildable.append(entry.name)
-            continue
         except Exception as e:  # a model failing in forward or in torch.export must not stop the others
             click.echo(f"{tag}: {_failure(e)}", err=True)
             failed.append(entry.name)
-            continue
-        _write(trace, os.path.join(out, f"{entry.name}.msgpack"), tag, t0)
+        else:
+            _write(trace, path, tag, t0)
+        progress.done(time.perf_counter() - t0)
     if unbuildable and len(entries) > 1:
         click.echo(f"trace-model: {len(unbuildable)} model(s) cannot be built as written: {', '.join(unbuildable)}",
                    err=True)
@@ -244,6 +270,19 @@ def _trace_entries(entries: list[ModelEntry], *, via: str, out: str, fake: bool,
         sys.exit(1)
     if eager_only and len(entries) == 1:
         sys.exit(2)
+
+
+def _kept(entry: ModelEntry, path: str, tag: str, keep_current: bool, *, via: str, grad_mode: str,
+          fake: bool) -> bool:
+    """--all: whether the entry is left as it is (marked skip, or its trace at path is current)."""
+    from capture.batch import stale_reason
+    if entry.skip:
+        click.echo(f"{tag}: skipped: {entry.skip}", err=True)
+        return True
+    if keep_current and via == "eager" and not stale_reason(entry, path, grad_mode=grad_mode, fake=fake):
+        click.echo(f"{tag}: {path} is current, kept (--force re-traces it)", err=True)
+        return True
+    return False
 
 
 def _write(trace: Trace, path: str, tag: str, t0: float) -> None:

@@ -19,6 +19,10 @@ DEFAULT_REGISTRY = os.path.join(REPO_ROOT, "models.toml")
 SOURCES = source_names()
 CAPTURE_MODES = ("real", "fake")
 DTYPES = ("float32", "bfloat16", "float16")
+# What a model does (the zoo groups by it; reports read header.model.task). Absent: "unknown".
+TASKS = ("classification", "detection", "segmentation", "semantic_segmentation", "pose", "obb", "depth",
+         "video", "optical_flow", "backbone", "open_vocabulary_detection")
+_FAMILY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 
 class RegistryError(ValueError):
@@ -43,6 +47,9 @@ class ModelEntry:
     config: str = ""         # transformers entries: the config class (default: the model class's own)
     input_specs: list[InputSpec] = field(default_factory=list)  # one per input; [] = plain shapes
     registry_dir: str = ""   # the folder of the registry file the entry came from (not recorded)
+    task: str = ""           # one of TASKS ("" = not given: reports say "unknown")
+    family: str = ""         # the architecture family, e.g. "resnet", "yolov8", "vit"
+    skip: str = ""           # why this model cannot be built or traced here ("" = it can)
 
     def specs(self) -> list[InputSpec]:
         """One InputSpec per input (plain positional ones when the entry gave bare shapes)."""
@@ -57,11 +64,13 @@ class ModelEntry:
         d = {"name": self.name, "source": self.source, "build": self.build,
              "inputs": [s.to_toml() for s in self.specs()], "dtype": self.dtype, "capture": self.capture,
              "seed": self.seed, "cls": self.cls, "kwargs": self.kwargs, "note": self.note}
-        d.update({k: v for k, v in (("path", self.path), ("config", self.config)) if v})
+        d.update({k: v for k, v in (("path", self.path), ("config", self.config), ("task", self.task),
+                                    ("family", self.family)) if v})
         return d
 
 
-_COMMON_FIELDS = {"source", "build", "inputs", "dtype", "capture", "seed", "kwargs", "note", "export"}
+_COMMON_FIELDS = {"source", "build", "inputs", "dtype", "capture", "seed", "kwargs", "note", "export",
+                  "task", "family", "skip"}
 _SOURCE_FIELDS = {"class": "ultralytics", "path": "python", "config": "transformers"}
 _FIELDS = _COMMON_FIELDS | set(_SOURCE_FIELDS)
 EAGER_ONLY = "eager-only:"
@@ -109,12 +118,31 @@ def _entry(name: str, raw: dict, path: str) -> ModelEntry:
     if export and not (isinstance(export, str) and export.startswith(EAGER_ONLY)
                        and export[len(EAGER_ONLY):].strip()):
         raise bad("export", f'must be "{EAGER_ONLY} <reason>" (or absent when torch.export works)')
+    task, family, skip = _zoo_fields(raw, bad)
     plain = all(s.is_plain() for s in specs)
-    return ModelEntry(name=name, source=raw["source"], build=raw["build"], inputs=[s.shape for s in specs],
+    return ModelEntry(task=task, family=family, skip=skip, name=name, source=raw["source"], build=raw["build"], inputs=[s.shape for s in specs],
                       dtype=dtype, capture=capture, seed=seed, cls=raw.get("class", ""), kwargs=kwargs,
                       note=str(raw.get("note", "")), export=export, path=raw.get("path", ""),
                       config=raw.get("config", ""), input_specs=[] if plain else specs,
                       registry_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def _zoo_fields(raw: dict, bad) -> tuple[str, str, str]:
+    """(task, family, skip) of a raw entry, each checked; bad(field, why) makes the error."""
+    task = raw.get("task", "")
+    if task not in ("",) + TASKS:
+        close = difflib.get_close_matches(str(task), TASKS, n=1)
+        raise bad("task", f"{task!r} is not a task" + (f" (did you mean {close[0]!r}?)" if close else "")
+                  + f"; one of {', '.join(TASKS)}")
+    family = raw.get("family", "")
+    if not isinstance(family, str) or (family and not set(family) <= _FAMILY_CHARS):
+        raise bad("family", f"{family!r} must be a lower-case name of letters, digits, _ . - (e.g. resnet, yolov8)")
+    if "family" in raw and not family:
+        raise bad("family", "is empty; name the architecture family (e.g. resnet, yolov8) or leave it out")
+    skip = raw.get("skip", "")
+    if not isinstance(skip, str) or ("skip" in raw and not skip.strip()):
+        raise bad("skip", 'must be the reason the model cannot be traced here, e.g. "needs a CUDA kernel"')
+    return task, family, skip.strip()
 
 
 def eager_only_reason(entry: ModelEntry) -> str:

@@ -12,9 +12,14 @@ def _default_inputs(entry) -> list[InputSpec]:
 @register_source("torchvision", build_help="a torchvision.models builder name, e.g. resnet50",
                  default_inputs=_default_inputs)
 def build_torchvision(entry):
-    """torchvision.models.get_model(build, weights=None, **kwargs)."""
+    """torchvision.models.get_model(build, weights=None, **kwargs); a builder that takes a backbone
+    (detection, segmentation) gets weights_backbone=None too, since its default is a download."""
+    import inspect
     import torchvision
     if entry.build not in torchvision.models.list_models():
         raise bad_entry(entry, "build", f"torchvision.models has no builder {entry.build!r} "
                                         "(torchvision.models.list_models() lists them)")
-    return torchvision.models.get_model(entry.build, weights=None, **entry.kwargs)
+    kwargs = dict(entry.kwargs)
+    if "weights_backbone" in inspect.signature(torchvision.models.get_model_builder(entry.build)).parameters:
+        kwargs.setdefault("weights_backbone", None)
+    return torchvision.models.get_model(entry.build, weights=None, **kwargs)
