@@ -17,15 +17,14 @@ ALL_TRACES_ENV = "OPTRACE_TEST_ALL_TRACES"
 # Registry names whose committed traces the tests use (traces/<name>.msgpack): every source and
 # every task of the zoo (tests/capture/test_zoo.py checks it), with small models.
 SAMPLE = (
-    # torchvision: classification, semantic segmentation, video
-    "convnext_tiny", "efficientnet_b0", "mobilenet_v3_large", "resnet50", "vit_b_16",
-    "lraspp_mobilenet_v3_large", "r3d_18",
+    # torchvision: classification, video
+    "convnext_tiny", "efficientnet_b0", "mobilenet_v3_large", "resnet50", "vit_b_16", "r3d_18",
     # timm: classification
-    "swin_t",
+    "swin_t", "swin_s", "swin_b_384",
     # ultralytics: detection (one of them at 2176x3840, fake), open-vocabulary detection,
-    # instance segmentation, pose, oriented boxes, depth
-    "yolo12x_2176x3840", "yolov8s", "yolov8s_world", "yolov8s_worldv2", "yolov8n_seg", "yolov8n_pose",
-    "yolov8n_obb", "yolo26n_depth",
+    # instance and semantic segmentation, pose, oriented boxes, depth
+    "yolo12x_2176x3840", "yolov8s", "yolov8s_world", "yolov8s_world_1280x800", "yolov8s_worldv2",
+    "yolov8n_seg", "yolo26n_sem", "yolov8n_pose", "yolov8n_obb", "yolo26n_depth",
     # transformers: a backbone
     "hf_dinov2",
 )
