@@ -8,7 +8,7 @@ plain forward of the medians and of the best runs (on a shared machine, noise on
 the best run is the least disturbed). Then the trace size against
 torch.profiler.ExecutionTraceObserver's JSON for the same forward.
 
-    .venv/bin/python benchmarks/bench_capture.py [--runs 15] [--models swin_t ...]
+    .venv/bin/python benchmarks/bench_capture.py [--runs 15] [--models swin_t ...] [--threads 1]
 """
 from __future__ import annotations
 
@@ -95,12 +95,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=15, help="interleaved runs per variant (>= 5)")
     ap.add_argument("--models", nargs="+", default=list(MODELS), help="registry models (default: %(default)s)")
+    ap.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1),
+                    help="torch threads (default: one per core; 1 is steadier on a loaded machine)")
     args = ap.parse_args()
     if args.runs < 5:
         sys.exit("bench_capture: --runs must be >= 5")
     reg = load_registry()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    print(f"torch {torch.__version__}, {os.cpu_count()} cores, {args.runs} interleaved runs per variant; "
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {os.cpu_count()} cores, {args.threads} torch threads, load average "
+          f"{os.getloadavg()[0]:.1f}, {args.runs} interleaved runs per variant; "
           f"ratios to the plain forward: median (best)")
     print(f"{'model':16} {'plain s':>13} {'bare mode/plain':>16} {'optrace/plain':>14} {'profiler/plain':>15} "
           f"{'trace B':>10} {'ET JSON B':>11} {'trace/ET':>9}")
