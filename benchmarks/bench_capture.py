@@ -8,7 +8,7 @@ plain forward of the medians and of the best runs (on a shared machine, noise on
 the best run is the least disturbed). Then the trace size against
 torch.profiler.ExecutionTraceObserver's JSON for the same forward.
 
-    .venv/bin/python benchmarks/bench_capture.py [--runs 15] [--models swin_t ...] [--threads 1]
+    .venv/bin/python benchmarks/bench_capture.py [--runs 15] [--models swin_t ...] [--threads 1 --clock thread]
 """
 from __future__ import annotations
 
@@ -78,16 +78,16 @@ def et_json_bytes(model, xs) -> int:
         return os.path.getsize(path)
 
 
-def interleaved(variants: dict, model, xs, runs: int) -> dict[str, list[float]]:
+def interleaved(variants: dict, model, xs, runs: int, clock=time.perf_counter) -> dict[str, list[float]]:
     """Seconds of each variant, run by run; each round runs every variant once, starting one
     further along than the round before, so no variant always follows the same one."""
     names = list(variants)
     times = {k: [] for k in names}
     for r in range(runs):
         for k in names[r % len(names):] + names[:r % len(names)]:
-            t0 = time.perf_counter()
+            t0 = clock()
             variants[k](model, xs)
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(clock() - t0)
     return times
 
 
@@ -97,13 +97,19 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=list(MODELS), help="registry models (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1),
                     help="torch threads (default: one per core; 1 is steadier on a loaded machine)")
+    ap.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                    help="wall time, or this thread's CPU time (with --threads 1: the forward's work, none "
+                         "of the time other processes take the core; work the profiler does on its own "
+                         "threads is not counted)")
     args = ap.parse_args()
     if args.runs < 5:
         sys.exit("bench_capture: --runs must be >= 5")
+    if args.clock == "thread" and args.threads != 1:
+        sys.exit("bench_capture: --clock thread counts one thread's CPU time; use it with --threads 1")
     reg = load_registry()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {os.cpu_count()} cores, {args.threads} torch threads, load average "
-          f"{os.getloadavg()[0]:.1f}, {args.runs} interleaved runs per variant; "
+    print(f"torch {torch.__version__}, {os.cpu_count()} cores, {args.threads} torch threads, {args.clock} clock, "
+          f"load average {os.getloadavg()[0]:.1f}, {args.runs} interleaved runs per variant; "
           f"ratios to the plain forward: median (best)")
     print(f"{'model':16} {'plain s':>13} {'bare mode/plain':>16} {'optrace/plain':>14} {'profiler/plain':>15} "
           f"{'trace B':>10} {'ET JSON B':>11} {'trace/ET':>9}")
@@ -114,7 +120,8 @@ def main() -> None:
         variants = {"plain": plain, "bare": bare_mode, "traced": traced, "profiled": profiled}
         for fn in variants.values():  # warm-up
             fn(model, xs)
-        times = interleaved(variants, model, xs, args.runs)
+        times = interleaved(variants, model, xs, args.runs,
+                            time.thread_time if args.clock == "thread" else time.perf_counter)
         med = {k: statistics.median(v) for k, v in times.items()}
         best = {k: min(v) for k, v in times.items()}
 

@@ -68,6 +68,11 @@ def _tensor_classes(tensors) -> list[tuple]:
 def build_signatures(rec, tensors) -> tuple[list[OpCall], list[Signature]]:
     """Intern each call's (op, argument metadata) as a signature; calls reference it by index.
     A signature's id is hashed once; calls repeating one are matched on a tuple of their arguments."""
+    with gc_paused():
+        return _interned(rec, tensors)
+
+
+def _interned(rec, tensors) -> tuple[list[OpCall], list[Signature]]:
     tensor_class = _tensor_classes(tensors)
     sig_index: dict[str, int] = {}
     seen: dict[tuple, int] = {}                   # (op, hashable args) -> signature index
@@ -136,12 +141,8 @@ def record_forward(model, inputs, grad_mode: str = "no_grad", fake_mode=None, kw
     modules = ModuleStack(model)
     table = TensorTable(tensor_kinds(model, inputs, kwargs))
     recorder = Recorder(modules, table, fake_mode)
-    # The recorder allocates many small objects per call; cyclic GC passes over the model's
-    # objects would cost more than the recording itself (nothing recorded here forms cycles).
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
     try:
-        with contextlib.ExitStack() as stack:
+        with gc_paused(), contextlib.ExitStack() as stack:
             stack.enter_context(grad_context(grad_mode))
             if fake_mode is not None:
                 stack.enter_context(fake_mode)
@@ -149,10 +150,21 @@ def record_forward(model, inputs, grad_mode: str = "no_grad", fake_mode=None, kw
             stack.enter_context(recorder)
             model(*inputs, **kwargs)
     finally:
-        if gc_was_enabled:
-            gc.enable()
         table.close()
     return modules, table, recorder
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Cyclic GC off for a block: recording and interning allocate many small objects per call, and
+    GC passes over the model's objects would cost more than the work itself (none of it forms cycles)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def trace_forward(model, args: list, kwargs: dict, *, entry: ModelEntry, shapes: list[list[int]],
