@@ -33,7 +33,7 @@ from replay.mapping.plan import (DEVICE, FLOAT_DTYPES, INT_DTYPES, MEMORY, TT, C
 from replay.mapping.registry import (MAPPINGS, NO_MAPPING, Mapping, mapping_table, plan_replay, print_table, register,
                                      register_skip, register_unsupported, table_rows)
 # Each family module registers its ops on import.
-from replay.mapping import attention, compute, copies, elementwise, not_replayed, reductions, views  # noqa: E402,F401
+from replay.mapping import attention, compute, copies, elementwise, not_replayed, reductions, resample, views  # noqa: E402,F401
 
 __all__ = ["Call", "Case", "DEVICE", "FLOAT_DTYPES", "INT_DTYPES", "InputTensor", "MAPPINGS", "MEMORY", "NO_MAPPING",
            "Mapping", "NotReplayed", "Port", "Ref", "Replay", "PortSettings", "TT", "Traced", "mapping_table",

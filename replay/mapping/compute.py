@@ -247,3 +247,59 @@ def embedding(p: Port, c: Case):
            p.input("weight", layout="ROW_MAJOR"), memory_config=MEMORY)
     p.expect(first_out(c))
     del idx
+
+
+# ---------------------------------------------------------------------------------------------
+# 3-D pooling as 2-D pooling over folded dims (ttnn has no 3-D pools)
+
+def _triple(v, default: int) -> list[int]:
+    """A 3-D pool's kernel/stride/padding argument as three ints (torch accepts one for all three)."""
+    if v is None or v == []:
+        return [default] * 3
+    v = [v] if isinstance(v, int) else list(v)
+    return v * 3 if len(v) == 1 else v
+
+
+@register("aten.max_pool3d_with_indices.default", "aten.max_pool3d.default",
+          ttnn="ttnn.max_pool2d over (H, W), N*T folded into the batch (input [1,1,NTHW,C])")
+def max_pool3d(p: Port, c: Case):
+    """3-D max pooling whose window spans one frame (kernel/stride 1, no padding in T): 2-D pooling of
+    every frame, frames folded into the batch, as a port writes it."""
+    t = c.tensor("self")
+    k = _triple(c.get("kernel_size"), 1)
+    s, pad = _triple(c.get("stride") or k, 1), _triple(c.get("padding"), 0)
+    dil = _triple(c.get("dilation"), 1)
+    if t.rank != 5 or k[0] != 1 or s[0] != 1 or pad[0] != 0 or dil[0] != 1:
+        unsupported(f"3-D max pooling with a window over frames (kernel {k}, stride {s}): ttnn has no 3-D pool; "
+                    "a port pools (H, W) with ttnn.max_pool2d over N*T folded into the batch, then the frame "
+                    "window with ttnn.maximum of shifted ttnn.slice views (not mapped in optrace yet)")
+    n, ch, d, h, w = t.shape
+    x = p.input("self", [1, 1, n * d * h * w, ch], permute=[0, 2, 3, 4, 1])
+    kwargs = dict(input_tensor=x, batch_size=n * d, input_h=h, input_w=w, channels=ch, kernel_size=k[1:],
+                  stride=s[1:], padding=pad[1:], dilation=dil[1:], ceil_mode=bool(c.get("ceil_mode", False)),
+                  memory_config=MEMORY)
+    o = first_out(c)
+    out = [1, 1, o[0] * o[2] * o[3] * o[4], o[1]]
+    if c.op.endswith("with_indices.default"):
+        p.call("max_pool2d", return_indices=True, **kwargs)
+        p.expect(out, out, permute=[0, 2, 3, 4, 1])
+    else:
+        p.call("max_pool2d", **kwargs)
+        p.expect(out, permute=[0, 2, 3, 4, 1])
+
+
+@register("aten.avg_pool3d.default", ttnn="ttnn.avg_pool2d over (T*H, W) for a global 3-D average (input [1,1,NTHW,C])")
+def avg_pool3d(p: Port, c: Case):
+    """a 3-D average over the whole (T, H, W) volume (S3D's head) as one 2-D average over (T*H, W)."""
+    t = c.tensor("self")
+    n, ch, d, h, w = t.shape if t.rank == 5 else (0, 0, 0, 0, 0)
+    k, pad = _triple(c.get("kernel_size"), 1), _triple(c.get("padding"), 0)
+    if t.rank != 5 or k != [d, h, w] or any(pad):
+        unsupported(f"3-D average pooling with a window smaller than the volume (kernel {k} of {t.shape[2:]}): "
+                    "ttnn has no 3-D pool; a port averages (H, W) with ttnn.avg_pool2d over N*T folded into the "
+                    "batch, then the frame window with ttnn.add of shifted ttnn.slice views and a ttnn.multiply")
+    x = p.input("self", [1, 1, n * d * h * w, ch], permute=[0, 2, 3, 4, 1])
+    p.call("avg_pool2d", input_tensor=x, batch_size=n, input_h=d * h, input_w=w, channels=ch,
+           kernel_size=[d * h, w], stride=[1, 1], padding=[0, 0], ceil_mode=False,
+           count_include_pad=True, memory_config=MEMORY)
+    p.expect([1, 1, n, ch], permute=[0, 2, 3, 4, 1])

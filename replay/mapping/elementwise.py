@@ -13,7 +13,7 @@ UNARY = {  # aten base name -> ttnn function
     "sin": "sin", "cos": "cos", "floor": "floor", "ceil": "ceil", "sign": "sign", "square": "square",
     "logical_not": "logical_not", "relu6": "relu6", "log2": "log2", "exp2": "exp2", "log1p": "log1p",
     "expm1": "expm1", "gelu": "gelu", "elu": "elu", "leaky_relu": "leaky_relu", "hardtanh": "hardtanh",
-    "softplus": "softplus", "clamp": "clamp", "clamp_min": "clamp", "clamp_max": "clamp",
+    "softplus": "softplus", "clamp": "clamp", "clamp_min": "clamp", "clamp_max": "clamp", "round": "round",
 }
 _NO_INPLACE = ("relu6", "softplus")
 _UNARY_OPS = [f"aten.{b}{ip}.default" for b in UNARY for ip in ("", "_")
@@ -101,4 +101,34 @@ def where(p: Port, c: Case):
 def masked_fill(p: Port, c: Case):
     """masked_fill as where(mask, value, x)."""
     p.call("where", p.input("mask"), float(c.get("value")), p.input("self"), memory_config=MEMORY)
+    p.expect(first_out(c))
+
+
+@register("aten.addcmul.default", "aten.addcmul_.default", ttnn="ttnn.addcmul(self, tensor1, tensor2, value)")
+def addcmul(p: Port, c: Case):
+    """self + value * tensor1 * tensor2 as ttnn's ternary addcmul with the traced broadcast shapes."""
+    p.call("addcmul", p.input("self"), p.input("tensor1"), p.input("tensor2"), value=float(c.get("value", 1)),
+           memory_config=MEMORY)
+    p.expect(first_out(c))
+
+
+@register("aten.bitwise_not.default", "aten.bitwise_not_.default",
+          ttnn="ttnn.logical_not (bool masks) / ttnn.bitwise_not (int32)")
+def bitwise_not(p: Port, c: Case):
+    """~x: on a bool mask (held as bfloat16, ttnn has no bool) a logical not; on integers a bitwise not."""
+    if c.tensor("self").dtype == "bool":
+        p.call("logical_not", p.input("self"), memory_config=MEMORY)
+    else:
+        p.call("bitwise_not", p.input("self"), memory_config=MEMORY)
+    p.expect(first_out(c))
+
+
+@register("aten.pow.Scalar", ttnn="ttnn.rpow(exponent, base)")
+def pow_scalar(p: Port, c: Case):
+    """base ** tensor (a scalar base, as sinusoidal position embeddings write 10000 ** x) as ttnn.rpow."""
+    base = float(c.get("self"))
+    if base <= 0:
+        unsupported(f"pow with scalar base {base}: ttnn.rpow takes a positive base only; a port computes "
+                    "the constant on the host at load time")
+    p.call("rpow", p.input("exponent"), base, memory_config=MEMORY)
     p.expect(first_out(c))

@@ -33,3 +33,18 @@ register_unsupported("index_select with a traced index tensor: the trace keeps t
                      "aten.index_select.default")
 register_unsupported("boolean reduction: ttnn has no any/all; a port computes ttnn.max(ttnn.ne(x, 0), dim) "
                      "(not mapped in optrace yet)", "aten.any.dim", "aten.all.dim")
+register_unsupported("unique: the output's length depends on the data and ttnn has no unique; a port reads the "
+                     "labels back and takes torch.unique on the host (detection post-processing: a few thousand "
+                     "ints)", "aten._unique2.default", "aten.unique_dim.default")
+register_unsupported("non-maximum suppression: ttnn has no NMS and the kept count depends on the data; a port "
+                     "reads boxes and scores back and runs torchvision.ops.nms on the host (tt-metal's models do "
+                     "detection post-processing there)", "torchvision.nms.default")
+register_unsupported("roi_align: ttnn has no RoI pooling (data-dependent bilinear crops per box); a port runs "
+                     "torchvision.ops.roi_align on the host over the read-back FPN level, or writes a custom "
+                     "tt-metal kernel", "torchvision.roi_align.default")
+register_unsupported("im2col (nn.Unfold): ttnn has no unfold (ttnn.fold is space-to-depth, not col2im); a port "
+                     "writes it as ttnn.pad, kernel-many ttnn.slice shifts and ttnn.concat over channels, or as "
+                     "ttnn.conv2d with a fixed one-hot weight (not mapped in optrace yet)", "aten.im2col.default")
+register_unsupported("bicubic resize: ttnn.upsample interpolates nearest/bilinear only; a port resizes the "
+                     "constant (a position embedding, the input image) on the host at load time, or accepts "
+                     "bilinear", "aten.upsample_bicubic2d.default", "aten.upsample_bicubic2d.vec")
