@@ -1,0 +1,93 @@
+"""The ops the vision zoo added to the mapping, replayed from committed traces on ttnn's mock device.
+
+Runs with the ttnn environment: .venv-ttnn/bin/python -m pytest tests/replay/test_zoo_mappings_ttnn.py
+Each case is one real traced signature going through the real worker process.
+"""
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+if importlib.util.find_spec("ttnn") is None:  # the torch environment runs other tests
+    pytest.skip("needs the ttnn environment (.venv-ttnn)", allow_module_level=True)
+
+from capture.schema import read_trace  # noqa: E402
+from replay.run.runner import collect_cases  # noqa: E402
+from replay.run.worker import read_frame, write_frame  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def traced(model: str, op: str, pick=lambda wire: True) -> list:
+    """The first signature of `op` in traces/<model>.msgpack (that `pick` accepts), in the worker's wire form."""
+    for case in collect_cases([read_trace(os.path.join(REPO, "traces", f"{model}.msgpack"))]):
+        wire = case.sig.to_full_wire(case.arg_names)
+        if wire[1] == op and pick(wire):
+            return wire
+    raise AssertionError(f"{model} traces no {op}")
+
+
+@pytest.fixture(scope="module")
+def worker():
+    def start(memory):
+        proc = subprocess.Popen([sys.executable, "-m", "replay.run.worker", "--device", "n150", "--memory", memory],
+                                cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                env={**os.environ, "PYTHONPATH": REPO})
+        assert read_frame(proc.stdout)["ready"]
+        return proc
+    procs = {}
+
+    def run(wire, memory="dram"):
+        proc = procs.get(memory) or procs.setdefault(memory, start(memory))
+        write_frame(proc.stdin.fileno(), {"id": wire[0], "sig": wire})
+        return read_frame(proc.stdout)["result"]
+    yield run
+    for proc in procs.values():
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+
+
+def _shape(wire, i):
+    return wire[2][i][1][0]
+
+
+@pytest.mark.parametrize("model, op, ttnn_fn", [
+    ("timm_convnextv2_atto", "aten.addcmul.default", "ttnn.addcmul"),
+    ("rtdetr_l", "aten.gather.default", "ttnn.gather"),
+    ("rtdetr_l", "aten.bitwise_not.default", "ttnn.logical_not"),
+    ("rtdetr_l", "aten.pow.Scalar", "ttnn.rpow"),
+    ("raft_small", "aten.linspace.default", "ttnn.arange"),
+    ("hf_sam_vision", "aten.upsample_linear1d.default", "ttnn.upsample"),
+    ("s3d", "aten.avg_pool3d.default", "ttnn.avg_pool2d"),
+])
+def test_a_traced_signature_of_a_newly_mapped_op_passes_on_the_mock_device(worker, model, op, ttnn_fn):
+    r = worker(traced(model, op))
+    assert r["status"] == "pass", r["reason"]
+    assert ttnn_fn in r["ttnn_call"], r["ttnn_call"]
+    assert "shape_mismatch" not in r["extra"], r["extra"]
+    assert r["numerics"] == "not_checked (mock device)"
+
+
+def test_raft_grid_sample_pads_its_one_channel_to_a_tile_and_slices_back(worker):
+    wire = traced("raft_small", "aten.grid_sampler_2d.default", lambda w: _shape(w, 0)[2:] == [8, 15])
+    r = worker(wire)
+    assert r["status"] == "pass", r["reason"]
+    assert "ttnn.pad" in r["ttnn_call"] and "ttnn.grid_sample" in r["ttnn_call"] and "ttnn.slice" in r["ttnn_call"]
+    assert r["extra"]["notes"] == ["channels padded 1 -> 32 for ttnn.grid_sample, sliced back after"]
+    assert "shape_mismatch" not in r["extra"]
+
+
+def test_raft_full_resolution_grid_sample_runs_out_of_l1_for_the_devices_reason(worker):
+    r = worker(traced("raft_small", "aten.grid_sampler_2d.default", lambda w: _shape(w, 0)[2:] == [65, 120]), "l1")
+    assert r["status"] == "oom_l1", r["reason"]
+    assert "Not enough space to allocate" in r["reason"]
+
+
+def test_one_frame_max_pool3d_is_2d_pooling_and_a_frame_window_says_what_a_port_does(worker):
+    r = worker(traced("mvit_v1_b", "aten.max_pool3d_with_indices.default"))
+    assert r["status"] == "pass", r["reason"]
+    assert "ttnn.max_pool2d" in r["ttnn_call"] and "batch_size=8" in r["ttnn_call"], r["ttnn_call"]
+    r = worker(traced("s3d", "aten.max_pool3d_with_indices.default", lambda w: w[2][1][1][0][1] == 3))
+    assert r["status"] == "unsupported" and "ttnn.max_pool2d over N*T folded into the batch" in r["reason"]
