@@ -23,7 +23,8 @@ Modules: ``case`` (the traced signature), ``plan`` (Replay, PortSettings and the
 ``registry`` (register, plan_replay, the table); the op families ``views`` (data movement),
 ``copies`` (clone, typecast, constants), ``compute`` (conv, pools, norms, matmul), ``attention``
 (fused attention as a port writes it: SDPA or its decomposition),
-``elementwise``, ``reductions``, and ``not_replayed`` (skip/unsupported reasons).
+``elementwise``, ``reductions``, ``resample`` (gather, grid_sample, 1-D upsample, linspace), and
+``not_replayed`` (skip/unsupported reasons).
 """
 from __future__ import annotations
 
