@@ -121,6 +121,13 @@ def test_reshape_view_is_free_and_non_view_adds_a_mapping_tensor():
     assert moved.extra["extra_buffers"] == ["reshape page-mapping tensor"]
 
 
+def test_an_empty_tensor_reshapes_like_ttnn_does_it_passes_with_nothing_allocated():
+    # detection heads with no boxes left (fcos, retinanet); the mock n150 passes it at 0 bytes
+    r = run_signature(sig("aten.view.default", [T([0, 2, 2]), ["list", [["int", 0], ["int", 4]]]], [T([0, 4])]),
+                      ["self", "size"])
+    assert r.status == "pass", r.reason
+
+
 def test_bfloat8_reshape_round_trips_through_bfloat16():
     r = run_signature(sig("aten.view.default", [T([2, 3, 40, 50]), ["list", []]], [T([6, 2000])]),
                       ["self", "size"], EstimateSettings(dtype="bfloat8_b"))
