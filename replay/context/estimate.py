@@ -261,16 +261,15 @@ class Simulation:
         rec.status, rec.oom = oom_status(oom["buffer_type"]), oom
         rec.reason = (f"{oom['buffer_type']} buffer needs {oom['per_bank_bytes']:,} B per bank, largest free "
                       f"block {oom['largest_free_bytes']:,} B ({oom['free_bytes']:,} B free); estimate in context")
-        rec.allocator = self.state()
-        for a in made.values():
-            if a.role == MAPPING_ROLE:
-                self.cache.pop(step.signature_id, None)
-            self.banks[a.memory].release(a.addr, a.per_bank)
-        self.failed.update(step.outputs)
+        self._give_back(step, rec, made)
 
     def _overflow(self, step, rec: CallRecord, why: str, made: dict) -> None:
         """Record the call's circular-buffer overflow, and give back what it had allocated."""
         rec.status, rec.reason = "cb_overflow", f"{why}; estimate in context"
+        self._give_back(step, rec, made)
+
+    def _give_back(self, step, rec: CallRecord, made: dict) -> None:
+        """After a failed call: note the allocator's state, free what the call had allocated, mark its outputs failed."""
         rec.allocator = self.state()
         for a in made.values():
             if a.role == MAPPING_ROLE:

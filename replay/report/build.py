@@ -22,7 +22,7 @@ from replay.report.attribution import (FOLDED, MEMORY_FAILURES, NOT_RUN, NOT_RUN
 from replay.report.context import context_models
 from replay.report.data import (FailureRow, FirstBlock, Folded, FoldedUpload, LayerRow, MatrixCell, MemoryLimit,
                                 ModelReport, OpFix, Provenance, ReasonRow, Report, SignatureRow, TensorRow)
-from replay.report.groups import UNKNOWN, fix_order, group_summaries, model_group
+from replay.report.groups import UNKNOWN, fix_by_op, fix_order, group_summaries, model_group
 from replay.report.html import render_html
 from replay.report.remedies import remedy_rows, remedy_text
 from replay.report.text import render_csv, render_markdown
@@ -239,19 +239,7 @@ class _Builder:
 
     def fix_by_op(self, fix: list[SignatureRow]) -> list[OpFix]:
         """Every op with a failing signature, with all the models and calls they block."""
-        models: dict[str, set[str]] = defaultdict(set)
-        calls: Counter = Counter()
-        sigs: Counter = Counter()
-        statuses: dict[str, Counter] = defaultdict(Counter)
-        for row in fix:
-            models[row.op] |= set(row.models)
-            calls[row.op] += row.calls
-            sigs[row.op] += 1
-            statuses[row.op][row.status] += row.calls
-        out = [OpFix(op=op, models=[m.model for m in self.att.models if m.model in models[op]], calls=calls[op],
-                     failing_signatures=sigs[op], statuses={s: statuses[op][s] for s in status_order(statuses[op])})
-               for op in models]
-        return sorted(out, key=lambda f: (-len(f.models), -f.calls, f.op))
+        return fix_by_op(fix, [m.model for m in self.att.models])
 
     def memory_limits(self) -> list[MemoryLimit]:
         """Per op that ran out of memory: its largest passing and smallest failing tensor."""

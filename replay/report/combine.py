@@ -9,13 +9,13 @@ worse. Imports neither torch nor ttnn.
 """
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import replace
 
 from capture.schema import Trace
 from replay.report.attribution import NOT_RUN, NOT_RUN_NOTE, is_blocked, status_order, worst_status
-from replay.report.groups import fix_order, group_summaries
-from replay.report.data import MemoryLimit, OpFix, Provenance, Report, SignatureRow
+from replay.report.groups import fix_by_op, fix_order, group_summaries
+from replay.report.data import MemoryLimit, Provenance, Report, SignatureRow
 from replay.results import ReplayResult
 from replay.shapes import format_shapes, input_shapes
 
@@ -37,22 +37,6 @@ def _merge_rows(rows: list[SignatureRow]) -> list[SignatureRow]:
             cur.status, cur.reason, cur.requested_bytes, cur.buffer_type = \
                 r.status, r.reason, r.requested_bytes, r.buffer_type
     return sorted(by_id.values(), key=lambda r: (-len(r.models), -r.calls, r.op, r.signature_id))
-
-
-def _fix_by_op(fix: list[SignatureRow], models: list[str]) -> list[OpFix]:
-    """Every op with a failing signature, with all the models and calls they block (as build.py ranks them)."""
-    blocked: dict[str, set[str]] = defaultdict(set)
-    calls: Counter = Counter()
-    sigs: Counter = Counter()
-    statuses: dict[str, Counter] = defaultdict(Counter)
-    for row in fix:
-        blocked[row.op] |= set(row.models)
-        calls[row.op] += row.calls
-        sigs[row.op] += 1
-        statuses[row.op][row.status] += row.calls
-    out = [OpFix(op=op, models=[m for m in models if m in blocked[op]], calls=calls[op], failing_signatures=sigs[op],
-                 statuses={s: statuses[op][s] for s in status_order(statuses[op])}) for op in blocked]
-    return sorted(out, key=lambda f: (-len(f.models), -f.calls, f.op))
 
 
 def _limits(reports: list[Report]) -> list[MemoryLimit]:
@@ -131,7 +115,7 @@ def combine_reports(reports: list[Report], shared: list[SignatureRow] | None = N
         statuses.update(r.statuses)
     statuses = {s: statuses[s] for s in status_order(statuses)}
     return Report(provenance=_provenance(reports), statuses=statuses, models=models, ops=ops, matrix=matrix,
-                  shared=shared or [], fix_by_signature=fix, fix_by_op=_fix_by_op(fix, names),
+                  shared=shared or [], fix_by_signature=fix, fix_by_op=fix_by_op(fix, names),
                   memory_limits=_limits(reports), orphan_results=sorted({o for r in reports for o in r.orphan_results}),
                   warnings=[w for r in reports for w in r.warnings], context=[c for r in reports for c in r.context],
                   remedies=[x for r in reports for x in r.remedies], headroom=[h for r in reports for h in r.headroom],

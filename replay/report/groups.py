@@ -12,8 +12,8 @@ import re
 from collections import Counter, defaultdict
 
 from capture.schema import Trace
-from replay.report.attribution import is_blocked, is_failing
-from replay.report.data import FixStep, GroupSummary, MatrixCell, ModelReport
+from replay.report.attribution import is_blocked, is_failing, status_order
+from replay.report.data import FixStep, GroupSummary, MatrixCell, ModelReport, OpFix, SignatureRow
 
 UNKNOWN = "unknown"
 TOP_OPS = 5   # blocking ops named per group
@@ -88,3 +88,20 @@ def fix_order(matrix: dict[str, dict[str, MatrixCell]], models: list[str]) -> li
             if not left[m]:
                 del left[m]
     return steps
+
+
+def fix_by_op(fix: list[SignatureRow], models: list[str]) -> list[OpFix]:
+    """Every op with a failing signature, with all the models (in ``models``' order) and calls they block,
+    most models blocked first."""
+    blocked: dict[str, set[str]] = defaultdict(set)
+    calls: Counter = Counter()
+    sigs: Counter = Counter()
+    statuses: dict[str, Counter] = defaultdict(Counter)
+    for row in fix:
+        blocked[row.op] |= set(row.models)
+        calls[row.op] += row.calls
+        sigs[row.op] += 1
+        statuses[row.op][row.status] += row.calls
+    out = [OpFix(op=op, models=[m for m in models if m in blocked[op]], calls=calls[op], failing_signatures=sigs[op],
+                 statuses={s: statuses[op][s] for s in status_order(statuses[op])}) for op in blocked]
+    return sorted(out, key=lambda f: (-len(f.models), -f.calls, f.op))
