@@ -53,6 +53,10 @@ class Case:
         v = self._named.get(name)
         return v if isinstance(v, Traced) else None
 
+    def out_dtypes(self) -> list[str]:
+        """Traced output tensor dtypes (torch names), lists of tensors flattened."""
+        return [o.dtype for o in (_unwrap(v) for v in self.outputs) if isinstance(o, Traced)]
+
     def out_shapes(self) -> list[list[int]]:
         """Traced output tensor shapes, lists of tensors flattened."""
         shapes: list[list[int]] = []

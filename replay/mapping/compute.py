@@ -67,8 +67,18 @@ def max_pool2d(p: Port, c: Case):
 
 @register("aten.avg_pool2d.default", ttnn="ttnn.avg_pool2d (input [1,1,NHW,C])")
 def avg_pool2d(p: Port, c: Case):
-    """avg_pool2d on a channels-last input."""
-    x, n, ch, h, w = channels_last_flat(p, "self")
+    """avg_pool2d on a channels-last input; one channel of many images (RAFT's correlation pyramid) is
+    pooled with the images as channels, the same data ([N, 1, H, W] is [1, N, H, W])."""
+    t = c.tensor("self")
+    if t.rank == 4 and t.shape[1] == 1 and t.shape[0] > 1:
+        n, ch, h, w = 1, t.shape[0], t.shape[2], t.shape[3]
+        p.note(f"[{t.shape[0]}, 1, H, W] pooled as [1, {t.shape[0]}, H, W] (images as channels)")
+        x, dims = p.input("self", [1, 1, h * w, ch], permute=[1, 2, 3, 0]), [1, 2, 3, 0]
+        o = first_out(c)
+        out = [1, 1, o[2] * o[3], o[0]]
+    else:
+        x, n, ch, h, w = channels_last_flat(p, "self")
+        out, dims = nchw_out_flat(first_out(c)), CHANNELS_LAST[t.rank]
     k = pair(c.get("kernel_size"))
     kwargs = dict(input_tensor=x, batch_size=n, input_h=h, input_w=w, channels=ch, kernel_size=k,
                   stride=pair(c.get("stride") or k), padding=pair(c.get("padding", [0, 0])),
@@ -77,7 +87,7 @@ def avg_pool2d(p: Port, c: Case):
     if c.get("divisor_override") is not None:
         kwargs["divisor_override"] = c.get("divisor_override")
     p.call("avg_pool2d", **kwargs)
-    p.expect(nchw_out_flat(first_out(c)), permute=CHANNELS_LAST[c.tensor("self").rank])
+    p.expect(out, permute=dims)
 
 
 @register("aten.adaptive_avg_pool2d.default", "aten._adaptive_avg_pool2d.default",
@@ -107,8 +117,17 @@ def upsample(p: Port, c: Case):
     name = "self" if c.tensor("self") else "input"
     mode = "bilinear" if "bilinear" in c.op else "nearest"
     # ttnn.upsample wants tile-aligned TILE input; a port holds it ROW_MAJOR.
-    p.call("upsample", p.input(name, [n, h, w, ch], layout="ROW_MAJOR", permute=CHANNELS_LAST[4]), scale,
-           mode=mode, memory_config=MEMORY)
+    x = p.input(name, [n, h, w, ch], layout="ROW_MAJOR", permute=CHANNELS_LAST[4])
+    if mode == "bilinear" and c.get("align_corners", False):
+        p.note("align_corners=True: ttnn.upsample samples half-pixel centres, so values differ; "
+               "the buffers are the same")
+    padded = mode == "bilinear" and ch % 32
+    if padded:   # ttnn's bilinear upsample wants C a multiple of 32 (RAFT upsamples a 2-channel flow)
+        p.note(f"channels padded {ch} -> {-(-ch // 32) * 32} for bilinear ttnn.upsample, sliced back after")
+        x = p.call("pad", x, [[0, 0], [0, 0], [0, 0], [0, -(-ch // 32) * 32 - ch]], 0.0, memory_config=MEMORY)
+    u = p.call("upsample", x, scale, mode=mode, memory_config=MEMORY)
+    if padded:
+        p.call("slice", u, [0, 0, 0, 0], [n, out[2], out[3], ch], [1, 1, 1, 1], memory_config=MEMORY)
     p.expect([n, out[2], out[3], ch], permute=CHANNELS_LAST[4])
 
 

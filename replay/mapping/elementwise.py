@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from replay.mapping.case import Case, Traced
-from replay.mapping.plan import (MEMORY, Port, Ref, first_out, unsupported)
+from replay.mapping.plan import (FLOAT_DTYPES, INT_DTYPES, MEMORY, TT, Port, Ref, first_out, unsupported)
 from replay.mapping.registry import register
 
 
@@ -44,7 +44,11 @@ def unary(p: Port, c: Case):
                 kwargs[key] = p.input(name)
             elif v is not None:
                 kwargs[key] = float(v)
-    p.call(fn, p.input("self"), memory_config=MEMORY, **kwargs)
+    x = p.input("self")
+    if c.tensor("self").dtype in INT_DTYPES and (c.out_dtypes() or ["?"])[0] in FLOAT_DTYPES:
+        # torch promotes integers to float here; ttnn's float unary ops reject int32, so a port casts first
+        x = p.call("typecast", x, TT(p.settings.dtype), memory_config=MEMORY)
+    p.call(fn, x, memory_config=MEMORY, **kwargs)
     p.expect(first_out(c))
 
 

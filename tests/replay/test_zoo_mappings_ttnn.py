@@ -91,3 +91,19 @@ def test_one_frame_max_pool3d_is_2d_pooling_and_a_frame_window_says_what_a_port_
     assert "ttnn.max_pool2d" in r["ttnn_call"] and "batch_size=8" in r["ttnn_call"], r["ttnn_call"]
     r = worker(traced("s3d", "aten.max_pool3d_with_indices.default", lambda w: w[2][1][1][0][1] == 3))
     assert r["status"] == "unsupported" and "ttnn.max_pool2d over N*T folded into the batch" in r["reason"]
+
+
+@pytest.mark.parametrize("op, pick, ttnn_fn, note", [
+    ("aten.sqrt.default", lambda w: True, "ttnn.typecast", None),
+    ("aten.avg_pool2d.default", lambda w: _shape(w, 0) == [7800, 1, 32, 60], "channels=7800",
+     "[7800, 1, H, W] pooled as [1, 7800, H, W] (images as channels)"),
+    ("aten.upsample_bilinear2d.default", lambda w: _shape(w, 0) == [1, 2, 65, 120], "ttnn.slice",
+     "channels padded 2 -> 32 for bilinear ttnn.upsample, sliced back after"),
+])
+def test_rafts_int_sqrt_one_channel_pool_and_two_channel_upsample_run_as_a_port_holds_them(worker, op, pick, ttnn_fn,
+                                                                                           note):
+    r = worker(traced("raft_small", op, pick))
+    assert r["status"] == "pass", r["reason"]
+    assert ttnn_fn in r["ttnn_call"], r["ttnn_call"]
+    assert note is None or note in r["extra"]["notes"], r["extra"]
+    assert "shape_mismatch" not in r["extra"], r["extra"]
