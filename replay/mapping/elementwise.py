@@ -87,7 +87,7 @@ def binary(p: Port, c: Case):
         b = p.call("multiply", b, float(alpha), memory_config=MEMORY) if isinstance(b, Ref) else b * alpha
     kwargs = dict(memory_config=MEMORY)
     if base == "div" and c.get("rounding_mode"):
-        kwargs["round_mode"] = c.get("rounding_mode")
+        kwargs["rounding_mode"] = c.get("rounding_mode")
     p.call(fn, a, b, **kwargs)
     p.expect(first_out(c))
 
