@@ -116,6 +116,10 @@ def upsample(p: Port, c: Case):
     scale = [int(sh), int(sw)] if sh.is_integer() and sw.is_integer() else [sh, sw]
     name = "self" if c.tensor("self") else "input"
     mode = "bilinear" if "bilinear" in c.op else "nearest"
+    if mode == "bilinear" and not (sh.is_integer() and sw.is_integer()):
+        unsupported(f"bilinear upsample by a non-integer factor ({h}x{w} -> {out[2]}x{out[3]}): ttnn.upsample's "
+                    "bilinear mode takes integer scales only; a port computes the interpolation as two ttnn.matmul "
+                    "with fixed [H_in, H_out] and [W_in, W_out] weights, or resizes nearest")
     # ttnn.upsample wants tile-aligned TILE input; a port holds it ROW_MAJOR.
     x = p.input(name, [n, h, w, ch], layout="ROW_MAJOR", permute=CHANNELS_LAST[4])
     if mode == "bilinear" and c.get("align_corners", False):

@@ -108,3 +108,10 @@ def test_rafts_int_sqrt_one_channel_pool_and_two_channel_upsample_run_as_a_port_
     assert ttnn_fn in r["ttnn_call"], r["ttnn_call"]
     assert note is None or note in r["extra"]["notes"], r["extra"]
     assert "shape_mismatch" not in r["extra"], r["extra"]
+
+
+def test_lraspp_bilinear_upsamples_pad_21_classes_and_refuse_a_non_integer_factor_with_what_a_port_does(worker):
+    r = worker(traced("lraspp_mobilenet_v3_large", "aten.upsample_bilinear2d.default", lambda w: _shape(w, 0)[1] == 21))
+    assert r["status"] == "pass" and "ttnn.pad" in r["ttnn_call"], r["reason"]
+    r = worker(traced("lraspp_mobilenet_v3_large", "aten.upsample_bilinear2d.default", lambda w: _shape(w, 0)[1] == 128))
+    assert r["status"] == "unsupported" and "33x33 -> 65x65" in r["reason"] and "integer scales" in r["reason"]
