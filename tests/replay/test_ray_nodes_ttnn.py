@@ -4,6 +4,8 @@ Runs with the ttnn environment: .venv-ttnn/bin/python -m pytest tests/replay/tes
 """
 import importlib.util
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -11,7 +13,7 @@ if importlib.util.find_spec("ttnn") is None or importlib.util.find_spec("ray") i
     pytest.skip("needs the ttnn environment with optrace[ray] (.venv-ttnn)", allow_module_level=True)
 
 from replay.run.ray_cluster import board_resource, local_environment, ray_dir  # noqa: E402
-from replay.run.runner import RunSettings, load_traces, replay  # noqa: E402
+from replay.results import read_results  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRACE = os.path.join(REPO, "traces", "mobilenet_v3_large.msgpack")
@@ -19,7 +21,7 @@ TRACE = os.path.join(REPO, "traces", "mobilenet_v3_large.msgpack")
 
 @pytest.fixture
 def two_nodes():
-    """A head node with 1 CPU and no board, and a worker node that declares one n150; shut down after."""
+    """A head node with 1 CPU and no board, and a worker node that declares one n150: (address, board node id)."""
     folder = ray_dir()
     os.makedirs(folder, exist_ok=True)
     local_environment(folder)
@@ -27,19 +29,24 @@ def two_nodes():
     from ray.cluster_utils import Cluster
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "temp_dir": folder, "include_dashboard": False})
     board_node = c.add_node(num_cpus=1, resources={board_resource("n150"): 1}, temp_dir=folder)
-    ray.init(address=c.address, log_to_driver=False, logging_level="WARNING")
     try:
-        yield board_node.node_id
+        yield c.address, board_node.node_id
     finally:
         ray.shutdown()
         c.shutdown()
 
 
-def test_board_bound_work_runs_only_on_the_node_that_declares_the_board(two_nodes, tmp_path):
-    settings = RunSettings(backend="ttnn", jobs=2, cluster="ray")
-    header, results = replay(load_traces([TRACE]), settings, str(tmp_path / "r.jsonl"), progress=False)
+def test_replay_joins_an_existing_cluster_by_address_and_board_work_runs_only_on_the_board_node(two_nodes, tmp_path):
+    address, board_node = two_nodes          # HOST:PORT of the running cluster, as a user passes it
+    env = {**os.environ, "PYTHONPATH": REPO}
+    env.pop("RAY_ADDRESS", None)
+    run = subprocess.run([sys.executable, "-m", "replay.cli", TRACE, "--backend", "ttnn", "--jobs", "2",
+                          "--cluster", address, "--out", str(tmp_path), "--no-report", "--no-remedies"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    header, results = read_results(str(tmp_path / "ttnn_n150_bfloat16_dram.jsonl"))
     assert header["cluster"]["nodes"] == 2 and header["cluster"]["board_resource"] == "tt_n150"
     assert header["cluster"]["actors"] == 1                   # one actor per declared board
     assert len(results) == header["unique_signatures"]
-    assert {r.extra["ray_node"] for r in results} == {two_nodes}
+    assert {r.extra["ray_node"] for r in results} == {board_node}
     assert all(r.mock for r in results)           # the node declares a board, but this machine has only the mock
