@@ -327,6 +327,22 @@ def concat_staging_page_bytes(ins: list[Buffer], out: Buffer, dim: int, device: 
     return _up(width * esize, max(device.alignment(b.memory) for b in ins + [out]))
 
 
+@register_rule("aten.grid_sampler_2d.default")
+def grid_sample(case: OpCase) -> Plan:
+    """ttnn.grid_sample: a row-major result like its row-major input; with C padded to a tile (RAFT's
+    C=1 volumes), the padded input and the padded result before the slice back."""
+    # the output is row major, as ttnn returns it: replaced in place, the list _allocate places
+    case.outputs[:] = [Buffer(b.shape, b.dtype, "ROW_MAJOR", b.memory, b.role) for b in case.outputs]
+    x, ch = case.inputs[0], case.inputs[0].shape[-1]
+    if not case.outputs or ch % TILE_HW == 0:
+        return Plan(list(case.outputs), ttnn_call="ttnn.grid_sample")
+    out = case.outputs[0]
+    padded_in = Buffer(x.shape[:-1] + (_up(ch, TILE_HW),), x.dtype, "ROW_MAJOR", x.memory, "input channels padded")
+    padded_out = Buffer(out.shape[:-1] + (_up(ch, TILE_HW),), out.dtype, "ROW_MAJOR", out.memory,
+                        "padded grid_sample result")
+    return Plan([padded_in, padded_out, out], ttnn_call="ttnn.pad; ttnn.grid_sample; ttnn.slice")
+
+
 @register_rule("aten.cat.default", "aten.concat.default")
 def concat(case: OpCase) -> Plan:
     """ttnn.concat: the output; inputs padded along the concat dim go through row major, and the

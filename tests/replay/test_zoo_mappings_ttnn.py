@@ -115,3 +115,15 @@ def test_lraspp_bilinear_upsamples_pad_21_classes_and_refuse_a_non_integer_facto
     assert r["status"] == "pass" and "ttnn.pad" in r["ttnn_call"], r["reason"]
     r = worker(traced("lraspp_mobilenet_v3_large", "aten.upsample_bilinear2d.default", lambda w: _shape(w, 0)[1] == 128))
     assert r["status"] == "unsupported" and "33x33 -> 65x65" in r["reason"] and "integer scales" in r["reason"]
+def test_the_estimate_gives_grid_samples_mock_verdict_and_bytes_in_l1(worker):
+    from replay.backends.estimate import EstimateBackend, EstimateSettings
+    from replay.mapping import Case
+    est = EstimateBackend(EstimateSettings(device="n150", memory="l1"))
+    # deformable DETR: a row-major [8, 13294, 4, 32] result fits in L1 (tiled it would not)
+    wire = traced("hf_deformable_detr", "aten.grid_sampler_2d.default", lambda w: _shape(w, 1) == [8, 13294, 4, 2])
+    assert worker(wire, "l1")["status"] == est.run(Case.from_wire(wire)).status == "pass"
+    # RAFT at full resolution: the same OOM, the same bytes
+    wire = traced("raft_small", "aten.grid_sampler_2d.default", lambda w: _shape(w, 0)[2:] == [65, 120])
+    r, e = worker(wire, "l1"), est.run(Case.from_wire(wire))
+    assert r["status"] == e.status == "oom_l1", (r["reason"], e.reason)
+    assert r["oom"]["requested_bytes"] == e.oom.requested_bytes, (r["oom"], e.oom)
