@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from replay.mapping.case import Case
-from replay.mapping.plan import (MEMORY, Port, first_out, norm_dim, unsupported)
+from replay.mapping.plan import (INT_DTYPES, MEMORY, TT, Port, first_out, norm_dim, unsupported)
 from replay.mapping.registry import register
 
 
@@ -29,7 +29,15 @@ def reduce(p: Port, c: Case):
         kwargs["keepdim"] = bool(c.get("keepdim", False))
     if c.op in ("aten.max.dim", "aten.min.dim"):
         p.note("values only: a port takes indices from ttnn.argmax/argmin when it needs them")
-    p.call(fn, p.input("self"), **kwargs)
+    x = p.input("self")
+    if fn == "prod" and t.dtype in INT_DTYPES:
+        # ttnn.prod takes floats only: a port multiplies integers (shape products) in float32, exact to 2**24
+        p.note("integer prod computed in float32 and cast back to int32")
+        x = p.call("typecast", x, TT("float32"), memory_config=MEMORY)
+        x = p.call(fn, x, **kwargs)
+        p.call("typecast", x, TT("int32"), memory_config=MEMORY)
+    else:
+        p.call(fn, x, **kwargs)
     p.expect(first_out(c) or [1])
 
 
