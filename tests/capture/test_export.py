@@ -59,7 +59,11 @@ def test_export_trace_replays_on_the_mock_ttnn_device(tmp_path):
     assert any(r["status"] == "pass" and r["op"] == "aten.convolution.default" for r in results)
 
 
-@pytest.mark.parametrize("name", sorted(REG))
+# committed export traces of the sample (tests/sample.py; OPTRACE_TEST_ALL_TRACES=1: all of them)
+EXPORTED = [os.path.basename(p)[:-len(".msgpack")] for p in trace_files(os.path.join(REPO, "traces", "export"))]
+
+
+@pytest.mark.parametrize("name", EXPORTED)
 def test_every_convolution_has_the_same_module_stack_and_weight_in_eager_and_export(name):
     eager, export = eager_trace(name), export_trace(name)
 
@@ -158,10 +162,6 @@ def test_compare_lists_shapes_that_differ_for_the_same_module_and_op():
     assert conv.eager_calls == conv.export_calls == 64
     assert any(d.module_path == "model.22" and d.op == "aten.unsqueeze.default" for d in c.shape_diffs)
     assert not any(d.op == "aten.convolution.default" for d in c.shape_diffs)
-
-
-# committed export traces of the sample (tests/sample.py; OPTRACE_TEST_ALL_TRACES=1: all of them)
-EXPORTED = [os.path.basename(p)[:-len(".msgpack")] for p in trace_files(os.path.join(REPO, "traces", "export"))]
 
 
 @pytest.mark.parametrize("name", EXPORTED)
