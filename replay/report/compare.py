@@ -8,7 +8,6 @@ if I move to ...": the diff (replay/report/diff.py) from the first run to each o
 """
 from __future__ import annotations
 
-import html
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -19,12 +18,12 @@ from replay.report.attribution import NOT_RUN, worst_status
 from replay.report.build import build_report
 from replay.report.data import MatrixCell, Report
 from replay.report.diff import RUN_KEYS, RunDiff, diff_runs, run_settings
+from replay.report.html_parts import color, e, table
 from replay.report.text import pct
 from replay.results import MOCK_NOTE, ReplayResult
 
 COMPARE_FORMAT = "optrace-comparison"
 COMPARE_VERSION = 1
-STATUS_COLORS = {"pass": "#2e7d32", "skipped": "#757575", "folded": "#607d8b", NOT_RUN: "#9e9e9e"}
 
 
 @dataclass(kw_only=True)
@@ -145,19 +144,8 @@ def compare_runs(runs: list[Run]) -> Comparison:
 # ---------------------------------------------------------------------------------------------
 # Rendering
 
-def _e(value) -> str:
-    return html.escape(str(value))
-
-
 def _status(s: str) -> str:
-    color = STATUS_COLORS.get(s, "#c62828")
-    return f'<span style="color:{color};font-weight:600">{_e(s)}</span>'
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<span style="color:{color(s)};font-weight:600">{e(s)}</span>'
 
 
 def _model_text(cell: ModelCell | None) -> str:
@@ -188,8 +176,8 @@ def _matrix_html(label: str, matrix: dict) -> str:
     rows = []
     for op in matrix["ops"]:
         cells = matrix["cells"][op]
-        rows.append([_e(op)] + [(_status(cells[m].status) + f" {cells[m].calls}") if m in cells else "" for m in models])
-    return f"<h3>{_e(label)}</h3>" + _table(["aten op", *models], rows)
+        rows.append([e(op)] + [(_status(cells[m].status) + f" {cells[m].calls}") if m in cells else "" for m in models])
+    return f"<h3>{e(label)}</h3>" + table(["aten op", *models], rows)
 
 
 def render_compare_html(c: Comparison) -> str:
@@ -198,21 +186,21 @@ def render_compare_html(c: Comparison) -> str:
     mock = any(r.mock for r in c.runs)
     parts = [f"<h1>optrace: {len(c.runs)} runs side by side</h1>"]
     if mock:
-        parts.append(f"<p><b>Mock device</b> in {_e(', '.join(r.label for r in c.runs if r.mock))}: "
-                     f"{_e(MOCK_NOTE)}; numerics not checked.</p>")
-    parts.append("<h2>Runs</h2>" + _table(["run", *RUN_KEYS, "signatures", "calls", "blocked", "file"], [
-        [_e(r.label), *(_e(r.settings.get(k)) for k in RUN_KEYS), str(r.signatures), str(r.calls),
-         f"{r.blocked_calls} ({pct(r.blocked_calls, r.calls)})", _e(os.path.basename(r.path))] for r in c.runs]))
-    parts.append("<h2>Per model</h2>" + _table(["model", *labels], [
-        [_e(m), *(_e(_model_text(cell)) + (f"<br><small>{_e(cell.first_block)}</small>" if cell and cell.first_block
+        parts.append(f"<p><b>Mock device</b> in {e(', '.join(r.label for r in c.runs if r.mock))}: "
+                     f"{e(MOCK_NOTE)}; numerics not checked.</p>")
+    parts.append("<h2>Runs</h2>" + table(["run", *RUN_KEYS, "signatures", "calls", "blocked", "file"], [
+        [e(r.label), *(e(r.settings.get(k)) for k in RUN_KEYS), str(r.signatures), str(r.calls),
+         f"{r.blocked_calls} ({pct(r.blocked_calls, r.calls)})", e(os.path.basename(r.path))] for r in c.runs]))
+    parts.append("<h2>Per model</h2>" + table(["model", *labels], [
+        [e(m), *(e(_model_text(cell)) + (f"<br><small>{e(cell.first_block)}</small>" if cell and cell.first_block
                                           else "") for cell in cells)] for m, cells in c.models.items()]))
     parts.append("<h2>What changes if I move to ...</h2>")
     for d in c.moves:
         for head, rows in _move_lines(d):
-            parts.append(f"<h3>{_e(head)}</h3><ul>" + "".join(f"<li>{_e(r)}</li>" for r in rows) + "</ul>")
-    parts.append(f"<h2>Signatures whose verdict differs ({len(c.differing)})</h2>" + _table(
+            parts.append(f"<h3>{e(head)}</h3><ul>" + "".join(f"<li>{e(r)}</li>" for r in rows) + "</ul>")
+    parts.append(f"<h2>Signatures whose verdict differs ({len(c.differing)})</h2>" + table(
         ["signature", "op", "models", *labels],
-        [[_e(v.signature_id), _e(v.op), _e(", ".join(v.models)), *(_status(s) for s in v.statuses)] for v in c.differing]))
+        [[e(v.signature_id), e(v.op), e(", ".join(v.models)), *(_status(s) for s in v.statuses)] for v in c.differing]))
     parts.append("<h2>Ops × models, per run</h2>" + "".join(_matrix_html(lab, m) for lab, m in zip(labels, c.matrices)))
     style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:.5em 0}"
              "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;text-align:left}th{background:#f3f3f3}")
