@@ -61,8 +61,8 @@ def _shape(wire, i):
     ("raft_small", "aten.linspace.default", "ttnn.arange"),
     ("hf_sam_vision", "aten.upsample_linear1d.default", "ttnn.upsample"),
     ("s3d", "aten.avg_pool3d.default", "ttnn.avg_pool2d"),
-    ("rtdetr_l", "aten.div.Tensor_mode", "rounding_mode="),
-    ("hf_deformable_detr", "aten.prod.dim_int", "ttnn.typecast"),   # int64 shape product, in float32   # ttnn.div's keyword (it was round_mode: ttnn_error)
+    ("rtdetr_l", "aten.div.Tensor_mode", "rounding_mode="),    # ttnn.div's keyword (it was round_mode: ttnn_error)
+    ("hf_deformable_detr", "aten.prod.dim_int", "ttnn.typecast"),   # int64 shape product, in float32
 ])
 def test_a_traced_signature_of_a_newly_mapped_op_passes_on_the_mock_device(worker, model, op, ttnn_fn):
     r = worker(traced(model, op))
