@@ -39,6 +39,7 @@ STATUSES = {
 }
 BLOCKING = tuple(s for s in STATUSES if s not in ("pass", "skipped", "folded"))
 OOM_STATUSES = ("oom_dram", "oom_l1", "oom_l1_small")
+MEMORY_FAILURES = OOM_STATUSES + ("cb_overflow",)   # what a memory change (placement, dtype, freeing) can fix
 
 MOCK_NOTE = "mock device: ttnn's own allocator and op code, no arithmetic"
 ESTIMATE_NOTE = "estimate: optrace's analytic memory model, no device"

@@ -32,12 +32,12 @@ from replay.context.changes import (ContextChanges, call_replays, call_settings,
 from replay.context.plan import (CallRecord, folded_record, plan_context, port_replays, resident_specs,
                                  summarize)
 from replay.mapping import PortSettings
-from replay.results import OOM_STATUSES, ReplayResult
+from replay.results import MEMORY_FAILURES, ReplayResult
 from replay.shapes import strip_trailing_ones
 from replay.run.worker import open_worker_device, protect_stdout, send_fatal, worker_parser, write_frame
 
 
-STOP_STATUSES = OOM_STATUSES + ("cb_overflow",)   # what ends a --stop-at-first-failure sequence
+STOP_STATUSES = MEMORY_FAILURES   # what ends a --stop-at-first-failure sequence
 
 
 def _per_bank(spec, fp) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from capture.schema import Signature, Trace
 from replay.lineage import Lineage, lineage
-from replay.results import BLOCKING, STATUSES, ReplayResult
+from replay.results import BLOCKING, MEMORY_FAILURES, STATUSES, ReplayResult
 
 NOT_RUN = "not_run"
 NOT_RUN_NOTE = "no result: the run stopped before this signature was replayed"
@@ -24,7 +24,6 @@ FOLDED = "folded"
 UNBLOCKED = ("pass", "skipped", FOLDED)
 # Statuses that show a failure a fix could remove (not_run is unknown, not a failure).
 FAILING = BLOCKING
-MEMORY_FAILURES = ("oom_dram", "oom_l1", "oom_l1_small", "cb_overflow")
 # Worst first: which status a cell of the ops x models matrix shows when it holds several.
 SEVERITY = ("crash", "timeout", "oom_dram", "oom_l1", "oom_l1_small", "cb_overflow", "ttnn_error",
             "mismatch", "unsupported", NOT_RUN, "skipped", FOLDED, "pass")

@@ -35,11 +35,10 @@ from replay.context.changes import WEIGHT_DTYPE, CallRemedy, ContextChanges, Mod
 from replay.context.plan import CallRecord, ContextPlan, plan_context, port_replays, resident_specs
 from replay.context.run import in_context
 from replay.mapping import PortSettings
-from replay.results import BLOCKING
+from replay.results import BLOCKING, MEMORY_FAILURES
 from replay.run.runner import RunSettings
 from replay.shapes import fold_trailing_ones
 
-MEMORY_FAILURES = ("oom_dram", "oom_l1", "oom_l1_small", "cb_overflow")
 DEVICE_RUNS = 16         # device runs at most, after the estimate's changes are checked
 ESTIMATE_RUNS = 120      # estimate runs at most
 

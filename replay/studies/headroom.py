@@ -38,14 +38,13 @@ from capture.schema import Trace, read_trace, write_trace
 from replay.backends.estimate import EstimateSettings
 from replay.context.estimate import simulate_estimate
 from replay.context.run import run_ttnn_context
-from replay.results import OOM_STATUSES
+from replay.results import MEMORY_FAILURES
 from replay.run.runner import RunSettings
 from replay.shapes import format_shapes, input_shapes
 from replay.studies.headroom_result import AxisResult, Bound, FailingOp, FitsAlone, HeadroomResult, Probe
 from replay.studies.remedies import Variant, run_variants
 from replay.studies.search import device_search, largest, search
 
-MEMORY_FAILURES = OOM_STATUSES + ("cb_overflow",)
 DEVICE_FAILURES = MEMORY_FAILURES + ("crash", "timeout")   # a size that kills or hangs the worker does not fit
 MAX_SIDE = 32768
 FAILING_OPS_KEPT = 5
