@@ -9,6 +9,14 @@ Whole-op agreement: every signature of every committed trace (OPTRACE_TEST_ALL_T
 sample) replayed in isolation on the mock device
 (through the replay worker pool) and estimated, per board, DRAM and L1: same fit/OOM verdict, and
 for OOMs the same bytes (tests/replay/test_estimate_vs_ttnn.py holds the n150 rates).
+
+    .venv/bin/python benchmarks/bench_estimate.py --device-results DIR [-v]
+
+compares the estimate with mock-device results already stored in DIR (every
+``ttnn_<board>_<dtype>_<memory>.jsonl`` there, e.g. from ``replay traces/ --backend ttnn --device p150
+--memory l1 --no-report --no-remedies --out DIR``) instead of replaying on the mock device again: the
+estimate is re-run in this process over the same traces (seconds), so the whole zoo is checked in a
+minute after one device run per board and placement.
 """
 from __future__ import annotations
 
@@ -115,13 +123,46 @@ def whole_op_agreement(boards: list[str], verbose: bool) -> None:
             print("\n".join(lines if verbose else lines[:1]))
 
 
+def stored_agreement(folder: str, verbose: bool) -> None:
+    """Whole-op agreement against stored mock-device journals in ``folder`` (one per board x memory)."""
+    import test_estimate_vs_ttnn as vs  # noqa: PLC0415 - the comparison lives with the test
+    from replay.results import read_results  # noqa: PLC0415
+    from replay.run.runner import collect_cases, load_traces  # noqa: PLC0415
+    paths = sorted(glob.glob(os.path.join(folder, "ttnn_*.jsonl")))
+    if not paths:
+        sys.exit(f"--device-results {folder}: no ttnn_<board>_<dtype>_<memory>.jsonl journals there; "
+                 f"make one with replay traces/ --backend ttnn --no-report --out {folder}")
+    cases = None
+    for path in paths:
+        header, results = read_results(path)
+        if cases is None:
+            traces = [os.path.join(ROOT, t["path"]) for t in header.get("traces", [])]
+            cases = {c.sig.id: c for c in collect_cases(load_traces(traces))}
+        board, memory, dtype = header.get("device", "?"), header.get("memory", "?"), header.get("dtype", "bfloat16")
+        t0 = time.perf_counter()
+        backend = EstimateBackend(EstimateSettings(device=board.split()[0], dtype=dtype, memory=memory))
+        real = {r.signature_id: r for r in results if r.signature_id in cases}
+        est = {sid: backend.run(case_of(cases[sid].sig, cases[sid].arg_names)) for sid in real}
+        text = vs.render_agreement(board, memory, vs.whole_op_agreement(real, est))
+        lines = text.split("\n")
+        missing = header.get("unique_signatures", len(real)) - len(real)
+        lines[0] += (f" [mock device results {os.path.basename(path)}: {len(real)} signatures"
+                     f"{f', {missing} not replayed yet' if missing else ''}; estimate {time.perf_counter() - t0:.0f} s]")
+        print("\n".join(lines if verbose else lines[:1]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-agreement", action="store_true", help="skip the mock-device comparisons")
     ap.add_argument("--boards", default="n150,p150", help="boards for the whole-op agreement")
     ap.add_argument("-v", "--verbose", action="store_true", help="list every whole-op disagreement")
+    ap.add_argument("--device-results", metavar="DIR",
+                    help="compare with stored mock-device journals in DIR instead of replaying (see above)")
     args = ap.parse_args()
+    if args.device_results:
+        stored_agreement(args.device_results, args.verbose)
+        return
     throughput(args.repeat)
     if not args.no_agreement:
         agreement()
