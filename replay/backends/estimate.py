@@ -26,6 +26,8 @@ from typing import Callable
 from capture.schema import tensor_payloads
 from replay.backends.devices import BLOCK_FLOAT_DTYPES, ELEMENT_BYTES, L1_SMALL_BYTES, TILE_HW, DeviceSpec, get_device
 from replay.backends.footprint import Allocation, allocate, normalize
+from replay.backends.ttnn_calls import Held
+from replay.backends.ttnn_calls import results as call_results
 from replay.mapping import NO_MAPPING, Case, PortSettings, Replay, plan_replay
 from replay.results import ESTIMATE_NOTE, OomInfo, ReplayResult, TensorFootprint, oom_status
 
@@ -125,8 +127,36 @@ def rules_table() -> list[tuple[str, str, str]]:
 # Rules
 
 def outputs_only(case: OpCase) -> Plan:
-    """Default: the op allocates its outputs, as traced, and nothing else we know of."""
-    return Plan(list(case.outputs))
+    """Default: the op allocates its outputs, as traced; a port of several calls also holds each earlier
+    call's result (replay.backends.ttnn_calls), and a last call that writes into a tensor it was given
+    or returns its input (ttnn.copy, ttnn.expand to the same shape) allocates none."""
+    held = port_results(case)
+    if held is None:
+        return Plan(list(case.outputs))
+    *earlier, last = held
+    buffers = [b for results in earlier for b in results]
+    return Plan(buffers + (list(case.outputs) if last else []))
+
+
+def port_results(case: OpCase) -> list[list[Buffer]] | None:
+    """Each ttnn call's results as Buffers, the port's calls walked in order; None without a port or
+    when a call is not in replay.backends.ttnn_calls' table. Reshapes that are views allocate nothing."""
+    if case.port is None or not case.port.calls:
+        return None
+    inputs = {t.name: Held(tuple(t.shape), t.dtype, "TILE" if t.dtype in BLOCK_FLOAT_DTYPES else t.layout, t.memory)
+              for t in case.port.inputs}
+    walked = call_results(case.port.calls, inputs, case.settings.memory.upper())
+    if walked is None:
+        return None
+    out, env = [], dict(inputs)
+    for call, results in zip(case.port.calls, walked):
+        src = env.get(str(call.args[0])) if call.args else None
+        if call.fn == "reshape" and src is not None and results and \
+                _reshape_is_view(src.shape, results[0].shape, src.layout):
+            results = []
+        out.append([Buffer(h.shape, h.dtype, h.layout, h.memory, f"ttnn.{call.fn} result") for h in results])
+        env[call.out] = results[0] if results else src
+    return out
 
 
 @register_rule("aten.detach.default", "aten.alias.default", "aten.lift_fresh.default",
@@ -398,9 +428,10 @@ def _port_buffers(port: Replay, out_metas: list, settings: EstimateSettings) -> 
         layout = "TILE" if t.dtype in BLOCK_FLOAT_DTYPES else t.layout
         inputs.append(Buffer(tuple(t.shape), t.dtype, layout, t.memory, "input"))
     outputs, why = place_tensors(out_metas, settings, "output")
-    if port.expected and len(port.expected) == len(outputs):
+    if port.expected and outputs:
+        # what the port's calls return (ttnn returns batch_norm's values only, max_pool2d no indices)
         outputs = [Buffer(tuple(shape), b.dtype, b.layout, b.memory, b.role)
-                   for shape, b in zip(port.expected, outputs)]
+                   for shape, b in zip(port.expected, outputs + outputs[-1:] * len(port.expected))]
     return inputs, outputs, why
 
 

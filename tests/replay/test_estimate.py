@@ -178,3 +178,37 @@ def test_committed_traces_estimate_without_errors():
         names = {o.name: o.arg_names for o in tr.ops}
         for s in tr.signatures:
             assert run_signature(s, names[s.op]).status in STATUSES
+
+
+# ---------------------------------------------------------------------------------------------
+# A port of several calls holds each call's result (replay/backends/ttnn_calls.py), a call writing into
+# a tensor it was given allocates nothing: real signatures of the zoo's traces, with the bytes the mock
+# n150 reported for them in L1 (benchmarks/bench_estimate.py --device-results compares them all).
+
+def traced(model: str, sig_id: str):
+    """One signature of a committed trace and its op's argument names."""
+    from capture.schema import read_trace
+    trace = read_trace(os.path.join(ROOT, "traces", f"{model}.msgpack"))
+    s = next(x for x in trace.signatures if x.id == sig_id)
+    return s, trace.ops[trace.calls[s.calls[0]].op].arg_names
+
+
+L1 = EstimateSettings(memory="l1")
+
+
+def test_attention_decomposition_holds_every_intermediate_and_runs_out_where_ttnn_does():
+    r = run_signature(*traced("hf_sam_vision", "7727542e4029fad5"), L1)
+    # ttnn: transpose 135,168 B/bank, matmul 471,040, multiply 471,040 -> the add's result does not fit
+    assert r.status == "oom_l1" and r.oom.requested_bytes == 30_105_600, r.reason
+    assert r.oom.allocated_bytes == 1_011_712
+
+
+def test_copy_into_an_existing_tensor_allocates_nothing():
+    r = run_signature(*traced("mvit_v2_s", "afdf283eaad9d684"), L1)
+    assert r.status == "pass" and r.extra["buffers"] == [], r.reason    # ttnn passes with both inputs in L1
+
+
+def test_batch_norm_allocates_the_values_ttnn_returns_not_torchs_three_outputs():
+    r = run_signature(*traced("mc3_18", "a705f5624b999d3b"), L1)
+    assert r.status == "oom_l1" and r.oom.requested_bytes == 51_380_224, r.reason   # as on the mock n150
+    assert r.oom.allocated_bytes == 835_584
