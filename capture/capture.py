@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import gc
 import importlib.metadata
 import platform
 import time
 
+from capture.gc_pause import gc_paused
 from capture.inputs import InputSpec, as_example, example_shapes, make_example
 from capture.registry import ModelEntry, build_with_inputs, input_specs_for
 from capture.schema import FORMAT_VERSION, OpCall, Signature, Trace, signature_id, signature_value
@@ -152,19 +152,6 @@ def record_forward(model, inputs, grad_mode: str = "no_grad", fake_mode=None, kw
     finally:
         table.close()
     return modules, table, recorder
-
-
-@contextlib.contextmanager
-def gc_paused():
-    """Cyclic GC off for a block: recording and interning allocate many small objects per call, and
-    GC passes over the model's objects would cost more than the work itself (none of it forms cycles)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def trace_forward(model, args: list, kwargs: dict, *, entry: ModelEntry, shapes: list[list[int]],

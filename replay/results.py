@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Iterable
 
 from capture.atomic import write_atomic
@@ -99,7 +99,13 @@ class ReplayResult:
         return self.status in BLOCKING
 
     def to_json(self) -> dict:
-        d = asdict(self)
+        """As a JSON-ready dict sharing nothing with the result: what ``asdict`` makes, ``kind`` added,
+        built by hand (asdict's deep copy of every list was most of a journal line's cost)."""
+        d = {name: getattr(self, name) for name in _RESULT_SCALARS}
+        d["oom"] = None if self.oom is None else dict(vars(self.oom))
+        d["inputs"] = [_footprint_json(t) for t in self.inputs]
+        d["outputs"] = [_footprint_json(t) for t in self.outputs]
+        d["extra"] = _plain_copy(self.extra)
         d["kind"] = "result"
         return d
 
@@ -111,6 +117,29 @@ class ReplayResult:
         ins = [TensorFootprint(**t) for t in d.pop("inputs", [])]
         outs = [TensorFootprint(**t) for t in d.pop("outputs", [])]
         return ReplayResult(oom=OomInfo(**oom) if oom else None, inputs=ins, outputs=outs, **d)
+
+
+# ReplayResult's fields that to_json copies as they are (the rest hold containers or records)
+_RESULT_SCALARS = tuple(f.name for f in fields(ReplayResult) if f.name not in ("oom", "inputs", "outputs", "extra"))
+
+
+def _footprint_json(t: TensorFootprint) -> dict:
+    return {"shape": list(t.shape), "dtype": t.dtype, "layout": t.layout, "memory": t.memory,
+            "logical_bytes": t.logical_bytes, "padded_shape": list(t.padded_shape), "padded_bytes": t.padded_bytes}
+
+
+def _plain_copy(value):
+    """A copy of plain data as ``asdict`` copies it: dicts, lists and tuples new, dataclasses as
+    dicts, anything else shared (strings, numbers, bytes)."""
+    if type(value) is dict:
+        return {k: _plain_copy(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_plain_copy(v) for v in value]
+    if type(value) is tuple:
+        return tuple(_plain_copy(v) for v in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return value
 
 
 def bytes_of(footprints: Iterable[TensorFootprint], padded: bool = True) -> int:
