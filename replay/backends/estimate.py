@@ -357,6 +357,28 @@ def concat_staging_page_bytes(ins: list[Buffer], out: Buffer, dim: int, device: 
     return _up(width * esize, max(device.alignment(b.memory) for b in ins + [out]))
 
 
+@register_rule("aten.slice.Tensor")
+def slice_(case: OpCase) -> Plan:
+    """ttnn.slice of a tiled tensor from an offset (or with a step) inside the last two dims' tiles: the
+    input untilized (row major), sliced row major, tilized into the output (the row-major copies freed
+    after); from the tiles' origin with step 1: the output only; an empty slice allocates nothing."""
+    if case.port is None or not case.outputs or not case.inputs or len(case.port.calls) != 1:
+        return outputs_only(case)
+    x, out = case.inputs[0], case.outputs[0]
+    _, starts, _, steps = case.port.calls[0].args[:4]
+    if 0 in x.shape or 0 in out.shape:
+        return Plan([], ttnn_call="ttnn.slice", reason="empty slice: nothing allocated")
+    rank = len(x.shape)
+    inner = range(max(0, rank - 2), rank)
+    if x.layout != "TILE" or not any(starts[d] % TILE_HW or steps[d] != 1 for d in inner):
+        return Plan(list(case.outputs), ttnn_call="ttnn.slice")
+    dtype = "bfloat16" if x.dtype in BLOCK_FLOAT_DTYPES else x.dtype
+    rm_in = Buffer(x.shape, dtype, "ROW_MAJOR", x.memory, "input untilized")
+    rm_out = Buffer(out.shape, dtype, "ROW_MAJOR", out.memory, "row-major slice")
+    return Plan([rm_in, rm_out] + list(case.outputs), ttnn_call="ttnn.slice",
+                reason="slice inside tiles: untilize, slice rows, tilize")
+
+
 @register_rule("aten.grid_sampler_2d.default")
 def grid_sample(case: OpCase) -> Plan:
     """ttnn.grid_sample: a row-major result like its row-major input; with C padded to a tile (RAFT's

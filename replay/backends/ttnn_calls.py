@@ -133,6 +133,42 @@ def reshape(call: Call, args: list, memory: str) -> list[Held]:
     return [Held(tuple(args[1]), x.dtype, x.layout, _memory(call, x, memory))]
 
 
+@result_rule("permute")
+def permute(call: Call, args: list, memory: str) -> list[Held]:
+    """The dims reordered; the identity permutation returns the input."""
+    x, dims = args[0], [d % len(args[0].shape) for d in args[1]]
+    if dims == list(range(len(x.shape))):
+        return []
+    return [Held(tuple(x.shape[d] for d in dims), x.dtype, x.layout, _memory(call, x, memory))]
+
+
+@result_rule("pad")
+def pad(call: Call, args: list, memory: str) -> list[Held]:
+    """Each dim grown by its (low, high) padding."""
+    x, spec = args[0], args[1]
+    shape = tuple(d + lo + hi for d, (lo, hi) in zip(x.shape, spec))
+    return [Held(shape, x.dtype, x.layout, _memory(call, x, memory))]
+
+
+@result_rule("slice")
+def slice_(call: Call, args: list, memory: str) -> list[Held]:
+    """ceil((end - start) / step) per dim."""
+    x, starts, ends, steps = args[0], args[1], args[2], args[3]
+    shape = tuple(max(0, -(-(e - b) // st)) for b, e, st in zip(starts, ends, steps))
+    return [Held(shape, x.dtype, x.layout, _memory(call, x, memory))]
+
+
+@result_rule("upsample")
+def upsample(call: Call, args: list, memory: str) -> list[Held]:
+    """[N, H, W, C] scaled to [N, H*sh, W*sw, C] (integer scales)."""
+    x, scale = args[0], args[1]
+    sh, sw = (scale, scale) if isinstance(scale, int) else scale
+    if not (isinstance(sh, int) and isinstance(sw, int)):
+        raise UnknownCall("a non-integer scale")
+    n, h, w, c = x.shape
+    return [Held((n, h * sh, w * sw, c), x.dtype, x.layout, _memory(call, x, memory))]
+
+
 def results(calls: list[Call], inputs: dict[str, Held], memory: str) -> list[list[Held]] | None:
     """Each call's results, in call order, as ttnn would allocate them; None when one call (or an
     argument) is not in the table. ``memory``: the buffer the port's memory config names."""
