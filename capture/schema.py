@@ -23,7 +23,7 @@ import msgpack
 
 from capture.atomic import write_atomic
 from capture.gc_pause import gc_paused
-from capture.wirecheck import Checker, TraceError, fail_trace  # noqa: F401 - TraceError is part of the schema's API
+from capture.wirecheck import Checker, TraceError, fail_trace, int_list  # noqa: F401 - TraceError is part of the schema's API
 
 FORMAT = "optrace-trace"
 FORMAT_VERSION = 1
@@ -77,6 +77,14 @@ class TensorMeta:
     @staticmethod
     def from_wire(raw: Any, c: Checker, i: int, dtypes: list[str]) -> TensorMeta:
         """tensors[i] read back; dtypes is the trace's dtypes table."""
+        if type(raw) is list and len(raw) == 7:   # a valid entry passes these checks with no message made
+            shape, dtype, stride, offset, storage, kind, name = raw
+            if (int_list(shape) and type(dtype) is int and 0 <= dtype < len(dtypes) and type(offset) is int
+                    and offset >= 0 and type(storage) is int and storage >= 0 and type(kind) is int
+                    and 0 <= kind < len(TENSOR_KINDS) and type(name) is str
+                    and (stride is None or (int_list(stride) and len(stride) == len(shape)))):
+                return TensorMeta(shape, dtypes[dtype], contiguous_stride(shape) if stride is None else stride,
+                                  offset, storage, TENSOR_KINDS[kind], name)
         w = f"tensors[{i}]"
         c.lst(raw, w, 7)
         shape = c.ints(raw[0], w + " shape")
@@ -119,6 +127,12 @@ class OpCall:
     @staticmethod
     def from_wire(raw: Any, c: Checker, i: int, ops: list[OpInfo], n_tensors: int, n_scopes: int) -> OpCall:
         """calls[i] read back, its signature not yet known (-1)."""
+        if type(raw) is list and len(raw) == 4:   # a valid entry passes these checks with no message made
+            op, args, outputs, scope = raw
+            if (type(op) is int and 0 <= op < len(ops) and type(args) is list and len(args) == len(ops[op].arg_names)
+                    and type(outputs) is list and type(scope) is int and 0 <= scope < n_scopes
+                    and c.values_ok(args, n_tensors) and c.values_ok(outputs, n_tensors)):
+                return OpCall(i, op, args, outputs, scope, -1)
         w = f"calls[{i}]"
         c.lst(raw, w, 4)
         op = c.int_(raw[0], w + " op", 0, len(ops))
@@ -322,6 +336,8 @@ def _check_header(header: Any, c: Checker) -> dict:
 
 def _check_scopes(scopes: Any, c: Checker, n_modules: int) -> list[list[int]]:
     """Each scope a list of module indices."""
+    if type(scopes) is list and all(int_list(s) and all(0 <= m < n_modules for m in s) for s in scopes):
+        return scopes                       # a valid table: no message made per entry
     for i, s in enumerate(c.lst(scopes, "scopes")):
         for j, m in enumerate(c.lst(s, f"scopes[{i}]")):
             c.int_(m, f"scopes[{i}][{j}]", 0, n_modules)

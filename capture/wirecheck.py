@@ -51,7 +51,7 @@ class Checker:
 
     def ints(self, v: Any, what: str) -> list[int]:
         """v as a list of ints."""
-        if _all_ints(v):  # a valid file: no message made per entry
+        if int_list(v):  # a valid file: no message made per entry
             return v
         for i, x in enumerate(self.lst(v, what)):
             self.int_(x, f"{what}[{i}]")
@@ -106,7 +106,7 @@ class Checker:
                     return False
             elif tag == "T":
                 if not (type(payload) is list and len(payload) == 3 and type(payload[1]) is str
-                        and _all_ints(payload[0]) and _all_ints(payload[2])):
+                        and int_list(payload[0]) and int_list(payload[2])):
                     return False
             elif tag == "list":
                 if type(payload) is not list or not self.values_ok(payload, n_tensors, depth + 1):
@@ -116,8 +116,12 @@ class Checker:
         return True
 
 
-def _all_ints(v: Any) -> bool:
-    return type(v) is list and all(type(x) is int for x in v)
+def int_list(v: Any) -> bool:
+    """True when v is a list of ints (bools excluded), as ``Checker.ints`` requires: the readers' fast paths."""
+    return type(v) is list and _INT_ONLY.issuperset(map(type, v))
+
+
+_INT_ONLY = frozenset((int,))
 
 
 def _scalar_ok(tag: str, payload: Any) -> bool:
