@@ -379,6 +379,57 @@ def slice_(case: OpCase) -> Plan:
                 reason="slice inside tiles: untilize, slice rows, tilize")
 
 
+def plan_of_events(events: list[tuple[str, Buffer]], **kw) -> Plan:
+    """A Plan from an allocation sequence: ("alloc", buffer) and ("free", buffer) in the order ttnn
+    makes them (frees after the last allocation change no verdict)."""
+    buffers, frees, pending = [], [], []
+    for kind, b in events:
+        if kind == "free":
+            pending.append(b)
+            continue
+        buffers.append(b)
+        if pending:
+            frees.append((b, tuple(pending)))
+            pending = []
+    return Plan(buffers, frees=frees, **kw)
+
+
+def _batch_statistic(x: Buffer, name: str) -> tuple[list, Buffer]:
+    """ttnn.batch_norm's training statistic of x [N, C, H, W]: a reduce over W, then over H (the first
+    freed), then permute, reduce, permute of the [N, C, 1, 1] result (the intermediates freed); the last kept."""
+    n, c, h, _ = x.shape
+    over_w = Buffer((n, c, h, 1), x.dtype, "TILE", x.memory, f"{name}: reduce over W")
+    stat = [Buffer((n, c, 1, 1), x.dtype, "TILE", x.memory, f"{name}: {step}")
+            for step in ("reduce over H", "permute", "reduce", "permute")]
+    events = [("alloc", over_w), ("alloc", stat[0]), ("free", over_w), ("alloc", stat[1]), ("alloc", stat[2]),
+              ("free", stat[1]), ("alloc", stat[3]), ("free", stat[0]), ("free", stat[2])]
+    return events, stat[3]
+
+
+@register_rule("aten._native_batch_norm_legit_no_training.default", "aten._native_batch_norm_legit.default",
+               "aten.native_batch_norm.default", "aten.batch_norm.default", "aten.cudnn_batch_norm.default",
+               "aten._batch_norm_impl_index.default", "aten.miopen_batch_norm.default")
+def batch_norm(case: OpCase) -> Plan:
+    """ttnn.batch_norm: with running statistics, the output; in training mode ttnn first computes the batch
+    mean and variance on the device: the mean (reduces, permutes), x - mean and its square (full size),
+    the variance the same way, the two full-size temporaries freed, then the output (measured on the mock n150)."""
+    port = case.port
+    if port is None or not case.outputs or not port.calls or not port.calls[-1].kwargs.get("training"):
+        return outputs_only(case)
+    names = [t.name for t in port.inputs if t.memory != "host"]
+    x = case.inputs[names.index("input")] if "input" in names else None
+    if x is None or len(x.shape) != 4:
+        return outputs_only(case)
+    mean_events, mean = _batch_statistic(x, "batch mean")
+    centered = Buffer(x.shape, x.dtype, "TILE", x.memory, "x - batch mean")
+    squared = Buffer(x.shape, x.dtype, "TILE", x.memory, "(x - batch mean)^2")
+    var_events, var = _batch_statistic(x, "batch variance")
+    events = mean_events + [("alloc", centered), ("alloc", squared)] + var_events + \
+        [("free", centered), ("free", squared)] + [("alloc", b) for b in case.outputs]
+    return plan_of_events(events, ttnn_call="ttnn.batch_norm(training=True)",
+                          reason="training batch norm: batch statistics computed on the device")
+
+
 @register_rule("aten.grid_sampler_2d.default")
 def grid_sample(case: OpCase) -> Plan:
     """ttnn.grid_sample: a row-major result like its row-major input; with C padded to a tile (RAFT's

@@ -212,3 +212,13 @@ def test_batch_norm_allocates_the_values_ttnn_returns_not_torchs_three_outputs()
     r = run_signature(*traced("mc3_18", "a705f5624b999d3b"), L1)
     assert r.status == "oom_l1" and r.oom.requested_bytes == 51_380_224, r.reason   # as on the mock n150
     assert r.oom.allocated_bytes == 835_584
+
+
+def test_training_batch_norm_computes_its_statistics_on_the_device_and_runs_out_where_ttnn_does():
+    # RAFT's instance-style batch norm (training=True): the mean, x - mean, its square, then ttnn's unary
+    # square does not fit beside the input in L1 (mock n150: 35,389,440 B with 1,110,016 B per bank held)
+    r = run_signature(*traced("raft_large", "5abe03a4be9bd61f"), L1)
+    assert r.status == "oom_l1" and r.oom.requested_bytes == 35_389_440, r.reason
+    assert r.oom.allocated_bytes == 1_110_016
+    assert run_signature(*traced("raft_large", "5abe03a4be9bd61f"), EstimateSettings(device="p150", memory="l1")).status \
+        == "pass"
