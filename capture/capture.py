@@ -195,8 +195,15 @@ def capture_model(entry: ModelEntry, *, fake: bool | None = None, grad_mode: str
     entry's input shapes; inputs a python entry's callable returned are used when none are given."""
     use_fake = entry.capture == "fake" if fake is None else fake
     model, example = build_with_inputs(entry)
+    return trace_built(model, example, entry, fake=use_fake, grad_mode=grad_mode, inputs=inputs)
+
+
+def trace_built(model, example, entry: ModelEntry, *, fake: bool, grad_mode: str = "no_grad",
+                inputs: list[list[int]] | None = None) -> Trace:
+    """capture_model on a model already built from entry (``build_with_inputs``): tracing one model at
+    many input sizes builds it once."""
     fake_mode = None
-    if use_fake:
+    if fake:
         from torch._subclasses.fake_tensor import FakeTensorMode  # see grad_context
         fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
     args, kwargs, specs = forward_inputs(entry, example, inputs, fake_mode=fake_mode)

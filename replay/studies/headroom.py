@@ -32,8 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from capture.capture import capture_model
-from capture.registry import ModelEntry, load_registry, lookup
+from capture.capture import trace_built
+from capture.registry import ModelEntry, build_with_inputs, load_registry, lookup
 from capture.schema import Trace, read_trace, write_trace
 from replay.backends.estimate import EstimateSettings
 from replay.context.estimate import simulate_estimate
@@ -43,9 +43,11 @@ from replay.run.runner import RunSettings
 from replay.shapes import format_shapes, input_shapes
 from replay.studies.headroom_result import AxisResult, Bound, FailingOp, FitsAlone, HeadroomResult, Probe
 from replay.studies.remedies import Variant, run_variants
-from replay.studies.search import device_search, largest, search
+from replay.studies.search import GALLOP_PROBES, Localize, device_search, largest, search
 
-DEVICE_FAILURES = MEMORY_FAILURES + ("crash", "timeout")   # a size that kills or hangs the worker does not fit
+CRASHES = ("crash", "timeout")
+DEVICE_FAILURES = MEMORY_FAILURES + CRASHES   # a size that kills or hangs the worker does not fit
+LOCALIZE_PROBES = 10   # runs of one op alone to find where a call failing in context stops fitting alone
 MAX_SIDE = 32768
 FAILING_OPS_KEPT = 5
 MISSED_BY_THE_ESTIMATE = {
@@ -68,15 +70,38 @@ def _shapes(trace: Trace, call) -> str:
     return format_shapes(input_shapes(trace.signatures[call.signature]))
 
 
-def trace_at(entry: ModelEntry, batch: int, height: int, width: int, folder: str) -> Trace:
-    """The registry entry re-traced on fake tensors at [batch, C, height, width] (kept in folder)."""
+class ModelBuilds:
+    """Models built from registry entries, the last ``keep`` of them: re-tracing one model at many sizes
+    builds it once per distinct build (every batch, and every resolution unless timm fixes the input
+    size), not once per size. Building (random weights) costs seconds; tracing on fake tensors, a tenth."""
+
+    def __init__(self, keep: int = 2):
+        self.keep = keep
+        self.built: dict[str, tuple] = {}
+
+    def get(self, entry: ModelEntry) -> tuple:
+        """(model, example) built from entry (built now if not kept)."""
+        key = repr(entry)
+        if key not in self.built:
+            while len(self.built) >= self.keep:
+                self.built.pop(next(iter(self.built)))
+            self.built[key] = build_with_inputs(entry)
+        return self.built[key]
+
+
+def trace_at(entry: ModelEntry, batch: int, height: int, width: int, folder: str,
+             builds: ModelBuilds | None = None) -> Trace:
+    """The registry entry re-traced on fake tensors at [batch, C, height, width] (kept in folder);
+    with ``builds``, the model is built once for every size that shares its build."""
     path = os.path.join(folder, f"{entry.name}_{batch}x{height}x{width}.msgpack")
     if not os.path.isfile(path):
+        builds = builds or ModelBuilds(keep=1)
         shape = [[batch, entry.inputs[0][1], height, width]]
         try:
-            trace = capture_model(_built_for(entry, height, width), inputs=shape, fake=True)
+            trace = trace_built(*builds.get(_built_for(entry, height, width)), _built_for(entry, height, width),
+                                fake=True, inputs=shape)
         except TypeError:   # a timm model without an img_size argument takes any size as it is
-            trace = capture_model(entry, inputs=shape, fake=True)
+            trace = trace_built(*builds.get(entry), entry, fake=True, inputs=shape)
         write_trace(trace, path)   # atomic: a half-written trace is never found by the check above
     return read_trace(path)
 
@@ -106,20 +131,20 @@ def verdict(trace: Trace, records, batch: int, height: int, width: int, backend:
 
 
 def probe_estimate(entry: ModelEntry, batch: int, height: int, width: int, folder: str, device: str = "n150",
-                   memory: str = "dram", dtype: str = "bfloat16") -> Probe:
+                   memory: str = "dram", dtype: str = "bfloat16", builds: ModelBuilds | None = None) -> Probe:
     """Re-trace at this size and replay the whole model in context on the estimate, once."""
     t0 = time.monotonic()
-    trace = trace_at(entry, batch, height, width, folder)
+    trace = trace_at(entry, batch, height, width, folder, builds)
     records, _ = simulate_estimate(trace, EstimateSettings(device=device, dtype=dtype, memory=memory))
     return verdict(trace, records, batch, height, width, time_s=time.monotonic() - t0)
 
 
 def probe_device(entry: ModelEntry, batch: int, height: int, width: int, folder: str,
-                 settings: RunSettings, stop_at_first_failure: bool = True) -> Probe:
+                 settings: RunSettings, stop_at_first_failure: bool = True, builds: ModelBuilds | None = None) -> Probe:
     """Re-trace at this size and replay the whole model in context on the ttnn device (mock or
     real), once; by default only up to the first failing call (all a verdict needs)."""
     t0 = time.monotonic()
-    trace = trace_at(entry, batch, height, width, folder)
+    trace = trace_at(entry, batch, height, width, folder, builds)
     records, _, info = run_ttnn_context(trace, settings, settings.log_dir or folder,
                                         stop_at_first_failure=stop_at_first_failure)
     return verdict(trace, records, batch, height, width, "mock" if info.get("mock") else "real", DEVICE_FAILURES,
@@ -176,6 +201,7 @@ class Prober:
         self.jobs = max(1, jobs)
         self.cache: dict[tuple, Probe] = {}
         self.alone: dict[tuple, OpAlone] = {}
+        self.builds = None if baseline else ModelBuilds()   # the baseline built the model for every size
         self.device_kind = "device"     # mock | real, once the device has answered
         self.device_probes = 0
 
@@ -183,12 +209,17 @@ class Prober:
         self.log(f"headroom {self.entry.name}: {what} {p.size()} on {p.backend}: "
                  f"{'fits' if p.fits else 'fails: ' + p.first_failure} ({p.time_s:.1f} s)")
 
+    def trace(self, b: int, h: int, w: int) -> Trace:
+        """The model re-traced at this size (once; the model built once per distinct build)."""
+        return trace_at(self.entry, b, h, w, self.folder, self.builds)
+
     def estimate(self, b: int, h: int, w: int) -> Probe:
         """The whole model in context on the estimate at this size (run once)."""
         key = ("estimate", b, h, w)
         if key not in self.cache:
             dtype = self.settings.dtype if self.settings else "bfloat16"
-            self.cache[key] = probe_estimate(self.entry, b, h, w, self.folder, self.device, self.memory, dtype)
+            self.cache[key] = probe_estimate(self.entry, b, h, w, self.folder, self.device, self.memory, dtype,
+                                             self.builds)
             self._say("model", self.cache[key])
         return self.cache[key]
 
@@ -205,13 +236,14 @@ class Prober:
             return
         todo = [s for s in dict.fromkeys(sizes) if ("device", *s) not in self.cache]
         for s in todo:   # re-tracing needs torch and this process: one at a time, before the device runs
-            trace_at(self.entry, *s, self.folder)
+            self.trace(*s)
         probes = self.in_parallel([lambda s=s: self._probe_device(s) for s in todo])
         for s, p in zip(todo, probes):
             self._keep_device(s, p)
 
     def _probe_device(self, size: tuple[int, int, int]) -> Probe:
-        return probe_device(self.entry, *size, self.folder, self.settings, stop_at_first_failure=not self.baseline)
+        return probe_device(self.entry, *size, self.folder, self.settings, stop_at_first_failure=not self.baseline,
+                            builds=self.builds)
 
     def _keep_device(self, size: tuple[int, int, int], p: Probe) -> None:
         self.cache[("device", *size)] = p
@@ -236,7 +268,7 @@ class Prober:
         if memo in self.alone:
             return self.alone[memo]
         t0 = time.monotonic()
-        trace = trace_at(self.entry, b, h, w, self.folder)
+        trace = self.trace(b, h, w)
         call = _find_call(trace, key)
         if call is None:
             return OpAlone(fits=False, input_shapes="", status="not in the trace at this size")
@@ -255,7 +287,7 @@ class Prober:
     def ops_alone_side_by_side(self, key: CallKey, sizes: list[tuple[int, int, int]], backend: str) -> None:
         """``op_alone`` at these sizes, the device runs side by side (traces made here first)."""
         for s in sizes:
-            trace_at(self.entry, *s, self.folder)
+            self.trace(*s)
         self.in_parallel([lambda s=s: self.op_alone(key, *s, backend) for s in sizes])
 
 
@@ -334,7 +366,7 @@ def _ops_alone(prober: Prober, axis: Axis, k_fit: int, k_fail: int, above: Probe
     """The probe one step above with, for each failing op (distinct module path and op), the largest
     size at which the op alone still fits (``fits_alone``)."""
     seen = set()
-    above_trace = trace_at(prober.entry, *axis.size_of(k_fail), prober.folder)
+    above_trace = prober.trace(*axis.size_of(k_fail))
     ops = []
     for o in above.failing_ops:
         key = _call_key(above_trace, o.call)
@@ -371,8 +403,12 @@ def _on_device(prober: Prober, axis: Axis, est: Bound | None, k_est: int | None)
     def fits(k: int) -> bool:
         asked.add(k)
         return prober.on_device(*axis.size_of(k)).fits
+    at_bound = prober.cache.get(("device", *axis.size_of(k_est))) if k_est is not None else None
+    crashed = at_bound is not None and at_bound.failing_ops[:1] and at_bound.failing_ops[0].status in CRASHES
     k, k_fail, exact = device_search(fits, axis.lo, k_est, axis.hi_limit, axis.max_device_probes,
-                                     prefetch=lambda ks: prober.prefetch([axis.size_of(k) for k in ks]))
+                                     gallop=0 if crashed and not prober.baseline else GALLOP_PROBES,
+                                     prefetch=lambda ks: prober.prefetch([axis.size_of(k) for k in ks]),
+                                     localize=None if prober.baseline else _localizer(prober, axis))
     if k is None:
         return AxisResult(batch=None, backend=prober.device_kind, confirmed="", estimate=est,
                           above=prober.on_device(*axis.size_of(axis.lo)), exact=True,
@@ -387,6 +423,37 @@ def _on_device(prober: Prober, axis: Axis, est: Bound | None, k_est: int | None)
     return AxisResult(batch=found.batch, height=found.height, width=found.width, above=above,
                       backend=prober.device_kind, confirmed=prober.device_kind, exact=exact, estimate=est,
                       device_probes=device_probes, why=why)
+
+
+def _localizer(prober: Prober, axis: Axis) -> Localize:
+    """``device_search``'s localize for this axis: a size failing in context on the device -> the
+    largest size below it at which its first failing call fits alone on the device (runs of that one
+    op, seconds each, side by side), once per failing size."""
+    memo: dict[int, int | None] = {}
+
+    def localize(k_fail: int) -> int | None:
+        if k_fail not in memo:
+            memo[k_fail] = _localize(prober, axis, k_fail)
+        return memo[k_fail]
+    return localize
+
+
+def _localize(prober: Prober, axis: Axis, k_fail: int) -> int | None:
+    """None when there is nothing to run alone (the size fits, or its run crashed or hung) or the
+    call fits alone at k_fail too (it is the context that fails there)."""
+    p = prober.on_device(*axis.size_of(k_fail))
+    if p.fits or not p.failing_ops or p.failing_ops[0].status not in MEMORY_FAILURES:
+        return None
+    key = _call_key(prober.trace(*axis.size_of(k_fail)), p.failing_ops[0].call)
+    backend = prober.device_kind
+
+    def fits(k: int) -> bool:
+        return prober.op_alone(key, *axis.size_of(k), backend).fits
+    if fits(k_fail):
+        return None
+    k, _, _ = search(fits, axis.lo, k_fail, axis.hi_limit, LOCALIZE_PROBES,
+                     lambda ks: prober.ops_alone_side_by_side(key, [axis.size_of(k) for k in ks], backend))
+    return k
 
 
 def estimate_bound(prober: Prober, axis: Axis) -> tuple[Bound | None, int | None, int | None]:

@@ -14,6 +14,9 @@ from typing import Callable
 GALLOP_PROBES = 2
 
 Fits = Callable[[int], bool]
+# k failing on the device -> the largest size below it at which the call failing there fits alone
+# (None: no answer, e.g. it fits alone at k too, or the run crashed)
+Localize = Callable[[int], "int | None"]
 
 
 def search(fits: Fits, lo: int, hi: int | None, hi_limit: int, budget: int | None = None,
@@ -94,14 +97,15 @@ class _Counted:
 
 
 def device_search(fits: Fits, lo: int, bound: int | None, hi_limit: int, budget: int,
-                  gallop: int = GALLOP_PROBES, prefetch: Callable[[list[int]], None] | None = None
-                  ) -> tuple[int | None, int | None, bool]:
+                  gallop: int = GALLOP_PROBES, prefetch: Callable[[list[int]], None] | None = None,
+                  localize: Localize | None = None) -> tuple[int | None, int | None, bool]:
     """Largest k in [lo, hi_limit] with fits(k) (one device run per call), starting from the
     estimate's bound (None: the estimate fails at lo already). Returns (k, the smallest failing k
     seen or None, exact); k is always one fits passed, None when lo itself fails. At most about
     ``budget`` calls: the bound and one above it, and lo when nothing else passed, run regardless.
     ``prefetch(ks)``, when given, is told the gallop steps below a failing bound before they are
-    asked one by one, so a caller can run them side by side."""
+    asked one by one, so a caller can run them side by side. ``localize``, when given, is asked
+    below a failing bound first (``_localized``)."""
     probe = _Counted(fits, budget)
     if bound is None:
         if not probe(lo):
@@ -113,9 +117,44 @@ def device_search(fits: Fits, lo: int, bound: int | None, hi_limit: int, budget:
         if not probe(bound + 1):
             return bound, bound + 1, True
         return search(probe, bound + 1, None, hi_limit, probe.left(), prefetch)   # the estimate is too cautious
+    if localize is not None:
+        return _localized(probe, lo, bound, gallop, localize, prefetch)
     if prefetch is not None:
         prefetch(gallop_steps(lo, bound, gallop, probe.left()))
     return _below_failing_bound(probe, lo, bound, hi_limit, gallop, prefetch)
+
+
+def _localized(probe: _Counted, lo: int, hi: int, gallop: int, localize: Localize,
+               prefetch: Callable[[list[int]], None] | None) -> tuple[int | None, int | None, bool]:
+    """Below a failing bound ``hi``, each round asks ``localize`` first: where the failing call alone
+    stops fitting (runs of one op, seconds, instead of the whole model); the model then runs there
+    and one above. Without an answer, the gallop (once), else one bisection round (two cut points
+    with ``prefetch``). Every answer is a size ``probe`` passed, exact when one above failed."""
+    k = lo - 1          # the largest size known to fit; lo - 1: none yet (lo runs only if all else fails)
+    galloped = False
+    while hi - k > 1 and probe.used < probe.budget:
+        cand = localize(hi)
+        if cand is not None and k < cand < hi:
+            steps = [cand] + ([cand + 1] if cand + 1 < hi else [])
+        elif not galloped and gallop and k < lo:
+            galloped, steps = True, gallop_steps(lo, hi, gallop, probe.left())
+        elif prefetch is not None and hi - k > 3:
+            steps = sorted({max(lo, k + (hi - k) // 3), max(lo, k + 2 * (hi - k) // 3)})
+        else:
+            steps = [max(lo, (k + hi) // 2)]
+        steps = [s for s in steps if k < s < hi][:max(1, probe.left())]
+        if not steps:
+            break
+        if prefetch is not None and len(steps) > 1:
+            prefetch(steps)
+        passed = {s: probe(s) for s in steps}
+        k = max([k] + [s for s, ok in passed.items() if ok])
+        hi = min([hi] + [s for s, ok in passed.items() if not ok and s > k])
+    if k >= lo:
+        return k, hi, hi == k + 1
+    if hi == lo or not probe(lo):   # lo: the traced size, run only when every size above it fails
+        return None, lo, True
+    return lo, hi, hi == lo + 1
 
 
 def gallop_steps(lo: int, bound: int, gallop: int, budget: int) -> list[int]:

@@ -143,3 +143,39 @@ def test_device_search_goes_upward_when_the_estimate_is_too_cautious_or_failed_a
     assert device_search(fits, 1, 37, 1024, budget=12) == (100, 101, True)
     assert device_search(_counting(20)[0], 1, None, 1024, budget=12) == (20, 21, True)
     assert device_search(_counting(2000)[0], 1, 1024, 1024, budget=12) == (1024, None, True)
+
+
+def test_a_failure_localized_by_its_op_alone_is_confirmed_in_two_model_runs():
+    # yolov8s batch on the mock n150: the estimate's bound is 389, the device fails there; the call that
+    # fails (max_pool2d in model.9.m) fits alone up to 120, and the whole model does too
+    fits, calls = _counting(120)
+    told = []
+    found = device_search(fits, 1, 389, 1024, budget=12, prefetch=told.append,
+                          localize=lambda k: 120 if k > 120 else None)
+    assert found == (120, 121, True) and calls == [389, 120, 121] and told == [[120, 121]]
+
+
+def test_a_wrong_or_missing_localization_still_ends_at_the_devices_own_limit():
+    for limit in (1, 7, 60, 100, 250, 387):
+        for guess in (None, 5, 120, 300, 388):
+            fits, calls = _counting(limit)
+            found = device_search(fits, 1, 389, 1024, budget=40, prefetch=lambda ks: None,
+                                  localize=lambda k, g=guess: g if g is not None and g < k else None)
+            assert found == (limit, limit + 1, True), (limit, guess, calls)
+            assert len(set(calls)) == len(calls)
+    fits, calls = _counting(0)   # the traced size itself fails
+    assert device_search(fits, 1, 389, 1024, budget=12, localize=lambda k: None)[0] is None and calls[-1] == 1
+    fits, calls = _counting(250)   # no localization: the gallop below the bound, as without localize
+    assert device_search(fits, 1, 252, 1024, budget=12, prefetch=lambda ks: None,
+                         localize=lambda k: None) == (250, 251, True) and calls == [252, 251, 250]
+
+
+def test_a_model_built_once_traces_every_size_as_a_fresh_build_does(tmp_path):
+    from capture.registry import load_registry, lookup
+    from replay.studies.headroom import ModelBuilds, trace_at
+    entry, builds = lookup(load_registry(), "yolov8s"), ModelBuilds()
+    for size in ((2, 640, 640), (1, 128, 128)):   # ultralytics' Detect keeps anchors per input shape
+        once = trace_at(entry, *size, str(tmp_path / "once"), builds)
+        fresh = trace_at(entry, *size, str(tmp_path / "fresh"))
+        assert [c.signature for c in once.calls] == [c.signature for c in fresh.calls]
+    assert len(builds.built) == 1
