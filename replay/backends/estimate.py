@@ -430,6 +430,28 @@ def batch_norm(case: OpCase) -> Plan:
                           reason="training batch norm: batch statistics computed on the device")
 
 
+@register_rule("aten.stack.default")
+def stack(case: OpCase) -> Plan:
+    """ttnn.stack: each input reshaped to hold the new dim (the reshape rule: a padded copy where the input
+    lives, its DRAM page-mapping tensor freed once made), then a tiled concat into a result in DRAM: the port
+    passes no memory config and ttnn.stack's default is DRAM (measured on the mock n150; an int32 stack of
+    rank-1 tensors goes through row major and a permute instead, not modelled)."""
+    if case.port is None or not case.outputs or not case.inputs:
+        return outputs_only(case)
+    out = case.outputs[0]
+    dim = _dim_of(case, len(out.shape))
+    events, held = [], []
+    for b in case.inputs:
+        grown = Buffer(b.shape[:dim] + (1,) + b.shape[dim:], b.dtype, b.layout, b.memory, "input with the new dim")
+        r = reshape(OpCase("aten.unsqueeze.default", {}, [b], [grown], case.settings, case.device, None))
+        events += [("alloc", x) for x in r.buffers] + [("free", x) for x in r.buffers if x.memory == "DRAM"
+                                                        and x is not grown]
+        held.append(grown if any(x is grown for x in r.buffers) else Buffer(grown.shape, b.dtype, b.layout, b.memory, b.role))
+    case.outputs[:] = [Buffer(x.shape, x.dtype, x.layout, "DRAM", x.role) for x in case.outputs]
+    events += [("alloc", b) for b in case.outputs]
+    return plan_of_events(events, ttnn_call="ttnn.stack", reason="stack: inputs reshaped, concatenated into DRAM")
+
+
 @register_rule("aten.grid_sampler_2d.default")
 def grid_sample(case: OpCase) -> Plan:
     """ttnn.grid_sample: a row-major result like its row-major input; with C padded to a tile (RAFT's

@@ -222,3 +222,13 @@ def test_training_batch_norm_computes_its_statistics_on_the_device_and_runs_out_
     assert r.oom.allocated_bytes == 1_110_016
     assert run_signature(*traced("raft_large", "5abe03a4be9bd61f"), EstimateSettings(device="p150", memory="l1")).status \
         == "pass"
+
+
+def test_stack_reshapes_each_input_where_it_lives_and_concatenates_into_dram():
+    # four [21285, 1] box coordinates stacked on a new last dim: each reshaped copy is tile-padded to
+    # [21285, 32, 32] in L1; the second does not fit (mock n150: 43,591,680 B, 772,096 B per bank held)
+    r = run_signature(*traced("fasterrcnn_mobilenet_v3_large_fpn", "b6f0b82cad76ab23"), L1)
+    assert r.status == "oom_l1" and r.oom.requested_bytes == 43_591_680, r.reason
+    assert r.oom.allocated_bytes == 772_096
+    dram = run_signature(*traced("fasterrcnn_mobilenet_v3_large_fpn", "b6f0b82cad76ab23"))
+    assert dram.status == "pass" and dram.outputs[0].memory == "DRAM"
