@@ -1,17 +1,20 @@
 """Tracing the zoo: what `trace-model --all` costs, measured in one run, split into building the
 model (random weights), capturing its forward and writing the trace, per source.
 
-Every registry model that is not skipped (or those named, or of --source), in one process, as
-`trace-model --all --force` would do, into a temporary folder (traces/ is not touched). Prints the
-wall and CPU time per phase and source, the slowest models, the load average (the machines are
-shared: wall time above CPU time is waiting for a core) and the total against the 20-minute target.
+Every registry model that is not skipped (or those named, or of --source), into a temporary folder
+(traces/ is not touched). Without --jobs: in this one process, each model's time split into build,
+capture and write, per source. With --jobs N: exactly as `trace-model --all --force --jobs N` runs
+them (capture/batch.py run_jobs, N worker processes), wall and CPU per model and in total, worker
+start-up included. Prints the slowest models, the load average (the machines are shared: wall time
+above CPU time is waiting for a core) and the total against the 20-minute target.
 
-    .venv/bin/python benchmarks/bench_trace_zoo.py [NAME ...] [--source timm] [--top 10]
+    .venv/bin/python benchmarks/bench_trace_zoo.py [NAME ...] [--source timm] [--top 10] [--jobs 2]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -19,6 +22,7 @@ from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from capture.batch import TraceJob, run_jobs  # noqa: E402
 from capture.capture import entry_for_inputs, forward_inputs, trace_forward  # noqa: E402
 from capture.registry import build_with_inputs, load_registry  # noqa: E402
 from capture.schema import write_trace  # noqa: E402
@@ -57,10 +61,14 @@ def main() -> None:
     ap.add_argument("names", nargs="*")
     ap.add_argument("--source", default=None)
     ap.add_argument("--top", type=int, default=10)
+    ap.add_argument("--jobs", type=int, default=0, help="worker processes, as trace-model --all --jobs (0: the "
+                                                        "per-phase split in this process)")
     a = ap.parse_args()
     reg = load_registry()
     entries = [reg[n] for n in a.names] if a.names else \
         [e for e in reg.values() if not e.skip and (a.source is None or e.source == a.source)]
+    if a.jobs:
+        return in_workers(entries, a.jobs, a.top)
     load0 = os.getloadavg()[0]
     per_source: dict = defaultdict(lambda: {p: [0.0, 0.0] for p in PHASES} | {"n": 0})
     slow, failed, t0 = [], [], time.perf_counter()
@@ -77,9 +85,48 @@ def main() -> None:
                 s[p][0] += w
                 s[p][1] += c
             slow.append((sum(w for w, _ in times.values()), e.name, e.capture))
-            print(f"[{k}/{len(entries)}] {e.name}: " + ", ".join(f"{p} {w:.1f} s" for p, (w, _) in times.items()),
-                  file=sys.stderr)
+            print(f"[{k}/{len(entries)}] {e.name}: " + ", ".join(f"{p} {w:.1f} s ({c:.1f} CPU s)"
+                                                                for p, (w, c) in times.items()), file=sys.stderr)
     report(per_source, slow, failed, time.perf_counter() - t0, load0, a.top)
+
+
+def _cpu_s() -> float:
+    """CPU seconds (user + sys) of this process and its finished children."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def in_workers(entries: list, jobs: int, top: int) -> None:
+    """The run trace-model --all --force --jobs does, timed: wall and CPU per model and in total."""
+    load0, t0, c0 = os.getloadavg()[0], time.perf_counter(), _cpu_s()
+    per_source: dict = defaultdict(lambda: [0, 0.0, 0.0])
+    slow, failed = [], []
+    with tempfile.TemporaryDirectory() as d:
+        todo = [TraceJob(k=k, entry=e, path=os.path.join(d, f"{e.name}.msgpack"), via="eager", grad_mode="no_grad")
+                for k, e in enumerate(entries, 1)]
+        for n, o in enumerate(run_jobs(todo, jobs), 1):
+            name = o.job.entry.name
+            if o.failure or o.build_error:
+                failed.append(f"{name}: {o.failure or o.build_error}")
+            s = per_source[o.job.entry.source]
+            s[0], s[1], s[2] = s[0] + 1, s[1] + o.seconds, s[2] + o.cpu_s
+            slow.append((o.cpu_s, o.seconds, name, o.job.entry.capture))
+            print(f"[{n}/{len(todo)}] {name}: {o.seconds:.1f} s wall, {o.cpu_s:.1f} CPU s "
+                  f"(elapsed {(time.perf_counter() - t0) / 60:.1f} min)", file=sys.stderr, flush=True)
+    wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
+    print(f"{len(todo)} models in {jobs} worker processes: {wall / 60:.1f} min wall, {cpu / 60:.1f} CPU min "
+          f"(user+sys, workers and their start-up included); load average {load0:.1f} at the start, "
+          f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores")
+    print(f"{'source':14} {'models':>6} {'wall s (sum)':>13} {'CPU s (sum)':>12}")
+    for src, (n, w, c) in sorted(per_source.items()):
+        print(f"{src:14} {n:6} {w:13.1f} {c:12.1f}")
+    print("most CPU: " + ", ".join(f"{n} {c:.1f} CPU s ({m})" for c, _, n, m in sorted(slow, reverse=True)[:top]))
+    floor = cpu / min(jobs, os.cpu_count() or 1)
+    print(f"wall {wall / 60:.1f} min against the {TARGET_S // 60}-minute target: "
+          f"{'PASS' if wall <= TARGET_S else 'FAIL'}; the CPU time over {min(jobs, os.cpu_count() or 1)} busy "
+          f"cores is {floor / 60:.1f} min, the wall time on a quiet machine cannot be less")
+    for f in failed:
+        print(f"FAILED {f}")
 
 
 def report(per_source: dict, slow: list, failed: list, wall: float, load0: float, top: int) -> None:

@@ -154,11 +154,33 @@ def record_forward(model, inputs, grad_mode: str = "no_grad", fake_mode=None, kw
     return modules, table, recorder
 
 
+# Torch threads of a captured forward. Fixed, so that a capture is the same on any machine and in
+# any `--jobs` worker: with 2 threads float sums run in another order, and the R-CNNs' random-weight
+# scores then keep 880 boxes after NMS instead of 879 (other calls, other signatures).
+CAPTURE_THREADS = 1
+
+
+@contextlib.contextmanager
+def fixed_threads(n: int):
+    """torch's intra-op thread count set to n for a block, then restored."""
+    import torch  # see grad_context
+    before = torch.get_num_threads()
+    if before != n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if before != n:
+            torch.set_num_threads(before)
+
+
 def trace_forward(model, args: list, kwargs: dict, *, entry: ModelEntry, shapes: list[list[int]],
                   grad_mode: str = "no_grad", fake_mode=None) -> Trace:
-    """Record one forward of a built model on given inputs as a Trace whose header names entry."""
+    """Record one forward of a built model on given inputs as a Trace whose header names entry
+    (with CAPTURE_THREADS torch threads)."""
     t0 = time.perf_counter()
-    modules, table, recorder = record_forward(model, args, grad_mode, fake_mode, kwargs)
+    with fixed_threads(CAPTURE_THREADS):
+        modules, table, recorder = record_forward(model, args, grad_mode, fake_mode, kwargs)
     capture_s = time.perf_counter() - t0
     calls, sigs = build_signatures(recorder.rec, table.metas)
     header = trace_header(entry, shapes, grad_mode,

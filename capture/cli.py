@@ -28,10 +28,6 @@ def _die(msg: str) -> None:
     sys.exit(2)
 
 
-def _size(n: int) -> str:
-    return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
-
-
 # ---------------------------------------------------------------------------------------------
 # Parameters
 
@@ -136,13 +132,16 @@ class ModeCommand(click.Command):
                                            "SOURCE_BUILD].")
 @click.option("--fake", is_flag=True, help="Capture on fake tensors (shapes only, no data).")
 @click.option("--force", is_flag=True, help="With --all: re-trace models whose trace is already current.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Worker processes tracing models side by side (--all or several names), 1 torch thread each "
+                   "[default: one per core, at most 4].")
 @click.option("--grad-mode", type=click.Choice(["no_grad", "inference_mode", "grad"]), default="no_grad",
               show_default=True, help="Grad mode of the forward; it changes which ops appear.")
 @click.option("--via", type=click.Choice(["eager", "export"]), default=None,
               help="eager: every aten call of a forward; export: the core-ATen graph of torch.export, "
                    "the ops a torch.compile/export backend sees. [default: eager]")
 @click.option("--registry", default=DEFAULT_REGISTRY, show_default=False, help="Model registry (models.toml).")
-def main(names, all_, list_, exported, out, input_, config, name, fake, force, grad_mode, via, compare_name,
+def main(names, all_, list_, exported, out, input_, config, name, fake, force, jobs, grad_mode, via, compare_name,
          registry):
     """Trace every aten op of one eval forward of a model (random weights, offline)."""
     inputs = list(input_) or None
@@ -177,7 +176,8 @@ def main(names, all_, list_, exported, out, input_, config, name, fake, force, g
     if force and not all_:
         _die("--force is for --all (a named model is always traced afresh)")
     _trace_entries(entries, via=via, out=out or ("traces/export" if via == "export" else "traces"),
-                   fake=fake, grad_mode=grad_mode, inputs=inputs, batch=all_, keep_current=all_ and not force and not inputs)
+                   fake=fake, grad_mode=grad_mode, inputs=inputs, batch=all_, keep_current=all_ and not force and not inputs,
+                   jobs=jobs or min(os.cpu_count() or 1, 4))
 
 
 def _named_entry(reg: dict[str, ModelEntry], name: str, config) -> ModelEntry:
@@ -205,35 +205,17 @@ def _list(reg: dict[str, ModelEntry]) -> None:
 # ---------------------------------------------------------------------------------------------
 # Tracing (torch is imported from here on, inside the functions: the top level must not need it)
 
-def _capture(entry: ModelEntry, via: str, grad_mode: str, inputs: list[list[int]] | None = None,
-             fake: bool = False) -> Trace:
-    from capture.capture import capture_model
-    from capture.export import export_model
-
-    if via == "export":
-        return export_model(entry, grad_mode=grad_mode, inputs=inputs)
-    return capture_model(entry, fake=True if fake else None, grad_mode=grad_mode, inputs=inputs)
-
-
-def _failure(e: Exception) -> str:
-    """What a failed capture prints: torch.export's one line, or the forward's exception."""
-    from capture.export import ExportError
-
-    if isinstance(e, ExportError):
-        return f"FAILED in torch.export: {e}"
-    msg = " ".join(str(e).split())[:300]
-    return f"FAILED in forward: {type(e).__name__}: {msg}"
-
-
 def _trace_entries(entries: list[ModelEntry], *, via: str, out: str, fake: bool, grad_mode: str,
-                   inputs: list[list[int]] | None, batch: bool = False, keep_current: bool = False) -> None:
-    """Trace each entry into out; a failing model does not stop the others (exit 1 at the end; exit 2
-    when an entry cannot be built as written). A single model prints only its outcome line. batch
-    (--all): models marked skip are skipped saying why; keep_current: current traces are kept
-    (capture/batch.py)."""
-    from capture.batch import Progress
+                   inputs: list[list[int]] | None, batch: bool = False, keep_current: bool = False,
+                   jobs: int = 1) -> None:
+    """Trace each entry into out, in jobs worker processes when more than one; a failing model does
+    not stop the others (exit 1 at the end; exit 2 when an entry cannot be built as written). A
+    single model prints only its outcome line. batch (--all): models marked skip are skipped saying
+    why; keep_current: current traces are kept (capture/batch.py)."""
+    from capture.batch import Progress, TraceJob, run_jobs
     failed, eager_only, unbuildable = [], [], []
-    progress = Progress(len(entries))
+    progress = Progress(len(entries), workers=jobs)
+    todo = []
     for k, entry in enumerate(entries, 1):
         tag = progress.tag(k, entry.name)
         path = os.path.join(out, f"{entry.name}.msgpack")
@@ -246,20 +228,27 @@ def _trace_entries(entries: list[ModelEntry], *, via: str, out: str, fake: bool,
             continue
         if entry.skip:   # named, not --all: tried anyway, so a skip reason can be re-checked
             click.echo(f"{tag}: the registry marks it skip ({entry.skip}); tracing it anyway", err=True)
+        todo.append(TraceJob(k=k, entry=entry, path=path, via=via, grad_mode=grad_mode, fake=fake, inputs=inputs))
+
+    def started(job: TraceJob) -> None:
         if len(entries) > 1:
-            click.echo(f"{tag}: tracing via {via} ...", err=True)
-        t0 = time.perf_counter()
-        try:
-            trace = _capture(entry, via, grad_mode, inputs, fake)
-        except BuildError as e:  # the entry is wrong as written: say which field, like a registry error
-            click.echo(f"trace-model: {e}", err=True)
-            unbuildable.append(entry.name)
-        except Exception as e:  # a model failing in forward or in torch.export must not stop the others
-            click.echo(f"{tag}: {_failure(e)}", err=True)
-            failed.append(entry.name)
+            click.echo(f"{progress.tag(job.k, job.entry.name)}: tracing via {via} ...", err=True)
+
+    for o in run_jobs(todo, jobs, started):
+        tag = progress.tag(o.job.k, o.job.entry.name)
+        if o.build_error:
+            click.echo(f"trace-model: {o.build_error}", err=True)
+            unbuildable.append(o.job.entry.name)
+        elif o.failure:
+            click.echo(f"{tag}: {o.failure}", err=True)
+            failed.append(o.job.entry.name)
         else:
-            _write(trace, path, tag, t0)
-        progress.done(time.perf_counter() - t0)
+            click.echo(f"{tag}: {o.summary}")
+        progress.done(o.seconds)
+    _exit_status(entries, failed, eager_only, unbuildable)
+
+
+def _exit_status(entries: list[ModelEntry], failed: list[str], eager_only: list[str], unbuildable: list[str]) -> None:
     if unbuildable and len(entries) > 1:
         click.echo(f"trace-model: {len(unbuildable)} model(s) cannot be built as written: {', '.join(unbuildable)}",
                    err=True)
@@ -287,16 +276,14 @@ def _kept(entry: ModelEntry, path: str, tag: str, keep_current: bool, *, via: st
 
 def _write(trace: Trace, path: str, tag: str, t0: float) -> None:
     """Write a trace and print its one summary line."""
-    nbytes = write_trace(trace, path)
-    ops = len({c.op for c in trace.calls})
-    click.echo(f"{tag}: {len(trace.calls)} op calls, {ops} distinct ops, {len(trace.signatures)} unique "
-               f"signatures, {_size(nbytes)}, {time.perf_counter() - t0:.1f} s "
-               f"({trace.header['tensor_mode']} tensors, via {trace.header['via']}) -> {path}")
+    from capture.batch import write_summary
+    click.echo(f"{tag}: {write_summary(trace, path, time.perf_counter() - t0)}")
 
 
 def _trace_exported(path: str, *, name: str | None, via: str | None, out: str | None, grad_mode: str,
                     inputs: list[list[int]] | None) -> None:
     """Trace a .pt2 through the export route, the eager route, or both (--via unset)."""
+    from capture.batch import failure_line
     from capture.exported import ExportedFileError, exported_name, trace_exported
 
     name = name or exported_name(path)
@@ -312,7 +299,7 @@ def _trace_exported(path: str, *, name: str | None, via: str | None, out: str | 
         except ExportedFileError as e:
             _die(str(e))
         except Exception as e:  # a forward or decomposition failure: one line, then the other route
-            click.echo(f"{name}: {_failure(e)}", err=True)
+            click.echo(f"{name}: {failure_line(e)}", err=True)
             failed = True
             continue
         _write(trace, os.path.join(folder, f"{name}.msgpack"), name, t0)
@@ -322,6 +309,7 @@ def _trace_exported(path: str, *, name: str | None, via: str | None, out: str | 
 
 def _load_or_capture(entry: ModelEntry, via: str, folder: str, grad_mode: str) -> Trace:
     """The model's trace from folder, captured (and written there) when missing."""
+    from capture.batch import capture_entry, failure_line
     path = os.path.join(folder, f"{entry.name}.msgpack")
     if os.path.exists(path):
         try:
@@ -330,9 +318,9 @@ def _load_or_capture(entry: ModelEntry, via: str, folder: str, grad_mode: str) -
             _die(str(e))
     click.echo(f"{entry.name}: no {path}, tracing via {via} ...", err=True)
     try:
-        trace = _capture(entry, via, grad_mode)
+        trace = capture_entry(entry, via, grad_mode)
     except Exception as e:  # one line, not a traceback
-        click.echo(f"trace-model: {entry.name}: {_failure(e)}", err=True)
+        click.echo(f"trace-model: {entry.name}: {failure_line(e)}", err=True)
         sys.exit(1)
     write_trace(trace, path)
     return trace

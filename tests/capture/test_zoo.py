@@ -73,6 +73,32 @@ def test_all_skips_marked_models_keeps_current_traces_and_force_retraces(tmp_pat
     assert read_trace(str(out / "tiny.msgpack")).header["model"]["note"] == "changed"
 
 
+KILLER = 'import os, signal, torch\n\ndef build():\n    os.kill(os.getpid(), signal.SIGKILL)\n'
+
+
+def test_all_in_two_workers_a_model_whose_worker_dies_fails_alone_and_the_others_are_written(tmp_path):
+    (tmp_path / "killer.py").write_text(KILLER)
+    reg, out = tmp_path / "models.toml", tmp_path / "t"
+    reg.write_text(TINY + TINY.replace("[tiny]", "[tiny2]") +
+                   '[dies]\nsource = "python"\nbuild = "killer:build"\npath = "."\ninputs = [[1, 3, 8, 8]]\n')
+    p = run("--all", "--jobs", "2", "--registry", str(reg), "--out", str(out))
+    assert p.returncode == 1, p.stderr
+    assert sorted(os.listdir(out)) == ["tiny.msgpack", "tiny2.msgpack"]
+    dies = [line for line in p.stderr.splitlines() if line.startswith("[3/3] dies") and "FAILED" in line]
+    assert len(dies) == 1 and "worker process died" in dies[0], p.stderr
+    assert "1 model(s) failed: dies" in p.stderr
+
+
+def test_the_eta_shares_the_models_left_among_the_workers():
+    from capture.batch import Progress
+    progress = Progress(5, workers=2)
+    for _ in range(3):
+        progress.done(10.0)
+    assert progress.tag(4, "m").endswith("ETA 0m10s)")       # 2 left x 10 s / 2 workers
+    progress.done(10.0)
+    assert progress.tag(5, "m").endswith("ETA 0m10s)")       # the last one: 1 worker busy
+
+
 def test_force_without_all_is_refused(tmp_path):
     p = run("resnet50", "--force", "--out", str(tmp_path))
     assert p.returncode == 2 and "--force is for --all" in p.stderr and os.listdir(tmp_path) == []
