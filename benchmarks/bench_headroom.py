@@ -9,7 +9,11 @@ alone answered by the estimate and confirmed at its answer and one step above. `
 runs the strategy before it (one device run at a time, each to the end of the model, ops alone
 searched on the device directly) in the same run, and prints the ratio and whether both found the
 same sizes. Each search re-traces into its own fresh folder, so neither reuses the other's files.
-Timings are noisy on shared 2-core machines: run it a few times and quote the range.
+Each model's line gives wall and CPU seconds (user+sys, the device workers included), the device runs
+(whole model in context, per axis; of one op alone), the load average at the start and the end, and
+the 5-minute target with PASS/FAIL: the wall time means something only on a quiet machine (load
+average < 1.5 at the start; the line says when it was not). Timings are noisy on shared 2-core
+machines: run it a few times and quote the range.
 """
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ sys.path.insert(0, ROOT)
 
 from replay.run.runner import RunSettings  # noqa: E402
 from replay.studies.headroom import headroom  # noqa: E402
+
+TARGET_S = 300   # issue 11 section 5: a search with device confirmation in <= 5 min on a quiet 2-core machine
 
 
 def _answer(result) -> str:
@@ -42,17 +48,24 @@ def _cpu_s() -> float:
 
 
 def one_search(model: str, device: str, memory: str, jobs: int, baseline: bool, quiet: bool):
-    """(result, wall seconds, CPU seconds) of one headroom search with device confirmation, in a fresh
-    folder. CPU seconds do not depend on what else the machine runs; wall seconds do."""
+    """(result, wall seconds, CPU seconds, device runs of one op alone) of one headroom search with
+    device confirmation, in a fresh folder. CPU seconds do not depend on what else the machine runs;
+    wall seconds do."""
+    alone = []
+
+    def log(line: str) -> None:
+        if " alone at " in line and " on estimate: " not in line:
+            alone.append(line)
+        if not quiet:
+            print(line, file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="optrace-bench-headroom-") as folder:
         settings = RunSettings(backend="ttnn", device=device, memory=memory, jobs=jobs,
                                log_dir=os.path.join(folder, "logs"))
         os.makedirs(settings.log_dir)
-        log = (lambda line: None) if quiet else None
         t0, c0 = time.monotonic(), _cpu_s()
         result = headroom(model, device, memory, confirm=True, settings=settings, folder=os.path.join(folder, "p"),
                           log=log, baseline=baseline)
-        return result, time.monotonic() - t0, _cpu_s() - c0
+        return result, time.monotonic() - t0, _cpu_s() - c0, len(alone)
 
 
 def main() -> None:
@@ -66,18 +79,28 @@ def main() -> None:
     args = ap.parse_args()
     for model in args.models:
         load = os.getloadavg()[0]
-        new, t_new, cpu_new = one_search(model, args.device, args.memory, args.jobs, False, args.quiet)
-        device_runs = sum(p.backend != "estimate" for p in new.probes)
-        print(f"headroom {model} ({args.device} {args.memory.upper()}, on {new.backend}): {t_new:.0f} s, "
-              f"{cpu_new:.0f} CPU s ({device_runs} in-context device runs, --jobs {args.jobs}, load average "
-              f"{load:.1f} at the start); {_answer(new)}", flush=True)
+        new, t_new, cpu_new, alone_new = one_search(model, args.device, args.memory, args.jobs, False, args.quiet)
+        verdict = "PASS" if t_new <= TARGET_S else "FAIL"
+        print(f"headroom {model} ({args.device} {args.memory.upper()}, on {new.backend}): {t_new:.0f} s wall, "
+              f"{cpu_new:.0f} CPU s (user+sys, device workers included); {_runs(new)}, {alone_new} device runs of "
+              f"one op alone; --jobs {args.jobs}; load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+              f"the end; target {TARGET_S} s wall: {verdict}{'' if load < 1.5 else ' (not a quiet machine: the wall time says little)'}"
+              f"; {_answer(new)}", flush=True)
         if args.compare:
-            old, t_old, cpu_old = one_search(model, args.device, args.memory, 1, True, args.quiet)
+            old, t_old, cpu_old, alone_old = one_search(model, args.device, args.memory, 1, True, args.quiet)
             same = _answer(old) == _answer(new)
             print(f"headroom {model} before (one device run at a time, each to the end): {t_old:.0f} s, "
-                  f"{cpu_old:.0f} CPU s; {t_old / t_new:.2f}x the time, {cpu_old / cpu_new:.2f}x the CPU; "
+                  f"{cpu_old:.0f} CPU s; {_runs(old)}, {alone_old} of one op alone; {t_old / t_new:.2f}x the time, "
+                  f"{cpu_old / cpu_new:.2f}x the CPU; "
                   f"{'same answer' if same else 'DIFFERENT answer: ' + _answer(old)}", flush=True)
 
+
+def _runs(result) -> str:
+    """How many whole-model runs the device made, per axis and in all."""
+    axes = {name: a.device_probes for name, a in (("resolution", result.resolution), ("batch", result.batch)) if a}
+    device = sum(p.backend != "estimate" for p in result.probes)
+    return (f"{device} in-context device runs ("
+            + ", ".join(f"{name} {n}" for name, n in axes.items()) + ")")
 
 if __name__ == "__main__":
     main()

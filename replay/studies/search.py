@@ -128,8 +128,10 @@ def _localized(probe: _Counted, lo: int, hi: int, gallop: int, localize: Localiz
                prefetch: Callable[[list[int]], None] | None) -> tuple[int | None, int | None, bool]:
     """Below a failing bound ``hi``, each round asks ``localize`` first: where the failing call alone
     stops fitting (runs of one op, seconds, instead of the whole model); the model then runs there
-    and one above. Without an answer, the gallop (once), else one bisection round (two cut points
-    with ``prefetch``). Every answer is a size ``probe`` passed, exact when one above failed."""
+    and one above. Without an answer, the gallop (once), else one bisection round: one run in the
+    middle while nothing fits yet (the upper cut point of a round in three would be the costliest run,
+    and the next failure is localized again), then two cut points with ``prefetch`` while the budget
+    can finish that way. Every answer is a size ``probe`` passed, exact when one above failed."""
     k = lo - 1          # the largest size known to fit; lo - 1: none yet (lo runs only if all else fails)
     galloped = False
     while hi - k > 1 and probe.used < probe.budget:
@@ -138,8 +140,8 @@ def _localized(probe: _Counted, lo: int, hi: int, gallop: int, localize: Localiz
             steps = [cand] + ([cand + 1] if cand + 1 < hi else [])
         elif not galloped and gallop and k < lo:
             galloped, steps = True, gallop_steps(lo, hi, gallop, probe.left())
-        elif prefetch is not None and hi - k > 3:
-            steps = sorted({max(lo, k + (hi - k) // 3), max(lo, k + 2 * (hi - k) // 3)})
+        elif k >= lo and prefetch is not None and hi - k > 2 and probe.left() >= _trisect_runs(hi - k):
+            steps = sorted({k + (hi - k) // 3, max(k + (hi - k) // 3 + 1, k + 2 * (hi - k) // 3)})
         else:
             steps = [max(lo, (k + hi) // 2)]
         steps = [s for s in steps if k < s < hi][:max(1, probe.left())]

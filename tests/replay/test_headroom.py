@@ -163,6 +163,11 @@ def test_a_wrong_or_missing_localization_still_ends_at_the_devices_own_limit():
                                   localize=lambda k, g=guess: g if g is not None and g < k else None)
             assert found == (limit, limit + 1, True), (limit, guess, calls)
             assert len(set(calls)) == len(calls)
+    for limit in range(1, 389):   # no answer from localize after a crash at the bound: exact within 12 runs
+        fits, calls = _counting(limit)
+        found = device_search(fits, 1, 389, 1024, budget=12, gallop=0, prefetch=lambda ks: None,
+                              localize=lambda k: None)
+        assert found == (limit, limit + 1, True) and len(calls) <= 12, (limit, calls)
     fits, calls = _counting(0)   # the traced size itself fails
     assert device_search(fits, 1, 389, 1024, budget=12, localize=lambda k: None)[0] is None and calls[-1] == 1
     fits, calls = _counting(250)   # no localization: the gallop below the bound, as without localize
