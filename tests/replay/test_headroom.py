@@ -120,10 +120,12 @@ def test_device_limit_far_below_the_estimate_bound_costs_at_most_two_runs_more_t
         for limit in range(lo, bound):
             old_fits, old_calls = _counting(limit)
             k, hi, _ = _old_device_bisection(old_fits, lo, bound, 4096)
-            fits, calls = _counting(limit)
-            assert device_search(fits, lo, bound, 4096, budget=100) == (k, hi, True) == (limit, limit + 1, True)
-            assert len(calls) <= len(old_calls) + 2, (lo, bound, limit, calls, old_calls)
-            assert len(set(calls)) == len(calls)
+            for localize in (None, lambda k: None):   # and when localizing finds nothing to bisect alone
+                fits, calls = _counting(limit)
+                assert device_search(fits, lo, bound, 4096, budget=100, localize=localize) == (k, hi, True) \
+                    == (limit, limit + 1, True)
+                assert len(calls) <= len(old_calls) + 2, (lo, bound, limit, calls, old_calls)
+                assert len(set(calls)) == len(calls)
 
 
 def test_device_search_answers_a_size_the_device_passed_even_when_its_budget_runs_out():
