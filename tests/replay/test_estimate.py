@@ -232,3 +232,12 @@ def test_stack_reshapes_each_input_where_it_lives_and_concatenates_into_dram():
     assert r.oom.allocated_bytes == 772_096
     dram = run_signature(*traced("fasterrcnn_mobilenet_v3_large_fpn", "b6f0b82cad76ab23"))
     assert dram.status == "pass" and dram.outputs[0].memory == "DRAM"
+
+
+def test_bilinear_upsample_shards_into_l1_even_when_the_tensors_live_in_dram():
+    # DeepLabV3's ASPP pooling branch: [1, 256, 1, 1] upsampled to 65 x 65; ttnn height-shards it on
+    # min(cores, N*H*W) = 1 core, so the upsampled shard (4,225 rows of 512 B) outgrows that core's L1
+    # even with every tensor in DRAM (mock n150: 2,163,200 B across 1 bank)
+    r = run_signature(*traced("deeplabv3_resnet50", "c4428b0fb5fbb53e"))
+    assert r.status == "oom_l1" and r.oom.requested_bytes == 2_163_200 and r.oom.num_banks == 1, r.reason
+    assert r.oom.per_bank_bytes == 2_163_200
