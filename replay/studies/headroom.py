@@ -27,6 +27,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -204,6 +205,10 @@ class Prober:
         self.builds = None if baseline else ModelBuilds()   # the baseline built the model for every size
         self.device_kind = "device"     # mock | real, once the device has answered
         self.device_probes = 0
+        # both axes search at once (``headroom``): tracing (torch, this process) one at a time, and at
+        # most ``jobs`` device runs (worker processes) in all
+        self.torch_lock = threading.RLock()
+        self.device_slots = threading.BoundedSemaphore(self.jobs)
 
     def _say(self, what: str, p: Probe) -> None:
         self.log(f"headroom {self.entry.name}: {what} {p.size()} on {p.backend}: "
@@ -211,15 +216,17 @@ class Prober:
 
     def trace(self, b: int, h: int, w: int) -> Trace:
         """The model re-traced at this size (once; the model built once per distinct build)."""
-        return trace_at(self.entry, b, h, w, self.folder, self.builds)
+        with self.torch_lock:
+            return trace_at(self.entry, b, h, w, self.folder, self.builds)
 
     def estimate(self, b: int, h: int, w: int) -> Probe:
         """The whole model in context on the estimate at this size (run once)."""
         key = ("estimate", b, h, w)
         if key not in self.cache:
             dtype = self.settings.dtype if self.settings else "bfloat16"
-            self.cache[key] = probe_estimate(self.entry, b, h, w, self.folder, self.device, self.memory, dtype,
-                                             self.builds)
+            with self.torch_lock:
+                self.cache[key] = probe_estimate(self.entry, b, h, w, self.folder, self.device, self.memory, dtype,
+                                                 self.builds)
             self._say("model", self.cache[key])
         return self.cache[key]
 
@@ -242,8 +249,10 @@ class Prober:
             self._keep_device(s, p)
 
     def _probe_device(self, size: tuple[int, int, int]) -> Probe:
-        return probe_device(self.entry, *size, self.folder, self.settings, stop_at_first_failure=not self.baseline,
-                            builds=self.builds)
+        self.trace(*size)
+        with self.device_slots:
+            return probe_device(self.entry, *size, self.folder, self.settings,
+                                stop_at_first_failure=not self.baseline, builds=self.builds)
 
     def _keep_device(self, size: tuple[int, int, int], p: Probe) -> None:
         self.cache[("device", *size)] = p
@@ -277,7 +286,11 @@ class Prober:
                                                                     memory=self.memory)
         variant = Variant(name="as traced", dtype=s.dtype if s else "bfloat16", layout="TILE", memory=self.memory,
                           sig=sig, arg_names=trace.ops[call.op].arg_names)
-        r = run_variants([variant], s)[0]
+        if backend == "estimate":
+            r = run_variants([variant], s)[0]
+        else:
+            with self.device_slots:
+                r = run_variants([variant], s)[0]
         fits = r.status not in DEVICE_FAILURES
         self.log(f"headroom {self.entry.name}: {key[1]} in {key[0] or '(model)'} alone at batch {b}, {h} x {w} "
                  f"on {backend}: {'fits' if fits else r.status} ({time.monotonic() - t0:.1f} s)")
@@ -493,8 +506,9 @@ def headroom(model: str | ModelEntry, device: str = "n150", memory: str = "dram"
              baseline: bool = False) -> HeadroomResult:
     """The headroom of one registry model (a name or a ModelEntry): largest resolution (batch 1) and
     largest batch (at the entry's resolution), on the estimate and, with confirm and ttnn settings
-    (RunSettings), on the device. Both axes' estimate bounds come first; the device then runs the
-    four sizes at those bounds side by side in ``jobs`` worker processes (default: settings.jobs).
+    (RunSettings), on the device. The two axes search at once, each from its estimate's bound to the
+    device's answer, in at most ``jobs`` worker processes in all (default: settings.jobs): one axis's
+    device runs go on while the other is still re-traced and estimated.
     ``baseline`` runs the slower strategy this replaced (for benchmarks/bench_headroom.py)."""
     entry = lookup(load_registry(), model) if isinstance(model, str) else model
     own_folder = folder is None   # re-traces of a search nobody asked to keep go with it
@@ -511,6 +525,12 @@ def headroom(model: str | ModelEntry, device: str = "n150", memory: str = "dram"
                           op_probes=op_probes)
         batch = Axis(size_of=lambda b: (b, h0, w0), lo=1, hi_limit=max_batch, confirm=confirm,
                      max_device_probes=max_device_probes, op_probes=op_probes)
+        if confirmed and not baseline:   # each axis from its estimate to the device's answer, both at once
+            with ThreadPoolExecutor(max_workers=2) as axes:
+                res, bat = axes.map(lambda axis: search_axis(prober, axis), (resolution, batch))
+            return HeadroomResult(model=entry.name, device=device, memory=memory, step=step, confirm=confirmed,
+                                  resolution=res, batch=bat, backend=prober.device_kind,
+                                  time_s=round(time.monotonic() - t0, 1), probes=prober.probes())
         bounds = [estimate_bound(prober, axis) for axis in (resolution, batch)]
         if confirmed:
             prober.prefetch([axis.size_of(k) for axis, (_, k_est, _) in zip((resolution, batch), bounds)
