@@ -101,8 +101,10 @@ def load_traces(paths: list[str]) -> list[Trace]:
 
     The traces live for the whole run and hold no cycles, so they are frozen out of the cyclic GC
     (``gc.freeze``): else every full pass while replaying walks their millions of objects again (the
-    zoo's estimate: 10 CPU s of replay became 6). Reference counting still frees them."""
+    zoo's estimate: 10 CPU s of replay became 6). Reference counting still frees them; cyclic garbage
+    made before is collected first, so freezing keeps none of it alive."""
     traces = []
+    gc.collect()
     with gc_paused():
         for p in trace_paths(paths):
             try:

@@ -80,3 +80,15 @@ def test_a_bad_call_entry_is_refused_in_one_line_naming_it(raw):
 def test_a_bad_scope_table_is_refused_in_one_line(scopes):
     with pytest.raises(TraceError, match=r"^t\.msgpack: not a valid optrace trace: scopes[^\n]*$"):
         _check_scopes(scopes, Checker("t.msgpack", VALUE_TAGS), 3)
+
+
+def test_reading_a_bad_trace_leaves_the_cyclic_gc_on_as_it_was(tmp_path):
+    import gc
+
+    from capture.schema import read_trace
+    bad = tmp_path / "bad.msgpack"
+    bad.write_bytes(b"\x93\x01\x02")          # msgpack, not a trace
+    assert gc.isenabled()
+    with pytest.raises(TraceError, match="bad.msgpack: not a valid optrace trace"):
+        read_trace(str(bad))
+    assert gc.isenabled()

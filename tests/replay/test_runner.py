@@ -134,3 +134,13 @@ def test_the_torch_backend_runs_from_the_cli(tmp_path):
     assert p.returncode == 0, p.stderr
     header, got = statuses(str(tmp_path / "torch_n150_bfloat16_dram.jsonl"))
     assert set(got.values()) == {"pass"}
+
+
+def test_loaded_traces_are_frozen_out_of_the_cyclic_gc_which_stays_on():
+    import gc
+
+    from replay.run.runner import load_traces
+    gc.unfreeze()
+    traces = load_traces(SMALL[:1])
+    assert gc.isenabled() and gc.get_freeze_count() > len(traces[0].tensors)
+    gc.unfreeze()
