@@ -10,11 +10,14 @@ mock device in tests/replay/test_estimate_vs_ttnn.py.
 
 Tensors are placed as a port holds them (replay.mapping.plan_replay: channels-last conv/pool inputs,
 host conv weights, pre-transposed linear weights), and what a port skips or cannot express is
-skipped or unsupported here too. conv2d: a 1x1 matmul conv writes its output to DRAM, as ttnn does.
+skipped or unsupported here too. A port of several ttnn calls holds each call's result
+(replay/backends/ttnn_calls.py). conv2d: a 1x1 matmul conv writes its output to DRAM, as ttnn does.
 concat through row major: untilized inputs, the row-major result, its row staging (an entry larger
-than a core's L1 is cb_overflow). Not modelled: other circular buffers and their clash with L1
-buffers (untilize's among them), the sharded intermediates of other conv2d/pools in L1 (sharded
-input copy, halo, sharded output), fragmentation from earlier ops.
+than a core's L1 is cb_overflow). slice inside tiles, stack, training batch_norm and bilinear upsample
+(its L1 shards, whatever the placement) allocate what the mock device shows. Not modelled: the sharded
+intermediates of other conv2d/pools in L1 (ttnn's auto-shard choice, sharded input copy, halo, sharded
+output), the circular buffers of most programs and their clash with L1 buffers, fragmentation from
+earlier ops. `benchmarks/bench_estimate.py --device-results DIR -v` lists every disagreement with the zoo.
 """
 from __future__ import annotations
 
