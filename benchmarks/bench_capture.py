@@ -29,6 +29,9 @@ from capture.registry import build_model, load_registry  # noqa: E402
 from capture.schema import Trace  # noqa: E402
 
 MODELS = ("yolov8s_world", "swin_t")
+# issue 10 §4: the recorder's ratio to the plain forward (median of the interleaved runs) must be at
+# most this, or at most the profiler's ratio in the same run ("profiler")
+TARGETS = {"yolov8s_world": 1.15, "swin_t": "profiler"}
 
 
 def plain(model, xs):
@@ -108,6 +111,8 @@ def main() -> None:
         sys.exit("bench_capture: --clock thread counts one thread's CPU time; use it with --threads 1")
     reg = load_registry()
     torch.set_num_threads(args.threads)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    verdicts = []
     print(f"torch {torch.__version__}, {os.cpu_count()} cores, {args.threads} torch threads, {args.clock} clock, "
           f"load average {os.getloadavg()[0]:.1f}, {args.runs} interleaved runs per variant; "
           f"ratios to the plain forward: median (best)")
@@ -130,7 +135,21 @@ def main() -> None:
 
         tb, eb = trace_bytes(model, xs), et_json_bytes(model, xs)
         print(f"{name:16} {med['plain']:6.3f} ({best['plain']:.3f}) {ratio('bare'):>16} {ratio('traced'):>14} "
-              f"{ratio('profiled'):>15} {tb:10d} {eb:11d} {tb / eb:9.3f}")
+              f"{ratio('profiled'):>15} {tb:10d} {eb:11d} {tb / eb:9.3f}", flush=True)
+        verdicts.append(verdict(name, med['traced'] / med['plain'], med['profiled'] / med['plain']))
+    print(f"whole run: {time.perf_counter() - wall0:.0f} s wall, {time.process_time() - cpu0:.0f} CPU s, "
+          f"load average {os.getloadavg()[0]:.1f} at the end")
+    for line in verdicts:
+        print(line)
+
+
+def verdict(name: str, traced: float, profiled: float) -> str:
+    """The model's median ratio against its target (TARGETS): PASS or FAIL, or no target."""
+    target = TARGETS.get(name)
+    if target is None:
+        return f"{name}: optrace {traced:.3f}x the plain forward (no target)"
+    limit, what = (profiled, f"the profiler's {profiled:.3f}x") if target == "profiler" else (target, f"{target:.2f}x")
+    return f"{name}: optrace {traced:.3f}x the plain forward, target <= {what}: {'PASS' if traced <= limit else 'FAIL'}"
 
 
 if __name__ == "__main__":
