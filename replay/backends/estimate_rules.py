@@ -1,0 +1,420 @@
+"""The estimate's per-op rules: what each aten op family allocates on the device besides its inputs.
+
+Imports neither torch nor ttnn. One small function per op family, keyed by aten overload like
+torch/utils/flop_counter.py's formulas (``@register_rule("aten.view.default")``), each returning a Plan
+(replay/backends/estimate_plan.py). The default rule, ``outputs_only``, allocates the outputs, and for a port
+of several ttnn calls each call's result (replay/backends/ttnn_calls.py). What each rule allocates was
+measured on the mock device (tests/replay/test_estimate_vs_ttnn.py, benchmarks/bench_estimate.py).
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+from replay.backends.devices import BLOCK_FLOAT_DTYPES, ELEMENT_BYTES, TILE_HW, DeviceSpec
+from replay.backends.estimate_plan import Buffer, CircularBuffer, OpCase, Plan, plan_of_events, register_rule
+from replay.backends.ttnn_calls import Held
+from replay.backends.ttnn_calls import results as call_results
+
+
+def outputs_only(case: OpCase) -> Plan:
+    """Default: the op allocates its outputs, as traced; a port of several calls also holds each earlier
+    call's result (replay.backends.ttnn_calls), and a last call that writes into a tensor it was given
+    or returns its input (ttnn.copy, ttnn.expand to the same shape) allocates none."""
+    held = port_results(case)
+    if held is None:
+        return Plan(list(case.outputs))
+    *earlier, (internals, last) = held
+    buffers = [b for extra, results in earlier for b in extra + results]
+    if last and len(last) == len(case.outputs):
+        # the outputs in the layout and memory the last call returns them (a slice of a row-major upsample)
+        case.outputs[:] = [Buffer(o.shape, o.dtype, r.layout, r.memory, o.role) for o, r in zip(case.outputs, last)]
+    return Plan(buffers + internals + (list(case.outputs) if last else []))
+
+
+def port_results(case: OpCase) -> list[tuple[list[Buffer], list[Buffer]]] | None:
+    """Each ttnn call's (intermediate buffers, results) as Buffers, the port's calls walked in order; None
+    without a port or when a call is not in replay.backends.ttnn_calls' table. Reshapes that are views
+    allocate nothing; a bilinear upsample shards, haloes and upsamples in L1 first (bilinear_internals)."""
+    if case.port is None or not case.port.calls:
+        return None
+    inputs = {t.name: Held(tuple(t.shape), t.dtype, "TILE" if t.dtype in BLOCK_FLOAT_DTYPES else t.layout, t.memory)
+              for t in case.port.inputs}
+    walked = call_results(case.port.calls, inputs, case.settings.memory.upper())
+    if walked is None:
+        return None
+    out, env = [], dict(inputs)
+    for call, results in zip(case.port.calls, walked):
+        src = env.get(str(call.args[0])) if call.args else None
+        if call.fn == "reshape" and src is not None and results and \
+                _reshape_is_view(src.shape, results[0].shape, src.layout):
+            results = []
+        internals = []
+        if call.fn == "upsample" and call.kwargs.get("mode") == "bilinear" and src is not None:
+            internals = bilinear_internals(src, call.args[1], case.device)
+        out.append((internals, [Buffer(h.shape, h.dtype, h.layout, h.memory, f"ttnn.{call.fn} result")
+                                for h in results]))
+        env[call.out] = results[0] if results else src
+    return out
+
+
+def _halo_rows(n: int, h: int, w: int, sh: int, sw: int, shards: int, rows_in: int) -> int:
+    """Rows (channel sticks) of the widest halo shard of a bilinear upsample: the padded input a core's
+    output rows read, from the first output's top-left neighbour to the last's bottom-right; fitted to the
+    mock n150 (exact on 11 of 14 probed shapes, within 2 padded rows on the others)."""
+    wo, wp, total = w * sw, w + 2, n * h * sh * w * sw
+    per = rows_in * sh * sw
+
+    def top_left(o: int) -> int:
+        b, r = divmod(o, h * sh * wo)
+        y, x = divmod(r, wo)
+        return b * (h + 2) * wp + (math.floor((y + 0.5) / sh - 0.5) + 1) * wp + math.floor((x + 0.5) / sw - 0.5) + 1
+
+    widest = 0
+    for k in range(shards):
+        first, last = k * per, min(total, (k + 1) * per) - 1
+        if first > last:
+            break
+        widest = max(widest, top_left(last) + wp + 1 - top_left(first) + 1)
+    return widest
+
+
+def bilinear_internals(x: Held, scale, device: DeviceSpec) -> list[Buffer]:
+    """ttnn.upsample(mode="bilinear") of an interleaved [N, H, W, C] tensor: it is height sharded in L1
+    (min(cores, N*H*W) shards), haloed (rows of padded input each core reads) and upsampled into an L1 shard
+    per core before the result is written where the call asks (measured on the mock n150 and p150)."""
+    if len(x.shape) != 4 or not isinstance(scale, (list, tuple)) or not all(isinstance(v, int) for v in scale):
+        return []
+    n, h, w, c = x.shape
+    sh, sw = scale
+    nhw = n * h * w
+    shards = min(device.l1_banks, nhw)
+    rows_in = -(-nhw // shards)
+    in_cores = -(-nhw // rows_in)
+    rows_out = -(-nhw * sh * sw // shards)
+    halo = _halo_rows(n, h, w, sh, sw, shards, rows_in)
+    rm = dict(dtype=x.dtype, layout="ROW_MAJOR", memory="L1")
+    return [Buffer((in_cores * rows_in, c), role="bilinear: input height sharded", cores=in_cores, **rm),
+            Buffer((shards * halo, c), role="bilinear: halo", cores=shards, **rm),
+            Buffer((shards * rows_out, c), role="bilinear: upsampled shard", cores=shards, **rm)]
+
+
+@register_rule("aten.detach.default", "aten.alias.default", "aten.lift_fresh.default",
+               "aten._assert_async.msg", "aten._assert_async.default", "aten.sym_size.int",
+               "aten._local_scalar_dense.default", "aten.sym_numel.default", "aten.sym_stride.int",
+               "aten.prim_layout.default", "aten.dim.default", "aten.is_same_size.default")
+def metadata_only(case: OpCase) -> Plan:
+    """Pure metadata or host bookkeeping: a port issues no device op."""
+    return Plan(status="skipped", reason=f"{case.op} is metadata only; a port issues no ttnn op")
+
+
+def _reshape_is_view(src: tuple, dst: tuple, layout: str) -> bool:
+    # ttnn reshapes in place when the last dim stays and the tile rows need no reshuffling.
+    s, d = _as2(src), _as2(dst)
+    if s[-1] != d[-1]:
+        return False
+    return layout == "ROW_MAJOR" or s[-2] == d[-2] or (s[-2] % TILE_HW == 0 and d[-2] % TILE_HW == 0)
+
+
+def _as2(shape: tuple) -> tuple:
+    return tuple(shape) if len(shape) >= 2 else (1,) + tuple(shape) if shape else (1, 1)
+
+
+def _as3(shape: tuple) -> tuple[int, int, int]:
+    s = _as2(shape)
+    lead = 1
+    for d in s[:-2]:
+        lead *= d
+    return lead, s[-2], s[-1]
+
+
+# reshape's page-mapping tensor (ttnn reshape_view/device/reshape_tiled_program_factory.cpp): one
+# uint32 row per output tile of 4 words per segment (input page, input offset, output offset, count),
+# as wide as the widest output tile needs: (input tiles it reads) x (most segments from one of them),
+# plus that count mod 16. Computed exactly per output tile; beyond MAPPING_PAGES_CHECKED output tiles
+# a spread sample of them (matched all 226 non-view reshapes of the committed traces on the mock device).
+MAPPING_PAGES_CHECKED = 128
+
+
+def _mapping_tile_width(src: tuple, dst: tuple, page: int) -> int:
+    """Segment slots output tile `page` needs in the mapping tensor (shapes as rank-3)."""
+    _, h1, w1 = src
+    _, h2, w2 = dst
+    wt1 = -(-w1 // TILE_HW)
+    ct1 = wt1 * -(-h1 // TILE_HW)
+    wt2 = -(-w2 // TILE_HW)
+    c, r = divmod(page, wt2 * -(-h2 // TILE_HW))
+    h0, w0 = r // wt2 * TILE_HW, r % wt2 * TILE_HW
+    hs, ws = min(h2 - h0, TILE_HW), min(w2 - w0, TILE_HW)
+    plane = h1 * w1
+    segments: dict[int, int] = {}
+    prev_page, prev_in, prev_out = -1, -2, -2
+    for dh in range(hs):
+        row = c * h2 * w2 + (h0 + dh) * w2 + w0
+        out_base = (dh >> 4) * 512 + (dh & 15) * 16
+        dw = 0
+        while dw < ws:
+            # a run of elements contiguous in both tiles: up to a face row's end on either side or
+            # the end of an input row
+            ci, rem = divmod(row + dw, plane)
+            hi, wi = divmod(rem, w1)
+            n = min(16 - (dw & 15), ws - dw, 16 - (wi & 15), w1 - wi)
+            page_in = ci * ct1 + (hi >> 5) * wt1 + (wi >> 5)
+            off_in = (((hi & 31) >> 4) * 2 + ((wi & 31) >> 4)) * 256 + (hi & 15) * 16 + (wi & 15)
+            off_out = out_base + (dw >> 4) * 256 + (dw & 15)
+            if not (page_in == prev_page and off_in == prev_in + 1 and off_out == prev_out + 1):
+                segments[page_in] = segments.get(page_in, 0) + 1
+            prev_page, prev_in, prev_out = page_in, off_in + n - 1, off_out + n - 1
+            dw += n
+    return len(segments) * max(segments.values())
+
+
+@functools.lru_cache(maxsize=4096)
+def mapping_page_bytes(src: tuple, dst: tuple) -> int:
+    """Bytes of one page (row) of reshape's page-mapping tensor, before alignment."""
+    src, dst = _as3(src), _as3(dst)
+    pages = dst[0] * -(-dst[1] // TILE_HW) * -(-dst[2] // TILE_HW)
+    if pages == 0:             # an empty tensor: ttnn reshapes it without a mapping (checked on the mock n150)
+        return 0
+    if pages <= MAPPING_PAGES_CHECKED:
+        check = range(pages)
+    else:
+        half = MAPPING_PAGES_CHECKED // 2
+        check = sorted(set(range(half)) | {pages * i // half for i in range(half)} | {pages - 1})
+    # a tile whose input position is a whole number of input planes further on reads the same
+    # pattern from tiles that many planes further on: same width, counted once
+    _, h1, w1 = src
+    c2, h2, w2 = dst
+    wt2 = -(-w2 // TILE_HW)
+    per_plane = wt2 * -(-h2 // TILE_HW)
+    widths: dict[tuple, int] = {}
+    for p in check:
+        c, r = divmod(p, per_plane)
+        h0, w0 = r // wt2 * TILE_HW, r % wt2 * TILE_HW
+        key = ((c * h2 * w2 + h0 * w2 + w0) % (h1 * w1), min(h2 - h0, TILE_HW), min(w2 - w0, TILE_HW))
+        if key not in widths:
+            widths[key] = _mapping_tile_width(src, dst, p)
+    widest = max(widths.values())
+    widest += widest % 16      # tt-metal's "alignment" of the count
+    return 16 * widest
+
+
+@register_rule("aten.view.default", "aten._unsafe_view.default", "aten.reshape.default",
+               "aten.squeeze.dim", "aten.squeeze.dims", "aten.squeeze.default", "aten.unsqueeze.default",
+               "aten.flatten.using_ints", "aten.unflatten.int", "aten.view_as.default")
+def reshape(case: OpCase) -> Plan:
+    """ttnn.reshape: free when a view; else padded output + a DRAM page-mapping tensor the program
+    cache keeps (one row per output tile, 16 B per segment); bfloat8_b and bfloat4_b go through
+    bfloat16 (input and output copies)."""
+    if not case.inputs or not case.outputs:
+        return outputs_only(case)
+    src, out = case.inputs[0], case.outputs[0]
+    call = f"ttnn.reshape(x, {list(out.shape)})"
+    if _reshape_is_view(src.shape, out.shape, src.layout):
+        return Plan([], ttnn_call=call, reason="view: no allocation")
+    if src.layout != "TILE":
+        return Plan([out], ttnn_call=call)
+    c2, h2, w2 = _as3(out.shape)
+    out_tiles = c2 * (-(-h2 // TILE_HW)) * (-(-w2 // TILE_HW))
+    mapping = Buffer((out_tiles, mapping_page_bytes(src.shape, out.shape) // 4), "uint32", "ROW_MAJOR", "DRAM",
+                     "reshape page-mapping tensor")
+    if src.dtype in BLOCK_FLOAT_DTYPES:
+        as_bf16 = Buffer(src.shape, "bfloat16", "TILE", src.memory, "input typecast to bfloat16")
+        out_bf16 = Buffer(out.shape, "bfloat16", "TILE", out.memory, "output in bfloat16")
+        return Plan([as_bf16, out_bf16, mapping, out], ttnn_call=call)
+    return Plan([out, mapping], ttnn_call=call)
+
+
+def _up(x: int, m: int) -> int:
+    return -(-x // m) * m
+
+
+@register_rule("aten.permute.default")
+def permute(case: OpCase) -> Plan:
+    """ttnn.permute: identity is free; otherwise the padded output only (stays in TILE)."""
+    dims = case.args.get("dims", ["list", []])[1]
+    order = [v[1] for v in dims] if isinstance(dims, list) else []
+    rank = len(case.inputs[0].shape) if case.inputs else 0
+    if order and [d % rank for d in order] == list(range(rank)):
+        return Plan([], ttnn_call=f"ttnn.permute(x, {order})", reason="identity permutation")
+    return Plan(list(case.outputs), ttnn_call=f"ttnn.permute(x, {order})")
+
+
+def _pair(v, default: int) -> tuple[int, int]:
+    v = v[1] if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) else v
+    if isinstance(v, list):
+        vals = [x[1] if isinstance(x, list) else x for x in v]
+        return (vals[0], vals[-1]) if vals else (default, default)
+    return (v, v) if isinstance(v, int) else (default, default)
+
+
+def is_matmul_conv(case: OpCase) -> bool:
+    """ttnn runs a 1x1, stride-1, unpadded, undilated, ungrouped conv2d as a matmul (conv2d_utils
+    is_mm_conv); measured on all 253 traced convolutions of the mock n150."""
+    weight = case.args.get("weight")
+    if not (isinstance(weight, list) and weight[0] == "T") or len(weight[1][0]) != 4:
+        return False
+    transposed = case.args.get("transposed", ["bool", False])
+    if (transposed[1] if isinstance(transposed, list) else transposed) is True:
+        return False
+    groups = case.args.get("groups", ["int", 1])
+    groups = groups[1] if isinstance(groups, list) else groups
+    return (tuple(weight[1][0][2:]) == (1, 1) and _pair(case.args.get("stride"), 1) == (1, 1)
+            and _pair(case.args.get("padding"), 0) == (0, 0) and _pair(case.args.get("dilation"), 1) == (1, 1)
+            and groups == 1)
+
+
+@register_rule("aten.convolution.default", "aten.conv2d.default", "aten._convolution.default",
+               "aten.cudnn_convolution.default", "aten.mkldnn_convolution.default")
+def conv2d(case: OpCase) -> Plan:
+    """ttnn.conv2d: a 1x1 matmul conv reads the interleaved input as is and writes an interleaved
+    DRAM output (auto-sharded matmul convs skip sharding); other convs: the output as traced."""
+    if case.port is None or not case.outputs or not is_matmul_conv(case):
+        return outputs_only(case)
+    out = case.outputs[0]
+    return Plan([Buffer(out.shape, out.dtype, "TILE", "DRAM", "output")],
+                reason="matmul conv: output in DRAM interleaved")
+
+
+def _dim_of(case: OpCase, rank: int) -> int:
+    d = case.args.get("dim", ["int", 0])
+    d = d[1] if isinstance(d, list) else d
+    return d % rank if rank else 0
+
+
+def concat_staging_page_bytes(ins: list[Buffer], out: Buffer, dim: int, device: DeviceSpec) -> int | None:
+    """The row-major page ttnn.concat stages per DFB entry when tiled inputs are padded along the
+    concat dim (or rank 1): they are untilized, concatenated row by row and tilized again
+    (concat.cpp's untilize_rm_retilize_concat); a last-dim concat whose rows are not buffer-aligned
+    is transposed first, so a row is then the second-to-last dim. None: a tiled concat (a tile per entry)."""
+    rank = len(out.shape)
+    if not any(b.layout == "TILE" and (rank == 1 or (dim >= rank - 2 and b.shape[dim] % TILE_HW)) for b in ins):
+        return None
+    esize = ELEMENT_BYTES.get(out.dtype, 2) if out.dtype not in BLOCK_FLOAT_DTYPES else 2
+    width = out.shape[-1]
+    if rank > 1 and dim == rank - 1 and any(b.shape[-1] * esize % device.alignment(b.memory) for b in ins):
+        width = out.shape[-2]
+    return _up(width * esize, max(device.alignment(b.memory) for b in ins + [out]))
+
+
+@register_rule("aten.slice.Tensor")
+def slice_(case: OpCase) -> Plan:
+    """ttnn.slice of a tiled tensor from an offset (or with a step) inside the last two dims' tiles: the
+    input untilized (row major), sliced row major, tilized into the output (the row-major copies freed
+    after); from the tiles' origin with step 1: the output only; an empty slice allocates nothing."""
+    if case.port is None or not case.outputs or not case.inputs or len(case.port.calls) != 1:
+        return outputs_only(case)
+    x, out = case.inputs[0], case.outputs[0]
+    _, starts, _, steps = case.port.calls[0].args[:4]
+    if 0 in x.shape or 0 in out.shape:
+        return Plan([], ttnn_call="ttnn.slice", reason="empty slice: nothing allocated")
+    rank = len(x.shape)
+    inner = range(max(0, rank - 2), rank)
+    if x.layout != "TILE" or not any(starts[d] % TILE_HW or steps[d] != 1 for d in inner):
+        return Plan(list(case.outputs), ttnn_call="ttnn.slice")
+    dtype = "bfloat16" if x.dtype in BLOCK_FLOAT_DTYPES else x.dtype
+    rm_in = Buffer(x.shape, dtype, "ROW_MAJOR", x.memory, "input untilized")
+    rm_out = Buffer(out.shape, dtype, "ROW_MAJOR", out.memory, "row-major slice")
+    return Plan([rm_in, rm_out] + list(case.outputs), ttnn_call="ttnn.slice",
+                reason="slice inside tiles: untilize, slice rows, tilize")
+
+
+
+
+
+def _batch_statistic(x: Buffer, name: str) -> tuple[list, Buffer]:
+    """ttnn.batch_norm's training statistic of x [N, C, H, W]: a reduce over W, then over H (the first
+    freed), then permute, reduce, permute of the [N, C, 1, 1] result (the intermediates freed); the last kept."""
+    n, c, h, _ = x.shape
+    over_w = Buffer((n, c, h, 1), x.dtype, "TILE", x.memory, f"{name}: reduce over W")
+    stat = [Buffer((n, c, 1, 1), x.dtype, "TILE", x.memory, f"{name}: {step}")
+            for step in ("reduce over H", "permute", "reduce", "permute")]
+    events = [("alloc", over_w), ("alloc", stat[0]), ("free", over_w), ("alloc", stat[1]), ("alloc", stat[2]),
+              ("free", stat[1]), ("alloc", stat[3]), ("free", stat[0]), ("free", stat[2])]
+    return events, stat[3]
+
+
+@register_rule("aten._native_batch_norm_legit_no_training.default", "aten._native_batch_norm_legit.default",
+               "aten.native_batch_norm.default", "aten.batch_norm.default", "aten.cudnn_batch_norm.default",
+               "aten._batch_norm_impl_index.default", "aten.miopen_batch_norm.default")
+def batch_norm(case: OpCase) -> Plan:
+    """ttnn.batch_norm: with running statistics, the output; in training mode ttnn first computes the batch
+    mean and variance on the device: the mean (reduces, permutes), x - mean and its square (full size),
+    the variance the same way, the two full-size temporaries freed, then the output (measured on the mock n150)."""
+    port = case.port
+    if port is None or not case.outputs or not port.calls or not port.calls[-1].kwargs.get("training"):
+        return outputs_only(case)
+    names = [t.name for t in port.inputs if t.memory != "host"]
+    x = case.inputs[names.index("input")] if "input" in names else None
+    if x is None or len(x.shape) != 4:
+        return outputs_only(case)
+    mean_events, mean = _batch_statistic(x, "batch mean")
+    centered = Buffer(x.shape, x.dtype, "TILE", x.memory, "x - batch mean")
+    squared = Buffer(x.shape, x.dtype, "TILE", x.memory, "(x - batch mean)^2")
+    var_events, var = _batch_statistic(x, "batch variance")
+    events = mean_events + [("alloc", centered), ("alloc", squared)] + var_events + \
+        [("free", centered), ("free", squared)] + [("alloc", b) for b in case.outputs]
+    return plan_of_events(events, ttnn_call="ttnn.batch_norm(training=True)",
+                          reason="training batch norm: batch statistics computed on the device")
+
+
+@register_rule("aten.stack.default")
+def stack(case: OpCase) -> Plan:
+    """ttnn.stack: each input reshaped to hold the new dim (the reshape rule: a padded copy where the input
+    lives, its DRAM page-mapping tensor freed once made), then a tiled concat into a result in DRAM: the port
+    passes no memory config and ttnn.stack's default is DRAM (measured on the mock n150; an int32 stack of
+    rank-1 tensors goes through row major and a permute instead, not modelled)."""
+    if case.port is None or not case.outputs or not case.inputs:
+        return outputs_only(case)
+    out = case.outputs[0]
+    dim = _dim_of(case, len(out.shape))
+    events, held = [], []
+    for b in case.inputs:
+        grown = Buffer(b.shape[:dim] + (1,) + b.shape[dim:], b.dtype, b.layout, b.memory, "input with the new dim")
+        r = reshape(OpCase("aten.unsqueeze.default", {}, [b], [grown], case.settings, case.device, None))
+        events += [("alloc", x) for x in r.buffers] + [("free", x) for x in r.buffers if x.memory == "DRAM"
+                                                        and x is not grown]
+        held.append(grown if any(x is grown for x in r.buffers) else Buffer(grown.shape, b.dtype, b.layout, b.memory, b.role))
+    case.outputs[:] = [Buffer(x.shape, x.dtype, x.layout, "DRAM", x.role) for x in case.outputs]
+    events += [("alloc", b) for b in case.outputs]
+    return plan_of_events(events, ttnn_call="ttnn.stack", reason="stack: inputs reshaped, concatenated into DRAM")
+
+
+@register_rule("aten.grid_sampler_2d.default")
+def grid_sample(case: OpCase) -> Plan:
+    """ttnn.grid_sample: a row-major result like its row-major input; with C padded to a tile (RAFT's
+    C=1 volumes), the padded input and the padded result before the slice back."""
+    # the output is row major, as ttnn returns it: replaced in place, the list _allocate places
+    case.outputs[:] = [Buffer(b.shape, b.dtype, "ROW_MAJOR", b.memory, b.role) for b in case.outputs]
+    x, ch = case.inputs[0], case.inputs[0].shape[-1]
+    if not case.outputs or ch % TILE_HW == 0:
+        return Plan(list(case.outputs), ttnn_call="ttnn.grid_sample")
+    out = case.outputs[0]
+    padded_in = Buffer(x.shape[:-1] + (_up(ch, TILE_HW),), x.dtype, "ROW_MAJOR", x.memory, "input channels padded")
+    padded_out = Buffer(out.shape[:-1] + (_up(ch, TILE_HW),), out.dtype, "ROW_MAJOR", out.memory,
+                        "padded grid_sample result")
+    return Plan([padded_in, padded_out, out], ttnn_call="ttnn.pad; ttnn.grid_sample; ttnn.slice")
+
+
+@register_rule("aten.cat.default", "aten.concat.default")
+def concat(case: OpCase) -> Plan:
+    """ttnn.concat: the output; inputs padded along the concat dim go through row major, and the
+    row-major concat stages whole rows in L1 (one page per DFB entry, two when they fit half of L1)."""
+    if not case.outputs:
+        return outputs_only(case)
+    out = case.outputs[0]
+    ins = [b for b in case.inputs if b.shape != (0,)]
+    page = concat_staging_page_bytes(ins, out, _dim_of(case, len(out.shape)), case.device) if ins else None
+    if page is None:
+        return Plan(list(case.outputs))
+    # each input untilized (row major, unpadded, where it lives), the row-major result and the tilized
+    # output, all held: ttnn frees the row-major copies only after tilizing (mock n150: retinanet's 5-way
+    # concat of [1, N, 91] runs out at the tilized output with every copy still allocated)
+    rows = [Buffer(b.shape, "bfloat16" if b.dtype in BLOCK_FLOAT_DTYPES else b.dtype, "ROW_MAJOR", b.memory,
+                   "input untilized") for b in ins]
+    rm_out = Buffer(out.shape, rows[0].dtype, "ROW_MAJOR", out.memory, "row-major result")
+    firmware = case.device.l1_core_bytes - case.device.l1_bank_bytes     # L1 below the allocator's base
+    entries = 2 if 2 * page <= case.device.l1_core_bytes // 2 - firmware else 1
+    return Plan(rows + [rm_out] + list(case.outputs), ttnn_call="ttnn.concat",
+                reason="concat through row major (untilize, concat rows, tilize)",
+                circular_buffers=[CircularBuffer("concat row staging", page, entries)])
