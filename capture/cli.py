@@ -234,17 +234,24 @@ def _trace_entries(entries: list[ModelEntry], *, via: str, out: str, fake: bool,
         if len(entries) > 1:
             click.echo(f"{progress.tag(job.k, job.entry.name)}: tracing via {via} ...", err=True)
 
-    for o in run_jobs(todo, jobs, started):
-        tag = progress.tag(o.job.k, o.job.entry.name)
-        if o.build_error:
-            click.echo(f"trace-model: {o.build_error}", err=True)
-            unbuildable.append(o.job.entry.name)
-        elif o.failure:
-            click.echo(f"{tag}: {o.failure}", err=True)
-            failed.append(o.job.entry.name)
-        else:
-            click.echo(f"{tag}: {o.summary}")
-        progress.done(o.seconds)
+    written = 0
+    try:
+        for o in run_jobs(todo, jobs, started):
+            tag = progress.tag(o.job.k, o.job.entry.name)
+            if o.build_error:
+                click.echo(f"trace-model: {o.build_error}", err=True)
+                unbuildable.append(o.job.entry.name)
+            elif o.failure:
+                click.echo(f"{tag}: {o.failure}", err=True)
+                failed.append(o.job.entry.name)
+            else:
+                click.echo(f"{tag}: {o.summary}")
+                written += 1
+            progress.done(o.seconds)
+    except KeyboardInterrupt:  # each trace was written whole as it finished; the models in flight are lost
+        again = "trace-model --all again traces only what is missing" if batch else "trace the rest again"
+        click.echo(f"trace-model: interrupted; the {written} trace(s) written are kept, {again}", err=True)
+        sys.exit(130)
     _exit_status(entries, failed, eager_only, unbuildable)
 
 
