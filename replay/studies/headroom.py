@@ -36,6 +36,7 @@ from typing import Callable
 from capture.capture import trace_built
 from capture.registry import ModelEntry, build_with_inputs, load_registry, lookup
 from capture.schema import Trace, read_trace, write_trace
+from replay.backends.devices import L1_SMALL_BYTES, get_device
 from replay.backends.estimate import EstimateSettings
 from replay.context.estimate import simulate_estimate
 from replay.context.run import run_ttnn_context
@@ -44,7 +45,7 @@ from replay.run.runner import RunSettings
 from replay.shapes import format_shapes, input_shapes
 from replay.studies.headroom_result import AxisResult, Bound, FailingOp, FitsAlone, HeadroomResult, Probe
 from replay.studies.remedies import Variant, run_variants
-from replay.studies.search import GALLOP_PROBES, Localize, device_search, largest, search
+from replay.studies.search import GALLOP_PROBES, Localize, device_search, largest, largest_guided, search
 
 CRASHES = ("crash", "timeout")
 DEVICE_FAILURES = MEMORY_FAILURES + CRASHES   # a size that kills or hangs the worker does not fit
@@ -132,12 +133,33 @@ def verdict(trace: Trace, records, batch: int, height: int, width: int, backend:
 
 
 def probe_estimate(entry: ModelEntry, batch: int, height: int, width: int, folder: str, device: str = "n150",
-                   memory: str = "dram", dtype: str = "bfloat16", builds: ModelBuilds | None = None) -> Probe:
-    """Re-trace at this size and replay the whole model in context on the estimate, once."""
+                   memory: str = "dram", dtype: str = "bfloat16", builds: ModelBuilds | None = None,
+                   needs: dict | None = None) -> Probe:
+    """Re-trace at this size and replay the whole model in context on the estimate, once (with
+    ``needs``, how full of memory it was goes there: ``memory_need``)."""
     t0 = time.monotonic()
     trace = trace_at(entry, batch, height, width, folder, builds)
     records, _ = simulate_estimate(trace, EstimateSettings(device=device, dtype=dtype, memory=memory))
+    if needs is not None:
+        needs[(batch, height, width)] = memory_need(records, device)
     return verdict(trace, records, batch, height, width, time_s=time.monotonic() - t0)
+
+
+def memory_need(records, device: str) -> float | None:
+    """How full of memory an in-context run was, as a fraction of a bank (what steers the estimate's
+    size search): at its first memory failure, what the failing buffer asked for on top of what was
+    held (> 1 when the bank is exhausted); else the peak over its calls. None when the failure has no
+    numbers (a circular-buffer overflow)."""
+    bad = next((r for r in records if r.status in MEMORY_FAILURES and not r.cascade), None)
+    if bad is not None:
+        oom = bad.oom or {}
+        if not oom.get("bank_bytes"):
+            return None
+        return (oom.get("allocated_bytes", 0) + oom.get("per_bank_bytes", 0)) / oom["bank_bytes"]
+    spec = get_device(device)
+    (dram_banks, dram_bank), (l1_banks, l1_bank) = spec.banks("DRAM"), spec.banks("L1", L1_SMALL_BYTES)
+    return max([0.0] + [max(r.dram_bytes / (dram_banks * dram_bank), r.l1_bytes / (l1_banks * l1_bank))
+                        for r in records])
 
 
 def probe_device(entry: ModelEntry, batch: int, height: int, width: int, folder: str,
@@ -202,6 +224,7 @@ class Prober:
         self.jobs = max(1, jobs)
         self.cache: dict[tuple, Probe] = {}
         self.alone: dict[tuple, OpAlone] = {}
+        self.needs: dict[tuple, float | None] = {}   # size -> memory_need of its estimate run
         self.builds = None if baseline else ModelBuilds()   # the baseline built the model for every size
         self.device_kind = "device"     # mock | real, once the device has answered
         self.device_probes = 0
@@ -226,7 +249,7 @@ class Prober:
             dtype = self.settings.dtype if self.settings else "bfloat16"
             with self.torch_lock:
                 self.cache[key] = probe_estimate(self.entry, b, h, w, self.folder, self.device, self.memory, dtype,
-                                                 self.builds)
+                                                 self.builds, self.needs)
             self._say("model", self.cache[key])
         return self.cache[key]
 
@@ -316,6 +339,7 @@ class Axis:
     confirm: bool
     max_device_probes: int
     op_probes: int
+    power: int = 1           # memory grows about linearly in k ** power (batch 1; resolution 2: the area)
 
 
 def _why(est: Bound, found: Bound, est_at_dev_above: Probe | None) -> str:
@@ -474,7 +498,13 @@ def estimate_bound(prober: Prober, axis: Axis) -> tuple[Bound | None, int | None
     all None when the estimate fails at the registry's own size."""
     if not prober.estimate(*axis.size_of(axis.lo)).fits:
         return None, None, None
-    k_est, k_est_fail = largest(lambda k: prober.estimate(*axis.size_of(k)).fits, axis.lo, axis.hi_limit)
+    def fits(k: int) -> bool:
+        return prober.estimate(*axis.size_of(k)).fits
+    if prober.baseline:
+        k_est, k_est_fail = largest(fits, axis.lo, axis.hi_limit)
+    else:
+        k_est, k_est_fail = largest_guided(fits, axis.lo, axis.hi_limit,
+                                           lambda k: prober.needs.get(axis.size_of(k)), axis.power)
     return _bound(prober.estimate, axis, k_est, k_est_fail), k_est, k_est_fail
 
 
@@ -522,7 +552,7 @@ def headroom(model: str | ModelEntry, device: str = "n150", memory: str = "dram"
         confirmed = bool(confirm and settings is not None)
         resolution = Axis(size_of=lambda k: (1, *_size(entry, k, step)), lo=max(1, min(h0, w0) // step),
                           hi_limit=MAX_SIDE // step, confirm=confirm, max_device_probes=max_device_probes,
-                          op_probes=op_probes)
+                          op_probes=op_probes, power=2)
         batch = Axis(size_of=lambda b: (b, h0, w0), lo=1, hi_limit=max_batch, confirm=confirm,
                      max_device_probes=max_device_probes, op_probes=op_probes)
         if confirmed and not baseline:   # each axis from its estimate to the device's answer, both at once

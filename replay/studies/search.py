@@ -82,6 +82,60 @@ def largest(fits: Fits, lo: int, hi_limit: int) -> tuple[int, int | None]:
     return k, hi
 
 
+# k -> how full of memory its run was (the peak over its calls, or at the failing call what it asked
+# for on top of what was held, as a fraction of the bank; > 1 does not fit); None when unknown
+Need = Callable[[int], "float | None"]
+
+
+def largest_guided(fits: Fits, lo: int, hi_limit: int, need: Need, power: int = 1) -> tuple[int, int | None]:
+    """``largest`` steered by how full each run was: memory grows about linearly in k ** power (batch:
+    1, resolution: 2, the area), so the next k is where the line through the two nearest runs reaches a
+    full bank; doubling or bisection when that says nothing new, and a bisection round after any guess
+    that did not halve the interval. fits(lo) is assumed; returns (k, the smallest failing k or None)."""
+    k, hi = lo, None
+    seen: dict[int, float] = {}
+    if (r := need(lo)) is not None:
+        seen[lo] = r
+    halved = True
+    while hi is None or hi - k > 1:
+        if hi is None and k >= hi_limit:
+            return k, None
+        top = hi_limit + 1 if hi is None else hi
+        g = _line_guess(seen, k, hi, power) if halved else None
+        if g is None:
+            g = min(k * 2, hi_limit) if hi is None else (k + hi) // 2
+            if g == k:
+                return k, None
+        g = max(k + 1, min(g, top - 1))
+        if g <= k:
+            return k, hi
+        width = (top - k) if hi is not None else None
+        if fits(g):
+            k = g
+        else:
+            hi = g
+        if (r := need(g)) is not None:
+            seen[g] = r
+        halved = width is None or hi is None or 2 * (hi - k) <= width
+    return k, hi
+
+
+def _line_guess(seen: dict[int, float], k: int, hi: int | None, power: int) -> int | None:
+    """Where need reaches 1 on the line through the largest fitting run and the smallest failing one
+    (or, none failed yet, the two largest fitting runs), in k ** power; None without two usable runs."""
+    if hi is not None and hi not in seen:   # it failed some other way (no numbers): the line says nothing
+        return None
+    below = sorted(x for x in seen if x <= k)
+    pts = below[-1:] + ([hi] if hi is not None else below[-2:-1])
+    if len(pts) < 2:
+        return None
+    (x0, r0), (x1, r1) = ((p ** power, seen[p]) for p in sorted(pts))
+    if r1 <= r0:
+        return None
+    x = x1 + (1.0 - r1) * (x1 - x0) / (r1 - r0)
+    return int(max(x, 1.0) ** (1.0 / power)) if x > 0 else None
+
+
 class _Counted:
     """fits, counting its calls against a budget."""
 

@@ -186,3 +186,24 @@ def test_a_model_built_once_traces_every_size_as_a_fresh_build_does(tmp_path):
         fresh = trace_at(entry, *size, str(tmp_path / "fresh"))
         assert [c.signature for c in once.calls] == [c.signature for c in fresh.calls]
     assert len(builds.built) == 1
+
+
+def test_the_estimate_steered_by_how_full_memory_was_finds_the_same_size_in_fewer_runs():
+    import random
+
+    from replay.studies.search import largest_guided
+    for power in (1, 2):   # batch: memory linear in k; resolution: in k ** 2
+        for limit in (1, 5, 120, 250, 389, 700):
+            def need(k, limit=limit):
+                return 0.02 + 0.98 * k ** power / (limit + 0.5) ** power
+            fits, calls = _counting(limit)
+            assert largest_guided(fits, 1, 1024, need, power) == largest(_counting(limit)[0], 1, 1024)
+            assert len(calls) <= 5, (power, limit, calls)
+    for limit in range(1, 300, 3):   # numbers that say nothing, or none: still the same size
+        rnd = random.Random(limit)
+        for need in (lambda k: rnd.random() * 2, lambda k: None):
+            fits, calls = _counting(limit)
+            assert largest_guided(fits, 1, 1024, need) == (limit, limit + 1)
+            assert len(calls) <= 30   # misleading numbers: at most about twice the plain search (11-18)
+    assert largest_guided(lambda k: True, 1, 20, lambda k: 0.01 * k) == (20, None)   # everything fits
+    assert largest_guided(lambda k: True, 3, 3, lambda k: None) == (3, None)
