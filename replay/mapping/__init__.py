@@ -9,7 +9,9 @@ ops without a ttnn equivalent are *unsupported* with a reason a user can act on.
 
 Conventions a port follows, and so does replay:
 - float tensors become ``PortSettings.dtype`` (bfloat16 by default), integer tensors int32 (indices
-  uint32), bool masks bfloat16 (ttnn has no bool); layout TILE; inputs in DRAM or L1 (``--memory``).
+  uint32), bool masks bfloat16 (ttnn has no bool: and/not on them are logical_and/logical_not);
+  an integer tensor in a float op (torch's type promotion) is typecast first; layout TILE; inputs in
+  DRAM or L1 (``--memory``).
 - conv/pool/upsample inputs are held channels-last (``[1, 1, N*H*W, C]`` or ``[N, H, W, C]``), as
   ttnn requires; a port converts once at the model input, not per op.
 - conv/linear weights are prepared once by a port: conv weights stay host tensors (ttnn.conv2d

@@ -57,6 +57,14 @@ def attend(p: Port, q: Ref, k: Ref, v: Ref, head_dim: int, *, scale: float | Non
     return p.call("matmul", probs, v, memory_config=MEMORY)   # [B,H,S,S] @ [B,H,S,D]
 
 
+def _split_heads(p: Port, qkv: Ref, i: int, b: int, s: int, heads: int, head_dim: int) -> Ref:
+    """q (i=0), k (1) or v (2) of a fused [B, S, 3E] projection as heads [B, H, S, D]."""
+    e = heads * head_dim
+    part = p.call("slice", qkv, [0, 0, i * e], [b, s, (i + 1) * e], [1, 1, 1], memory_config=MEMORY)
+    return p.call("permute", p.call("reshape", part, [b, s, heads, head_dim], memory_config=MEMORY), [0, 2, 1, 3],
+                  memory_config=MEMORY)
+
+
 @register("aten._native_multi_head_attention.default",
           ttnn="ttnn.linear (qkv) + split_query_key_value_and_split_heads + SDPA or matmul/softmax/matmul "
                "+ concatenate_heads + ttnn.linear (out)")
@@ -79,12 +87,22 @@ def native_multi_head_attention(p: Port, c: Case):
     # the fast path is self-attention: one fused qkv projection, weights pre-transposed at load time
     qkv = p.call("linear", p.input("query"), p.input("qkv_weight", [e, 3 * e], permute=[1, 0]),
                  bias=p.input("qkv_bias", [1, 3 * e]), memory_config=MEMORY)
-    transpose_key = bool(sdpa_blocker(p, head_dim, False))   # the decomposition wants k^T, SDPA k
-    heads_ = p.call("transformer.split_query_key_value_and_split_heads", qkv, num_heads=heads,
-                    transpose_key=transpose_key, memory_config=MEMORY)
-    ctx = attend(p, p.item(heads_, 0), p.item(heads_, 1), p.item(heads_, 2), head_dim, scale=None,
-                 key_transposed=transpose_key)
-    merged = p.call("transformer.concatenate_heads", ctx, memory_config=MEMORY)   # [B,H,S,D] -> [B,S,E]
+    if head_dim % TILE:
+        # ttnn's split/concatenate_heads take tile-multiple head dims only: a port splits with slices
+        b, s = q.shape[0], q.shape[1]
+        p.note(f"heads split and merged with slice/reshape/permute (head dim {head_dim} is not a multiple of {TILE}, "
+               "which ttnn's split_query_key_value_and_split_heads requires)")
+        q_, k_, v_ = (_split_heads(p, qkv, i, b, s, heads, head_dim) for i in range(3))
+        ctx = attend(p, q_, k_, v_, head_dim, scale=None)
+        merged = p.call("reshape", p.call("permute", ctx, [0, 2, 1, 3], memory_config=MEMORY), [b, s, e],
+                        memory_config=MEMORY)
+    else:
+        transpose_key = bool(sdpa_blocker(p, head_dim, False))   # the decomposition wants k^T, SDPA k
+        heads_ = p.call("transformer.split_query_key_value_and_split_heads", qkv, num_heads=heads,
+                        transpose_key=transpose_key, memory_config=MEMORY)
+        ctx = attend(p, p.item(heads_, 0), p.item(heads_, 1), p.item(heads_, 2), head_dim, scale=None,
+                     key_transposed=transpose_key)
+        merged = p.call("transformer.concatenate_heads", ctx, memory_config=MEMORY)   # [B,H,S,D] -> [B,S,E]
     p.call("linear", merged, p.input("proj_weight", [e, e], permute=[1, 0]), bias=p.input("proj_bias", [1, e]),
            memory_config=MEMORY)
     p.expect(first_out(c))

@@ -52,6 +52,31 @@ def unary(p: Port, c: Case):
     p.expect(first_out(c))
 
 
+def _is_bool(v) -> bool:
+    return isinstance(v, Traced) and v.dtype == "bool"
+
+
+def _computes_in_float(c: Case, names: tuple[str, str]) -> bool:
+    """torch's type promotion: a float tensor or a float scalar among the operands, or a float result
+    (int / int), makes the op compute in floating point."""
+    vals = [c.get(n) for n in names]
+    return (any(isinstance(v, Traced) and v.dtype in FLOAT_DTYPES for v in vals)
+            or any(isinstance(v, float) for v in vals) or (c.out_dtypes() or ["?"])[0] in FLOAT_DTYPES)
+
+
+def _operand(p: Port, c: Case, name: str, floating: bool):
+    """One binary operand as the port holds it: a scalar stays a scalar; an integer tensor in a float op
+    is typecast first, as torch promotes it (ttnn refuses int32 with bfloat16, or with a fractional scalar)."""
+    v = c.get(name)
+    if not isinstance(v, Traced):
+        return float(v)
+    x = p.input(name) if v.shape else p.input(name, [1])
+    if floating and v.dtype in INT_DTYPES:
+        p.note(f"{name} ({v.dtype}) typecast to {p.settings.dtype}: torch promotes it to float here")
+        x = p.call("typecast", x, TT(p.settings.dtype), memory_config=MEMORY)
+    return x
+
+
 BINARY = {"add": "add", "sub": "subtract", "mul": "multiply", "div": "divide", "rsub": "rsub",
           "eq": "eq", "ne": "ne", "lt": "lt", "le": "le", "gt": "gt", "ge": "ge",
           "maximum": "maximum", "minimum": "minimum", "pow": "pow", "remainder": "remainder",
@@ -72,16 +97,14 @@ def binary(p: Port, c: Case):
     """elementwise ops of two operands with the traced broadcast shapes; scalars stay scalars."""
     base = c.op.split(".")[1].rstrip("_")
     fn = BINARY[base]
-    a = p.input("self") if c.tensor("self") is not None else float(c.get("self"))
     other_name = "exponent" if base == "pow" else "other"
-    other = c.get(other_name)
-    if isinstance(other, Traced):
-        b = p.input(other_name) if other.shape else p.input(other_name, [1])
-    elif other is None:
+    if c.get(other_name) is None:
         unsupported(f"{c.op}: no second operand in the trace (a capture problem: re-capture the model; a "
                     "port calls the ttnn binary op with both operands)")
-    else:
-        b = float(other)
+    if base == "bitwise_and" and all(_is_bool(c.get(n)) for n in ("self", other_name)):
+        fn = "logical_and"   # bool masks are held as bfloat16 (ttnn has no bool): a port ands them logically
+    floating = _computes_in_float(c, ("self", other_name))
+    a, b = (_operand(p, c, n, floating) for n in ("self", other_name))
     alpha = c.get("alpha", 1)
     if alpha != 1 and base in ("add", "sub", "rsub"):
         b = p.call("multiply", b, float(alpha), memory_config=MEMORY) if isinstance(b, Ref) else b * alpha

@@ -8,7 +8,7 @@ import math
 
 from capture.schema import contiguous_stride
 from replay.mapping.case import Case, Traced
-from replay.mapping.plan import (INT64_MAX, MEMORY, Port, first_out, norm_dim, skip, unsupported)
+from replay.mapping.plan import (INT64_MAX, MEMORY, TT, Port, first_out, norm_dim, skip, unsupported)
 from replay.mapping.registry import register
 
 
@@ -130,6 +130,9 @@ def cat(p: Port, c: Case):
         if x.shape == [0]:          # torch allows empty 1-D tensors in cat; a port drops them
             continue
         refs.append(p.input(f"tensors_{i}", x.shape, p.dtype_of(x.dtype)))
+    if not refs:
+        skip(f"cat of {len(tensors)} empty tensors: the result is empty too, so a port issues no op "
+             "(ttnn.concat refuses an empty list)")
     p.call("concat", refs, d, memory_config=MEMORY)
     p.expect(out)
 
@@ -157,7 +160,14 @@ def pad(p: Port, c: Case):
     spec = [(0, 0)] * t.rank
     for i in range(len(pads) // 2):       # torch lists pads from the last dim backwards
         spec[t.rank - 1 - i] = (pads[2 * i], pads[2 * i + 1])
-    p.call("pad", p.input("self"), spec, float(c.get("value", 0.0)), memory_config=MEMORY)
+    x = p.input("self")
+    front = p.settings.layout == "TILE" and any(lo for lo, _ in spec)
+    if front:   # ttnn.pad pads a TILE tensor at the back only; in ROW_MAJOR it pads both sides
+        p.note("front padding: padded in ROW_MAJOR (ttnn.pad on TILE pads at the back only), tiled again after")
+        x = p.call("to_layout", x, TT("ROW_MAJOR_LAYOUT"), memory_config=MEMORY)
+    x = p.call("pad", x, spec, float(c.get("value", 0.0)), memory_config=MEMORY)
+    if front:
+        p.call("to_layout", x, TT("TILE_LAYOUT"), memory_config=MEMORY)
     p.expect(first_out(c))
 
 
@@ -185,7 +195,8 @@ def repeat(p: Port, c: Case):
 # Gathers and strided views: what a port writes instead
 
 @register("aten.index.Tensor",
-          ttnn="ttnn.embedding (one integer index on dim 0 of a 2-D table) / ttnn.gather (one on another dim)")
+          ttnn="ttnn.embedding (one integer index on dim 0 of a 2-D table) / ttnn.gather (one on another dim; "
+               "a 1-D table held as [1, N])")
 def index(p: Port, c: Case):
     """x[idx] with one integer index tensor on one dim; a boolean mask or several indices stay unsupported."""
     t = c.tensor("self")
@@ -203,6 +214,13 @@ def index(p: Port, c: Case):
                       p.input("self", layout="ROW_MAJOR"), memory_config=MEMORY)
         p.call("reshape", rows, out, memory_config=MEMORY)
         p.expect(out)
+        return
+    if t.rank == 1:   # ttnn.gather takes rank >= 2: a port holds the 1-D table as ttnn does, [1, N]
+        p.note(f"1-D table held as [1, {t.shape[0]}], its {k} indices as [1, {k}] uint32, for ttnn.gather on dim 1")
+        g = p.call("gather", p.input("self", [1, t.shape[0]]), 1, p.input("indices_0", [1, k], "uint32", "TILE"),
+                   memory_config=MEMORY)
+        p.call("reshape", g, out or [1], memory_config=MEMORY)
+        p.expect(out or [1])
         return
     # ttnn.gather wants an index of the input's rank: the port expands the k indices once, at load time
     held = t.shape[:d] + [k] + t.shape[d + 1:]

@@ -128,3 +128,52 @@ def test_the_estimate_gives_grid_samples_mock_verdict_and_bytes_in_l1(worker):
     r, e = worker(wire, "l1"), est.run(Case.from_wire(wire))
     assert r["status"] == e.status == "oom_l1", (r["reason"], e.reason)
     assert r["oom"]["requested_bytes"] == e.oom.requested_bytes, (r["oom"], e.oom)
+
+
+def _arg(wire, i):
+    return wire[2][i][1]
+
+
+def _is_1d_table(w):
+    return w[2][0][0] == "T" and len(_shape(w, 0)) == 1
+
+
+# issue 11 §2: ops that failed on ttnn only because of how optrace mapped them (zoo, mock n150, DRAM)
+@pytest.mark.parametrize("model, op, pick, ttnn_fn, note", [
+    # a 1-D table (detection heads' scores, anchors): ttnn.gather wants rank >= 2, a port holds it as [1, N]
+    ("fasterrcnn_mobilenet_v3_large_320_fpn", "aten.index.Tensor", _is_1d_table, "ttnn.gather(self, 1,",
+     "held as [1, "),
+    ("keypointrcnn_resnet50_fpn", "aten.index.Tensor", lambda w: _is_1d_table(w) and _shape(w, 0) == [1],
+     "ttnn.gather(self, 1,", "held as [1, 1]"),
+    # int64 boxes + float offsets, an int64 size + 0.5: torch promotes to float, a port typecasts first
+    ("fasterrcnn_mobilenet_v3_large_320_fpn", "aten.add.Tensor",
+     lambda w: w[2][1][0] == "T" and _arg(w, 0)[1] == "int32" and _arg(w, 1)[1] == "float32", "ttnn.typecast(self",
+     "self (int32) typecast to bfloat16"),
+    ("ssd300_vgg16", "aten.add.Tensor", lambda w: w[2][1] == ["float", 0.5] and _arg(w, 0)[1] == "int64",
+     "ttnn.typecast(self", "self (int64) typecast to bfloat16"),
+    # bool masks are held as bfloat16: a port ands them with logical_and
+    ("fasterrcnn_mobilenet_v3_large_320_fpn", "aten.bitwise_and.Tensor", lambda w: True, "ttnn.logical_and", None),
+    # front padding on TILE is refused by ttnn.pad: a port pads in ROW_MAJOR
+    ("maskrcnn_resnet50_fpn", "aten.constant_pad_nd.default", lambda w: _shape(w, 0) == [100, 1, 28, 28],
+     "ttnn.to_layout", "front padding: padded in ROW_MAJOR"),
+    # head dim 80: ttnn's split_query_key_value_and_split_heads refuses it, a port splits with slices
+    ("vit_h_14", "aten._native_multi_head_attention.default", lambda w: True, "ttnn.slice(t1, [0, 0, 1280]",
+     "heads split and merged with slice/reshape/permute (head dim 80"),
+])
+def test_ops_our_mapping_broke_run_as_a_port_writes_them(worker, model, op, pick, ttnn_fn, note):
+    r = worker(traced(model, op, pick))
+    assert r["status"] == "pass", r["reason"]
+    assert ttnn_fn in r["ttnn_call"], r["ttnn_call"]
+    assert note is None or any(note in n for n in r["extra"]["notes"]), r["extra"]
+    assert "shape_mismatch" not in r["extra"], r["extra"]
+
+
+def test_cat_of_only_empty_tensors_is_skipped_and_integer_arithmetic_stays_integer(worker):
+    r = worker(traced("fcos_resnet50_fpn", "aten.cat.default", lambda w: all(
+        x[1][0] == [0] for x in w[2][0][1])))
+    assert r["status"] == "skipped" and "a port issues no op" in r["reason"], r
+    # int + int scalar: no promotion, no typecast (torch keeps it integer too)
+    ints = ["id-int-add", "aten.add.Tensor", [["T", [[38], "int64", [1]]], ["int", 1], ["int", 1]],
+            [["T", [[38], "int64", [1]]]], 1, [0], ["self", "other", "alpha"]]
+    r = worker(ints)
+    assert r["status"] == "pass" and "typecast" not in r["ttnn_call"], r
