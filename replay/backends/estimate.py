@@ -14,10 +14,11 @@ skipped or unsupported here too. A port of several ttnn calls holds each call's 
 (replay/backends/ttnn_calls.py). conv2d: a 1x1 matmul conv writes its output to DRAM, as ttnn does.
 concat through row major: untilized inputs, the row-major result, its row staging (an entry larger
 than a core's L1 is cb_overflow). slice inside tiles, stack, training batch_norm and bilinear upsample
-(its L1 shards, whatever the placement) allocate what the mock device shows. Not modelled: the sharded
-intermediates of other conv2d/pools in L1 (ttnn's auto-shard choice, sharded input copy, halo, sharded
-output), the circular buffers of most programs and their clash with L1 buffers, fragmentation from
-earlier ops. `benchmarks/bench_estimate.py --device-results DIR -v` lists every disagreement with the zoo.
+(its L1 shards, whatever the placement) allocate what the mock device shows. conv2d on an L1 input
+(ungrouped, height or block sharded): ttnn's auto-shard choice, the sharded input copy, the halo, the
+sharded output, and its program's circular buffers against the L1 buffers beside them
+(replay/backends/estimate_conv.py). Not modelled: grouped/depthwise, transposed and width-sharded
+conv2d and pools in L1, the circular buffers of most other programs, fragmentation from earlier ops. `benchmarks/bench_estimate.py --device-results DIR -v` lists every disagreement with the zoo.
 """
 from __future__ import annotations
 
@@ -139,17 +140,26 @@ class EstimateBackend:
         if plan.status:
             result.status, result.reason = plan.status, f"{plan.reason}; {ESTIMATE_NOTE}"
             return
-        if not self._allocate(inputs, outputs, plan, result):
+        l1_used = self._allocate(inputs, outputs, plan, result)
+        if l1_used is None:
             return
-        overflow = circular_buffer_overflow(plan, self.device)
+        overflow = circular_buffer_overflow(plan, self.device) or self._circular_clash(plan, l1_used)
         if overflow:
             result.status, result.reason = "cb_overflow", f"{result.ttnn_call or case.op}: {overflow}; {ESTIMATE_NOTE}"
         elif plan.reason:
             result.reason = f"{plan.reason}; {ESTIMATE_NOTE}"
 
-    def _allocate(self, inputs: list, outputs: list, plan: Plan, result: ReplayResult) -> bool:
-        """Place inputs, then the op's buffers, on an empty device; False (and oom_*) at the first that
-        does not fit."""
+    def _circular_clash(self, plan: Plan, l1_used: int) -> str:
+        """Why the plan's static circular buffers do not fit beside the L1 buffers alive at its end, or ""."""
+        _, bank = self.device.banks("L1", self.settings.l1_small_bytes)
+        if not plan.l1_circular_bytes or l1_used + plan.l1_circular_bytes <= bank:
+            return ""
+        return (f"static circular buffers ({plan.l1_circular_bytes:,} B per core) clash with L1 buffers "
+                f"({l1_used:,} B per bank) in {bank:,} B")
+
+    def _allocate(self, inputs: list, outputs: list, plan: Plan, result: ReplayResult) -> int | None:
+        """Place inputs, then the op's buffers, on an empty device; the L1 bytes per bank in use at the
+        end, or None (and oom_*) at the first that does not fit."""
         placed = {}
         for b in inputs + outputs + plan.buffers:
             if id(b) not in placed:
@@ -172,10 +182,10 @@ class EstimateBackend:
                                          cause="exhaustion", phase=phase)
                     result.reason = (f"{b.role} {list(b.shape)} {b.dtype} needs {a.per_bank_bytes:,} B "
                                      f"per bank, {free:,} B free of {a.bank_bytes:,}; {ESTIMATE_NOTE}")
-                    return False
+                    return None
                 used[b.memory] = before + a.per_bank_bytes
         result.extra["extra_buffers"] = [b.role for b in plan.buffers if b.role != "output"]
         # the op's own buffers in allocation order: [role, memory, total bytes, per-bank bytes]
         result.extra["buffers"] = [[b.role, b.memory, placed[id(b)].total_bytes, placed[id(b)].per_bank_bytes]
                                    for b in plan.buffers]
-        return True
+        return used["L1"]

@@ -68,6 +68,9 @@ class Plan:
     circular_buffers: list[CircularBuffer] = field(default_factory=list)
     # (buffer, earlier buffers of this plan the op frees just before allocating it)
     frees: list[tuple[Buffer, tuple[Buffer, ...]]] = field(default_factory=list)
+    # per-core bytes of the last program's static circular buffers: they must fit in each core's L1
+    # below the L1 buffers alive when it runs (tt-metal: "clash with L1 buffers" / "grow to")
+    l1_circular_bytes: int = 0
 
     def freed_before(self, buf: Buffer) -> tuple[Buffer, ...]:
         """The plan's buffers the op frees just before allocating ``buf``."""

@@ -12,6 +12,7 @@ import functools
 import math
 
 from replay.backends.devices import BLOCK_FLOAT_DTYPES, ELEMENT_BYTES, TILE_HW, DeviceSpec
+from replay.backends.estimate_conv import ConvShape, auto_shard
 from replay.backends.estimate_plan import Buffer, CircularBuffer, OpCase, Plan, plan_of_events, register_rule
 from replay.backends.ttnn_calls import Held
 from replay.backends.ttnn_calls import results as call_results
@@ -269,11 +270,50 @@ def is_matmul_conv(case: OpCase) -> bool:
 def conv2d(case: OpCase) -> Plan:
     """ttnn.conv2d: a 1x1 matmul conv reads the interleaved input as is and writes an interleaved
     DRAM output (auto-sharded matmul convs skip sharding); other convs: the output as traced."""
-    if case.port is None or not case.outputs or not is_matmul_conv(case):
+    if case.port is None or not case.outputs:
         return outputs_only(case)
+    if not is_matmul_conv(case):
+        return sharded_conv(case) or outputs_only(case)
     out = case.outputs[0]
     return Plan([Buffer(out.shape, out.dtype, "TILE", "DRAM", "output")],
                 reason="matmul conv: output in DRAM interleaved")
+
+
+def conv_shape(case: OpCase) -> ConvShape | None:
+    """The conv as ttnn's auto-shard sees it, or None: grouped, transposed, not 2-d."""
+    x, weight, bias = (case.args.get(k) for k in ("input", "weight", "bias"))
+    groups = case.args.get("groups", ["int", 1])
+    transposed = case.args.get("transposed", ["bool", False])
+    if (groups[1] if isinstance(groups, list) else groups) != 1 or \
+            (transposed[1] if isinstance(transposed, list) else transposed) is True:
+        return None
+    if not all(isinstance(t, list) and t[0] == "T" and len(t[1][0]) == 4 for t in (x, weight)):
+        return None
+    (n, cin, h, w), (cout, _, kh, kw) = x[1][0], weight[1][0]
+    return ConvShape(batch=n, in_channels=cin, out_channels=cout, height=h, width=w, kernel=(kh, kw),
+                     stride=_pair(case.args.get("stride"), 1), padding=_pair(case.args.get("padding"), 0),
+                     dilation=_pair(case.args.get("dilation"), 1),
+                     bias=isinstance(bias, list) and bias[0] == "T")
+
+
+def sharded_conv(case: OpCase) -> Plan | None:
+    """A conv2d on an interleaved bfloat16 L1 input, auto-sharded (replay/backends/estimate_conv.py):
+    the input copied into ttnn's sharding, the halo, the copy freed, the sharded output (replacing the
+    traced one), the conv program's circular buffers beside them. None: not modelled (width sharding)."""
+    x = case.inputs[0] if case.inputs else None
+    conv = conv_shape(case) if x is not None and x.memory == "L1" and x.dtype == "bfloat16" else None
+    s = auto_shard(conv, case.device) if conv is not None else None
+    if s is None or s.layout == "width":
+        return None
+    shard = Buffer((s.input_cores, s.input_rows, s.input_channels), x.dtype, "TILE", "L1",
+                   f"input copy, {s.layout} sharded", cores=s.input_cores)
+    halo = Buffer((s.input_cores, s.halo_rows, s.input_channels), x.dtype, "ROW_MAJOR", "L1", "halo output",
+                  cores=s.input_cores)
+    out = Buffer((s.output_cores, s.output_rows, s.output_channels), case.outputs[0].dtype, "TILE", "L1",
+                 f"output, {s.layout} sharded", cores=s.output_cores)
+    case.outputs[:1] = [out]
+    return Plan([shard, halo, out], frees=[(out, (shard,))], l1_circular_bytes=s.circular_bytes,
+                ttnn_call="ttnn.conv2d", reason=f"conv2d {s.layout} sharded on {s.input_cores} cores in L1")
 
 
 def _dim_of(case: OpCase, rank: int) -> int:

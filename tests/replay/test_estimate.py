@@ -241,3 +241,47 @@ def test_bilinear_upsample_shards_into_l1_even_when_the_tensors_live_in_dram():
     r = run_signature(*traced("deeplabv3_resnet50", "c4428b0fb5fbb53e"))
     assert r.status == "oom_l1" and r.oom.requested_bytes == 2_163_200 and r.oom.num_banks == 1, r.reason
     assert r.oom.per_bank_bytes == 2_163_200
+
+
+# ---------------------------------------------------------------------------------------------
+# conv2d on an interleaved L1 input: ttnn's auto-shard choice, the sharded input copy, the halo, the
+# sharded output and the conv program's circular buffers (replay/backends/estimate_conv.py), against
+# what the mock n150 allocated for real signatures of the zoo
+
+def test_conv_auto_shard_picks_ttnns_sharding_with_its_buffer_sizes():
+    from replay.backends.devices import get_device
+    from replay.backends.estimate_conv import ConvShape, auto_shard
+    # hf_dpt 0653de9f6521d315: 256 -> 128 channels, 3x3 on 192x192; the mock n150 block-shards the input
+    # on 8x8 cores (294,912 B each), the halo 322,816 B, the output on 8x4 cores; its static circular
+    # buffers "grow to 1,883,552 B" from the allocator's base at 105,824 B
+    conv = ConvShape(batch=1, in_channels=256, out_channels=128, height=192, width=192, kernel=(3, 3),
+                     stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True)
+    s = auto_shard(conv, get_device("n150"))
+    assert (s.layout, s.input_cores, s.output_cores) == ("block", 64, 32)
+    assert (s.input_shard_bytes, s.halo_bytes, s.output_bytes) == (294_912, 322_816, 294_912)
+    assert s.circular_bytes == 1_883_552 - 105_824
+
+
+def test_conv_in_l1_runs_out_at_the_halo_where_ttnn_does():
+    # fasterrcnn_mobilenet_v3's 3x3 stem on 800x800: height-sharded copy (641,024 B per core) beside the
+    # interleaved input, then the halo does not fit (mock n150: 50,335,744 B, 786,496 B per bank)
+    r = run_signature(*traced("fasterrcnn_mobilenet_v3_large_fpn", "144b3abff73cb9f5"), L1)
+    assert r.status == "oom_l1" and r.oom.requested_bytes == 50_335_744, r.reason
+    assert (r.oom.per_bank_bytes, r.oom.allocated_bytes) == (786_496, 1_282_048)
+
+
+def test_patch_embedding_conv_runs_out_copying_its_input_onto_two_cores():
+    # CLIP's 32x32/32 patch embedding: 7x7 outputs, block sharded on 2 cores (mock n150: 3,211,264 B)
+    r = run_signature(*traced("hf_clip_vision", "13c4b6c7966c2a6b"), L1)
+    assert r.status == "oom_l1" and r.oom.requested_bytes == 3_211_264 and r.oom.num_banks == 2, r.reason
+    assert r.oom.allocated_bytes == 51_200
+
+
+def test_conv_circular_buffers_overflow_l1_where_ttnns_do_and_fit_where_they_fit():
+    # raft_large 64 -> 64 3x3 on 260x480: the conv program's circular buffers outgrow L1 on the mock n150
+    r = run_signature(*traced("raft_large", "05368ee1a63bdc19"), L1)
+    assert r.status == "cb_overflow" and "clash with L1 buffers" in r.reason, r.reason
+    # retinanet's 819-channel head: output block sharded on 8x7 cores, 327,680 B each; ttnn passes
+    r = run_signature(*traced("retinanet_resnet50_fpn", "763f113c553af984"), L1)
+    assert r.status == "pass", r.reason
+    assert r.extra["buffers"][-1][1:] == ["L1", 56 * 327_680, 327_680]
