@@ -8,7 +8,8 @@ import math
 
 from capture.schema import contiguous_stride
 from replay.mapping.case import Case, Traced
-from replay.mapping.plan import (INT64_MAX, MEMORY, TT, Port, first_out, norm_dim, skip, unsupported)
+from replay.mapping.plan import (FLOAT_DTYPES, INT64_MAX, MEMORY, TT, Port, first_out, norm_dim, skip,
+                                 unsupported)
 from replay.mapping.registry import register
 
 
@@ -204,9 +205,14 @@ def index(p: Port, c: Case):
     if any(x.dtype == "bool" for _, x in present):
         unsupported("boolean mask indexing: the output's length depends on the mask's values; a port computes "
                     "the indices on the host, or keeps the shape with ttnn.where(mask, x, 0)")
+    if len(present) > 1 and [d for d, _ in present] == list(range(len(present))) \
+            and all(isinstance(x, Traced) for _, x in present):
+        _leading_dims_index(p, c, t, present)
+        return
     if len(present) != 1 or not isinstance(present[0][1], Traced):
-        unsupported(f"indexing with {len(present)} index tensors: a port flattens the indexed dims and gathers "
-                    "with ttnn.embedding on one linear index (not mapped in optrace yet)")
+        unsupported(f"indexing with {len(present)} index tensors, not all on the leading dims: a port permutes "
+                    "the indexed dims to the front, flattens them and gathers with ttnn.embedding on one linear "
+                    "index (not mapped in optrace yet)")
     d, ix = present[0]
     out, k = first_out(c), math.prod(ix.shape)
     if d == 0 and t.rank == 2:   # a table lookup: rows of [N, C] by k indices -> [1, k, C]
@@ -229,6 +235,39 @@ def index(p: Port, c: Case):
     if held != out:
         g = p.call("reshape", g, out, memory_config=MEMORY)
     p.expect(out)
+
+
+def _broadcast(shapes: list[list[int]]) -> list[int]:
+    """torch's broadcast of index shapes (right-aligned, 1s stretch)."""
+    rank = max(len(s) for s in shapes)
+    padded = [[1] * (rank - len(s)) + s for s in shapes]
+    return [max(col) for col in zip(*padded)]
+
+
+def _leading_dims_index(p: Port, c: Case, t: Traced, present: list) -> None:
+    """x[i0, i1, ...] on the first m dims: one int32 linear index ((i0 * n1 + i1) * n2 + ...) computed on the
+    device with torch's broadcast, then one gather of the table flattened to [N, rest]."""
+    m, out = len(present), first_out(c)
+    k, n, rest = math.prod(_broadcast([x.shape for _, x in present])), math.prod(t.shape[:m]), math.prod(t.shape[m:])
+    floating = t.dtype in FLOAT_DTYPES
+    if rest > 1 and not floating:
+        unsupported(f"integer table indexed on {m} dims with rows of {rest}: ttnn.embedding takes bfloat16 tables "
+                    "only; a port gathers the rows with ttnn.gather on an index expanded over them")
+    lin = None
+    for d, x in present:
+        ix = p.input(f"indices_{d}", x.shape or [1], "int32")
+        lin = ix if lin is None else p.call("add", p.call("multiply", lin, t.shape[d], memory_config=MEMORY), ix,
+                                            memory_config=MEMORY)
+    p.note(f"{m} indices on the leading dims as one linear index into the table flattened to [{n}, {rest}]")
+    lin = p.call("typecast", p.call("reshape", lin, [1, k], memory_config=MEMORY), TT("uint32"),
+                 memory_config=MEMORY)
+    if rest == 1:
+        g = p.call("gather", p.input("self", [1, n]), 1, lin, memory_config=MEMORY)
+    else:
+        lin = p.call("to_layout", lin, TT("ROW_MAJOR_LAYOUT"), memory_config=MEMORY)
+        g = p.call("embedding", lin, p.input("self", [n, rest], layout="ROW_MAJOR"), memory_config=MEMORY)
+    p.call("reshape", g, out or [1], memory_config=MEMORY)
+    p.expect(out or [1])
 
 
 def _nontrivial(shape: list[int], stride: list[int]) -> list[tuple[int, int]]:

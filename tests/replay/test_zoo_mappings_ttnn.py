@@ -145,6 +145,12 @@ def _is_1d_table(w):
      "held as [1, "),
     ("keypointrcnn_resnet50_fpn", "aten.index.Tensor", lambda w: _is_1d_table(w) and _shape(w, 0) == [1],
      "ttnn.gather(self, 1,", "held as [1, 1]"),
+    # several index tensors on the leading dims (rtdetr's top-k queries, maskrcnn's per-class masks): one linear
+    # index, then ttnn.embedding of the flattened table (rows) or ttnn.gather (one value per index)
+    ("rtdetr_l", "aten.index.Tensor", lambda w: _shape(w, 0) == [1, 8400, 256], "ttnn.embedding(t5, self",
+     "2 indices on the leading dims as one linear index into the table flattened to [8400, 256]"),
+    ("keypointrcnn_resnet50_fpn", "aten.index.Tensor", lambda w: len(w[2][1][1]) == 3, "ttnn.gather(self, 1, t",
+     "3 indices on the leading dims"),
     # int64 boxes + float offsets, an int64 size + 0.5: torch promotes to float, a port typecasts first
     ("fasterrcnn_mobilenet_v3_large_320_fpn", "aten.add.Tensor",
      lambda w: w[2][1][0] == "T" and _arg(w, 0)[1] == "int32" and _arg(w, 1)[1] == "float32", "ttnn.typecast(self",
