@@ -14,11 +14,11 @@ skipped or unsupported here too. A port of several ttnn calls holds each call's 
 (replay/backends/ttnn_calls.py). conv2d: a 1x1 matmul conv writes its output to DRAM, as ttnn does.
 concat through row major: untilized inputs, the row-major result, its row staging (an entry larger
 than a core's L1 is cb_overflow). slice inside tiles, stack, training batch_norm and bilinear upsample
-(its L1 shards, whatever the placement) allocate what the mock device shows. conv2d on an L1 input
-(ungrouped, height or block sharded): ttnn's auto-shard choice, the sharded input copy, the halo, the
-sharded output, and its program's circular buffers against the L1 buffers beside them
-(replay/backends/estimate_conv.py). Not modelled: grouped/depthwise, transposed and width-sharded
-conv2d and pools in L1, the circular buffers of most other programs, fragmentation from earlier ops. `benchmarks/bench_estimate.py --device-results DIR -v` lists every disagreement with the zoo.
+(its L1 shards, whatever the placement) allocate what the mock device shows. conv2d on an L1 input: ttnn's
+auto-shard choice (height, block or width), the sharded input copy, the halo, the sharded output, and
+its program's circular buffers against the L1 buffers beside them (replay/backends/estimate_conv.py).
+Not modelled: conv_transpose2d and pools in L1, the circular buffers of most other programs,
+fragmentation from earlier ops. `benchmarks/bench_estimate.py --device-results DIR -v` lists every disagreement with the zoo.
 """
 from __future__ import annotations
 

@@ -8,10 +8,10 @@ the input into that sharding, builds the halo (the input rows each core's window
 included), frees the sharded copy, allocates the sharded output and runs the conv program, whose static
 circular buffers must fit in each core's L1 below the buffers alive then.
 
-Modelled here (checked buffer by buffer against the mock n150 on 118 traced convolutions,
-/work/l1-devres events): ungrouped, untransposed convs that take height or block sharding. Width
-sharding's circular buffers are larger than this model (a wide-channel conv whose model picks width is
-left to the caller), and grouped/depthwise and transposed convs run other programs.
+Checked buffer by buffer against the mock n150's buffer and circular-buffer events of 118 traced
+convolutions (height, block and width sharded, grouped and depthwise included): the sharding, its core
+counts and every per-core size agree on all of them. Not modelled: transposed convs (conv_transpose2d
+runs another program) and 1-d depthwise convs (ttnn height-shards those).
 """
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ class ConvShape:
 class ConvSharding:
     """One candidate sharding and the per-core bytes ttnn would allocate for it."""
     layout: str               # "height" | "block" | "width"
-    input_cores: int          # cores of the sharded input copy and the halo output
+    input_cores: int          # cores of the input sharding (and of the halo output)
+    copy_cores: int           # the cores the input copy has rows on (the last ones may get none)
     output_cores: int
     input_rows: int           # rows of the sharded input copy per core (channels-last)
     input_channels: int       # channels per core of the input copy and the halo (padded)
@@ -129,14 +130,21 @@ def sharding(layout: str, conv: ConvShape, grid: tuple[int, int]) -> ConvShardin
     out_rows = _up(conv.batch * conv.out_hw[0] * conv.out_hw[1], nhw * TILE_HW) // nhw
     in_ch = _up(conv.in_channels, cin * TILE_HW) // cin
     out_ch = _up(conv.out_channels, cout * TILE_HW) // cout
-    act_h, act_w, out_w = out_rows // TILE_HW, conv.kernel[1] * in_ch // TILE_HW, out_ch // TILE_HW
+    # one activation block row: a kernel row of input channels (width: the whole kernel window)
+    window = conv.kernel[1] * (conv.kernel[0] if layout == "width" else 1)
+    act_h, act_w, out_w = out_rows // TILE_HW, window * in_ch // TILE_HW, out_ch // TILE_HW
+    weights = act_w * out_w
     if layout == "height":   # split reader: two activation halves, plus the tilized block
         act = (-(-act_h // 2) + act_h // 2 + act_h) * act_w
-    else:                    # the activation block and its tilized copy
+    elif layout == "block":  # the activation block and its tilized copy
         act = 2 * act_h * act_w
-    circular = (act + act_w * out_w + (out_w if conv.bias else 0)) * TILE_BF16 + L1_SCRATCHPAD
-    return ConvSharding(layout=layout, input_cores=nhw * cin, output_cores=nhw * cout,
-                        input_rows=_up(conv.batch * conv.height * conv.width, nhw * TILE_HW) // nhw,
+    else:                    # width: the same, and a second, double-buffered weights block
+        act = 2 * act_h * act_w + 2 * weights
+    circular = (act + weights + (out_w if conv.bias else 0)) * TILE_BF16 + L1_SCRATCHPAD
+    in_rows = _up(conv.batch * conv.height * conv.width, nhw * TILE_HW) // nhw
+    holding = -(-(-(-conv.batch * conv.height * conv.width // TILE_HW)) // (in_rows // TILE_HW))
+    return ConvSharding(layout=layout, input_cores=nhw * cin, copy_cores=holding * cin, output_cores=nhw * cout,
+                        input_rows=in_rows,
                         input_channels=in_ch, halo_rows=halo_rows(conv, out_rows, nhw), output_rows=out_rows,
                         output_channels=out_ch, circular_bytes=circular)
 

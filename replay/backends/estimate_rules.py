@@ -280,16 +280,18 @@ def conv2d(case: OpCase) -> Plan:
 
 
 def conv_shape(case: OpCase) -> ConvShape | None:
-    """The conv as ttnn's auto-shard sees it, or None: grouped, transposed, not 2-d."""
+    """The conv as ttnn's auto-shard sees it (grouped ones as ttnn runs them: on every input channel,
+    the weights padded with zeros), or None: transposed, not 2-d."""
     x, weight, bias = (case.args.get(k) for k in ("input", "weight", "bias"))
-    groups = case.args.get("groups", ["int", 1])
     transposed = case.args.get("transposed", ["bool", False])
-    if (groups[1] if isinstance(groups, list) else groups) != 1 or \
-            (transposed[1] if isinstance(transposed, list) else transposed) is True:
+    if (transposed[1] if isinstance(transposed, list) else transposed) is True:
         return None
     if not all(isinstance(t, list) and t[0] == "T" and len(t[1][0]) == 4 for t in (x, weight)):
         return None
     (n, cin, h, w), (cout, _, kh, kw) = x[1][0], weight[1][0]
+    groups = case.args.get("groups", ["int", 1])
+    if (groups[1] if isinstance(groups, list) else groups) == cin == cout and kw == w == 1:
+        return None     # a 1-d depthwise conv: ttnn height-shards it with other blocks
     return ConvShape(batch=n, in_channels=cin, out_channels=cout, height=h, width=w, kernel=(kh, kw),
                      stride=_pair(case.args.get("stride"), 1), padding=_pair(case.args.get("padding"), 0),
                      dilation=_pair(case.args.get("dilation"), 1),
@@ -299,14 +301,14 @@ def conv_shape(case: OpCase) -> ConvShape | None:
 def sharded_conv(case: OpCase) -> Plan | None:
     """A conv2d on an interleaved bfloat16 L1 input, auto-sharded (replay/backends/estimate_conv.py):
     the input copied into ttnn's sharding, the halo, the copy freed, the sharded output (replacing the
-    traced one), the conv program's circular buffers beside them. None: not modelled (width sharding)."""
+    traced one), the conv program's circular buffers beside them. None: not modelled (transposed)."""
     x = case.inputs[0] if case.inputs else None
     conv = conv_shape(case) if x is not None and x.memory == "L1" and x.dtype == "bfloat16" else None
     s = auto_shard(conv, case.device) if conv is not None else None
-    if s is None or s.layout == "width":
+    if s is None:
         return None
-    shard = Buffer((s.input_cores, s.input_rows, s.input_channels), x.dtype, "TILE", "L1",
-                   f"input copy, {s.layout} sharded", cores=s.input_cores)
+    shard = Buffer((s.copy_cores, s.input_rows, s.input_channels), x.dtype, "TILE", "L1",
+                   f"input copy, {s.layout} sharded", cores=s.copy_cores)
     halo = Buffer((s.input_cores, s.halo_rows, s.input_channels), x.dtype, "ROW_MAJOR", "L1", "halo output",
                   cores=s.input_cores)
     out = Buffer((s.output_cores, s.output_rows, s.output_channels), case.outputs[0].dtype, "TILE", "L1",

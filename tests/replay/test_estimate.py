@@ -285,3 +285,16 @@ def test_conv_circular_buffers_overflow_l1_where_ttnns_do_and_fit_where_they_fit
     r = run_signature(*traced("retinanet_resnet50_fpn", "763f113c553af984"), L1)
     assert r.status == "pass", r.reason
     assert r.extra["buffers"][-1][1:] == ["L1", 56 * 327_680, 327_680]
+
+
+def test_depthwise_and_wide_channel_convs_shard_as_ttnn_does_and_run_out_where_it_does():
+    # yolo12x's 768-channel depthwise 3x3 on 136x240: block sharded, the copy (786,432 B per core) does
+    # not fit beside the interleaved input (mock n150: 50,331,648 B with 784,384 B per bank held)
+    r = run_signature(*traced("yolo12x_2176x3840", "a06423661691a0cf"), L1)
+    assert r.status == "oom_l1" and (r.oom.requested_bytes, r.oom.per_bank_bytes) == (50_331_648, 786_432)
+    assert r.oom.allocated_bytes == 784_384
+    # deeplabv3's 2048-channel dilated 3x3: width sharded on 64 cores, the halo runs out
+    # (mock n150: 76,877,824 B, 1,201,216 B per bank, 544,768 B held)
+    r = run_signature(*traced("deeplabv3_resnet101", "aa8d8f0396d602fa"), L1)
+    assert r.status == "oom_l1" and (r.oom.requested_bytes, r.oom.per_bank_bytes) == (76_877_824, 1_201_216)
+    assert r.oom.allocated_bytes == 544_768
