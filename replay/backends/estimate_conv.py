@@ -5,13 +5,13 @@ determine_conv_config_for_auto_shard) estimates the per-core L1 of height, block
 (the program's circular buffers + the sharded output + the halo output) and takes the smallest: height
 unless block is smaller and spans at least a grid row of cores, width if smaller still. It then copies
 the input into that sharding, builds the halo (the input rows each core's windows read, padding
-included), frees the sharded copy, allocates the sharded output and runs the conv program, whose static
+included), frees the sharded copy (conv_transpose2d keeps it), allocates the sharded output and runs the conv program, whose static
 circular buffers must fit in each core's L1 below the buffers alive then.
 
 Checked buffer by buffer against the mock n150's buffer and circular-buffer events of 118 traced
-convolutions (height, block and width sharded, grouped and depthwise included): the sharding, its core
-counts and every per-core size agree on all of them. Not modelled: transposed convs (conv_transpose2d
-runs another program) and 1-d depthwise convs (ttnn height-shards those).
+convolutions (height, block and width sharded, grouped, depthwise and transposed included): the
+sharding, its core counts and every per-core size agree on all of them. Not modelled: 1-d depthwise
+convs (ttnn height-shards those), grouped, dilated or output-padded transposed convs.
 """
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ class ConvShape:
     padding: tuple[int, int]
     dilation: tuple[int, int]
     bias: bool
+    # the height and width of the tensor copied into the sharding, when not (height, width): a
+    # conv_transpose2d runs as a stride-1 conv over its input with zeros between the rows and columns
+    source_hw: tuple[int, int] = (0, 0)
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -141,8 +144,9 @@ def sharding(layout: str, conv: ConvShape, grid: tuple[int, int]) -> ConvShardin
     else:                    # width: the same, and a second, double-buffered weights block
         act = 2 * act_h * act_w + 2 * weights
     circular = (act + weights + (out_w if conv.bias else 0)) * TILE_BF16 + L1_SCRATCHPAD
-    in_rows = _up(conv.batch * conv.height * conv.width, nhw * TILE_HW) // nhw
-    holding = -(-(-(-conv.batch * conv.height * conv.width // TILE_HW)) // (in_rows // TILE_HW))
+    h, w = conv.source_hw if conv.source_hw[0] else (conv.height, conv.width)
+    in_rows = _up(conv.batch * h * w, nhw * TILE_HW) // nhw
+    holding = -(-(-(-conv.batch * h * w // TILE_HW)) // (in_rows // TILE_HW))
     return ConvSharding(layout=layout, input_cores=nhw * cin, copy_cores=holding * cin, output_cores=nhw * cout,
                         input_rows=in_rows,
                         input_channels=in_ch, halo_rows=halo_rows(conv, out_rows, nhw), output_rows=out_rows,

@@ -281,27 +281,35 @@ def conv2d(case: OpCase) -> Plan:
 
 def conv_shape(case: OpCase) -> ConvShape | None:
     """The conv as ttnn's auto-shard sees it (grouped ones as ttnn runs them: on every input channel,
-    the weights padded with zeros), or None: transposed, not 2-d."""
+    the weights padded with zeros; a transposed one as the stride-1 conv over its input with zeros
+    inserted), or None: not 2-d, a 1-d depthwise conv, a grouped, dilated or output-padded transpose."""
     x, weight, bias = (case.args.get(k) for k in ("input", "weight", "bias"))
-    transposed = case.args.get("transposed", ["bool", False])
-    if (transposed[1] if isinstance(transposed, list) else transposed) is True:
-        return None
     if not all(isinstance(t, list) and t[0] == "T" and len(t[1][0]) == 4 for t in (x, weight)):
         return None
-    (n, cin, h, w), (cout, _, kh, kw) = x[1][0], weight[1][0]
+    transposed = case.args.get("transposed", ["bool", False])
     groups = case.args.get("groups", ["int", 1])
-    if (groups[1] if isinstance(groups, list) else groups) == cin == cout and kw == w == 1:
+    groups = groups[1] if isinstance(groups, list) else groups
+    (n, cin, h, w), (kh, kw) = x[1][0], tuple(weight[1][0][2:])
+    stride, padding = _pair(case.args.get("stride"), 1), _pair(case.args.get("padding"), 0)
+    dilation, has_bias = _pair(case.args.get("dilation"), 1), isinstance(bias, list) and bias[0] == "T"
+    if (transposed[1] if isinstance(transposed, list) else transposed) is True:
+        if groups != 1 or dilation != (1, 1) or _pair(case.args.get("output_padding"), 0) != (0, 0) \
+                or padding[0] >= kh or padding[1] >= kw:
+            return None
+        return ConvShape(batch=n, in_channels=cin, out_channels=weight[1][0][1], kernel=(kh, kw), stride=(1, 1),
+                         height=(h - 1) * stride[0] + 1, width=(w - 1) * stride[1] + 1, dilation=(1, 1),
+                         padding=(kh - 1 - padding[0], kw - 1 - padding[1]), bias=has_bias, source_hw=(h, w))
+    cout = weight[1][0][0]
+    if groups == cin == cout and kw == w == 1:
         return None     # a 1-d depthwise conv: ttnn height-shards it with other blocks
     return ConvShape(batch=n, in_channels=cin, out_channels=cout, height=h, width=w, kernel=(kh, kw),
-                     stride=_pair(case.args.get("stride"), 1), padding=_pair(case.args.get("padding"), 0),
-                     dilation=_pair(case.args.get("dilation"), 1),
-                     bias=isinstance(bias, list) and bias[0] == "T")
+                     stride=stride, padding=padding, dilation=dilation, bias=has_bias)
 
 
 def sharded_conv(case: OpCase) -> Plan | None:
     """A conv2d on an interleaved bfloat16 L1 input, auto-sharded (replay/backends/estimate_conv.py):
     the input copied into ttnn's sharding, the halo, the copy freed, the sharded output (replacing the
-    traced one), the conv program's circular buffers beside them. None: not modelled (transposed)."""
+    traced one), the conv program's circular buffers beside them. None: not modelled (conv_shape)."""
     x = case.inputs[0] if case.inputs else None
     conv = conv_shape(case) if x is not None and x.memory == "L1" and x.dtype == "bfloat16" else None
     s = auto_shard(conv, case.device) if conv is not None else None
@@ -314,7 +322,9 @@ def sharded_conv(case: OpCase) -> Plan | None:
     out = Buffer((s.output_cores, s.output_rows, s.output_channels), case.outputs[0].dtype, "TILE", "L1",
                  f"output, {s.layout} sharded", cores=s.output_cores)
     case.outputs[:1] = [out]
-    return Plan([shard, halo, out], frees=[(out, (shard,))], l1_circular_bytes=s.circular_bytes,
+    # conv2d frees the copy once the halo holds it; conv_transpose2d keeps it to the end (mock n150)
+    frees = [] if conv.source_hw[0] else [(out, (shard,))]
+    return Plan([shard, halo, out], frees=frees, l1_circular_bytes=s.circular_bytes,
                 ttnn_call="ttnn.conv2d", reason=f"conv2d {s.layout} sharded on {s.input_cores} cores in L1")
 
 

@@ -298,3 +298,14 @@ def test_depthwise_and_wide_channel_convs_shard_as_ttnn_does_and_run_out_where_i
     r = run_signature(*traced("deeplabv3_resnet101", "aa8d8f0396d602fa"), L1)
     assert r.status == "oom_l1" and (r.oom.requested_bytes, r.oom.per_bank_bytes) == (76_877_824, 1_201_216)
     assert r.oom.allocated_bytes == 544_768
+
+
+def test_conv_transpose_runs_as_a_stride_one_conv_keeping_its_input_copy():
+    # maskrcnn's mask head upsampling, 100 x 256 x 14 x 14 by 2x2/2: block sharded, the output does not
+    # fit beside the copy and the halo (mock n150: 40,239,104 B, 628,736 B per bank, 992,640 B held)
+    r = run_signature(*traced("maskrcnn_resnet50_fpn", "6f457ba2b9279be5"), L1)
+    assert r.status == "oom_l1" and (r.oom.requested_bytes, r.oom.per_bank_bytes) == (40_239_104, 628_736)
+    assert r.oom.allocated_bytes == 992_640
+    # yolov8n-seg's 64-channel 2x2/2 upsampling on 160x160: the kept copy leaves no room for the
+    # program's circular buffers (mock n150: cb_overflow)
+    assert run_signature(*traced("yolov8n_seg_p6", "1fa3a16b107f6643"), L1).status == "cb_overflow"
