@@ -22,6 +22,19 @@ def format_shapes(shapes: list[list[int]]) -> str:
     return "; ".join("[" + ", ".join(str(d) for d in s) + "]" for s in shapes)
 
 
+def broadcast_shapes(*shapes) -> tuple:
+    """torch's broadcast of shapes (right-aligned; a 1 stretches, a 0 stays 0); ValueError when two
+    dims differ and neither is 1."""
+    rank = max(len(s) for s in shapes)
+    out = []
+    for col in zip(*[(1,) * (rank - len(s)) + tuple(s) for s in shapes]):
+        sizes = {x for x in col if x != 1}
+        if len(sizes) > 1:
+            raise ValueError(f"shapes {', '.join(str(list(s)) for s in shapes)} do not broadcast")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
 def strip_trailing_ones(shape: list[int]) -> list[int]:
     """The shape without its size-1 trailing dims (at least one dim kept)."""
     out = list(shape)

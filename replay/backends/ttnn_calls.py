@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from replay.mapping.plan import MEMORY, Call, Ref
+from replay.shapes import broadcast_shapes
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,10 @@ def _tensors(args: list) -> list[Held]:
 
 
 def _broadcast(a: tuple, b: tuple) -> tuple:
-    n = max(len(a), len(b))
-    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
-    out = []
-    for x, y in zip(a, b):
-        if x != y and 1 not in (x, y):
-            raise UnknownCall(f"shapes {a} and {b} do not broadcast")
-        out.append(max(x, y) if 0 not in (x, y) else 0)
-    return tuple(out)
+    try:
+        return broadcast_shapes(a, b)
+    except ValueError as e:
+        raise UnknownCall(str(e)) from None
 
 
 @result_rule("relu", "silu", "gelu", "sigmoid", "tanh", "exp", "log", "neg", "abs", "sqrt", "rsqrt",

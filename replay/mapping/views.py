@@ -11,6 +11,7 @@ from replay.mapping.case import Case, Traced
 from replay.mapping.plan import (FLOAT_DTYPES, INT64_MAX, MEMORY, TT, Port, first_out, norm_dim, skip,
                                  unsupported)
 from replay.mapping.registry import register
+from replay.shapes import broadcast_shapes
 
 
 @register("aten.view.default", "aten._unsafe_view.default", "aten.reshape.default",
@@ -237,18 +238,12 @@ def index(p: Port, c: Case):
     p.expect(out)
 
 
-def _broadcast(shapes: list[list[int]]) -> list[int]:
-    """torch's broadcast of index shapes (right-aligned, 1s stretch)."""
-    rank = max(len(s) for s in shapes)
-    padded = [[1] * (rank - len(s)) + s for s in shapes]
-    return [max(col) for col in zip(*padded)]
-
-
 def _leading_dims_index(p: Port, c: Case, t: Traced, present: list) -> None:
     """x[i0, i1, ...] on the first m dims: one int32 linear index ((i0 * n1 + i1) * n2 + ...) computed on the
     device with torch's broadcast, then one gather of the table flattened to [N, rest]."""
     m, out = len(present), first_out(c)
-    k, n, rest = math.prod(_broadcast([x.shape for _, x in present])), math.prod(t.shape[:m]), math.prod(t.shape[m:])
+    k = math.prod(broadcast_shapes(*[x.shape for _, x in present]))
+    n, rest = math.prod(t.shape[:m]), math.prod(t.shape[m:])
     floating = t.dtype in FLOAT_DTYPES
     if rest > 1 and not floating:
         unsupported(f"integer table indexed on {m} dims with rows of {rest}: ttnn.embedding takes bfloat16 tables "
