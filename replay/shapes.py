@@ -22,6 +22,11 @@ def format_shapes(shapes: list[list[int]]) -> str:
     return "; ".join("[" + ", ".join(str(d) for d in s) + "]" for s in shapes)
 
 
+def round_up(x: int, m: int) -> int:
+    """x rounded up to a multiple of m (tile and page padding)."""
+    return -(-x // m) * m
+
+
 def broadcast_shapes(*shapes) -> tuple:
     """torch's broadcast of shapes (right-aligned; a 1 stretches, a 0 stays 0); ValueError when two
     dims differ and neither is 1."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from replay.backends.devices import TILE_HW, DeviceSpec
+from replay.shapes import round_up
 
 TILE_BF16 = 2048              # bytes of one bfloat16 tile
 L1_SCRATCHPAD = 64            # conv2d's l1 scratchpad circular buffer
@@ -82,15 +83,11 @@ class ConvSharding:
         return self.circular_bytes + self.output_bytes + self.halo_bytes
 
 
-def _up(x: int, m: int) -> int:
-    return -(-x // m) * m
-
-
 def divisor_with_padding(num: int, start: int) -> int:
     """The most cores (<= start) splitting num tiles so that the padding stays under one core's share
     (find_closest_largest_divisor_with_num_padding)."""
     d = start
-    while d > 1 and _up(num, d) - num >= _up(num, d) // d:
+    while d > 1 and round_up(num, d) - num >= round_up(num, d) // d:
         d -= 1
     return max(d, 1)
 
@@ -130,9 +127,9 @@ def _cores(layout: str, conv: ConvShape, grid: tuple[int, int]) -> tuple[int, in
 def sharding(layout: str, conv: ConvShape, grid: tuple[int, int]) -> ConvSharding:
     """One candidate sharding of a conv on a compute grid, with its per-core buffers and circular buffers."""
     nhw, cin, cout = _cores(layout, conv, grid)
-    out_rows = _up(conv.batch * conv.out_hw[0] * conv.out_hw[1], nhw * TILE_HW) // nhw
-    in_ch = _up(conv.in_channels, cin * TILE_HW) // cin
-    out_ch = _up(conv.out_channels, cout * TILE_HW) // cout
+    out_rows = round_up(conv.batch * conv.out_hw[0] * conv.out_hw[1], nhw * TILE_HW) // nhw
+    in_ch = round_up(conv.in_channels, cin * TILE_HW) // cin
+    out_ch = round_up(conv.out_channels, cout * TILE_HW) // cout
     # one activation block row: a kernel row of input channels (width: the whole kernel window)
     window = conv.kernel[1] * (conv.kernel[0] if layout == "width" else 1)
     act_h, act_w, out_w = out_rows // TILE_HW, window * in_ch // TILE_HW, out_ch // TILE_HW
@@ -145,7 +142,7 @@ def sharding(layout: str, conv: ConvShape, grid: tuple[int, int]) -> ConvShardin
         act = 2 * act_h * act_w + 2 * weights
     circular = (act + weights + (out_w if conv.bias else 0)) * TILE_BF16 + L1_SCRATCHPAD
     h, w = conv.source_hw if conv.source_hw[0] else (conv.height, conv.width)
-    in_rows = _up(conv.batch * h * w, nhw * TILE_HW) // nhw
+    in_rows = round_up(conv.batch * h * w, nhw * TILE_HW) // nhw
     holding = -(-(-(-conv.batch * h * w // TILE_HW)) // (in_rows // TILE_HW))
     return ConvSharding(layout=layout, input_cores=nhw * cin, copy_cores=holding * cin, output_cores=nhw * cout,
                         input_rows=in_rows,

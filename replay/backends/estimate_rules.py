@@ -16,6 +16,7 @@ from replay.backends.estimate_conv import ConvShape, auto_shard
 from replay.backends.estimate_plan import Buffer, CircularBuffer, OpCase, Plan, plan_of_events, register_rule
 from replay.backends.ttnn_calls import Held
 from replay.backends.ttnn_calls import results as call_results
+from replay.shapes import round_up
 
 
 def outputs_only(case: OpCase) -> Plan:
@@ -226,10 +227,6 @@ def reshape(case: OpCase) -> Plan:
     return Plan([out, mapping], ttnn_call=call)
 
 
-def _up(x: int, m: int) -> int:
-    return -(-x // m) * m
-
-
 @register_rule("aten.permute.default")
 def permute(case: OpCase) -> Plan:
     """ttnn.permute: identity is free; otherwise the padded output only (stays in TILE)."""
@@ -346,7 +343,7 @@ def concat_staging_page_bytes(ins: list[Buffer], out: Buffer, dim: int, device: 
     width = out.shape[-1]
     if rank > 1 and dim == rank - 1 and any(b.shape[-1] * esize % device.alignment(b.memory) for b in ins):
         width = out.shape[-2]
-    return _up(width * esize, max(device.alignment(b.memory) for b in ins + [out]))
+    return round_up(width * esize, max(device.alignment(b.memory) for b in ins + [out]))
 
 
 @register_rule("aten.slice.Tensor")
@@ -442,8 +439,8 @@ def grid_sample(case: OpCase) -> Plan:
     if not case.outputs or ch % TILE_HW == 0:
         return Plan(list(case.outputs), ttnn_call="ttnn.grid_sample")
     out = case.outputs[0]
-    padded_in = Buffer(x.shape[:-1] + (_up(ch, TILE_HW),), x.dtype, "ROW_MAJOR", x.memory, "input channels padded")
-    padded_out = Buffer(out.shape[:-1] + (_up(ch, TILE_HW),), out.dtype, "ROW_MAJOR", out.memory,
+    padded_in = Buffer(x.shape[:-1] + (round_up(ch, TILE_HW),), x.dtype, "ROW_MAJOR", x.memory, "input channels padded")
+    padded_out = Buffer(out.shape[:-1] + (round_up(ch, TILE_HW),), out.dtype, "ROW_MAJOR", out.memory,
                         "padded grid_sample result")
     return Plan([padded_in, padded_out, out], ttnn_call="ttnn.pad; ttnn.grid_sample; ttnn.slice")
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from replay.backends.devices import (BLOCK_FLOAT_DTYPES, ELEMENT_BYTES, L1_SMALL_BYTES, TILE_BYTES, TILE_HW,
                             DeviceSpec, get_device)
+from replay.shapes import round_up
 
 LAYOUTS = ("TILE", "ROW_MAJOR")
 
@@ -31,10 +32,6 @@ PAGE_COUNT_MASK = (1 << 32) - 1
 
 class FootprintError(ValueError):
     """A shape, dtype, layout, memory or device the model cannot take; the message is one line."""
-
-
-def _up(x: int, m: int) -> int:
-    return -(-x // m) * m
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,7 +74,7 @@ def allocate(shape, dtype: str, layout: str, memory: str, device: DeviceSpec,
     else:
         h, w, lead = 1, (shape[0] if rank else 1), 1
     if layout == "TILE":
-        ph, pw = _up(h, TILE_HW), _up(w, TILE_HW)
+        ph, pw = round_up(h, TILE_HW), round_up(w, TILE_HW)
         padded = tuple(shape[:-2]) + (ph, pw) if rank >= 2 else (ph, pw)
         pages = lead * (ph // TILE_HW) * (pw // TILE_HW)
         raw_page = TILE_BYTES[dtype]
@@ -91,8 +88,8 @@ def allocate(shape, dtype: str, layout: str, memory: str, device: DeviceSpec,
     # tt-metal counts pages in 32 bits: beyond 2^32 pages the request it makes (and judges) wraps.
     pages &= PAGE_COUNT_MASK
     num_banks, bank_bytes = device.banks(memory, l1_small_bytes)
-    page = _up(raw_page, device.alignment(memory))
-    per_bank = _up(-(-pages // num_banks) * page, device.dram_alignment)
+    page = round_up(raw_page, device.alignment(memory))
+    per_bank = round_up(-(-pages // num_banks) * page, device.dram_alignment)
     return Allocation(shape=tuple(shape), dtype=dtype, layout=layout, memory=memory, padded_shape=padded,
                       page_bytes=page, pages=pages, num_banks=num_banks, per_bank_bytes=per_bank,
                       bank_bytes=bank_bytes, total_bytes=pages * page, logical_bytes=logical)

@@ -5,15 +5,12 @@ from __future__ import annotations
 from replay.mapping.case import Case
 from replay.mapping.plan import DEVICE, MEMORY, TT, Port, first_out, norm_dim, unsupported
 from replay.mapping.registry import register
+from replay.shapes import round_up
 
 # aten.grid_sampler_2d's integer modes (torch/nn/functional.py: GRID_SAMPLE_INTERPOLATION_MODES/PADDING_MODES)
 _GRID_MODES = {0: "bilinear", 1: "nearest", 2: "bicubic"}
 _GRID_PADDING = {0: "zeros", 1: "border", 2: "reflection"}
 TILE = 32
-
-
-def _up(x: int, m: int) -> int:
-    return -(-x // m) * m
 
 
 @register("aten.gather.default", ttnn="ttnn.gather(x, dim, index uint32)")
@@ -38,8 +35,8 @@ def grid_sampler_2d(p: Port, c: Case):
     n, ch, h, w = c.tensor("input").shape
     x = p.input("input", [n, h, w, ch], layout="ROW_MAJOR", permute=[0, 2, 3, 1])
     if ch % TILE:   # ttnn.grid_sample wants C a multiple of the tile width (RAFT samples C=1 volumes)
-        p.note(f"channels padded {ch} -> {_up(ch, TILE)} for ttnn.grid_sample, sliced back after")
-        x = p.call("pad", x, [[0, 0], [0, 0], [0, 0], [0, _up(ch, TILE) - ch]], 0.0, memory_config=MEMORY)
+        p.note(f"channels padded {ch} -> {round_up(ch, TILE)} for ttnn.grid_sample, sliced back after")
+        x = p.call("pad", x, [[0, 0], [0, 0], [0, 0], [0, round_up(ch, TILE) - ch]], 0.0, memory_config=MEMORY)
     out = first_out(c)
     s = p.call("grid_sample", x, p.input("grid", layout="ROW_MAJOR"), mode=mode, padding_mode="zeros",
                align_corners=bool(c.get("align_corners", False)), memory_config=MEMORY)
