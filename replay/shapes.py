@@ -1,5 +1,6 @@
-"""What a signature looks like to a user: its tensor arguments' shapes, as the reports and studies print them;
-and the same reshape/permute with its size-1 trailing dims folded away, as a port writes it.
+"""Shapes, for every stage above capture: a signature's tensor arguments' shapes as the reports and studies
+print them; the same reshape/permute with its size-1 trailing dims folded away, as a port writes it; and the
+two shape helpers the mappings and the estimate share (torch's broadcast of shapes, rounding up to a tile or page).
 
 Ground for every stage above capture: imports only the trace schema, neither torch nor ttnn.
 """
