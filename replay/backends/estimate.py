@@ -35,7 +35,8 @@ from replay.results import ESTIMATE_NOTE, OomInfo, ReplayResult, TensorFootprint
 
 # what the in-context estimate (replay/context/estimate.py) and the tests take from here
 __all__ = ["RULES", "Buffer", "CircularBuffer", "EstimateBackend", "EstimateSettings", "OpCase", "Plan",
-           "circular_buffer_overflow", "outputs_only", "place", "place_tensors", "register_rule", "rules_table"]
+           "circular_buffer_overflow", "circular_clash", "op_case", "outputs_only", "place", "place_tensors",
+           "register_rule", "rules_table"]
 
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
 # torch dtype -> ttnn dtype for non-float tensors (float tensors take EstimateSettings.dtype). ttnn has no
@@ -83,6 +84,35 @@ def _port_buffers(port: Replay, out_metas: list, settings: EstimateSettings) -> 
     return inputs, outputs, why
 
 
+def op_case(case: Case, port: Replay, settings: EstimateSettings, device) -> tuple[OpCase | None, str, str]:
+    """The OpCase the per-op rules see for one case under its port plan (replay.mapping.plan_replay):
+    (OpCase, "", ""), or (None, status, reason) for what a port skips or cannot express. The single-op
+    backend and the in-context simulation (replay/context/estimate.py) both build their cases here."""
+    if port.status == "skip" or (port.status == "unsupported" and port.reason != NO_MAPPING):
+        # what a port would not issue (or cannot express) allocates nothing
+        return None, "skipped" if port.status == "skip" else "unsupported", port.reason
+    out_metas = tensor_payloads(case.outputs)
+    if port.status == "mapped":
+        inputs, outputs, why = _port_buffers(port, out_metas, settings)
+    else:   # no mapping yet: the tensors as traced
+        inputs, why = place_tensors(tensor_payloads(case.args), settings, "input")
+        outputs, why_out = place_tensors(out_metas, settings, "output")
+        why = why or why_out
+    if why:
+        return None, "unsupported", why
+    return OpCase(case.op, dict(zip(case.arg_names, case.args)), inputs, outputs, settings, device,
+                  port if port.status == "mapped" else None), "", ""
+
+
+def circular_clash(plan: Plan, l1_below_bytes: int) -> str:
+    """Why the plan's static circular buffers do not fit in the ``l1_below_bytes`` per core that lie
+    below the lowest L1 buffer alive at its end (tt-metal: "clash with L1 buffers"), or ""."""
+    if not plan.l1_circular_bytes or plan.l1_circular_bytes <= l1_below_bytes:
+        return ""
+    return (f"static circular buffers ({plan.l1_circular_bytes:,} B per core) clash with L1 buffers "
+            f"({l1_below_bytes:,} B per core below them)")
+
+
 def _tensor_footprint(b: Buffer, a: Allocation) -> TensorFootprint:
     return TensorFootprint(list(b.shape), b.dtype, b.layout, b.memory, a.logical_bytes,
                            list(a.padded_shape), a.total_bytes)
@@ -110,52 +140,29 @@ class EstimateBackend:
         result.time_s = time.perf_counter() - t0
         return result
 
-    def _buffers(self, case: Case, port: Replay) -> tuple[list, list, str]:
-        """The op's input and output buffers: as the port holds them, or (no mapping yet) as traced."""
-        out_metas = tensor_payloads(case.outputs)
-        if port.status == "mapped":
-            return _port_buffers(port, out_metas, self.settings)
-        inputs, why = place_tensors(tensor_payloads(case.args), self.settings, "input")
-        outputs, why_out = place_tensors(out_metas, self.settings, "output")
-        return inputs, outputs, why or why_out
-
     def _judge(self, case: Case, result: ReplayResult) -> None:
         settings = self.settings
         port = plan_replay(case, PortSettings(settings.dtype, settings.layout, settings.memory))
-        if port.status == "skip" or (port.status == "unsupported" and port.reason != NO_MAPPING):
-            # what a port would not issue (or cannot express) allocates nothing
-            result.status = "skipped" if port.status == "skip" else "unsupported"
-            result.reason = f"{port.reason}; {ESTIMATE_NOTE}"
+        opc, status, why = op_case(case, port, settings, self.device)
+        if opc is None:
+            result.status, result.reason = status, f"{why}; {ESTIMATE_NOTE}"
             return
-        inputs, outputs, why = self._buffers(case, port)
-        if why:
-            result.status, result.reason = "unsupported", f"{why}; {ESTIMATE_NOTE}"
-            return
-        op_case = OpCase(case.op, dict(zip(case.arg_names, case.args)), inputs, outputs, settings, self.device,
-                         port if port.status == "mapped" else None)
         rule = RULES.get(case.op, outputs_only)
-        plan = rule(op_case)
+        plan = rule(opc)
         result.ttnn_call = plan.ttnn_call
         result.extra["rule"] = rule.__name__
         if plan.status:
             result.status, result.reason = plan.status, f"{plan.reason}; {ESTIMATE_NOTE}"
             return
-        l1_used = self._allocate(inputs, outputs, plan, result)
+        l1_used = self._allocate(opc.inputs, opc.outputs, plan, result)
         if l1_used is None:
             return
-        overflow = circular_buffer_overflow(plan, self.device) or self._circular_clash(plan, l1_used)
+        _, bank = self.device.banks("L1", settings.l1_small_bytes)
+        overflow = circular_buffer_overflow(plan, self.device) or circular_clash(plan, bank - l1_used)
         if overflow:
             result.status, result.reason = "cb_overflow", f"{result.ttnn_call or case.op}: {overflow}; {ESTIMATE_NOTE}"
         elif plan.reason:
             result.reason = f"{plan.reason}; {ESTIMATE_NOTE}"
-
-    def _circular_clash(self, plan: Plan, l1_used: int) -> str:
-        """Why the plan's static circular buffers do not fit beside the L1 buffers alive at its end, or ""."""
-        _, bank = self.device.banks("L1", self.settings.l1_small_bytes)
-        if not plan.l1_circular_bytes or l1_used + plan.l1_circular_bytes <= bank:
-            return ""
-        return (f"static circular buffers ({plan.l1_circular_bytes:,} B per core) clash with L1 buffers "
-                f"({l1_used:,} B per bank) in {bank:,} B")
 
     def _allocate(self, inputs: list, outputs: list, plan: Plan, result: ReplayResult) -> int | None:
         """Place inputs, then the op's buffers, on an empty device; the L1 bytes per bank in use at the

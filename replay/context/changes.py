@@ -111,17 +111,20 @@ def call_replays(trace: Trace, plan: ContextPlan, settings: PortSettings, change
     """Call index -> its Replay, for the calls the changes replay differently (folded, or writing DRAM)."""
     out: dict[int, Replay] = {}
     for step, call in zip(plan.steps, trace.calls):
-        fold = step.index in changes.fold_calls
-        if not fold and not writes_dram(step, changes):
+        if step.index not in changes.fold_calls and not writes_dram(step, changes):
             continue
-        sig = trace.signatures[call.signature]
-        names = trace.ops[call.op].arg_names
-        if fold:
-            sig = fold_trailing_ones(sig, names) or sig
-            names = ["self", "size"] if sig.op == "aten.view.default" and len(sig.args) == 2 else names
-        out[step.index] = plan_replay(Case.from_wire(sig.to_full_wire(names)),
-                                      call_settings(step, settings, changes))
+        out[step.index] = plan_replay(call_case(trace, step, call, changes), call_settings(step, settings, changes))
     return out
+
+
+def call_case(trace: Trace, step, call, changes: ContextChanges) -> Case:
+    """The case one call replays under the changes: its signature, or its folded signature."""
+    sig = trace.signatures[call.signature]
+    names = trace.ops[call.op].arg_names
+    if step.index in changes.fold_calls:
+        sig = fold_trailing_ones(sig, names) or sig
+        names = ["self", "size"] if sig.op == "aten.view.default" and len(sig.args) == 2 else names
+    return Case.from_wire(sig.to_full_wire(names))
 
 
 def folded_outputs(plan: ContextPlan, changes: ContextChanges) -> set[int]:

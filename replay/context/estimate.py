@@ -1,13 +1,20 @@
 """The estimate backend's in-context mode: a model's call sequence on a simulated allocator.
 
-Imports neither torch nor ttnn. Each call's buffers come from the estimate's per-op rules
-(replay/backends/estimate.py); they are placed by a pure-Python allocator with one free list per bank type.
-Interleaved buffers take the same offset in every bank of their type, so one simulated bank stands
-for all of them; an allocation fails when its per-bank size exceeds the largest free block.
+Imports neither torch nor ttnn. Each call is replayed as the ttnn worker (replay/context/worker.py)
+replays it: the port's ttnn calls (replay.mapping, under the port's changes), its inputs held as the
+port wants them (channels-last conv inputs, host conv weights; a live tensor held otherwise is
+re-held, a missing one gets a stand-in), and the single-op estimate's case and per-op rule for the
+op's buffers (replay/backends/estimate.op_case: sharded conv2d in L1 with its halo and circular
+buffers, training batch_norm, the results of a port of several calls, ...). The buffers are placed by
+a pure-Python allocator with one free list per bank type: interleaved buffers take the same offset in
+every bank of their type and a sharded one the same offset in the banks it uses, so one simulated
+bank stands for all of them; an allocation fails when its per-bank size exceeds the largest free
+block. A program's static circular buffers must fit below the lowest live L1 buffer (tt-metal's
+"clash with L1 buffers").
 
 Simplifications (documented in docs/in-context.md): first-fit (ttnn's allocator is best-fit), DRAM
-bottom-up and L1 top-down as in tt-metal; circular buffers only where one entry outgrows a core's L1
-(concat's row staging: cb_overflow), no op scratch buffers, no L1_SMALL region use; ttnn's program
+bottom-up and L1 top-down as in tt-metal; circular buffers only where the single-op rules model them
+(conv2d in L1, concat's row staging), no op scratch buffers, no L1_SMALL region use; ttnn's program
 cache is modelled only for reshape page-mapping tensors (allocated by the first call of a reshape
 signature, kept to the end, shared by later calls of that signature).
 """
@@ -16,17 +23,17 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from capture.schema import Trace, tensor_payloads
-from replay.context.changes import ContextChanges, resident_under, with_frees, writes_dram
+from capture.schema import Trace
+from replay.context.changes import (ContextChanges, call_case, call_replays, folded_outputs, held_spec,
+                                    resident_under, with_frees, writes_dram)
 from replay.context.plan import (CallRecord, ContextPlan, folded_record, plan_context, port_replays, resident_specs,
                                  summarize)
-from replay.backends.devices import get_device
-from replay.backends.estimate import (RULES, Buffer, EstimateSettings, OpCase, circular_buffer_overflow, outputs_only,
-                                      place_tensors)
-from replay.backends.footprint import allocate
-from replay.mapping import PortSettings
+from replay.backends.devices import BLOCK_FLOAT_DTYPES, get_device
+from replay.backends.estimate import (RULES, Buffer, EstimateSettings, circular_buffer_overflow, circular_clash,
+                                      op_case, outputs_only, place)
+from replay.mapping import PortSettings, Replay
 from replay.results import oom_status
-from replay.shapes import fold_trailing_ones
+from replay.shapes import strip_trailing_ones
 
 MAPPING_ROLE = "reshape page-mapping tensor"
 
@@ -74,16 +81,28 @@ class BankAllocator:
 
 
 class Alloc:
-    """A placed buffer; several trace tensors (views) may share one."""
+    """A placed buffer; several trace tensors (views) may share one. ``shape`` is the tensor's shape as the
+    port holds it (a sharded conv output's buffer is laid out per core, its tensor is [1, 1, N*H*W, C])."""
 
-    def __init__(self, memory: str, addr: int, per_bank: int, total: int, shape, role: str):
+    def __init__(self, memory: str, addr: int, per_bank: int, total: int, shape, role: str,
+                 dtype: str = "", layout: str = ""):
         self.memory, self.addr, self.per_bank, self.total, self.shape, self.role = \
             memory, addr, per_bank, total, tuple(shape), role
+        self.dtype, self.layout = dtype, layout
         self.refs = 0
+
+    def holds(self, spec, folded: bool = False) -> bool:
+        """Held as the port wants ``spec`` (as the ttnn worker checks its live tensor): same shape (trailing
+        1s aside for a folded call's output), dtype, layout and memory."""
+        same_shape = list(self.shape) == list(spec.shape) or \
+            (folded and strip_trailing_ones(list(self.shape)) == strip_trailing_ones(list(spec.shape)))
+        return same_shape and self.dtype == spec.dtype and self.layout == spec.layout and self.memory == spec.memory
 
 
 class Simulation:
-    """One model's call sequence on the simulated allocator: live tensors, cached mapping tensors, failures."""
+    """One model's call sequence on the simulated allocator: live tensors, cached mapping tensors, failures.
+    Each call is the port's (replay.mapping, under the changes, as the ttnn worker replays it): its inputs
+    held as the port wants them (re-held otherwise), the single-op estimate's rule for its buffers."""
 
     def __init__(self, plan: ContextPlan, trace: Trace, settings: EstimateSettings,
                  changes: ContextChanges | None = None):
@@ -93,36 +112,47 @@ class Simulation:
         self.banks = {m: BankAllocator(self.device.banks(m, settings.l1_small_bytes)[1], top_down=(m == "L1"))
                       for m in ("DRAM", "L1")}
         self.live: dict[int, Alloc] = {}
+        self.pinned: dict[int, Alloc] = {}         # device stand-ins for weights the port hands ttnn from the host
         self.cache: dict[str, Alloc] = {}          # signature id -> its cached page-mapping tensor
         self.failed: set[int] = set()
-        self.cases: dict[tuple, tuple] = {}       # (signature id, memory) -> its placed case
+        self.cases: dict[tuple, tuple] = {}       # (port, held inputs, memory) -> (OpCase, Plan, why not)
+        port_settings = PortSettings(settings.dtype, settings.layout, settings.memory)
+        self.replays = port_replays(trace, port_settings)
+        self.call_replays = call_replays(trace, self.plan, port_settings, self.changes)
+        self.folded = folded_outputs(self.plan, self.changes)
 
     # -- allocator ---------------------------------------------------------------------------
-    def place(self, buf):
-        """(Alloc, None) or (None, OomInfo dict) for one estimate Buffer."""
-        a = allocate(buf.shape, buf.dtype, buf.layout, buf.memory, self.device, self.settings.l1_small_bytes)
+    def place(self, buf, shape=None):
+        """(Alloc, None) or (None, OomInfo dict) for one estimate Buffer (interleaved, or sharded on
+        ``buf.cores``: one shard per bank at the same address); ``shape``: the tensor's, when not the buffer's."""
+        a = place(buf, self.device, self.settings.l1_small_bytes)
         bank = self.banks[buf.memory]
         addr = bank.alloc(a.per_bank_bytes) if a.per_bank_bytes else 0
         if addr is None:
             used = bank.size - bank.free_bytes
             cause = "fragmentation" if bank.free_bytes >= a.per_bank_bytes else "exhaustion"
             return None, {"requested_bytes": a.total_bytes, "buffer_type": buf.memory, "num_banks": a.num_banks,
-                          "per_bank_bytes": a.per_bank_bytes, "bank_bytes": bank.size, "allocated_bytes": used,
-                          "free_bytes": bank.free_bytes, "largest_free_bytes": bank.largest, "cause": cause,
-                          "phase": "op"}
-        return Alloc(buf.memory, addr, a.per_bank_bytes, a.total_bytes, buf.shape, buf.role), None
+                          "per_bank_bytes": a.message_per_bank_bytes, "bank_bytes": bank.size,
+                          "allocated_bytes": used, "free_bytes": bank.free_bytes, "largest_free_bytes": bank.largest,
+                          "cause": cause, "phase": "op"}
+        return Alloc(buf.memory, addr, a.per_bank_bytes, a.total_bytes, buf.shape if shape is None else shape,
+                     buf.role, buf.dtype, buf.layout), None
 
     def hold(self, tid: int, alloc: Alloc) -> None:
         self.drop(tid)
         alloc.refs += 1
         self.live[tid] = alloc
 
-    def drop(self, tid: int) -> None:
-        a = self.live.pop(tid, None)
+    def drop(self, tid: int, held: dict | None = None) -> None:
+        a = (self.live if held is None else held).pop(tid, None)
         if a is not None:
             a.refs -= 1
             if a.refs == 0:
                 self.banks[a.memory].release(a.addr, a.per_bank)
+
+    def release(self, a: Alloc) -> None:
+        """Give back a buffer no trace tensor holds (an op's temporary, an unnamed input)."""
+        self.banks[a.memory].release(a.addr, a.per_bank)
 
     def in_use(self) -> tuple[int, int]:
         out = []
@@ -130,6 +160,12 @@ class Simulation:
             b = self.banks[m]
             out.append((b.size - b.free_bytes) * self.device.banks(m, self.settings.l1_small_bytes)[0])
         return out[0], out[1]
+
+    def l1_below_buffers(self) -> int:
+        """Per-core L1 bytes below the lowest L1 buffer (L1 buffers are placed top-down; static circular
+        buffers grow from the bottom and must end below them)."""
+        bank = self.banks["L1"]
+        return bank.free[0][1] if bank.free and bank.free[0][0] == 0 else 0
 
     def state(self) -> dict:
         s = {"program_cache_entries": len(self.cache), "live_tensors": len(self.live),
@@ -139,7 +175,7 @@ class Simulation:
                     "allocated_per_bank": b.size - b.free_bytes, "free_per_bank": b.free_bytes,
                     "largest_free_per_bank": b.largest}
         seen, top = set(), []
-        for tid, a in self.live.items():
+        for tid, a in list(self.live.items()) + list(self.pinned.items()):
             if id(a) in seen:
                 continue
             seen.add(id(a))
@@ -151,93 +187,110 @@ class Simulation:
         return s
 
     # -- the sequence ------------------------------------------------------------------------
-    def case(self, step, call):
-        """(input buffers, output buffers, the op's buffer plan, why not) of one call under the changes:
-        a call writing a tensor held in DRAM places its buffers in DRAM; a folded call is its folded signature."""
-        sig = self.trace.signatures[call.signature]
-        names = self.trace.ops[call.op].arg_names
+    def port_of(self, step) -> Replay:
+        """The port's ttnn calls for one call, as the ttnn worker replays it (the changes' own Replay
+        for a folded call or one writing DRAM)."""
+        return self.call_replays.get(step.index) or self.replays[step.signature_id]
+
+    def case(self, step, call, port: Replay):
+        """(OpCase, Plan, why not) of one mapped call: the port's inputs held as the changes say, the
+        single-op estimate's case and rule (replay/backends/estimate.op_case); cached per distinct case."""
+        held = replace(port, inputs=[held_spec(self.plan, step.args.get(t.name), t, self.changes)
+                                     for t in port.inputs])
         settings = replace(self.settings, memory="dram") if writes_dram(step, self.changes) else self.settings
-        if step.index in self.changes.fold_calls:
-            sig = fold_trailing_ones(sig, names) or sig
-            names = ["self", "size"] if sig.op == "aten.view.default" and len(sig.args) == 2 else names
-        key = (sig.id, settings.memory)
+        key = (id(port), settings.memory, tuple((tuple(t.shape), t.dtype, t.layout, t.memory) for t in held.inputs))
         if key not in self.cases:
-            ins, why = place_tensors(tensor_payloads(sig.args), settings, "input")
-            outs, why2 = place_tensors(tensor_payloads(sig.outputs), settings, "output")
+            opc, status, why = op_case(call_case(self.trace, step, call, self.changes), held, settings, self.device)
             plan = None
-            if not (why or why2):
-                plan = RULES.get(sig.op, outputs_only)(OpCase(sig.op, dict(zip(names, sig.args)), ins, outs,
-                                                              settings, self.device))
-            self.cases[key] = (ins, outs, plan, why or why2)
+            if opc is not None:
+                logical = list(opc.outputs)    # the rule may replace an output by its sharded buffer
+                plan = RULES.get(opc.op, outputs_only)(opc)
+                opc = replace(opc, outputs=list(zip(opc.outputs, logical)))
+            self.cases[key] = (held, opc, plan, (status, why))
         return self.cases[key]
 
     def place_resident(self) -> dict:
-        """Parameters, buffers, constants and inputs, placed as the port holds them (replay.mapping)."""
-        replays = port_replays(self.trace, PortSettings(self.settings.dtype, self.settings.layout,
-                                                        self.settings.memory))
+        """Parameters, buffers, constants and inputs, placed as the port holds them (replay.mapping); a
+        weight ttnn takes from the host as its pinned device stand-in (resident_specs)."""
         placed = {"DRAM": 0, "L1": 0, "failed": 0}
-        specs = resident_under(self.plan, resident_specs(self.plan, replays, self.settings.dtype), self.changes)
+        specs = resident_under(self.plan, resident_specs(self.plan, self.replays, self.settings.dtype), self.changes)
         for tid, resident in specs.items():
             spec = resident.spec
-            a, _ = self.place(Buffer(tuple(spec.shape), spec.dtype, spec.layout, spec.memory, "resident"))
+            layout = "TILE" if spec.dtype in BLOCK_FLOAT_DTYPES else spec.layout
+            a, _ = self.place(Buffer(tuple(spec.shape), spec.dtype, layout, spec.memory, "resident"))
             if a is None:
                 placed["failed"] += 1
                 continue
-            self.hold(tid, a)
+            a.refs += 1
+            (self.pinned if resident.pinned else self.live)[tid] = a
             placed[a.memory] += a.total
         return placed
 
     def run_step(self, step, call) -> CallRecord:
-        """One call in context: stand-ins for missing inputs, the op's buffers, outputs held, dead freed."""
+        """One call in context: the port's inputs (live, re-held or stand-ins), the op's buffers, outputs held,
+        dead tensors freed."""
         t0 = time.perf_counter()
         if step.folded:
             return self._finish(step, folded_record(step), t0)
         rec = CallRecord(index=step.index, signature_id=step.signature_id, op=step.op, module_path=step.module_path,
                          status="pass")
-        ins, outs, plan, why = self.case(step, call)
-        if why or plan is None or plan.status:
-            rec.status = "unsupported" if (why or plan is None or plan.status == "unsupported") else "skipped"
-            rec.reason = why or plan.reason
-            if rec.status == "skipped":
+        port = self.port_of(step)
+        held, opc, plan, (status, why) = self.case(step, call, port) if port.status == "mapped" else \
+            (None, None, None, ("skipped" if port.status == "skip" else "unsupported", port.reason))
+        if opc is None or plan.status:
+            rec.status, rec.reason = (status, why) if opc is None else (plan.status, plan.reason)
+            if rec.status == "skipped":    # a view or alias a port never issues: outputs are their input
                 self._alias(step)
             return self._finish(step, rec, t0)
         made: dict[int, Alloc] = {}
         temps: list[Alloc] = []
-        oom = self._standins(step, ins, rec) or self._op_buffers(step, plan, outs, made, temps)
-        if oom is not None:
-            self._fail(step, rec, oom, made)
+        oom = self._inputs(step, held, opc, rec, temps) or self._op_buffers(step, plan, opc, made, temps)
+        overflow = "" if oom else (circular_buffer_overflow(plan, self.device)
+                                   or circular_clash(plan, self.l1_below_buffers()))
+        if oom or overflow:
+            self._fail(step, rec, oom, made, temps) if oom else self._overflow(step, rec, overflow, made, temps)
             return self._finish(step, rec, t0)
-        overflow = circular_buffer_overflow(plan, self.device)
-        if overflow:
-            self._overflow(step, rec, overflow, made)
-            return self._finish(step, rec, t0)
-        for buf, tid in zip(outs, step.outputs):
+        for (buf, _), tid in zip(opc.outputs, step.outputs):
             a = made.get(id(buf))
             if a is not None:
                 self.hold(tid, a)
             elif step.arg_order and step.arg_order[0] in self.live:   # a view: shares its input
                 self.hold(tid, self.live[step.arg_order[0]])
-        rec.dram_bytes, rec.l1_bytes = self.in_use()
         for a in temps:
-            self.banks[a.memory].release(a.addr, a.per_bank)
-        return self._finish(step, rec, t0, measured=True)
+            self.release(a)
+        if plan.reason:
+            rec.reason = f"{plan.reason}; estimate in context"
+        return self._finish(step, rec, t0)
 
-    def _standins(self, step, ins: list, rec: CallRecord) -> dict | None:
-        """Allocate the inputs no live tensor provides; the OomInfo dict of the first that does not fit."""
-        for buf, tid in zip(ins, step.arg_order):
-            if tid in self.live:
+    def _inputs(self, step, held: Replay, opc, rec: CallRecord, temps: list) -> dict | None:
+        """Each device input as the port wants it, as the ttnn worker gets it: the live tensor when held
+        so, else re-held (the old one dropped, a new one placed) or a fresh stand-in; the OomInfo dict of
+        the first that does not fit."""
+        device_inputs = [t for t in held.inputs if t.memory != "host"]
+        for spec, buf in zip(device_inputs, opc.inputs):
+            tid = step.args.get(spec.name)
+            cur = self.live.get(tid) if tid is not None else None
+            if cur is not None and cur.holds(spec, tid in self.folded):
                 continue
-            a, oom = self.place(buf)
+            if cur is not None:
+                rec.reheld += 1        # a port would hold it this way: replace, do not copy
+                self.drop(tid)
+            else:
+                rec.standins += 1
+                rec.cascade = rec.cascade or tid in self.failed
+            a, oom = self.place(buf, spec.shape)
             if a is None:
                 oom["phase"] = "inputs"
-                rec.cascade = tid in self.failed
                 return oom
-            rec.standins += 1
-            self.hold(tid, a)
+            if tid is None:
+                temps.append(a)
+            else:
+                self.hold(tid, a)
         return None
 
-    def _op_buffers(self, step, plan, outs: list, made: dict, temps: list) -> dict | None:
+    def _op_buffers(self, step, plan, opc, made: dict, temps: list) -> dict | None:
         """Allocate the op's buffers (outputs, temporaries, a cached mapping tensor once per signature)."""
+        logical = {id(b): shape for b, shape in ((b, lg.shape) for b, lg in opc.outputs)}
         for buf in plan.buffers:
             if buf.role == MAPPING_ROLE and step.signature_id in self.cache:
                 continue
@@ -245,36 +298,40 @@ class Simulation:
                 freed = made.pop(id(r), None)
                 if freed is not None:
                     temps.remove(freed)
-                    self.banks[freed.memory].release(freed.addr, freed.per_bank)
-            a, oom = self.place(buf)
+                    self.release(freed)
+            a, oom = self.place(buf, logical.get(id(buf)))
             if a is None:
                 return oom
             made[id(buf)] = a
             if buf.role == MAPPING_ROLE:
                 self.cache[step.signature_id] = a
-            elif all(buf is not o for o in outs):
+            elif id(buf) not in logical:
                 temps.append(a)
         return None
 
-    def _fail(self, step, rec: CallRecord, oom: dict, made: dict) -> None:
+    def _fail(self, step, rec: CallRecord, oom: dict, made: dict, temps: list) -> None:
         """Record the call's OOM with the allocator's state, and give back what it had allocated."""
         rec.status, rec.oom = oom_status(oom["buffer_type"]), oom
+        rec.cascade = rec.cascade and oom["phase"] == "inputs"     # only a stand-in that does not fit repeats its producer
         rec.reason = (f"{oom['buffer_type']} buffer needs {oom['per_bank_bytes']:,} B per bank, largest free "
                       f"block {oom['largest_free_bytes']:,} B ({oom['free_bytes']:,} B free); estimate in context")
-        self._give_back(step, rec, made)
+        self._give_back(step, rec, made, temps)
 
-    def _overflow(self, step, rec: CallRecord, why: str, made: dict) -> None:
+    def _overflow(self, step, rec: CallRecord, why: str, made: dict, temps: list) -> None:
         """Record the call's circular-buffer overflow, and give back what it had allocated."""
-        rec.status, rec.reason = "cb_overflow", f"{why}; estimate in context"
-        self._give_back(step, rec, made)
+        rec.status, rec.reason, rec.cascade = "cb_overflow", f"{why}; estimate in context", False
+        self._give_back(step, rec, made, temps)
 
-    def _give_back(self, step, rec: CallRecord, made: dict) -> None:
+    def _give_back(self, step, rec: CallRecord, made: dict, temps: list) -> None:
         """After a failed call: note the allocator's state, free what the call had allocated, mark its outputs failed."""
         rec.allocator = self.state()
         for a in made.values():
             if a.role == MAPPING_ROLE:
                 self.cache.pop(step.signature_id, None)
-            self.banks[a.memory].release(a.addr, a.per_bank)
+            if a not in temps:
+                self.release(a)
+        for a in temps:
+            self.release(a)
         self.failed.update(step.outputs)
 
     def _alias(self, step) -> None:
@@ -284,11 +341,11 @@ class Simulation:
                     self.hold(out, self.live[tid])
                     break
 
-    def _finish(self, step, rec, t0, measured: bool = False) -> CallRecord:
-        if not measured:
-            rec.dram_bytes, rec.l1_bytes = self.in_use()
+    def _finish(self, step, rec, t0) -> CallRecord:
+        rec.dram_bytes, rec.l1_bytes = self.in_use()
         for tid in step.free_after:
             self.drop(tid)
+            self.drop(tid, self.pinned)
         rec.live_tensors = len(self.live)
         rec.time_s = time.perf_counter() - t0
         return rec

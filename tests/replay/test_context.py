@@ -8,7 +8,10 @@ from click.testing import CliRunner  # noqa: E402
 
 from capture.schema import read_trace  # noqa: E402
 from context_trace import BIG, build_trace, keeps_input_alive  # noqa: E402
+from replay.backends.base import case_of  # noqa: E402
+from replay.backends.estimate import EstimateBackend, EstimateSettings  # noqa: E402
 from replay.cli import main  # noqa: E402
+from replay.context.changes import ContextChanges  # noqa: E402
 from replay.context.plan import CallRecord, plan_context, read_calls, why_differs  # noqa: E402
 from replay.context.estimate import BankAllocator, simulate_estimate  # noqa: E402
 from replay.results import ReplayResult, read_results  # noqa: E402
@@ -100,3 +103,24 @@ def test_folded_calls_are_not_run_in_context_and_the_results_a_port_uploads_are_
     assert summary.by_status["folded"] == len(lin.folded) and summary.first_failure is None
     gathers = [r for r in records if r.op == "aten.index.Tensor"]
     assert gathers and all(r.status == "folded" and "load time" in r.reason for r in gathers)
+
+
+def test_a_conv_in_l1_in_context_gets_the_sharded_conv_verdict_the_single_op_estimate_gives():
+    # the in-context call is the port's (replay.mapping): channels-last input, host weight, ttnn's auto-shard
+    # with its circular buffers against the live L1 buffers; the mock device agrees on every call of both
+    # (benchmarks/bench_context_estimate.py --memory l1 --weights-dram: 339/339, 229/229)
+    from sample import TRACES
+    l1 = EstimateSettings("n150", memory="l1")
+    for model, status, why in (("yolov8s", "cb_overflow", "clash with L1 buffers"),
+                               ("resnet50", "pass", "height sharded on 56 cores")):
+        trace = read_trace(os.path.join(TRACES, f"{model}.msgpack"))
+        records, _ = simulate_estimate(trace, l1, ContextChanges(weights_dram=True), stop_after=1)
+        sig = trace.signatures[trace.calls[0].signature]
+        alone = EstimateBackend(l1).run(case_of(sig, trace.ops[trace.calls[0].op].arg_names))
+        assert (records[0].status, alone.status) == (status, status), (model, records[0].reason)
+        assert why in records[0].reason and why in alone.reason
+        assert records[1].status == "skipped"          # aten.empty: what the port never issues
+    # weights in L1 too: the first conv's sharded output does not fit, as on the mock device (3,211,264 B)
+    records, _ = simulate_estimate(trace, l1, stop_after=0)
+    assert records[0].status == "oom_l1" and records[0].oom["requested_bytes"] == 3_211_264
+
