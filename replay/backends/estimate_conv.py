@@ -94,14 +94,24 @@ def divisor_with_padding(num: int, start: int) -> int:
 
 def halo_rows(conv: ConvShape, rows_per_core: int, cores: int) -> int:
     """The most padded-input rows any core's output windows span (calculate_precise_halo_output_elems)."""
-    (oh, ow), (kh, kw), (sh, sw) = conv.out_hw, conv.kernel, conv.stride
-    ph, pw = conv.height + 2 * conv.padding[0], conv.width + 2 * conv.padding[1]
-    total = conv.batch * oh * ow
+    padded = (conv.height + 2 * conv.padding[0], conv.width + 2 * conv.padding[1])
+    return window_span_rows(conv.batch, padded, conv.out_hw, conv.kernel, conv.stride, conv.dilation,
+                            rows_per_core, cores)
+
+
+def window_span_rows(batch: int, padded_hw: tuple[int, int], out_hw: tuple[int, int], kernel: tuple[int, int],
+                     stride: tuple[int, int], dilation: tuple[int, int], rows_per_core: int, cores: int) -> int:
+    """The most rows of the padded input (channels-last sticks, every image's padding included) that the
+    windows of any core's ``rows_per_core`` output rows span, from its first window's top-left to its
+    last window's bottom-right: the halo a sliding-window op (conv2d, the pools) builds per core."""
+    (oh, ow), (kh, kw), (sh, sw) = out_hw, kernel, stride
+    ph, pw = padded_hw
+    total = batch * oh * ow
 
     def index(o: int, last: bool) -> int:
         n, r = divmod(o, oh * ow)
         y, x = divmod(r, ow)
-        y, x = y * sh + last * (kh - 1) * conv.dilation[0], x * sw + last * (kw - 1) * conv.dilation[1]
+        y, x = y * sh + last * (kh - 1) * dilation[0], x * sw + last * (kw - 1) * dilation[1]
         return (n * ph + y) * pw + x
 
     spans = [index(min((i + 1) * rows_per_core, total) - 1, True) - index(i * rows_per_core, False) + 1

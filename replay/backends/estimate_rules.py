@@ -14,6 +14,7 @@ import math
 from replay.backends.devices import BLOCK_FLOAT_DTYPES, ELEMENT_BYTES, TILE_HW, DeviceSpec
 from replay.backends.estimate_conv import ConvShape, auto_shard
 from replay.backends.estimate_plan import Buffer, CircularBuffer, OpCase, Plan, plan_of_events, register_rule
+from replay.backends.estimate_pool import pool_plan, pool_shape_of_call
 from replay.backends.ttnn_calls import Held
 from replay.backends.ttnn_calls import results as call_results
 from replay.shapes import round_up
@@ -323,6 +324,25 @@ def sharded_conv(case: OpCase) -> Plan | None:
     frees = [] if conv.source_hw[0] else [(out, (shard,))]
     return Plan([shard, halo, out], frees=frees, l1_circular_bytes=s.circular_bytes,
                 ttnn_call="ttnn.conv2d", reason=f"conv2d {s.layout} sharded on {s.input_cores} cores in L1")
+
+
+@register_rule("aten.max_pool2d.default", "aten.max_pool2d_with_indices.default", "aten.avg_pool2d.default",
+               "aten.adaptive_max_pool2d.default", "aten.adaptive_avg_pool2d.default",
+               "aten._adaptive_avg_pool2d.default", "aten.max_pool3d.default",
+               "aten.max_pool3d_with_indices.default", "aten.avg_pool3d.default")
+def pool2d(case: OpCase) -> Plan:
+    """ttnn's pools on an interleaved bfloat16 L1 input, auto-sharded (replay/backends/estimate_pool.py):
+    the input copy and the halo kept to the end, the sharded output (and indices) each copied to its
+    interleaved L1 result; otherwise (DRAM, other dtypes) the outputs as traced."""
+    x = case.inputs[0] if case.inputs else None
+    call = case.port.calls[-1] if case.port is not None and case.port.calls else None
+    pool = pool_shape_of_call(call.fn, call.kwargs) if call is not None else None
+    if pool is None or x.memory != "L1" or x.dtype != "bfloat16" or x.layout != "TILE" or \
+            len(case.outputs) != 1 + pool.return_indices:
+        return outputs_only(case)
+    plan, results = pool_plan(pool, case.outputs, case.device)
+    case.outputs[:] = results      # row major in L1, as ttnn returns them
+    return plan
 
 
 def _dim_of(case: OpCase, rank: int) -> int:
