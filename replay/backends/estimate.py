@@ -17,7 +17,9 @@ than a core's L1 is cb_overflow). slice inside tiles, stack, training batch_norm
 (its L1 shards, whatever the placement) allocate what the mock device shows. conv2d on an L1 input: ttnn's
 auto-shard choice (height, block or width), the sharded input copy, the halo, the sharded output, and
 its program's circular buffers against the L1 buffers beside them (replay/backends/estimate_conv.py;
-conv_transpose2d as the stride-1 conv over its zero-inserted input). Not modelled: pools in L1, the circular buffers of most other programs,
+conv_transpose2d as the stride-1 conv over its zero-inserted input). Pools on an L1 input: the same auto-shard,
+copy and halo, the sharded output (and indices) copied to interleaved L1 results (replay/backends/estimate_pool.py).
+Not modelled: the circular buffers of most other programs,
 fragmentation from earlier ops. `benchmarks/bench_estimate.py --device-results DIR -v` lists every disagreement with the zoo.
 """
 from __future__ import annotations

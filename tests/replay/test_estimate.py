@@ -309,3 +309,58 @@ def test_conv_transpose_runs_as_a_stride_one_conv_keeping_its_input_copy():
     # yolov8n-seg's 64-channel 2x2/2 upsampling on 160x160: the kept copy leaves no room for the
     # program's circular buffers (mock n150: cb_overflow)
     assert run_signature(*traced("yolov8n_seg_p6", "1fa3a16b107f6643"), L1).status == "cb_overflow"
+
+
+# ---------------------------------------------------------------------------------------------
+# pools on an interleaved L1 input (replay/backends/estimate_pool.py; buffer by buffer against the mock
+# device in tests/replay/test_estimate_pool_ttnn.py)
+
+def ints(xs):
+    return ["list", [["int", x] for x in xs]]
+
+
+def _max_pool(c, h, w, kernel=3, stride=2, padding=1):
+    oh, ow = (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
+    args = [T([1, c, h, w]), ints([kernel] * 2), ints([stride] * 2), ints([padding] * 2), ints([1, 1]), ["bool", False]]
+    names = ["self", "kernel_size", "stride", "padding", "dilation", "ceil_mode"]
+    return sig("aten.max_pool2d_with_indices.default", args, [T([1, c, oh, ow]), T([1, c, oh, ow], "int64")]), names
+
+
+def test_pool_in_l1_keeps_its_copy_and_halo_and_returns_row_major_results_with_its_indices():
+    r = run_signature(*_max_pool(64, 112, 112), L1)
+    assert r.status == "pass" and r.extra["rule"] == "pool2d", r.reason
+    roles = [b[0] for b in r.extra["buffers"]]
+    assert roles[:2] == ["max pool: input copy, height sharded", "max pool: halo"], roles
+    assert roles[2:4] == ["max pool: output, height sharded", "max pool: indices, height sharded"], roles
+    assert [(o.layout, o.memory, o.dtype) for o in r.outputs] == [("ROW_MAJOR", "L1", "bfloat16"),
+                                                                 ("ROW_MAJOR", "L1", "uint16")]
+    # in DRAM the pool's L1 intermediates are not modelled: the outputs as traced
+    d = run_signature(*_max_pool(64, 112, 112))
+    assert d.status == "pass" and [b[0] for b in d.extra["buffers"]] == ["output", "output"]
+
+
+def test_max_pool_indices_are_uint16_up_to_65535_pixels_then_uint32():
+    small = run_signature(*_max_pool(16, 255, 257), L1)
+    large = run_signature(*_max_pool(16, 256, 256), L1)
+    assert [o.dtype for o in small.outputs] == ["bfloat16", "uint16"]
+    assert [o.dtype for o in large.outputs] == ["bfloat16", "uint32"]
+
+
+def test_pool_that_fits_as_its_outputs_runs_out_once_its_copy_and_halo_are_held():
+    # 3x3/2 on 400x400x64 (fasterrcnn's stem pool): input, copy, halo, sharded output and uint32 indices
+    # leave no room for the interleaved result: 200*200 rows of 64 bfloat16, 625 rows of 128 B per bank
+    r = run_signature(*_max_pool(64, 400, 400), L1)
+    assert r.status == "oom_l1" and r.oom.phase == "op", r.reason
+    assert (r.oom.requested_bytes, r.oom.num_banks, r.oom.per_bank_bytes) == (200 * 200 * 128, 64, 625 * 128)
+    assert r.reason.startswith("output [1, 1, 40000, 64] bfloat16"), r.reason
+
+
+@pytest.mark.parametrize("size,out", [(20, 3), (25, 3), (40, 3), (50, 3), (80, 3), (100, 3), (160, 3), (6, 6),
+                                      (7, 7), (14, 7)])
+def test_adaptive_pool_runs_as_one_uniform_pool_over_torchs_windows(size, out):
+    from replay.backends.estimate_pool import adaptive_params
+    (k, _), (s, _), (before, _, _, _) = adaptive_params((size, size), (out, out))
+    for i in range(out):
+        # torch's window i: [floor(i*n/o), ceil((i+1)*n/o)); ttnn's: the uniform window, clipped to the input
+        start, end = i * s - before, i * s - before + k
+        assert (max(start, 0), min(end, size)) == (i * size // out, -(-(i + 1) * size // out)), (size, out, i)
