@@ -37,7 +37,7 @@ from replay.results import ESTIMATE_NOTE, OomInfo, ReplayResult, TensorFootprint
 
 # what the in-context estimate (replay/context/estimate.py) and the tests take from here
 __all__ = ["RULES", "Buffer", "CircularBuffer", "EstimateBackend", "EstimateSettings", "OpCase", "Plan",
-           "circular_buffer_overflow", "circular_clash", "op_case", "outputs_only", "place", "place_tensors",
+           "circular_buffer_overflow", "circular_clash", "op_case", "outputs_only", "place", "place_tensors", "program_clash",
            "register_rule", "rules_table"]
 
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
@@ -113,6 +113,16 @@ def circular_clash(plan: Plan, l1_below_bytes: int) -> str:
         return ""
     return (f"static circular buffers ({plan.l1_circular_bytes:,} B per core) clash with L1 buffers "
             f"({l1_below_bytes:,} B per core below them)")
+
+
+def program_clash(plan: Plan, buf: Buffer, l1_below_bytes: int) -> str:
+    """Why a program that runs once ``buf`` is allocated cannot place its circular buffers in the
+    ``l1_below_bytes`` per core below the lowest L1 buffer alive then (replay/backends/estimate_cbs.py), or ""."""
+    for program, cb_bytes in plan.programs_after(buf):
+        if cb_bytes > l1_below_bytes:
+            return (f"{program}: circular buffers ({cb_bytes:,} B per core) clash with L1 buffers "
+                    f"({l1_below_bytes:,} B per core below them)")
+    return ""
 
 
 def _tensor_footprint(b: Buffer, a: Allocation) -> TensorFootprint:
@@ -193,6 +203,11 @@ class EstimateBackend:
                                      f"per bank, {free:,} B free of {a.bank_bytes:,}; {ESTIMATE_NOTE}")
                     return None
                 used[b.memory] = before + a.per_bank_bytes
+                clash = program_clash(plan, b, self.device.banks("L1", self.settings.l1_small_bytes)[1] - used["L1"])
+                if clash:
+                    result.status = "cb_overflow"
+                    result.reason = f"{clash}; {ESTIMATE_NOTE}"
+                    return None
         result.extra["extra_buffers"] = [b.role for b in plan.buffers if b.role != "output"]
         # the op's own buffers in allocation order: [role, memory, total bytes, per-bank bytes]
         result.extra["buffers"] = [[b.role, b.memory, placed[id(b)].total_bytes, placed[id(b)].per_bank_bytes]

@@ -51,10 +51,13 @@ class OpCase:
 
 @dataclass
 class CircularBuffer:
-    """A static circular (dataflow) buffer an op's program places in the L1 of every core it runs on."""
+    """A static circular (dataflow) buffer an op's program places in the L1 of every core it runs on;
+    ``after``: the buffer (the program's output) once allocated the program runs, its circular buffers
+    then below the L1 buffers alive (replay/backends/estimate_cbs.py); None: not checked against them."""
     role: str
     page_bytes: int          # one entry
     entries: int
+    after: Buffer | None = None
 
 
 @dataclass
@@ -71,6 +74,14 @@ class Plan:
     # per-core bytes of the last program's static circular buffers: they must fit in each core's L1
     # below the L1 buffers alive when it runs (tt-metal: "clash with L1 buffers" / "grow to")
     l1_circular_bytes: int = 0
+
+    def programs_after(self, buf: Buffer) -> list[tuple[str, int]]:
+        """(program, per-core circular-buffer bytes) of each program that runs once ``buf`` is allocated."""
+        total: dict[str, int] = {}
+        for cb in self.circular_buffers:
+            if cb.after is buf:
+                total[cb.role] = total.get(cb.role, 0) + cb.page_bytes * cb.entries
+        return [(role, n) for role, n in total.items() if n]
 
     def freed_before(self, buf: Buffer) -> tuple[Buffer, ...]:
         """The plan's buffers the op frees just before allocating ``buf``."""

@@ -12,8 +12,9 @@ import functools
 import math
 
 from replay.backends.devices import BLOCK_FLOAT_DTYPES, ELEMENT_BYTES, TILE_HW, DeviceSpec
+from replay.backends.estimate_cbs import call_bytes, port_programs, tiled_unaligned_concat_bytes
 from replay.backends.estimate_conv import ConvShape, auto_shard
-from replay.backends.estimate_plan import Buffer, CircularBuffer, OpCase, Plan, plan_of_events, register_rule
+from replay.backends.estimate_plan import Buffer, CircularBuffer, OpCase, Plan, place, plan_of_events, register_rule
 from replay.backends.estimate_pool import pool_plan, pool_shape_of_call
 from replay.backends.ttnn_calls import Held
 from replay.backends.ttnn_calls import results as call_results
@@ -26,13 +27,31 @@ def outputs_only(case: OpCase) -> Plan:
     or returns its input (ttnn.copy, ttnn.expand to the same shape) allocates none."""
     held = port_results(case)
     if held is None:
-        return Plan(list(case.outputs))
+        return Plan(list(case.outputs), circular_buffers=call_programs(case, [list(case.outputs)]))
     *earlier, (internals, last) = held
     buffers = [b for extra, results in earlier for b in extra + results]
     if last and len(last) == len(case.outputs):
         # the outputs in the layout and memory the last call returns them (a slice of a row-major upsample)
         case.outputs[:] = [Buffer(o.shape, o.dtype, r.layout, r.memory, o.role) for o, r in zip(case.outputs, last)]
-    return Plan(buffers + internals + (list(case.outputs) if last else []))
+    outputs = list(case.outputs) if last else []
+    return Plan(buffers + internals + outputs,
+                circular_buffers=call_programs(case, [results for _, results in earlier] + [outputs]))
+
+
+def _port_inputs(case: OpCase) -> dict[str, Held]:
+    return {t.name: Held(tuple(t.shape), t.dtype, "TILE" if t.dtype in BLOCK_FLOAT_DTYPES else t.layout, t.memory)
+            for t in case.port.inputs}
+
+
+def call_programs(case: OpCase, allocated: list[list[Buffer]]) -> list[CircularBuffer]:
+    """The circular buffers of each of the port's calls (replay/backends/estimate_cbs.py), each program
+    run once the last buffer its call allocates (``allocated``, one list per call) is in place."""
+    if case.port is None or not case.port.calls:
+        return []
+    outputs = [Held(b.shape, b.dtype, b.layout, b.memory) for b in case.outputs]
+    per_call = port_programs(case.port.calls, _port_inputs(case), case.settings.memory.upper(), case.device, outputs)
+    return [CircularBuffer(f"ttnn.{call.fn}", cb_bytes, 1, after=bufs[-1])
+            for call, cb_bytes, bufs in zip(case.port.calls, per_call, allocated) if cb_bytes and bufs]
 
 
 def port_results(case: OpCase) -> list[tuple[list[Buffer], list[Buffer]]] | None:
@@ -41,8 +60,7 @@ def port_results(case: OpCase) -> list[tuple[list[Buffer], list[Buffer]]] | None
     allocate nothing; a bilinear upsample shards, haloes and upsamples in L1 first (bilinear_internals)."""
     if case.port is None or not case.port.calls:
         return None
-    inputs = {t.name: Held(tuple(t.shape), t.dtype, "TILE" if t.dtype in BLOCK_FLOAT_DTYPES else t.layout, t.memory)
-              for t in case.port.inputs}
+    inputs = _port_inputs(case)
     walked = call_results(case.port.calls, inputs, case.settings.memory.upper())
     if walked is None:
         return None
@@ -360,10 +378,36 @@ def concat_staging_page_bytes(ins: list[Buffer], out: Buffer, dim: int, device: 
     if not any(b.layout == "TILE" and (rank == 1 or (dim >= rank - 2 and b.shape[dim] % TILE_HW)) for b in ins):
         return None
     esize = ELEMENT_BYTES.get(out.dtype, 2) if out.dtype not in BLOCK_FLOAT_DTYPES else 2
-    width = out.shape[-1]
-    if rank > 1 and dim == rank - 1 and any(b.shape[-1] * esize % device.alignment(b.memory) for b in ins):
-        width = out.shape[-2]
+    width = out.shape[-2] if concat_rows_transposed(ins, out, dim, device) else out.shape[-1]
     return round_up(width * esize, max(device.alignment(b.memory) for b in ins + [out]))
+
+
+def concat_rows_transposed(ins: list[Buffer], out: Buffer, dim: int, device: DeviceSpec) -> bool:
+    """A row-major last-dim concat whose input rows are not buffer-aligned: ttnn transposes the last two
+    dims first (and back after), so it concatenates rows of the second-to-last dim."""
+    esize = ELEMENT_BYTES.get(out.dtype, 2) if out.dtype not in BLOCK_FLOAT_DTYPES else 2
+    rank = len(out.shape)
+    return rank > 1 and dim == rank - 1 and any(b.shape[-1] * esize % device.alignment(b.memory) for b in ins)
+
+
+def tiled_concat(ins: list[Buffer], out: Buffer, dim: int, alive: list[Buffer], case: OpCase) -> list[CircularBuffer]:
+    """The circular buffers of ttnn's tiled concat of an unaligned width when ttnn takes it: they and an
+    L1 output fit the L1 left beside ``alive`` (the L1 buffers held then); [] when it does not."""
+    held = [Held(b.shape, b.dtype, b.layout, b.memory) for b in ins]
+    cb_bytes = tiled_unaligned_concat_bytes(held, Held(out.shape, out.dtype, out.layout, out.memory), dim)
+    if cb_bytes is None:
+        return []
+    small = case.settings.l1_small_bytes
+    used = sum(place(b, case.device, small).per_bank_bytes for b in alive + ([out] if out.memory == "L1" else []))
+    if used + cb_bytes > case.device.banks("L1", small)[1]:
+        return []
+    return [CircularBuffer("concat (tiled, unaligned width)", cb_bytes, 1, after=out)]
+
+
+def staging_entries(page: int, device: DeviceSpec) -> int:
+    """Entries of the row-major concat's staging buffer: two when they fit half of L1 above the firmware."""
+    firmware = device.l1_core_bytes - device.l1_bank_bytes     # L1 below the allocator's base
+    return 2 if 2 * page <= device.l1_core_bytes // 2 - firmware else 1
 
 
 @register_rule("aten.slice.Tensor")
@@ -430,9 +474,9 @@ def batch_norm(case: OpCase) -> Plan:
 @register_rule("aten.stack.default")
 def stack(case: OpCase) -> Plan:
     """ttnn.stack: each input reshaped to hold the new dim (the reshape rule: a padded copy where the input
-    lives, its DRAM page-mapping tensor freed once made), then a tiled concat into a result in DRAM: the port
-    passes no memory config and ttnn.stack's default is DRAM (measured on the mock n150; an int32 stack of
-    rank-1 tensors goes through row major and a permute instead, not modelled)."""
+    lives, its DRAM page-mapping tensor freed once made), then a concat into a result in DRAM: the port
+    passes no memory config and ttnn.stack's default is DRAM (measured on the mock n150). A concat along a
+    dim the tiles pad goes through row major (_row_major_stack)."""
     if case.port is None or not case.outputs or not case.inputs:
         return outputs_only(case)
     out = case.outputs[0]
@@ -445,8 +489,39 @@ def stack(case: OpCase) -> Plan:
                                                         and x is not grown]
         held.append(grown if any(x is grown for x in r.buffers) else Buffer(grown.shape, b.dtype, b.layout, b.memory, b.role))
     case.outputs[:] = [Buffer(x.shape, x.dtype, x.layout, "DRAM", x.role) for x in case.outputs]
+    page = concat_staging_page_bytes(held, case.outputs[0], dim, case.device)
+    alive = [b for b in case.inputs if b.memory == "L1"] + [b for kind, b in events if kind == "alloc" and b.memory == "L1"]
+    tiled = tiled_concat(held, case.outputs[0], dim, alive, case)
+    if tiled:
+        return plan_of_events(events + [("alloc", b) for b in case.outputs], ttnn_call="ttnn.stack", circular_buffers=tiled,
+                              reason="stack: inputs reshaped, concatenated (tiled, unaligned width) into DRAM")
+    if page is not None:
+        more, cbs = _row_major_stack(held, case.outputs[0], dim, page, case.device)
+        return plan_of_events(events + more, ttnn_call="ttnn.stack", circular_buffers=cbs,
+                              reason="stack: inputs reshaped, concatenated through row major into DRAM")
     events += [("alloc", b) for b in case.outputs]
     return plan_of_events(events, ttnn_call="ttnn.stack", reason="stack: inputs reshaped, concatenated into DRAM")
+
+
+def _row_major_stack(held: list[Buffer], out: Buffer, dim: int, page: int, device: DeviceSpec) -> tuple[list, list]:
+    """The events of ttnn.stack's concat of tiled inputs padded along ``dim``: each untilized where it lives;
+    rows too narrow to align (a last-dim concat) each permuted to rows along the dim and the untilized
+    copies freed; the row-major concat into DRAM (its row staging), permuted back, tilized into the output
+    (mock n150: an int32 stack of rank-1 tensors). Returns (events, circular buffers)."""
+    dtype = "bfloat16" if out.dtype in BLOCK_FLOAT_DTYPES else out.dtype
+    rows = [Buffer(b.shape, dtype, "ROW_MAJOR", b.memory, "input untilized") for b in held]
+    events = [("alloc", b) for b in rows]
+    transposed = concat_rows_transposed(held, out, dim, device)
+    swap = (lambda shape: shape[:-2] + (shape[-1], shape[-2])) if transposed else (lambda shape: shape)
+    if transposed:
+        turned = [Buffer(swap(b.shape), dtype, "ROW_MAJOR", b.memory, "untilized input permuted") for b in rows]
+        events += [("alloc", b) for b in turned] + [("free", b) for b in rows]
+    rm_out = Buffer(swap(out.shape), dtype, "ROW_MAJOR", "DRAM", "row-major result")
+    events.append(("alloc", rm_out))
+    if transposed:
+        events.append(("alloc", Buffer(out.shape, dtype, "ROW_MAJOR", "DRAM", "row-major result permuted back")))
+    events.append(("alloc", out))
+    return events, [CircularBuffer("concat row staging", page, staging_entries(page, device), after=rm_out)]
 
 
 @register_rule("aten.grid_sampler_2d.default")
@@ -462,7 +537,14 @@ def grid_sample(case: OpCase) -> Plan:
     padded_in = Buffer(x.shape[:-1] + (round_up(ch, TILE_HW),), x.dtype, "ROW_MAJOR", x.memory, "input channels padded")
     padded_out = Buffer(out.shape[:-1] + (round_up(ch, TILE_HW),), out.dtype, "ROW_MAJOR", out.memory,
                         "padded grid_sample result")
-    return Plan([padded_in, padded_out, out], ttnn_call="ttnn.pad; ttnn.grid_sample; ttnn.slice")
+    calls = case.port.calls if case.port is not None else []
+    cbs = []
+    if calls and calls[0].fn == "pad":
+        held = Held(padded_in.shape, padded_in.dtype, padded_in.layout, padded_in.memory)
+        cbs = [CircularBuffer("ttnn.pad", call_bytes(calls[0], _port_inputs(case), [held], case.device), 1,
+                              after=padded_in)]
+    return Plan([padded_in, padded_out, out], ttnn_call="ttnn.pad; ttnn.grid_sample; ttnn.slice",
+                circular_buffers=cbs)
 
 
 @register_rule("aten.cat.default", "aten.concat.default")
@@ -473,17 +555,18 @@ def concat(case: OpCase) -> Plan:
         return outputs_only(case)
     out = case.outputs[0]
     ins = [b for b in case.inputs if b.shape != (0,)]
-    page = concat_staging_page_bytes(ins, out, _dim_of(case, len(out.shape)), case.device) if ins else None
-    if page is None:
-        return Plan(list(case.outputs))
+    dim = _dim_of(case, len(out.shape))
+    page = concat_staging_page_bytes(ins, out, dim, case.device) if ins else None
+    tiled = tiled_concat(ins, out, dim, [b for b in case.inputs if b.memory == "L1"], case) if ins else []
+    if page is None or tiled:
+        return Plan(list(case.outputs), circular_buffers=tiled)
     # each input untilized (row major, unpadded, where it lives), the row-major result and the tilized
     # output, all held: ttnn frees the row-major copies only after tilizing (mock n150: retinanet's 5-way
     # concat of [1, N, 91] runs out at the tilized output with every copy still allocated)
     rows = [Buffer(b.shape, "bfloat16" if b.dtype in BLOCK_FLOAT_DTYPES else b.dtype, "ROW_MAJOR", b.memory,
                    "input untilized") for b in ins]
     rm_out = Buffer(out.shape, rows[0].dtype, "ROW_MAJOR", out.memory, "row-major result")
-    firmware = case.device.l1_core_bytes - case.device.l1_bank_bytes     # L1 below the allocator's base
-    entries = 2 if 2 * page <= case.device.l1_core_bytes // 2 - firmware else 1
+    entries = staging_entries(page, case.device)
     return Plan(rows + [rm_out] + list(case.outputs), ttnn_call="ttnn.concat",
                 reason="concat through row major (untilize, concat rows, tilize)",
-                circular_buffers=[CircularBuffer("concat row staging", page, entries)])
+                circular_buffers=[CircularBuffer("concat row staging", page, entries, after=rm_out)])

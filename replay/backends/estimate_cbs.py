@@ -1,0 +1,218 @@
+"""Per-program circular buffers of ttnn calls: the bytes each program places at the bottom of every core's L1.
+
+Imports neither torch nor ttnn. A ttnn program's static circular (dataflow) buffers sit at the bottom of L1
+on the cores it runs on; tt-metal refuses to launch it when they reach the lowest L1 buffer allocated from
+the top ("Statically allocated ... buffers ... clash with L1 buffers", cb_overflow). The estimate checks each
+program's bytes against the L1 buffers alive when it runs (replay/backends/estimate.py). Sizes as ttnn
+0.81.1's program factories make them, one small function per ttnn call family
+(``@cb_rule("softmax")``), checked against the mock device's own "region ends at" for many shapes
+(tests/replay/test_estimate_cbs_ttnn.py); a call without a rule counts 0 (not modelled).
+
+- unary (relu, silu, ...): input and output, two tiles each.
+- binary_ng (add, multiply, ...): a, b and the result, two tiles each, and a fourth two-tile buffer when b
+  or a broadcasts inside a tile (a row, a column or a scalar tensor); a Python scalar operand takes one tile.
+- softmax on the last dim (the attention kernel): the input and the exps a whole row wide, rounded up to
+  the block (the fewest blocks of at most 4 tiles, padding-free on a tie), a double block of output,
+  seven single tiles and, when the row is padded, a double block of pad mask; a row too wide for 90% of
+  L1 takes the large kernel's fixed 260 tiles.
+- transpose of the last two dims (tiled): two tiles in, two out.
+- batch_norm with running statistics: 18 tiles.
+- concat of a width the tiles pad, tiled (when it fits beside the L1 buffers): three times the input and
+  output tiles of a 32-row band.
+- pad of a row-major tensor (the multi-core default factory): 2 KiB of padded rows per barrier, up to 16
+  barriers in half of L1 above the firmware, and one padded row of pad values.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from replay.backends.devices import ELEMENT_BYTES, TILE_BYTES, TILE_HW, DeviceSpec
+from replay.backends.ttnn_calls import Held
+from replay.backends.ttnn_calls import results as call_results
+from replay.mapping.plan import Call, Ref
+from replay.shapes import round_up
+
+CbRule = Callable[[Call, list, list, DeviceSpec], int]
+CB_RULES: dict[str, CbRule] = {}
+
+
+def cb_rule(*fns: str):
+    """Register the circular-buffer bytes of these ttnn calls, e.g. ``@cb_rule("relu")``."""
+    def wrap(rule: CbRule) -> CbRule:
+        for fn in fns:
+            CB_RULES[fn] = rule
+        return rule
+    return wrap
+
+
+def tile_bytes(dtype: str) -> int:
+    """Bytes of one tile of a ttnn dtype (bfloat16 for one the table does not know)."""
+    return TILE_BYTES.get(dtype, TILE_BYTES["bfloat16"])
+
+
+def _tensors(args: list) -> list[Held]:
+    return [a for a in args if isinstance(a, Held)]
+
+
+@cb_rule("relu", "silu", "gelu", "sigmoid", "tanh", "exp", "log", "neg", "abs", "sqrt", "rsqrt", "reciprocal",
+         "hardswish", "hardsigmoid", "leaky_relu", "elu", "erf", "sin", "cos", "floor", "ceil", "sign", "square",
+         "clamp", "relu6", "mish")
+def unary(call: Call, args: list, results: list, device: DeviceSpec) -> int:
+    """A tiled unary program: two tiles of input, two of output."""
+    x = _tensors(args)
+    if not x or not results or x[0].layout != "TILE":
+        return 0
+    return 2 * tile_bytes(x[0].dtype) + 2 * tile_bytes(results[0].dtype)
+
+
+def _inner(shape: tuple) -> tuple:
+    """The last two dims (a rank-1 tensor as one row)."""
+    return tuple(shape[-2:]) if len(shape) >= 2 else (1,) + tuple(shape)
+
+
+@cb_rule("add", "subtract", "multiply", "divide", "maximum", "minimum", "pow", "eq", "ne", "gt", "ge", "lt", "le",
+         "logical_and", "logical_or")
+def binary(call: Call, args: list, results: list, device: DeviceSpec) -> int:
+    """binary_ng: a, b and the result, two tiles each in a's dtype; a fourth two-tile buffer when one
+    operand broadcasts inside the tiles (its last two dims differ from the result's); one tile for a
+    Python scalar b."""
+    ts = _tensors(args)
+    if not ts or not results or ts[0].layout != "TILE" or len(args) < 2:
+        return 0
+    tile = tile_bytes(ts[0].dtype)
+    if not isinstance(args[1], Held):
+        return 5 * tile
+    out = _inner(results[0].shape)
+    broadcast = any(_inner(t.shape) != out for t in ts[:2])
+    return (8 if broadcast else 6) * tile
+
+
+def softmax_block(wt: int) -> int:
+    """The softmax kernel's block (tiles per step): the fewest blocks of at most 4 tiles; on a tie, the
+    largest block that divides the row (measured on the mock device for rows of 1 to 480 tiles)."""
+    if wt <= 4:
+        return max(wt, 1)
+    exact = next(b for b in (4, 3, 2, 1) if wt % b == 0)
+    return exact if -(-wt // exact) == -(-wt // 4) else 4
+
+
+SOFTMAX_LARGE_TILES = 260     # the large kernel's fixed buffers (80-tile input, exps and x, 20 more)
+
+
+@cb_rule("softmax")
+def softmax(call: Call, args: list, results: list, device: DeviceSpec) -> int:
+    """Softmax over the last dim of a bfloat16 tiled tensor; other dims and dtypes are not modelled."""
+    ts = _tensors(args)
+    if not ts or ts[0].layout != "TILE" or ts[0].dtype != "bfloat16":
+        return 0
+    x = ts[0]
+    dim = call.kwargs.get("dim", args[1] if len(args) > 1 else -1)
+    if not isinstance(dim, int) or dim % len(x.shape) != len(x.shape) - 1:
+        return 0
+    width = x.shape[-1]
+    wt = -(-width // TILE_HW)
+    block = softmax_block(wt)
+    tiles = 2 * round_up(wt, block) + 2 * block + 7 + (2 * block if width % TILE_HW else 0)
+    if tiles * tile_bytes(x.dtype) > 0.9 * device.l1_core_bytes:
+        tiles = SOFTMAX_LARGE_TILES
+    return tiles * tile_bytes(x.dtype)
+
+
+@cb_rule("transpose")
+def transpose(call: Call, args: list, results: list, device: DeviceSpec) -> int:
+    """A tiled transpose of the last two dims: two tiles in, two out; other transposes not modelled."""
+    ts = _tensors(args)
+    if not ts or ts[0].layout != "TILE" or len(args) < 3:
+        return 0
+    rank = len(ts[0].shape)
+    if sorted(d % rank for d in args[1:3]) != [rank - 2, rank - 1]:
+        return 0
+    return 4 * tile_bytes(ts[0].dtype)
+
+
+BATCH_NORM_TILES = 18
+
+
+@cb_rule("batch_norm")
+def batch_norm(call: Call, args: list, results: list, device: DeviceSpec) -> int:
+    """ttnn.batch_norm with running statistics (one program): 18 tiles; training runs several (not modelled)."""
+    ts = _tensors(args)
+    if not ts or call.kwargs.get("training") or ts[0].layout != "TILE":
+        return 0
+    return BATCH_NORM_TILES * tile_bytes(ts[0].dtype)
+
+
+PAD_READ_BYTES = 2048         # pad's reader and writer move this much per barrier
+PAD_MAX_BARRIERS = 16
+
+
+@cb_rule("pad")
+def pad(call: Call, args: list, results: list, device: DeviceSpec) -> int:
+    """ttnn.pad of an interleaved row-major tensor: padded rows staged per barrier (as many rows as 2 KiB
+    takes, at least one), up to 16 barriers within half of L1 above the firmware, and one padded row of
+    the pad value; a padded row needing realignment (front padding, or not DRAM-aligned) takes another."""
+    ts = _tensors(args)
+    if not ts or not results or ts[0].layout != "ROW_MAJOR" or ts[0].dtype not in ELEMENT_BYTES:
+        return 0
+    row = results[0].shape[-1] * ELEMENT_BYTES[ts[0].dtype]
+    row_l1 = round_up(row, device.l1_alignment)
+    row_dram = round_up(row, device.dram_alignment)
+    rows = max(-(-PAD_READ_BYTES // row_l1), 1)
+    budget = device.l1_core_bytes // 2 - (device.l1_core_bytes - device.l1_bank_bytes)
+    barriers = min(max(budget // (rows * row_l1), 1), PAD_MAX_BARRIERS)
+    front = bool(args[1][-1][0]) if isinstance(args[1], list) and args[1] else False
+    realign = row_dram if front or row_l1 % device.dram_alignment else 0
+    return barriers * rows * row_l1 + row_dram + realign
+
+
+def tiled_unaligned_concat_bytes(ins: list[Held], out: Held, dim: int) -> int | None:
+    """Per-core circular buffers of ttnn's tiled concat of a width its tiles pad (concat_tiled_unaligned
+    _program_factory: each 32-row band untilized, assembled and retilized: the inputs' band tiles and the
+    output's, three times each), or None when that factory does not apply (not a last-dim concat of two
+    or more tiled bfloat16/float32 tensors, one of them padded). ttnn takes it only when these and an L1
+    output still fit in the free L1; otherwise it concatenates through row major."""
+    rank = len(out.shape)
+    if len(ins) < 2 or len(ins) > 32 or rank < 2 or dim != rank - 1 or ins[0].dtype not in ("bfloat16", "float32"):
+        return None
+    if any(t.layout != "TILE" for t in ins) or not any(t.shape[-1] % TILE_HW for t in ins):
+        return None
+    in_tiles = sum(-(-t.shape[-1] // TILE_HW) for t in ins)
+    out_tiles = -(-sum(t.shape[-1] for t in ins) // TILE_HW)
+    return 3 * (in_tiles + out_tiles) * tile_bytes(ins[0].dtype)
+
+
+def program_bytes(call: Call, args: list, results: list, device: DeviceSpec) -> int:
+    """Per-core circular-buffer bytes of one ttnn call's program (0: not modelled)."""
+    rule = CB_RULES.get(call.fn)
+    return rule(call, args, results, device) if rule else 0
+
+
+def _resolve(value, env: dict):
+    if isinstance(value, Ref):
+        return env.get(str(value), value)
+    if isinstance(value, list):
+        return [_resolve(v, env) for v in value]
+    return value
+
+
+def call_bytes(call: Call, env: dict[str, Held], results: list[Held], device: DeviceSpec) -> int:
+    """Per-core circular-buffer bytes of ``call`` with its tensor arguments looked up in ``env``."""
+    return program_bytes(call, [_resolve(a, env) for a in call.args], results, device)
+
+
+def port_programs(calls: list[Call], inputs: dict[str, Held], memory: str, device: DeviceSpec,
+                  outputs: list[Held]) -> list[int]:
+    """Each call's per-core circular-buffer bytes, in call order (0 where not modelled); a single call
+    whose results replay.backends.ttnn_calls cannot follow returns ``outputs``; [] for several."""
+    walked = call_results(calls, inputs, memory)
+    if walked is None and len(calls) == 1:
+        walked = [outputs]
+    if walked is None:
+        return []
+    env, out = dict(inputs), []
+    for call, results in zip(calls, walked):
+        args = [_resolve(a, env) for a in call.args]
+        out.append(program_bytes(call, args, results, device))
+        first = next((a for a in args if isinstance(a, Held)), None)
+        env[call.out] = results[0] if results else first
+    return out
