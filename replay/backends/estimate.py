@@ -125,6 +125,33 @@ def program_clash(plan: Plan, buf: Buffer, l1_below_bytes: int) -> str:
     return ""
 
 
+class L1Blocks:
+    """Where the L1 buffers lie in a bank (each its largest per-bank share): placed from the top down in the
+    highest gap that holds them, so a freed buffer above live ones leaves a hole; what a program's circular
+    buffers, placed from the bottom, may use is what lies below the lowest live one."""
+
+    def __init__(self, bank_bytes: int):
+        self.bank = bank_bytes
+        self.blocks: dict[int, tuple[int, int]] = {}     # key -> (bottom, top), offsets above L1's base
+
+    def alloc(self, key: int, size: int) -> None:
+        """Place ``size`` bytes in the highest gap that holds them."""
+        top = self.bank
+        for bottom, block_top in sorted(self.blocks.values(), key=lambda b: -b[1]):
+            if top - block_top >= size:
+                break
+            top = min(top, bottom)
+        self.blocks[key] = (top - size, top)
+
+    def free(self, key: int) -> None:
+        """Free one placed buffer."""
+        self.blocks.pop(key, None)
+
+    def below(self) -> int:
+        """Bytes per core below the lowest live buffer."""
+        return min((bottom for bottom, _ in self.blocks.values()), default=self.bank)
+
+
 def _tensor_footprint(b: Buffer, a: Allocation) -> TensorFootprint:
     return TensorFootprint(list(b.shape), b.dtype, b.layout, b.memory, a.logical_bytes,
                            list(a.padded_shape), a.total_bytes)
@@ -186,10 +213,12 @@ class EstimateBackend:
         result.inputs = [_tensor_footprint(b, placed[id(b)]) for b in inputs]
         result.outputs = [_tensor_footprint(b, placed[id(b)]) for b in outputs]
         used = {"DRAM": 0, "L1": 0}
+        blocks = L1Blocks(self.device.banks("L1", self.settings.l1_small_bytes)[1])
         for phase, bufs in (("inputs", inputs), ("op", plan.buffers)):
             for b in bufs:
                 for r in plan.freed_before(b):
                     used[r.memory] -= placed[id(r)].per_bank_bytes
+                    blocks.free(id(r))
                 a = placed[id(b)]
                 before = used[b.memory]
                 if before + a.per_bank_bytes > a.bank_bytes:
@@ -203,7 +232,9 @@ class EstimateBackend:
                                      f"per bank, {free:,} B free of {a.bank_bytes:,}; {ESTIMATE_NOTE}")
                     return None
                 used[b.memory] = before + a.per_bank_bytes
-                clash = program_clash(plan, b, self.device.banks("L1", self.settings.l1_small_bytes)[1] - used["L1"])
+                if b.memory == "L1":
+                    blocks.alloc(id(b), a.per_bank_bytes)
+                clash = program_clash(plan, b, blocks.below())
                 if clash:
                     result.status = "cb_overflow"
                     result.reason = f"{clash}; {ESTIMATE_NOTE}"

@@ -1,0 +1,87 @@
+"""The estimate's per-program circular buffers (replay/backends/estimate_cbs.py), without a device.
+
+The bytes themselves are checked against the mock device in test_estimate_cbs_ttnn.py; here: the rules'
+shape logic, the check against the L1 left below the lowest live buffer (holes included), and traced
+signatures whose verdict depends on it.
+"""
+import os
+
+from capture.schema import read_trace
+from replay.backends.base import case_of
+from replay.backends.devices import get_device
+from replay.backends.estimate import EstimateBackend, EstimateSettings, L1Blocks, program_clash
+from replay.backends.estimate_cbs import program_bytes, softmax_block, tiled_unaligned_concat_bytes
+from replay.backends.estimate_plan import Buffer, CircularBuffer, Plan
+from replay.backends.ttnn_calls import Held
+from replay.mapping.plan import Call
+
+from tests.conftest import TRACES
+
+N150 = get_device("n150")
+
+
+def held(shape, dtype="bfloat16", layout="TILE"):
+    return Held(tuple(shape), dtype, layout, "L1")
+
+
+def test_softmax_blocks_are_the_fewest_of_at_most_four_tiles_padding_free_on_a_tie():
+    assert [softmax_block(w) for w in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 18, 50)] == \
+        [1, 2, 3, 4, 4, 3, 4, 4, 3, 4, 4, 4, 4]
+
+
+def test_softmax_rows_grow_its_buffers_until_the_large_kernel_takes_over():
+    def cb(width):
+        x = held([1, 1, 64, width])
+        return program_bytes(Call("softmax", [x], {"dim": 3}, "out"), [x], [x], N150)
+    assert cb(32) == 11 * 2048 and cb(100) == 31 * 2048           # a padded row adds its pad mask
+    assert cb(1569) == 127 * 2048
+    assert cb(320 * 32) == 655 * 2048 and cb(360 * 32) == 260 * 2048
+    x = held([1, 1, 64, 64])
+    assert program_bytes(Call("softmax", [x], {"dim": 2}, "out"), [x], [x], N150) == 0   # not modelled
+
+
+def test_binary_buffers_grow_when_an_operand_broadcasts_inside_the_tiles():
+    a, row, whole = held([2, 3, 64, 64]), held([2, 3, 1, 64]), held([1, 1, 64, 64])
+
+    def cb(*args):
+        return program_bytes(Call("add", list(args), {}, "out"), list(args), [a], N150)
+    assert (cb(a, whole), cb(a, row), cb(row, a), cb(a, 0.5)) == (6 * 2048, 8 * 2048, 8 * 2048, 5 * 2048)
+
+
+def test_tiled_unaligned_concat_only_for_padded_last_dim_float_concats():
+    parts = [held([1, 10, 64, 1]), held([1, 10, 64, 1])]
+    assert tiled_unaligned_concat_bytes(parts, held([1, 10, 64, 2]), 3) == 3 * (2 + 1) * 2048
+    assert tiled_unaligned_concat_bytes(parts, held([1, 20, 64, 1]), 1) is None
+    ints = [held([64, 1], "int32"), held([64, 1], "int32")]
+    assert tiled_unaligned_concat_bytes(ints, held([64, 2], "int32"), 1) is None
+
+
+def test_a_freed_buffer_above_live_ones_leaves_a_hole_the_circular_buffers_cannot_use():
+    blocks = L1Blocks(100_000)
+    blocks.alloc(1, 10_000)
+    blocks.alloc(2, 50_000)
+    blocks.free(1)
+    assert blocks.below() == 40_000
+    blocks.alloc(3, 5_000)                 # fits the hole at the top
+    assert blocks.below() == 40_000
+    out = Buffer((1,), "bfloat16", "TILE", "L1", "output")
+    plan = Plan([out], circular_buffers=[CircularBuffer("ttnn.add", 40_001, 1, after=out)])
+    assert "clash with L1 buffers" in program_clash(plan, out, 40_000)
+    assert program_clash(plan, out, 40_001) == ""
+
+
+def traced(model: str, sid: str):
+    trace = read_trace(os.path.join(TRACES, f"{model}.msgpack"))
+    s = next(s for s in trace.signatures if s.id == sid)
+    return case_of(s, trace.ops[trace.calls[s.calls[0]].op].arg_names)
+
+
+def test_stack_of_int32_vectors_clashes_at_concats_staging_below_the_permuted_rows():
+    # mock n150: "L1 buffer allocated at 130944 and static dataflow buffer region ends at 425824" (base 105,824)
+    est = EstimateBackend(EstimateSettings(device="n150", memory="l1")).run(
+        traced("fasterrcnn_resnet50_fpn", "09be697dd766a862"))
+    assert est.status == "cb_overflow", est.reason
+    assert "(320,000 B per core) clash with L1 buffers (25,120 B per core below them)" in est.reason
+    dram = EstimateBackend(EstimateSettings(device="n150", memory="dram")).run(
+        traced("fasterrcnn_resnet50_fpn", "09be697dd766a862"))
+    assert dram.status == "pass", dram.reason
