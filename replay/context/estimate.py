@@ -12,8 +12,8 @@ bank stands for all of them; an allocation fails when its per-bank size exceeds 
 block. A program's static circular buffers must fit below the lowest live L1 buffer (tt-metal's
 "clash with L1 buffers").
 
-Simplifications (documented in docs/in-context.md): first-fit (ttnn's allocator is best-fit), DRAM
-bottom-up and L1 top-down as in tt-metal; circular buffers only where the single-op rules model them
+Simplifications (documented in docs/in-context.md): first-fit, DRAM bottom-up and L1 top-down, as the
+mock device places buffers; circular buffers only where the single-op rules model them
 (conv2d in L1, concat's row staging), no op scratch buffers, no L1_SMALL region use; ttnn's program
 cache is modelled only for reshape page-mapping tensors (allocated by the first call of a reshape
 signature, kept to the end, shared by later calls of that signature).
@@ -26,20 +26,21 @@ from dataclasses import replace
 from capture.schema import Trace
 from replay.context.changes import (ContextChanges, call_case, call_replays, folded_outputs, held_spec,
                                     resident_under, with_frees, writes_dram)
-from replay.context.plan import (CallRecord, ContextPlan, folded_record, plan_context, port_replays, resident_specs,
-                                 summarize)
+from replay.context.plan import (CallRecord, ContextPlan, folded_record, holds_as, plan_context, port_replays,
+                                 resident_specs, summarize)
 from replay.backends.devices import BLOCK_FLOAT_DTYPES, get_device
 from replay.backends.estimate import (RULES, Buffer, EstimateSettings, circular_buffer_overflow, circular_clash,
                                       op_case, outputs_only, place)
 from replay.mapping import PortSettings, Replay
 from replay.results import oom_status
-from replay.shapes import strip_trailing_ones
 
 MAPPING_ROLE = "reshape page-mapping tensor"
 
 
 class BankAllocator:
-    """One bank's free list: first fit, from the bottom (DRAM) or the top (L1)."""
+    """One bank's free list: first fit, from the bottom (DRAM) or the top (L1), as the mock device's
+    allocator places buffers (ttnn 0.81.1, measured: a buffer goes into the first hole that holds it
+    in that order, not the smallest)."""
 
     def __init__(self, size: int, top_down: bool = False):
         self.size, self.top_down = size, top_down
@@ -92,11 +93,8 @@ class Alloc:
         self.refs = 0
 
     def holds(self, spec, folded: bool = False) -> bool:
-        """Held as the port wants ``spec`` (as the ttnn worker checks its live tensor): same shape (trailing
-        1s aside for a folded call's output), dtype, layout and memory."""
-        same_shape = list(self.shape) == list(spec.shape) or \
-            (folded and strip_trailing_ones(list(self.shape)) == strip_trailing_ones(list(spec.shape)))
-        return same_shape and self.dtype == spec.dtype and self.layout == spec.layout and self.memory == spec.memory
+        """Held as the port wants ``spec`` (replay.context.plan.holds_as, as the ttnn worker checks)."""
+        return holds_as(self.shape, self.dtype, self.layout, self.memory, spec, folded)
 
 
 class Simulation:
@@ -365,5 +363,5 @@ def simulate_estimate(trace: Trace, settings: EstimateSettings = EstimateSetting
         records.append(sim.run_step(step, call))
     summary = summarize(plan.model, "estimate", sim.device.name, records, len(plan.steps))
     summary.resident_bytes = resident
-    summary.note = "estimate in context: first-fit allocator simulation, no device"
+    summary.note = "estimate in context: allocator simulation, no device"
     return records, summary

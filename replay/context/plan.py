@@ -30,6 +30,7 @@ from capture.schema import Trace, tensor_payloads
 from replay.lineage import FOLDED_REASON, lineage
 from replay.mapping import Case, InputTensor, plan_replay
 from replay.results import BLOCKING, OOM_STATUSES, OomInfo, ReplayResult
+from replay.shapes import strip_trailing_ones
 
 CONTEXT_FORMAT = "optrace-context-calls"
 CONTEXT_VERSION = 1
@@ -158,6 +159,15 @@ def port_replays(trace: Trace, settings) -> dict:
         names = trace.ops[trace.calls[s.calls[0]].op].arg_names
         out[s.id] = plan_replay(Case.from_wire(s.to_full_wire(names)), settings)
     return out
+
+
+def holds_as(shape, dtype: str, layout: str, memory: str, spec: InputTensor, folded: bool = False) -> bool:
+    """A live tensor held so is what a consumer's port wants (``spec``), or must be re-held: the same
+    shape (trailing 1s aside for a folded call's output), dtype, layout and memory. Both in-context
+    backends decide it here."""
+    same_shape = list(shape) == list(spec.shape) or \
+        (folded and strip_trailing_ones(list(shape)) == strip_trailing_ones(list(spec.shape)))
+    return same_shape and dtype == spec.dtype and layout == spec.layout and memory == spec.memory
 
 
 @dataclass

@@ -29,11 +29,10 @@ from replay.backends.devices import get_device
 from replay.backends.footprint import allocate
 from replay.context.changes import (ContextChanges, call_replays, call_settings, folded_outputs, held_spec,
                                     resident_under, with_frees)
-from replay.context.plan import (CallRecord, folded_record, plan_context, port_replays, resident_specs,
+from replay.context.plan import (CallRecord, folded_record, holds_as, plan_context, port_replays, resident_specs,
                                  summarize)
 from replay.mapping import PortSettings
 from replay.results import MEMORY_FAILURES, ReplayResult
-from replay.shapes import strip_trailing_ones
 from replay.run.worker import open_worker_device, protect_stdout, send_fatal, worker_parser, write_frame
 
 
@@ -117,9 +116,7 @@ class ContextRun:
     # -- tensors -----------------------------------------------------------------------------
     def _matches(self, t, spec, folded: bool = False) -> bool:
         fp = self.ops.footprint(t)
-        same_shape = fp.shape == list(spec.shape) or \
-            (folded and strip_trailing_ones(fp.shape) == strip_trailing_ones(list(spec.shape)))
-        return same_shape and fp.dtype == spec.dtype and fp.layout == spec.layout and fp.memory == spec.memory
+        return holds_as(fp.shape, fp.dtype, fp.layout, fp.memory, spec, folded)
 
     def _alive(self, t) -> bool:
         try:

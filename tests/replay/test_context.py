@@ -124,3 +124,15 @@ def test_a_conv_in_l1_in_context_gets_the_sharded_conv_verdict_the_single_op_est
     records, _ = simulate_estimate(trace, l1, stop_after=0)
     assert records[0].status == "oom_l1" and records[0].oom["requested_bytes"] == 3_211_264
 
+
+
+def test_the_simulated_allocator_takes_the_first_hole_that_fits_as_the_mock_device_does():
+    # measured on the mock n150 (ttnn 0.81.1): a 48 KiB buffer per bank goes into the 256 KiB hole found first
+    # (DRAM from the bottom, L1 from the top), not into the smaller 64 KiB one
+    kib = 1024
+    for top_down in (False, True):
+        bank = BankAllocator(1024 * kib, top_down=top_down)
+        a, _, c, _ = bank.alloc(256 * kib), bank.alloc(4 * kib), bank.alloc(64 * kib), bank.alloc(4 * kib)
+        bank.release(a, 256 * kib)
+        bank.release(c, 64 * kib)
+        assert bank.alloc(48 * kib) == (a + 208 * kib if top_down else a)
