@@ -12,7 +12,8 @@ An adaptive pool runs as the pool of the uniform kernel, stride and padding ttnn
 The same sharding rules as conv2d's (estimate_conv.py: divisor_with_padding, window_span_rows), except
 that a pool shards output rows, not tiles, and splits channels only by exact divisors. Checked buffer by
 buffer against the mock n150's and p150's events of the 140 traced pools (tests/replay/test_estimate_pool_ttnn.py).
-Not modelled: bfloat8_b or row-major inputs, a pool that tt-metal runs on DRAM slices.
+Not modelled: bfloat8_b or row-major inputs, pools on a DRAM input (ttnn frees the copy after the halo, and
+slices an input whose shards do not fit).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 from replay.backends.devices import TILE_HW, DeviceSpec
 from replay.backends.estimate_conv import divisor_with_padding, window_span_rows
-from replay.backends.estimate_plan import Buffer, Plan, plan_of_events
+from replay.backends.estimate_plan import Buffer, Plan, place, plan_of_events
 from replay.shapes import round_up
 
 TILE_ELEMS = TILE_HW * TILE_HW
@@ -250,6 +251,20 @@ def pool_plan(pool: PoolShape, outputs: list[Buffer], device: DeviceSpec) -> tup
         result = Buffer((1, 1, rows, pool.channels), b.dtype, "ROW_MAJOR", "L1", out.role)
         results.append(result)
         events += [("alloc", result), ("free", b)]
-    plan = plan_of_events(events, l1_circular_bytes=s.circular_bytes, ttnn_call=f"ttnn.{pool.kind}_pool2d",
+    plan = plan_of_events(events, l1_circular_bytes=circular_beside_results(s.circular_bytes, sharded, results, device),
+                          ttnn_call=f"ttnn.{pool.kind}_pool2d",
                           reason=f"{pool.kind} pool {s.layout} sharded on {s.cores} cores in L1")
     return plan, results
+
+
+def circular_beside_results(circular: int, sharded: list[Buffer], results: list[Buffer], device: DeviceSpec) -> int:
+    """The pool program's circular buffers as the estimate checks them: against the L1 buffers alive at the
+    op's end (its interleaved results, and the last shard, whose free follows the op's last allocation),
+    though the program ran before the results were copied out, beside its shards. Shifted by the
+    difference, the check at the end is the check at the program's launch (never negative: had the
+    results taken more than the circular buffers need, the launch had room, as the end fits)."""
+    def per_bank(b: Buffer) -> int:
+        return place(b, device).per_bank_bytes
+    at_end = sum(per_bank(b) for b in results) + per_bank(sharded[-1])
+    at_launch = sum(per_bank(b) for b in sharded)
+    return max(0, circular - (at_end - at_launch))
