@@ -30,7 +30,7 @@ from replay.context.plan import (CallRecord, ContextPlan, folded_record, holds_a
                                  resident_specs, summarize)
 from replay.backends.devices import BLOCK_FLOAT_DTYPES, get_device
 from replay.backends.estimate import (RULES, Buffer, EstimateSettings, circular_buffer_overflow, circular_clash,
-                                      op_case, outputs_only, place)
+                                      op_case, outputs_only, place, program_clash)
 from replay.mapping import PortSettings, Replay
 from replay.results import oom_status
 
@@ -243,8 +243,9 @@ class Simulation:
         made: dict[int, Alloc] = {}
         temps: list[Alloc] = []
         oom = self._inputs(step, held, opc, rec, temps) or self._op_buffers(step, plan, opc, made, temps)
-        overflow = "" if oom else (circular_buffer_overflow(plan, self.device)
-                                   or circular_clash(plan, self.l1_below_buffers()))
+        overflow = "" if isinstance(oom, dict) else (oom or circular_buffer_overflow(plan, self.device)
+                                                     or circular_clash(plan, self.l1_below_buffers()))
+        oom = oom if isinstance(oom, dict) else None
         if oom or overflow:
             self._fail(step, rec, oom, made, temps) if oom else self._overflow(step, rec, overflow, made, temps)
             return self._finish(step, rec, t0)
@@ -286,8 +287,10 @@ class Simulation:
                 self.hold(tid, a)
         return None
 
-    def _op_buffers(self, step, plan, opc, made: dict, temps: list) -> dict | None:
-        """Allocate the op's buffers (outputs, temporaries, a cached mapping tensor once per signature)."""
+    def _op_buffers(self, step, plan, opc, made: dict, temps: list) -> dict | str | None:
+        """Allocate the op's buffers (outputs, temporaries, a cached mapping tensor once per signature): None,
+        the OomInfo dict of the first that does not fit, or why a program that runs once a buffer is allocated
+        cannot place its circular buffers below the live L1 buffers (estimate.program_clash)."""
         logical = {id(b): shape for b, shape in ((b, lg.shape) for b, lg in opc.outputs)}
         for buf in plan.buffers:
             if buf.role == MAPPING_ROLE and step.signature_id in self.cache:
@@ -305,6 +308,9 @@ class Simulation:
                 self.cache[step.signature_id] = a
             elif id(buf) not in logical:
                 temps.append(a)
+            clash = program_clash(plan, buf, self.l1_below_buffers())
+            if clash:
+                return clash
         return None
 
     def _fail(self, step, rec: CallRecord, oom: dict, made: dict, temps: list) -> None:
