@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from replay.backends.devices import TILE_HW, DeviceSpec
 from replay.backends.estimate_conv import divisor_with_padding, window_span_rows
-from replay.backends.estimate_plan import Buffer, Plan, place, plan_of_events
+from replay.backends.estimate_plan import Buffer, CircularBuffer, Plan, plan_of_events
 from replay.shapes import round_up
 
 TILE_ELEMS = TILE_HW * TILE_HW
@@ -169,9 +169,10 @@ def _cores(layout: str, pool: PoolShape, grid: tuple[int, int]) -> tuple[int, in
     return divisor_with_padding(rows, grid[1]), largest_divisor(c_tiles, grid[0])
 
 
-def _circular_bytes(pool: PoolShape, channel_cores: int) -> int:
-    """The pool program's static circular buffers per core (calculate_L1_usage without the output's):
-    reduction scalars, the clear value, two double-buffered input blocks, max_pool2d's index tiles."""
+def program_circular_buffers(pool: PoolShape, channel_cores: int) -> list[tuple[str, int, int]]:
+    """The pool program's static circular buffers per core, (what, entry bytes, entries) (calculate_L1_usage
+    without the output's): reduction scalars, the clear value, two double-buffered input blocks (split
+    reader), max_pool2d's index tiles and one data tile."""
     per_core = pool.channels / channel_cores
     in_tiles = -(-per_core // TILE_HW)
     partial = 0 < pool.channels // channel_cores % TILE_HW <= FACE_WIDTH
@@ -182,15 +183,20 @@ def _circular_bytes(pool: PoolShape, channel_cores: int) -> int:
     pt, pb, pl, pr = pool.padding
     one_scalar = (not avg or pool.divisor_override or ((not pool.ceil_mode or pool.ceil_pad == (0, 0))
                                                       and (pool.count_include_pad or pt + pb + pl + pr == 0)))
-    scalars = 2 * TILE_ELEMS * 2 * (1 if one_scalar else 2)
     if pool.return_indices or in_tiles > most_tiles:
         block = most_tiles * TILE_HW * (TILE_HW if pool.return_indices else rows)
     else:
         block = int(in_tiles) * TILE_HW * rows
-    inputs = 2 * 2 * 2 * round_up(block, TILE_ELEMS)             # 2 readers x 2 pages x bfloat16
-    index = TILE_ELEMS * pool.index_bytes
-    indices = (6 * index + TILE_ELEMS * 2 + (2 * index if large else 0)) if pool.return_indices else 0
-    return scalars + TILE_ELEMS * 2 + inputs + indices
+    tile = TILE_ELEMS * 2                                      # one bfloat16 tile
+    cbs = [("scalars", tile, 2 * (1 if one_scalar else 2)), ("clear value", tile, 1),
+           ("input blocks", 2 * round_up(block, TILE_ELEMS), 2 * 2)]
+    if pool.return_indices:
+        cbs += [("index tiles", TILE_ELEMS * pool.index_bytes, 6 + 2 * large), ("index data tile", tile, 1)]
+    return cbs
+
+
+def _circular_bytes(pool: PoolShape, channel_cores: int) -> int:
+    return sum(page * n for _, page, n in program_circular_buffers(pool, channel_cores))
 
 
 def _l1_usage(pool: PoolShape, layout: str, grid: tuple[int, int]) -> int:
@@ -251,20 +257,10 @@ def pool_plan(pool: PoolShape, outputs: list[Buffer], device: DeviceSpec) -> tup
         result = Buffer((1, 1, rows, pool.channels), b.dtype, "ROW_MAJOR", "L1", out.role)
         results.append(result)
         events += [("alloc", result), ("free", b)]
-    plan = plan_of_events(events, l1_circular_bytes=circular_beside_results(s.circular_bytes, sharded, results, device),
-                          ttnn_call=f"ttnn.{pool.kind}_pool2d",
+    # the pool program runs once its shards are allocated, before the interleaved copies
+    program = f"ttnn.{pool.kind}_pool2d"
+    cbs = [CircularBuffer(program, page, n, after=sharded[-1])
+           for _, page, n in program_circular_buffers(pool, s.channel_cores)]
+    plan = plan_of_events(events, circular_buffers=cbs, ttnn_call=program,
                           reason=f"{pool.kind} pool {s.layout} sharded on {s.cores} cores in L1")
     return plan, results
-
-
-def circular_beside_results(circular: int, sharded: list[Buffer], results: list[Buffer], device: DeviceSpec) -> int:
-    """The pool program's circular buffers as the estimate checks them: against the L1 buffers alive at the
-    op's end (its interleaved results, and the last shard, whose free follows the op's last allocation),
-    though the program ran before the results were copied out, beside its shards. Shifted by the
-    difference, the check at the end is the check at the program's launch (never negative: had the
-    results taken more than the circular buffers need, the launch had room, as the end fits)."""
-    def per_bank(b: Buffer) -> int:
-        return place(b, device).per_bank_bytes
-    at_end = sum(per_bank(b) for b in results) + per_bank(sharded[-1])
-    at_launch = sum(per_bank(b) for b in sharded)
-    return max(0, circular - (at_end - at_launch))
