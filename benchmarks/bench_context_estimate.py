@@ -1,6 +1,6 @@
 """How often the in-context estimate agrees with the mock device in context, call by call.
 
-    .venv/bin/python benchmarks/bench_context_estimate.py [--traces resnet50,yolov8s,...]
+    .venv/bin/python benchmarks/bench_context_estimate.py [--traces resnet50,yolov8s,... | sample]
         [--device n150] [--memory dram,l1] [--weights-dram] [--cache DIR] [--device-only] [-v]
 
 For each trace and placement, the model's whole call sequence is replayed in context (`replay run
@@ -10,7 +10,9 @@ calls whose verdicts agree (pass / folded / skipped / unsupported / oom_* / cb_o
 the first failing call (cascades aside) on each side, and where both fail first at the same call,
 whether they ask for the same bytes. Device results are cached as per-call files in ``--cache``
 (default /work/ctx-devres, outside the repo; keyed by the trace file's sha256 and the placement),
-so a rerun after an estimate change costs seconds: delete the folder to measure the device again.
+so a rerun after an estimate change costs seconds: delete the folder to measure the device again
+(``--traces sample`` on n150, DRAM, L1 and L1 with weights in DRAM: ~13 min of device runs on a loaded
+2-core machine, then ~1 min for the estimate side).
 ``--device-only`` fills the cache and stops. Results come from ttnn's mock device (no board):
 real allocator and op host code, no arithmetic.
 """
@@ -101,7 +103,8 @@ def _describe(r) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Compare the in-context estimate with the mock device per trace and placement; print agreement."""
     ap = argparse.ArgumentParser(prog="bench_context_estimate.py", description=__doc__.split("\n")[0])
-    ap.add_argument("--traces", default=",".join(DEFAULT_TRACES), help="comma-separated names in traces/")
+    ap.add_argument("--traces", default=",".join(DEFAULT_TRACES),
+                    help="comma-separated names in traces/, or 'sample': the tests' sample (tests/sample.py) and hf_detr")
     ap.add_argument("--device", default="n150", choices=("n150", "p150"))
     ap.add_argument("--memory", default="dram,l1")
     ap.add_argument("--cache", default=CACHE, help="folder for the mock device's per-call files")
@@ -114,11 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     memories = [m for m in args.memory.split(",") if m]
     bad = [m for m in memories if m not in ("dram", "l1")]
-    paths = [os.path.join(ROOT, "traces", f"{n}.msgpack") for n in args.traces.split(",") if n]
-    missing = [p for p in paths if not os.path.exists(p)]
+    names = args.traces.split(",")
+    if args.traces == "sample":
+        sys.path.insert(0, os.path.join(ROOT, "tests"))
+        from sample import SAMPLE
+        names = sorted(SAMPLE) + ["hf_detr"]
+    paths = [os.path.join(ROOT, "traces", f"{n}.msgpack") for n in names if n]
+    missing = [os.path.basename(p)[:-len(".msgpack")] for p in paths if not os.path.exists(p)]
     if bad or missing or not paths:
-        print(f"bench_context_estimate: bad --memory {bad} (dram or l1)" if bad else
-              f"bench_context_estimate: no trace {missing or args.traces!r} in traces/; give names of traces/*.msgpack",
+        print(f"bench_context_estimate: bad --memory {', '.join(bad)}: give dram, l1 or dram,l1" if bad else
+              f"bench_context_estimate: no trace {', '.join(missing) or repr(args.traces)} in traces/; give names of "
+              "traces/*.msgpack (comma-separated) or 'sample'",
               file=sys.stderr)
         return 2
     os.makedirs(args.cache, exist_ok=True)
