@@ -100,8 +100,31 @@ def _describe(r) -> str:
     return f"{r.index} {r.op} {r.status}" + (f" {b:,} B" if b is not None else "")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Compare the in-context estimate with the mock device per trace and placement; print agreement."""
+def _ratio(est: int, dev: int) -> str:
+    return f"{est / dev:.3f}x" if dev else ("same" if not est else "mock 0")
+
+
+def one_run(trace, args, memory: str, changes: ContextChanges, dev: list, dsum, c0: float) -> dict:
+    """Estimate one trace in context, compare it with the device's records, print the line (and with -v
+    every disagreeing call); the comparison."""
+    t1 = time.monotonic()
+    est, esum = simulate_estimate(trace, EstimateSettings(args.device, memory=memory), changes)
+    t2 = time.monotonic()
+    c = compare(dev, est)
+    print(f"{trace.model_name:<14} {args.device} {memory:<4}{' weights in DRAM' if args.weights_dram else ''}: "
+          f"{c['agree']}/{c['calls']} calls agree ({100 * c['agree'] / max(c['calls'], 1):.2f}%); first failure: "
+          f"mock {_describe(c['first_device'])} | estimate {_describe(c['first_estimate'])}; "
+          f"same first failure: {'yes' if c['same_first'] else 'NO'}"
+          f"{', same bytes' if c['same_bytes'] and c['first_device'] else ''}; peak estimate/mock DRAM "
+          f"{_ratio(esum.peak_dram_bytes, dsum.peak_dram_bytes)}, L1 {_ratio(esum.peak_l1_bytes, dsum.peak_l1_bytes)}; "
+          f"estimate {t2 - t1:.1f} s, CPU {_cpu_s() - c0:.1f} s", flush=True)
+    if args.v:
+        for d in c["differ"]:
+            print(f"    call {d[0]} {d[1]} {d[2]}: mock {d[3]}, estimate {d[4]}")
+    return c
+
+
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="bench_context_estimate.py", description=__doc__.split("\n")[0])
     ap.add_argument("--traces", default=",".join(DEFAULT_TRACES),
                     help="comma-separated names in traces/, or 'sample': the tests' sample (tests/sample.py) and hf_detr")
@@ -114,7 +137,12 @@ def main(argv: list[str] | None = None) -> int:
                          "weights fill an n150's L1 and most L1 calls only repeat that)")
     ap.add_argument("--device-only", action="store_true", help="fill the device cache only")
     ap.add_argument("-v", action="store_true", help="list every disagreeing call")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Compare the in-context estimate with the mock device per trace and placement; print agreement."""
+    args = _parser().parse_args(argv)
     memories = [m for m in args.memory.split(",") if m]
     bad = [m for m in memories if m not in ("dram", "l1")]
     names = args.traces.split(",")
@@ -144,21 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{trace.model_name} {args.device} {memory}: mock device {len(dev)} calls, "
                       f"{dsum.time_s:.0f} s (this run {t1 - t0:.0f} s)", flush=True)
                 continue
-            est, _ = simulate_estimate(trace, EstimateSettings(args.device, memory=memory), changes)
-            t2 = time.monotonic()
-            c = compare(dev, est)
-            total = totals[memory]
+            c = one_run(trace, args, memory, changes, dev, dsum, c0)
             for k, v in enumerate((c["agree"], c["calls"], c["same_first"], c["same_bytes"], 1)):
-                total[k] += v
-            print(f"{trace.model_name:<14} {args.device} {memory:<4}{' weights in DRAM' if args.weights_dram else ''}: {c['agree']}/{c['calls']} calls agree "
-                  f"({100 * c['agree'] / max(c['calls'], 1):.2f}%); first failure: mock "
-                  f"{_describe(c['first_device'])} | estimate {_describe(c['first_estimate'])}; "
-                  f"same first failure: {'yes' if c['same_first'] else 'NO'}"
-                  f"{', same bytes' if c['same_bytes'] and c['first_device'] else ''}; "
-                  f"estimate {t2 - t1:.1f} s, CPU {_cpu_s() - c0:.1f} s", flush=True)
-            if args.v:
-                for d in c["differ"]:
-                    print(f"    call {d[0]} {d[1]} {d[2]}: mock {d[3]}, estimate {d[4]}")
+                totals[memory][k] += v
     for memory, total in totals.items():
         if total[4]:
             print(f"all, {memory}{' weights in DRAM' if args.weights_dram else ''}: {total[0]}/{total[1]} calls agree "
