@@ -13,6 +13,7 @@ torch.profiler.ExecutionTraceObserver's JSON for the same forward.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
@@ -83,7 +84,14 @@ def et_json_bytes(model, xs) -> int:
 
 def interleaved(variants: dict, model, xs, runs: int, clock=time.perf_counter) -> dict[str, list[float]]:
     """Seconds of each variant, run by run; each round runs every variant once, starting one
-    further along than the round before, so no variant always follows the same one."""
+    further along than the round before, so no variant always follows the same one.
+
+    Every variant starts from the same heap: the garbage in reference cycles a variant leaves
+    (torch.profiler leaves its profile and event lists in cycles) is collected after its timed run,
+    outside the timer. Otherwise it was freed by the next cyclic-GC pass inside whichever variant
+    trips one, always optrace's (the only one allocating enough): the profiler's teardown, 9-15 ms
+    of swin_t's forward, was billed to optrace. The profiler's own time now excludes it (a stricter
+    comparison for optrace); optrace's own GC passes stay inside its timed run."""
     names = list(variants)
     times = {k: [] for k in names}
     for r in range(runs):
@@ -91,6 +99,7 @@ def interleaved(variants: dict, model, xs, runs: int, clock=time.perf_counter) -
             t0 = clock()
             variants[k](model, xs)
             times[k].append(clock() - t0)
+            gc.collect()
     return times
 
 
