@@ -54,7 +54,7 @@ def bare_mode(model, xs):
 
 def traced(model, xs):
     modules, table, rec = record_forward(model, xs)
-    build_signatures(rec.rec, table.metas)
+    build_signatures(rec.rec, table.metas, table.classes)
 
 
 def profiled(model, xs):
@@ -64,7 +64,7 @@ def profiled(model, xs):
 
 def trace_bytes(model, xs) -> int:
     modules, table, rec = record_forward(model, xs)
-    calls, sigs = build_signatures(rec.rec, table.metas)
+    calls, sigs = build_signatures(rec.rec, table.metas, table.classes)
     trace = Trace(header={"call_count": len(calls)}, modules=modules.modules, scopes=modules.scopes, ops=rec.rec.ops,
                   tensors=table.metas, calls=calls, signatures=sigs)
     return len(msgpack.packb(trace.to_wire(), use_bin_type=True))

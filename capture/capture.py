@@ -65,15 +65,16 @@ def _tensor_classes(tensors) -> list[tuple]:
     return [ids.setdefault((tuple(m.shape), m.dtype, tuple(m.stride)), ("T", len(ids))) for m in tensors]
 
 
-def build_signatures(rec, tensors) -> tuple[list[OpCall], list[Signature]]:
+def build_signatures(rec, tensors, tensor_class: list | None = None) -> tuple[list[OpCall], list[Signature]]:
     """Intern each call's (op, argument metadata) as a signature; calls reference it by index.
-    A signature's id is hashed once; calls repeating one are matched on a tuple of their arguments."""
+    A signature's id is hashed once; calls repeating one are matched on a tuple of their arguments.
+    tensor_class: per tensor, a token shared by tensors with equal signature metadata (the recorder's
+    TensorTable.classes, made as entries are); made from tensors when not given."""
     with gc_paused():
-        return _interned(rec, tensors)
+        return _interned(rec, tensors, _tensor_classes(tensors) if tensor_class is None else tensor_class)
 
 
-def _interned(rec, tensors) -> tuple[list[OpCall], list[Signature]]:
-    tensor_class = _tensor_classes(tensors)
+def _interned(rec, tensors, tensor_class: list) -> tuple[list[OpCall], list[Signature]]:
     sig_index: dict[str, int] = {}
     seen: dict[tuple, int] = {}                   # (op, hashable args) -> signature index
     sigs: list[Signature] = []
@@ -182,7 +183,7 @@ def trace_forward(model, args: list, kwargs: dict, *, entry: ModelEntry, shapes:
     with fixed_threads(CAPTURE_THREADS):
         modules, table, recorder = record_forward(model, args, grad_mode, fake_mode, kwargs)
     capture_s = time.perf_counter() - t0
-    calls, sigs = build_signatures(recorder.rec, table.metas)
+    calls, sigs = build_signatures(recorder.rec, table.metas, table.classes)
     header = trace_header(entry, shapes, grad_mode,
                           "fake" if fake_mode is not None else "real", "eager", len(calls), capture_s)
     return Trace(header=header, modules=modules.modules, scopes=modules.scopes, ops=recorder.rec.ops,

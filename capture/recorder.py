@@ -158,8 +158,12 @@ class TensorTable:
         self.kinds = kinds                        # id(tensor) -> (kind, name, tensor): params, buffers, inputs
         self._rows: list[tuple] = []              # (metadata key, storage id, kind, name) per entry
         self._metas: list[TensorMeta] = []        # self._rows made records (a prefix, extended on read)
-        # id(tensor) -> (weakref, metadata key, index); the weakref tells a reused id from the same tensor
+        # id(tensor) -> (weakref, metadata key, its tagged value ["T", index]); the weakref tells a
+        # reused id from the same tensor. Every reference to an entry is that one tagged list.
         self._seen: dict[int, tuple] = {}
+        # per entry, a token shared by the entries with equal signature metadata (shape, dtype, stride)
+        self.classes: list[tuple] = []
+        self._class_tokens: dict[tuple, tuple] = {}
         self._touched: set[int] = set()           # ids of tensors an op wrote since last referenced
         self._storages: dict[int, tuple] = {}     # id(storage) -> (weakref to it, storage id)
         self._next_sid = 0
@@ -206,6 +210,11 @@ class TensorTable:
     def ref(self, t: torch.Tensor, produced: bool) -> int:
         """The index of t's entry, made on first sight (kind from the table's kinds, else
         activation when an op produced it, constant otherwise)."""
+        return self.tagged(t, produced)[1]
+
+    def tagged(self, t: torch.Tensor, produced: bool) -> list:
+        """t as a tagged value, ``["T", index]`` of its entry (see ref); the same list object for
+        every reference to one entry."""
         tid = id(t)
         hit = self._seen.get(tid)
         if hit is not None and hit[0]() is t:
@@ -219,13 +228,21 @@ class TensorTable:
             if self._touched:
                 self._touched.discard(tid)
             key = (t.shape, t.dtype, t.stride(), t.storage_offset())
+        return self._new_entry(t, tid, key, produced)
+
+    def _new_entry(self, t: torch.Tensor, tid: int, key: tuple, produced: bool) -> list:
         known = self.kinds.get(tid)
         kind, name = (known[0], known[1]) if known is not None and known[2] is t else \
             ("activation" if produced else "constant", "")
-        idx = len(self._rows)
+        tagged = ["T", len(self._rows)]
         self._rows.append((key, self.storage_id(t), kind, name))
-        self._seen[tid] = (weakref.ref(t), key, idx)
-        return idx
+        class_key = key[:3]
+        token = self._class_tokens.get(class_key)
+        if token is None:
+            token = self._class_tokens[class_key] = ("T", len(self._class_tokens))
+        self.classes.append(token)
+        self._seen[tid] = (weakref.ref(t), key, tagged)
+        return tagged
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,6 +254,9 @@ class RawCall(NamedTuple):
     args: list
     outputs: list
     scope: int
+
+
+_new_tuple = tuple.__new__                       # RawCall(...) without NamedTuple's Python-level __new__
 
 
 @dataclass
@@ -277,8 +297,10 @@ class Recorder(TorchDispatchMode):
         self.modules = modules
         self.tensors = tensors
         self.rec = Recording()
-        # OpOverload -> its _OverloadSpec, or None for a call passed through unrecorded
-        self._specs: dict = dict.fromkeys(_SUBCLASS_METADATA_QUERIES) if fake_mode is not None else {}
+        # id(OpOverload) -> its _OverloadSpec, or None for a call passed through unrecorded. Keyed by
+        # id: OpOverload's __hash__ is Python, a call per dispatch; _funcs keeps the ids valid.
+        self._funcs = list(_SUBCLASS_METADATA_QUERIES) if fake_mode is not None else []
+        self._specs: dict = dict.fromkeys(map(id, self._funcs))
         self.fake_mode = fake_mode
         self.shadows = WeakIdKeyDictionary()      # fake tensor -> small real tensor with its values
 
@@ -289,7 +311,7 @@ class Recorder(TorchDispatchMode):
         if tp is int:  # the common cases first: this runs for every argument of every call
             return ["int", v]
         if tp is torch.Tensor or isinstance(v, torch.Tensor):
-            return ["T", self.tensors.ref(v, produced)]
+            return self.tensors.tagged(v, produced)
         if tp is list or tp is tuple:
             return ["list", [self.encode(x, produced) for x in v]]
         return encode_constant(v)
@@ -307,14 +329,23 @@ class Recorder(TorchDispatchMode):
             n_returns=len(schema.returns),
             writes=tuple(a.name if a.kwarg_only else i for i, a in enumerate(args)
                          if a.alias_info is not None and a.alias_info.is_write))
-        self._specs[func] = spec
+        self._specs[id(func)] = spec
+        self._funcs.append(func)
         return spec
 
     def _named_args(self, spec: _OverloadSpec, args, kwargs) -> list:
         """One encoded value per schema argument: positional, keyword, or the schema default
         (dispatch leaves out trailing arguments equal to their default)."""
-        encode = self.encode
-        out = [encode(a) for a in args]
+        tagged, encode = self.tensors.tagged, self.encode
+        out = []
+        for a in args:  # encode's common cases inline: this runs for every argument of every call
+            tp = type(a)
+            if tp is torch.Tensor:
+                out.append(tagged(a, False))
+            elif tp is int:
+                out.append(["int", a])
+            else:
+                out.append(encode(a))
         n = len(out)
         if n < len(spec.names):
             if kwargs:
@@ -388,7 +419,7 @@ class Recorder(TorchDispatchMode):
     # -- dispatch -------------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        spec = self._specs.get(func, _NEW)
+        spec = self._specs.get(id(func), _NEW)
         if spec is _NEW:
             spec = self._spec(func)
         elif spec is None:
@@ -398,8 +429,8 @@ class Recorder(TorchDispatchMode):
         if spec.writes:
             self._touch_written(spec, args, kwargs)
         if spec.n_returns == 1:
-            outputs = [self.encode(out, True)]
+            outputs = [self.tensors.tagged(out, True) if type(out) is torch.Tensor else self.encode(out, True)]
         else:
             outputs = [self.encode(o, True) for o in (out if isinstance(out, (list, tuple)) else [out])]
-        self.rec.calls.append(RawCall(spec.op, named, outputs, self.modules.current_scope))
+        self.rec.calls.append(_new_tuple(RawCall, (spec.op, named, outputs, self.modules.current_scope)))
         return out
