@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from replay.backends.devices import TILE_HW, DeviceSpec
 from replay.backends.estimate_conv import divisor_with_padding, window_span_rows
 from replay.backends.estimate_plan import Buffer, CircularBuffer, Plan, plan_of_events
+from replay.mapping.plan import pair
 from replay.shapes import round_up
 
 TILE_ELEMS = TILE_HW * TILE_HW
@@ -107,9 +108,10 @@ def adaptive_params(in_hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[tu
     return tuple(kernel), tuple(stride), tuple(pad)
 
 
-def _two(v, default: int) -> tuple[int, int]:
-    v = default if v is None else v
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[-1]))
+def _two(kw: dict, name: str, default: int) -> tuple[int, int]:
+    """A call's (height, width) argument: an int or a 1-element list spread to both (replay.mapping's pair)."""
+    v = kw.get(name)
+    return tuple(pair(default if v is None or v == [] else v))
 
 
 def pool_shape_of_call(fn: str, kw: dict) -> PoolShape | None:
@@ -119,14 +121,14 @@ def pool_shape_of_call(fn: str, kw: dict) -> PoolShape | None:
     n, h, w, c = (int(kw[k]) for k in ("batch_size", "input_h", "input_w", "channels"))
     kind = "max" if "max" in fn else "avg"
     if fn.startswith("adaptive"):
-        kernel, stride, pad = adaptive_params((h, w), _two(kw.get("output_size"), 1))
+        kernel, stride, pad = adaptive_params((h, w), _two(kw, "output_size", 1))
         return PoolShape(kind=kind, batch=n, channels=c, height=h, width=w, kernel=kernel, stride=stride,
                          padding=pad, count_include_pad=False)
-    kernel = _two(kw.get("kernel_size"), 1)
-    ph, pw = _two(kw.get("padding"), 0)
+    kernel = _two(kw, "kernel_size", 1)
+    ph, pw = _two(kw, "padding", 0)
     return PoolShape(kind=kind, batch=n, channels=c, height=h, width=w, kernel=kernel,
-                     stride=_two(kw.get("stride") or kernel, 1), padding=(ph, ph, pw, pw),
-                     dilation=_two(kw.get("dilation"), 1), ceil_mode=bool(kw.get("ceil_mode", False)),
+                     stride=_two(kw, "stride", 0) if kw.get("stride") else kernel, padding=(ph, ph, pw, pw),
+                     dilation=_two(kw, "dilation", 1), ceil_mode=bool(kw.get("ceil_mode", False)),
                      count_include_pad=bool(kw.get("count_include_pad", True)),
                      divisor_override=kw.get("divisor_override") is not None,
                      return_indices=bool(kw.get("return_indices", False)))
