@@ -130,10 +130,13 @@ def program_clash(plan: Plan, buf: Buffer, l1_below_bytes: int) -> str:
 class L1Blocks:
     """Where the L1 buffers lie in a bank (each its largest per-bank share): placed from the top down in the
     highest gap that holds them, so a freed buffer above live ones leaves a hole; what a program's circular
-    buffers, placed from the bottom, may use is what lies below the lowest live one."""
+    buffers, placed from the bottom, may use is what lies below the lowest live one; with none alive, the
+    whole L1 above the firmware, L1_SMALL's region included (mock n150: a 1,391,208 B concat staging entry
+    runs with an empty L1)."""
 
-    def __init__(self, bank_bytes: int):
+    def __init__(self, bank_bytes: int, empty_bytes: int):
         self.bank = bank_bytes
+        self.empty = empty_bytes
         self.blocks: dict[int, tuple[int, int]] = {}     # key -> (bottom, top), offsets above L1's base
 
     def alloc(self, key: int, size: int) -> None:
@@ -151,7 +154,7 @@ class L1Blocks:
 
     def below(self) -> int:
         """Bytes per core below the lowest live buffer."""
-        return min((bottom for bottom, _ in self.blocks.values()), default=self.bank)
+        return min((bottom for bottom, _ in self.blocks.values()), default=self.empty)
 
 
 def _tensor_footprint(b: Buffer, a: Allocation) -> TensorFootprint:
@@ -215,7 +218,7 @@ class EstimateBackend:
         result.inputs = [_tensor_footprint(b, placed[id(b)]) for b in inputs]
         result.outputs = [_tensor_footprint(b, placed[id(b)]) for b in outputs]
         used = {"DRAM": 0, "L1": 0}
-        blocks = L1Blocks(self.device.banks("L1", self.settings.l1_small_bytes)[1])
+        blocks = L1Blocks(self.device.banks("L1", self.settings.l1_small_bytes)[1], self.device.l1_bank_bytes)
         for phase, bufs in (("inputs", inputs), ("op", plan.buffers)):
             for b in bufs:
                 for r in plan.freed_before(b):
@@ -236,7 +239,9 @@ class EstimateBackend:
                 used[b.memory] = before + a.per_bank_bytes
                 if b.memory == "L1":
                     blocks.alloc(id(b), a.per_bank_bytes)
-                clash = program_clash(plan, b, blocks.below())
+                # an entry beyond a core's L1 is refused when the program is made, before any clash
+                clash = plan.programs_after(b) and (circular_buffer_overflow(plan, self.device)
+                                                    or program_clash(plan, b, blocks.below()))
                 if clash:
                     result.status = "cb_overflow"
                     result.reason = f"{clash}; {ESTIMATE_NOTE}"

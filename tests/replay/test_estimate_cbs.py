@@ -57,7 +57,8 @@ def test_tiled_unaligned_concat_only_for_padded_last_dim_float_concats():
 
 
 def test_a_freed_buffer_above_live_ones_leaves_a_hole_the_circular_buffers_cannot_use():
-    blocks = L1Blocks(100_000)
+    blocks = L1Blocks(100_000, 110_000)
+    assert blocks.below() == 110_000        # nothing alive: L1_SMALL's region too
     blocks.alloc(1, 10_000)
     blocks.alloc(2, 50_000)
     blocks.free(1)
