@@ -92,9 +92,10 @@ class Alloc:
         self.dtype, self.layout = dtype, layout
         self.refs = 0
 
-    def holds(self, spec, folded: bool = False) -> bool:
-        """Held as the port wants ``spec`` (replay.context.plan.holds_as, as the ttnn worker checks)."""
-        return holds_as(self.shape, self.dtype, self.layout, self.memory, spec, folded)
+    def holds(self, spec, folded: bool = False, shape=None) -> bool:
+        """Held as the port wants ``spec`` (replay.context.plan.holds_as, as the ttnn worker checks); ``shape``:
+        the tensor's when it is a view of this buffer in another shape (a reshape that moves no data)."""
+        return holds_as(self.shape if shape is None else shape, self.dtype, self.layout, self.memory, spec, folded)
 
 
 class Simulation:
@@ -110,6 +111,7 @@ class Simulation:
         self.banks = {m: BankAllocator(self.device.banks(m, settings.l1_small_bytes)[1], top_down=(m == "L1"))
                       for m in ("DRAM", "L1")}
         self.live: dict[int, Alloc] = {}
+        self.view_shapes: dict[int, tuple] = {}    # a live view's own shape (its buffer is another tensor's)
         self.pinned: dict[int, Alloc] = {}         # device stand-ins for weights the port hands ttnn from the host
         self.cache: dict[str, Alloc] = {}          # signature id -> its cached page-mapping tensor
         self.failed: set[int] = set()
@@ -136,13 +138,17 @@ class Simulation:
         return Alloc(buf.memory, addr, a.per_bank_bytes, a.total_bytes, buf.shape if shape is None else shape,
                      buf.role, buf.dtype, buf.layout), None
 
-    def hold(self, tid: int, alloc: Alloc) -> None:
+    def hold(self, tid: int, alloc: Alloc, shape=None) -> None:
         self.drop(tid)
         alloc.refs += 1
         self.live[tid] = alloc
+        if shape is not None and tuple(shape) != alloc.shape:
+            self.view_shapes[tid] = tuple(shape)
 
     def drop(self, tid: int, held: dict | None = None) -> None:
         a = (self.live if held is None else held).pop(tid, None)
+        if held is None:
+            self.view_shapes.pop(tid, None)
         if a is not None:
             a.refs -= 1
             if a.refs == 0:
@@ -249,12 +255,12 @@ class Simulation:
         if oom or overflow:
             self._fail(step, rec, oom, made, temps) if oom else self._overflow(step, rec, overflow, made, temps)
             return self._finish(step, rec, t0)
-        for (buf, _), tid in zip(opc.outputs, step.outputs):
+        for (buf, logical), tid in zip(opc.outputs, step.outputs):
             a = made.get(id(buf))
             if a is not None:
                 self.hold(tid, a)
-            elif step.arg_order and step.arg_order[0] in self.live:   # a view: shares its input
-                self.hold(tid, self.live[step.arg_order[0]])
+            elif step.arg_order and step.arg_order[0] in self.live:   # a view: shares its input's buffer
+                self.hold(tid, self.live[step.arg_order[0]], logical.shape)
         for a in temps:
             self.release(a)
         if plan.reason:
@@ -269,7 +275,7 @@ class Simulation:
         for spec, buf in zip(device_inputs, opc.inputs):
             tid = step.args.get(spec.name)
             cur = self.live.get(tid) if tid is not None else None
-            if cur is not None and cur.holds(spec, tid in self.folded):
+            if cur is not None and cur.holds(spec, tid in self.folded, self.view_shapes.get(tid)):
                 continue
             if cur is not None:
                 rec.reheld += 1        # a port would hold it this way: replace, do not copy

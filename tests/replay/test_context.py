@@ -136,3 +136,14 @@ def test_the_simulated_allocator_takes_the_first_hole_that_fits_as_the_mock_devi
         bank.release(a, 256 * kib)
         bank.release(c, 64 * kib)
         assert bank.alloc(48 * kib) == (a + 208 * kib if top_down else a)
+
+
+def test_a_reshape_that_moves_no_data_is_held_in_its_own_shape_so_its_consumer_does_not_re_hold_it():
+    # swin_t's attention: q @ k^T [192, 49, 49] reshaped (a view of the same buffer) to [64, 3, 49, 49], then
+    # + the relative-position bias; the mock device re-holds neither input of that add (0), nor does the estimate
+    from sample import TRACES
+    trace = read_trace(os.path.join(TRACES, "swin_t.msgpack"))
+    records, _ = simulate_estimate(trace, EstimateSettings("n150", memory="dram"), stop_after=33)
+    add = records[33]
+    assert (add.op, add.module_path, add.status) == ("aten.add.Tensor", "layers.0.blocks.0.attn", "pass")
+    assert add.reheld == 0 and add.standins == 0
