@@ -26,13 +26,14 @@ from __future__ import annotations
 
 from typing import Callable
 
-from replay.backends.devices import ELEMENT_BYTES, TILE_BYTES, TILE_HW, DeviceSpec
+from replay.backends.devices import ELEMENT_BYTES, L1_SMALL_BYTES, TILE_BYTES, TILE_HW, DeviceSpec
+from replay.backends.footprint import allocate
 from replay.backends.ttnn_calls import Held
 from replay.backends.ttnn_calls import results as call_results
 from replay.mapping.plan import Call, Ref
 from replay.shapes import round_up
 
-CbRule = Callable[[Call, list, list, DeviceSpec], int]
+CbRule = Callable[..., int]    # (call, args, results, device, free_l1) -> bytes
 CB_RULES: dict[str, CbRule] = {}
 
 
@@ -57,7 +58,7 @@ def _tensors(args: list) -> list[Held]:
 @cb_rule("relu", "silu", "gelu", "sigmoid", "tanh", "exp", "log", "neg", "abs", "sqrt", "rsqrt", "reciprocal",
          "hardswish", "hardsigmoid", "leaky_relu", "elu", "erf", "sin", "cos", "floor", "ceil", "sign", "square",
          "clamp", "relu6", "mish")
-def unary(call: Call, args: list, results: list, device: DeviceSpec) -> int:
+def unary(call: Call, args: list, results: list, device: DeviceSpec, free_l1: int = 0) -> int:
     """A tiled unary program: two tiles of input, two of output."""
     x = _tensors(args)
     if not x or not results or x[0].layout != "TILE":
@@ -72,7 +73,7 @@ def _inner(shape: tuple) -> tuple:
 
 @cb_rule("add", "subtract", "multiply", "divide", "maximum", "minimum", "pow", "eq", "ne", "gt", "ge", "lt", "le",
          "logical_and", "logical_or")
-def binary(call: Call, args: list, results: list, device: DeviceSpec) -> int:
+def binary(call: Call, args: list, results: list, device: DeviceSpec, free_l1: int = 0) -> int:
     """binary_ng: a, b and the result, two tiles each in a's dtype; a fourth two-tile buffer when one
     operand broadcasts inside the tiles (its last two dims differ from the result's); one tile for a
     Python scalar b."""
@@ -100,7 +101,7 @@ SOFTMAX_LARGE_TILES = 260     # the large kernel's fixed buffers (80-tile input,
 
 
 @cb_rule("softmax")
-def softmax(call: Call, args: list, results: list, device: DeviceSpec) -> int:
+def softmax(call: Call, args: list, results: list, device: DeviceSpec, free_l1: int = 0) -> int:
     """Softmax over the last dim of a bfloat16 tiled tensor; other dims and dtypes are not modelled."""
     ts = _tensors(args)
     if not ts or ts[0].layout != "TILE" or ts[0].dtype != "bfloat16":
@@ -119,7 +120,7 @@ def softmax(call: Call, args: list, results: list, device: DeviceSpec) -> int:
 
 
 @cb_rule("transpose")
-def transpose(call: Call, args: list, results: list, device: DeviceSpec) -> int:
+def transpose(call: Call, args: list, results: list, device: DeviceSpec, free_l1: int = 0) -> int:
     """A tiled transpose of the last two dims: two tiles in, two out; other transposes not modelled."""
     ts = _tensors(args)
     if not ts or ts[0].layout != "TILE" or len(args) < 3:
@@ -134,7 +135,7 @@ BATCH_NORM_TILES = 18
 
 
 @cb_rule("batch_norm")
-def batch_norm(call: Call, args: list, results: list, device: DeviceSpec) -> int:
+def batch_norm(call: Call, args: list, results: list, device: DeviceSpec, free_l1: int = 0) -> int:
     """ttnn.batch_norm with running statistics (one program): 18 tiles; training runs several (not modelled)."""
     ts = _tensors(args)
     if not ts or call.kwargs.get("training") or ts[0].layout != "TILE":
@@ -147,7 +148,7 @@ PAD_MAX_BARRIERS = 16
 
 
 @cb_rule("pad")
-def pad(call: Call, args: list, results: list, device: DeviceSpec) -> int:
+def pad(call: Call, args: list, results: list, device: DeviceSpec, free_l1: int = 0) -> int:
     """ttnn.pad of an interleaved row-major tensor: padded rows staged per barrier (as many rows as 2 KiB
     takes, at least one), up to 16 barriers within half of L1 above the firmware, and one padded row of
     the pad value; a padded row needing realignment (front padding, or not DRAM-aligned) takes another."""
@@ -181,10 +182,41 @@ def tiled_unaligned_concat_bytes(ins: list[Held], out: Held, dim: int) -> int | 
     return 3 * (in_tiles + out_tiles) * tile_bytes(ins[0].dtype)
 
 
-def program_bytes(call: Call, args: list, results: list, device: DeviceSpec) -> int:
-    """Per-core circular-buffer bytes of one ttnn call's program (0: not modelled)."""
+def program_bytes(call: Call, args: list, results: list, device: DeviceSpec, free_l1: int | None = None) -> int:
+    """Per-core circular-buffer bytes of one ttnn call's program (0: not modelled); ``free_l1``: the L1 per
+    core below the lowest L1 buffer when the call is made (None: an empty L1), which matmul sizes by."""
     rule = CB_RULES.get(call.fn)
-    return rule(call, args, results, device) if rule else 0
+    return rule(call, args, results, device, device.l1_bank_bytes if free_l1 is None else free_l1) if rule else 0
+
+
+MATMUL_FACTORS = (16, 8, 4, 2)
+
+
+def _matmul_estimate(m: int, n: int, k: int, tile_a: int, tile_b: int, tile_out: int) -> int:
+    # ttnn's get_estimated_size_of_cbs: in0 and in1 blocks double-buffered, the output and its intermediate
+    return m * k * 2 * tile_a + n * k * 2 * tile_b + m * n * tile_out + m * n * TILE_BYTES["bfloat16"]
+
+
+@cb_rule("matmul")
+def matmul(call: Call, args: list, results: list, device: DeviceSpec, free_l1: int = 0) -> int:
+    """ttnn.matmul of two interleaved tiled tensors without a program config (create_simple_matmul
+    _program_config): per_core_M = per_core_N = the largest of 16/8/4/2 tiles whose estimated buffers fit
+    the free L1 (else 1); with the output blocks on a 2-d grid of at least 2x2 cores, the 2-d multicast
+    program: in0 and in1 blocks of in0_block_w (2, or 1 when K's tiles are odd) double-buffered and the
+    output block. Narrow (1-d multicast) and single-core shapes are not modelled (0)."""
+    ts = _tensors(args)
+    if len(ts) < 2 or any(t.layout != "TILE" or len(t.shape) < 2 for t in ts[:2]) or not results:
+        return 0
+    a, b = ts[0], ts[1]
+    mt, kt, nt = (-(-d // TILE_HW) for d in (a.shape[-2], a.shape[-1], b.shape[-1]))
+    ta, tb, to = tile_bytes(a.dtype), tile_bytes(b.dtype), tile_bytes(results[0].dtype)
+    f = next((f for f in MATMUL_FACTORS if _matmul_estimate(f, f, 2, ta, tb, to) < free_l1), 1)
+    by, bx = -(-mt // f), -(-nt // f)
+    k = 1 if (by > 1 or bx > 1) and kt % 2 else 2
+    ratio = max(mt, nt) // min(mt, nt)
+    if ratio > 8 or by * bx > device.l1_banks or min(by, bx) < 2 or by > device.grid[1] or bx > device.grid[0]:
+        return 0
+    return f * k * 2 * ta + f * k * 2 * tb + f * f * to
 
 
 def _resolve(value, env: dict):
@@ -210,9 +242,13 @@ def port_programs(calls: list[Call], inputs: dict[str, Held], memory: str, devic
     if walked is None:
         return []
     env, out = dict(inputs), []
+    held = [t for t in inputs.values() if t.memory == "L1"]
     for call, results in zip(calls, walked):
         args = [_resolve(a, env) for a in call.args]
-        out.append(program_bytes(call, args, results, device))
+        used = sum(allocate(t.shape, t.dtype, t.layout, "L1", device, L1_SMALL_BYTES).per_bank_bytes for t in held)
+        free = device.banks("L1", L1_SMALL_BYTES)[1] - used if held else None
+        out.append(program_bytes(call, args, results, device, free))
         first = next((a for a in args if isinstance(a, Held)), None)
         env[call.out] = results[0] if results else first
+        held += [t for t in results if t.memory == "L1"]
     return out

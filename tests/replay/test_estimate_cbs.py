@@ -86,3 +86,14 @@ def test_stack_of_int32_vectors_clashes_at_concats_staging_below_the_permuted_ro
     dram = EstimateBackend(EstimateSettings(device="n150", memory="dram")).run(
         traced("fasterrcnn_resnet50_fpn", "09be697dd766a862"))
     assert dram.status == "pass", dram.reason
+
+
+def test_matmul_blocks_shrink_with_the_free_l1_and_narrow_shapes_are_not_modelled():
+    a, b, out = held([192, 392, 32]), held([192, 32, 392]), held([192, 392, 392])
+
+    def cb(x, y, free):
+        return program_bytes(Call("matmul", [x, y], {}, "out"), [x, y], [out], N150, free)
+    # mock n150, the traced bmm: 8 tiles per core (16 would need 1,310,720 B) on 2x2 cores, K's one tile
+    assert cb(a, b, 1_200_800) == (8 * 2 + 8 * 2 + 64) * 2048
+    assert cb(a, b, 20_000) == 0                              # 1 tile per core: 13x13 blocks, more than the cores
+    assert cb(held([1, 4096, 64]), held([1, 64, 64]), 1_200_800) == 0     # narrow: 1-d multicast, not modelled

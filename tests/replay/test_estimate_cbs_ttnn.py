@@ -36,7 +36,8 @@ L1_SMALL = 32768
 # (ttnn call, its tensors [shape, dtype, layout], the call's arguments ("$i": tensor i), kwargs, result
 # shape): softmax rows of 1 to 360 tiles (blocks of 4, 3 and 2, a padded row, the large kernel), binary_ng
 # with and without a broadcast inside the tiles and with a scalar, float32 tiles, a unary, a transpose of
-# the last two dims, batch_norm with running statistics, row-major pads (aligned, front-padded)
+# the last two dims, batch_norm with running statistics, row-major pads (aligned, front-padded), matmuls on
+# a 2-d grid (the traced bmm below: 8 tiles per core; these: 1, the L1 being full)
 CALLS = [("softmax", [([1, 1, 64, w], "bfloat16", "TILE")], ["$0"], {"dim": 3}, [1, 1, 64, w])
          for w in (32, 64, 96, 100, 192, 288, 320, 1569, 4096, 11520)] + [
     ("add", [([2, 3, 64, 64], "bfloat16", "TILE"), ([1, 1, 64, 64], "bfloat16", "TILE")], ["$0", "$1"], {},
@@ -56,6 +57,10 @@ CALLS = [("softmax", [([1, 1, 64, w], "bfloat16", "TILE")], ["$0"], {"dim": 3}, 
     ("pad", [([7800, 8, 15, 1], "bfloat16", "ROW_MAJOR")], ["$0", [[0, 0], [0, 0], [0, 0], [0, 31]], 0.0], {},
      [7800, 8, 15, 32]),
     ("pad", [([4, 6, 40], "bfloat16", "ROW_MAJOR")], ["$0", [[0, 0], [0, 0], [8, 0]], 0.0], {}, [4, 6, 48]),
+    ("matmul", [([8, 256, 64], "bfloat16", "TILE"), ([8, 64, 256], "bfloat16", "TILE")], ["$0", "$1"], {},
+     [8, 256, 256]),
+    ("matmul", [([4, 200, 96], "bfloat16", "TILE"), ([4, 96, 160], "bfloat16", "TILE")], ["$0", "$1"], {},
+     [4, 200, 160]),
 ]
 # (model, signature, board): ttnn's circular buffers clash with the L1 buffers, and a stack next to it that fits
 TRACED = [("fasterrcnn_resnet50_fpn", "09be697dd766a862", "n150"),   # int32 stack of rank-1 tensors: concat's staging
@@ -64,6 +69,7 @@ TRACED = [("fasterrcnn_resnet50_fpn", "09be697dd766a862", "n150"),   # int32 sta
           ("hf_sam_vision", "7727542e4029fad5", "p150"),             # attention's add of the mask
           ("s3d", "49a60a0e167e6852", "p150"),                       # batch_norm
           ("yolo12x_2176x3840", "264c5bd65eaa5445", "p150"),         # concat's row staging
+          ("swin3d_t", "43c92054b362a6a9", "n150"),                  # bmm: 8 tiles per core on 2x2 cores
           ("hf_deformable_detr", "8d0b091b14eff760", "n150")]        # bf16 stack: the tiled concat fits
 SETTINGS = PortSettings("bfloat16", "TILE", "l1")
 CLASH = re.compile(r"L1 buffer allocated at (\d+) and static \w+ buffer region ends at (\d+)")
@@ -82,8 +88,9 @@ def traced_cases() -> dict:
 # ---------------------------------------------------------------------------------------------
 # The worker: runs in the ttnn environment with the mock device of one board
 
-def _measure(device, ttnn, spec: dict, call: tuple) -> str:
-    """Run one CALLS entry with L1 filled to its output plus 4 KiB; ttnn's error text (or "")."""
+def _measure(device, ttnn, spec: dict, call: tuple) -> list:
+    """Run one CALLS entry with L1 filled to its output plus 4 KiB: [ttnn's error text (or ""), the L1 per
+    core left below the lowest buffer when the call is made]."""
     fn, tensors, args, kwargs, result = call
     layouts = {"TILE": ttnn.TILE_LAYOUT, "ROW_MAJOR": ttnn.ROW_MAJOR_LAYOUT}
     made = [ttnn.allocate_tensor_on_device(ttnn.TensorSpec(ttnn.Shape(shape), getattr(ttnn, dtype), layouts[layout],
@@ -106,7 +113,7 @@ def _measure(device, ttnn, spec: dict, call: tuple) -> str:
         error = " ".join(str(e).split())[:1000]
     for t in made + [fill]:
         ttnn.deallocate(t)
-    return error
+    return [error, spec.banks("L1", L1_SMALL)[1] - used - tiles * 2048]
 
 
 def worker(board: str) -> None:
@@ -158,25 +165,25 @@ def measured(request):
     return request.param, run_worker(request.param)
 
 
-def modelled_bytes(call: tuple, board: str) -> int:
-    """The model's circular-buffer bytes of one CALLS entry."""
+def modelled_bytes(call: tuple, board: str, free: int) -> int:
+    """The model's circular-buffer bytes of one CALLS entry made with ``free`` L1 per core left."""
     fn, tensors, args, kwargs, result = call
     held = [Held(tuple(shape), dtype, layout, "L1") for shape, dtype, layout in tensors]
 
     def value(v):
         return held[int(v[1:])] if isinstance(v, str) and v.startswith("$") else v
     c = Call(fn, [value(a) for a in args], {k: value(v) for k, v in kwargs.items()}, "out")
-    return program_bytes(c, c.args, [Held(tuple(result), tensors[0][1], tensors[0][2], "L1")], get_device(board))
+    return program_bytes(c, c.args, [Held(tuple(result), tensors[0][1], tensors[0][2], "L1")], get_device(board), free)
 
 
 def test_each_programs_circular_buffers_are_the_bytes_ttnn_places(measured):
     board, got = measured
     dev = get_device(board)
     base = dev.l1_core_bytes - dev.l1_bank_bytes
-    for call, error in zip(CALLS, got["calls"]):
+    for call, (error, free) in zip(CALLS, got["calls"]):
         m = CLASH.search(error)
         assert m, (board, call[:2], error[:300])
-        assert int(m.group(2)) - base == modelled_bytes(call, board), (board, call[:2], error[:300])
+        assert int(m.group(2)) - base == modelled_bytes(call, board, free), (board, call[:2], error[:300])
 
 
 def test_estimate_clashes_where_ttnns_programs_do_with_their_bytes(measured):
