@@ -20,8 +20,8 @@ its program's circular buffers against the L1 buffers beside them (replay/backen
 conv_transpose2d as the stride-1 conv over its zero-inserted input). Pools on an L1 input: the same auto-shard,
 copy and halo, the sharded output (and indices) copied to interleaved L1 results (replay/backends/estimate_pool.py).
 Each program's static circular buffers (replay/backends/estimate_cbs.py: unary, binary, softmax, transpose,
-batch_norm, pad, concat) must fit below the lowest L1 buffer alive when it runs (L1Blocks), else cb_overflow.
-Not modelled: the circular buffers of matmul, untilize and the other programs without a rule,
+batch_norm, pad, concat, matmul on a 2-d grid) must fit below the lowest L1 buffer alive when it runs (L1Blocks), else cb_overflow.
+Not modelled: the circular buffers of untilize, 1-d matmuls and the other programs without a rule,
 fragmentation from earlier ops. `benchmarks/bench_estimate.py --device-results DIR -v` lists every disagreement with the zoo.
 """
 from __future__ import annotations

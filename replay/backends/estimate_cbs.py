@@ -19,6 +19,7 @@ program's bytes against the L1 buffers alive when it runs (replay/backends/estim
 - batch_norm with running statistics: 18 tiles.
 - concat of a width the tiles pad, tiled (when it fits beside the L1 buffers): three times the input and
   output tiles of a 32-row band.
+- matmul without a program config, on a 2-d grid of at least 2x2 cores: blocks sized from the free L1.
 - pad of a row-major tensor (the multi-core default factory): 2 KiB of padded rows per barrier, up to 16
   barriers in half of L1 above the firmware, and one padded row of pad values.
 """
