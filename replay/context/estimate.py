@@ -26,8 +26,8 @@ from dataclasses import replace
 from capture.schema import Trace
 from replay.context.changes import (ContextChanges, call_case, call_replays, folded_outputs, held_spec,
                                     resident_under, with_frees, writes_dram)
-from replay.context.plan import (CallRecord, ContextPlan, folded_record, holds_as, plan_context, port_replays,
-                                 resident_specs, summarize)
+from replay.context.plan import (CallRecord, ContextPlan, aliases, folded_record, holds_as, plan_context,
+                                 port_replays, resident_specs, summarize)
 from replay.backends.devices import BLOCK_FLOAT_DTYPES, get_device
 from replay.backends.estimate import (RULES, Buffer, EstimateSettings, circular_buffer_overflow, circular_clash,
                                       op_case, outputs_only, place, program_clash)
@@ -345,11 +345,8 @@ class Simulation:
         self.failed.update(step.outputs)
 
     def _alias(self, step) -> None:
-        for out in step.outputs:
-            for tid in step.arg_order:
-                if tid in self.live and self.plan.tensors[tid].storage_id == self.plan.tensors[out].storage_id:
-                    self.hold(out, self.live[tid])
-                    break
+        for out, tid in aliases(self.plan, step, self.live):
+            self.hold(out, self.live[tid])
 
     def _finish(self, step, rec, t0) -> CallRecord:
         rec.dram_bytes, rec.l1_bytes = self.in_use()

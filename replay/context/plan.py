@@ -170,6 +170,18 @@ def holds_as(shape, dtype: str, layout: str, memory: str, spec: InputTensor, fol
     return same_shape and dtype == spec.dtype and layout == spec.layout and memory == spec.memory
 
 
+def aliases(plan: ContextPlan, step: Step, live) -> list[tuple[int, int]]:
+    """(output, input) pairs of a call a port never issues (a view, an alias): each output is the first
+    live input of its storage. Both in-context backends alias them so."""
+    out = []
+    for t in step.outputs:
+        src = next((tid for tid in step.arg_order
+                    if tid in live and plan.tensors[tid].storage_id == plan.tensors[t].storage_id), None)
+        if src is not None:
+            out.append((t, src))
+    return out
+
+
 @dataclass
 class Resident:
     """A tensor allocated before the first call, as ``spec``; ``pinned`` when it is a device stand-in for

@@ -29,8 +29,8 @@ from replay.backends.devices import get_device
 from replay.backends.footprint import allocate
 from replay.context.changes import (ContextChanges, call_replays, call_settings, folded_outputs, held_spec,
                                     resident_under, with_frees)
-from replay.context.plan import (CallRecord, folded_record, holds_as, plan_context, port_replays, resident_specs,
-                                 summarize)
+from replay.context.plan import (CallRecord, aliases, folded_record, holds_as, plan_context, port_replays,
+                                 resident_specs, summarize)
 from replay.mapping import PortSettings
 from replay.results import MEMORY_FAILURES, ReplayResult
 from replay.run.worker import open_worker_device, protect_stdout, send_fatal, worker_parser, write_frame
@@ -176,11 +176,8 @@ class ContextRun:
         return self._finish(step, rec, t0)
 
     def _alias(self, step) -> None:
-        for out in step.outputs:
-            for tid in step.arg_order:
-                if tid in self.live and self.plan.tensors[tid].storage_id == self.plan.tensors[out].storage_id:
-                    self.live[out] = self.live[tid]
-                    break
+        for out, tid in aliases(self.plan, step, self.live):
+            self.live[out] = self.live[tid]
 
     def _input(self, step, spec, rec: CallRecord):
         """The ttnn tensor a call gets for one input: the live one when held as the port wants it,
