@@ -141,6 +141,10 @@ def dtype_name(dtype) -> str:
     return name
 
 
+def _ints(values) -> list[int]:
+    return list(map(int, values))
+
+
 class TensorTable:
     """Assigns each distinct tensor (object + metadata) an index, and each storage an id.
 
@@ -167,13 +171,15 @@ class TensorTable:
         self._touched: set[int] = set()           # ids of tensors an op wrote since last referenced
         self._storages: dict[int, tuple] = {}     # id(storage) -> (weakref to it, storage id)
         self._next_sid = 0
+        self._symbolic = False                    # an entry has symbolic sizes (SymInts): made ints in metas
 
     @property
     def metas(self) -> list[TensorMeta]:
         """One TensorMeta per entry, in the order entries were made."""
+        as_ints = _ints if self._symbolic else list  # list(): plain sizes are ints already, 4x cheaper
         for key, sid, kind, name in self._rows[len(self._metas):]:
             shape, dtype, stride, offset = key
-            self._metas.append(TensorMeta(list(map(int, shape)), dtype_name(dtype), list(map(int, stride)),
+            self._metas.append(TensorMeta(as_ints(shape), dtype_name(dtype), as_ints(stride),
                                           int(offset), sid, kind, name))
         return self._metas
 
@@ -237,6 +243,9 @@ class TensorTable:
         tagged = ["T", len(self._rows)]
         self._rows.append((key, self.storage_id(t), kind, name))
         class_key = key[:3]
+        if t._has_symbolic_sizes_strides:  # SymInts are not hashable: class them by their values
+            self._symbolic = True
+            class_key = (tuple(_ints(key[0])), key[1], tuple(_ints(key[2])))
         token = self._class_tokens.get(class_key)
         if token is None:
             token = self._class_tokens[class_key] = ("T", len(self._class_tokens))

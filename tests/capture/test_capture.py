@@ -126,3 +126,21 @@ FRESH = sorted(n for n in REG if not getattr(REG[n], "skip", "")) if all_traces(
 def test_committed_trace_matches_what_trace_model_produces_now(name):
     a, b = _committed_vs_fresh(name)
     assert a == b, f"traces/{name}.msgpack is stale: re-run trace-model {name}"
+
+
+def test_symbolic_sizes_become_plain_ints_in_the_tensor_table():
+    from torch._dynamo.source import ConstantSource
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
+
+    from capture.recorder import TensorTable
+    mode = FakeTensorMode(shape_env=ShapeEnv())
+    x = mode.from_tensor(torch.empty(2, 3, 5), source=ConstantSource("x"),
+                         symbolic_context=StatelessSymbolicContext(dynamic_sizes=[DimDynamic.DYNAMIC] * 3))
+    assert any(isinstance(d, torch.SymInt) for d in x.shape)
+    table = TensorTable({})
+    plain = torch.empty(4, 6)
+    table.ref(plain, False), table.ref(x, True)
+    metas = table.metas
+    assert [(m.shape, m.stride) for m in metas] == [([4, 6], [6, 1]), ([2, 3, 5], [15, 5, 1])]
+    assert all(type(d) is int for m in metas for d in m.shape + m.stride)
