@@ -248,12 +248,15 @@ class Simulation:
             return self._finish(step, rec, t0)
         made: dict[int, Alloc] = {}
         temps: list[Alloc] = []
-        oom = self._inputs(step, held, opc, rec, temps) or self._op_buffers(step, plan, opc, made, temps)
-        overflow = "" if isinstance(oom, dict) else (oom or circular_buffer_overflow(plan, self.device)
-                                                     or circular_clash(plan, self.l1_below_buffers()))
-        oom = oom if isinstance(oom, dict) else None
-        if oom or overflow:
-            self._fail(step, rec, oom, made, temps) if oom else self._overflow(step, rec, overflow, made, temps)
+        oom, clash = self._inputs(step, held, opc, rec, temps), ""
+        if oom is None:
+            oom, clash = self._op_buffers(step, plan, opc, made, temps)
+        if oom is not None:
+            self._fail(step, rec, oom, made, temps)
+            return self._finish(step, rec, t0)
+        overflow = clash or circular_buffer_overflow(plan, self.device) or circular_clash(plan, self.l1_below_buffers())
+        if overflow:
+            self._overflow(step, rec, overflow, made, temps)
             return self._finish(step, rec, t0)
         for (buf, logical), tid in zip(opc.outputs, step.outputs):
             a = made.get(id(buf))
@@ -293,11 +296,11 @@ class Simulation:
                 self.hold(tid, a)
         return None
 
-    def _op_buffers(self, step, plan, opc, made: dict, temps: list) -> dict | str | None:
-        """Allocate the op's buffers (outputs, temporaries, a cached mapping tensor once per signature): None,
-        the OomInfo dict of the first that does not fit, or why a program that runs once a buffer is allocated
-        cannot place its circular buffers below the live L1 buffers (estimate.program_clash)."""
-        logical = {id(b): shape for b, shape in ((b, lg.shape) for b, lg in opc.outputs)}
+    def _op_buffers(self, step, plan, opc, made: dict, temps: list) -> tuple[dict | None, str]:
+        """Allocate the op's buffers (outputs, temporaries, a cached mapping tensor once per signature): (the
+        OomInfo dict of the first that does not fit, or None; why a program that runs once a buffer is allocated
+        cannot place its circular buffers below the live L1 buffers (estimate.program_clash), or "")."""
+        logical = {id(b): lg.shape for b, lg in opc.outputs}     # output buffer -> its tensor's shape
         for buf in plan.buffers:
             if buf.role == MAPPING_ROLE and step.signature_id in self.cache:
                 continue
@@ -308,7 +311,7 @@ class Simulation:
                     self.release(freed)
             a, oom = self.place(buf, logical.get(id(buf)))
             if a is None:
-                return oom
+                return oom, ""
             made[id(buf)] = a
             if buf.role == MAPPING_ROLE:
                 self.cache[step.signature_id] = a
@@ -316,8 +319,8 @@ class Simulation:
                 temps.append(a)
             clash = program_clash(plan, buf, self.l1_below_buffers())
             if clash:
-                return clash
-        return None
+                return None, clash
+        return None, ""
 
     def _fail(self, step, rec: CallRecord, oom: dict, made: dict, temps: list) -> None:
         """Record the call's OOM with the allocator's state, and give back what it had allocated."""
