@@ -5,8 +5,8 @@ TorchDispatchMode (the floor for any dispatch-mode recorder), the forward under 
 (including building the signature table), and the forward under torch.profiler(record_shapes=True).
 The variants run interleaved, in a rotating order, --runs times each; printed as ratios to the
 plain forward of the medians and of the best runs (on a shared machine, noise only ever adds time:
-the best run is the least disturbed). Then the trace size against
-torch.profiler.ExecutionTraceObserver's JSON for the same forward.
+the best run is the least disturbed), on both clocks of the same runs: wall, and the thread's CPU
+time. Then the trace size against torch.profiler.ExecutionTraceObserver's JSON for the same forward.
 
     .venv/bin/python benchmarks/bench_capture.py [--runs 15] [--models swin_t ...] [--threads 1 --clock thread]
 """
@@ -82,9 +82,10 @@ def et_json_bytes(model, xs) -> int:
         return os.path.getsize(path)
 
 
-def interleaved(variants: dict, model, xs, runs: int, clock=time.perf_counter) -> dict[str, list[float]]:
-    """Seconds of each variant, run by run; each round runs every variant once, starting one
-    further along than the round before, so no variant always follows the same one.
+def interleaved(variants: dict, model, xs, runs: int) -> dict[str, dict[str, list[float]]]:
+    """Seconds of each variant, run by run, on both clocks ("wall", and "thread": this thread's CPU
+    time); each round runs every variant once, starting one further along than the round before,
+    so no variant always follows the same one.
 
     Every variant starts from the same heap: the garbage in reference cycles a variant leaves
     (torch.profiler leaves its profile and event lists in cycles) is collected after its timed run,
@@ -93,12 +94,14 @@ def interleaved(variants: dict, model, xs, runs: int, clock=time.perf_counter) -
     of swin_t's forward, was billed to optrace. The profiler's own time now excludes it (a stricter
     comparison for optrace); optrace's own GC passes stay inside its timed run."""
     names = list(variants)
-    times = {k: [] for k in names}
+    times = {k: {"wall": [], "thread": []} for k in names}
     for r in range(runs):
         for k in names[r % len(names):] + names[:r % len(names)]:
-            t0 = clock()
+            w0, c0 = time.perf_counter(), time.thread_time()
             variants[k](model, xs)
-            times[k].append(clock() - t0)
+            c1, w1 = time.thread_time(), time.perf_counter()
+            times[k]["wall"].append(w1 - w0)
+            times[k]["thread"].append(c1 - c0)
             gc.collect()
     return times
 
@@ -110,9 +113,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1),
                     help="torch threads (default: one per core; 1 is steadier on a loaded machine)")
     ap.add_argument("--clock", choices=("wall", "thread"), default="wall",
-                    help="wall time, or this thread's CPU time (with --threads 1: the forward's work, none "
-                         "of the time other processes take the core; work the profiler does on its own "
-                         "threads is not counted)")
+                    help="the clock the targets are judged on: wall time, or this thread's CPU time (with "
+                         "--threads 1: the forward's work, none of the time other processes take the core; "
+                         "work the profiler does on its own threads is not counted); both are printed")
     args = ap.parse_args()
     if args.runs < 5:
         sys.exit("bench_capture: --runs must be >= 5")
@@ -121,44 +124,51 @@ def main() -> None:
     reg = load_registry()
     torch.set_num_threads(args.threads)
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    verdicts = []
-    print(f"torch {torch.__version__}, {os.cpu_count()} cores, {args.threads} torch threads, {args.clock} clock, "
-          f"load average {os.getloadavg()[0]:.1f}, {args.runs} interleaved runs per variant; "
+    print(f"torch {torch.__version__}, {os.cpu_count()} cores, {args.threads} torch threads, targets on the "
+          f"{args.clock} clock, load average {os.getloadavg()[0]:.1f}, {args.runs} interleaved runs per variant; "
           f"ratios to the plain forward: median (best)")
-    print(f"{'model':16} {'plain s':>13} {'bare mode/plain':>16} {'optrace/plain':>14} {'profiler/plain':>15} "
-          f"{'trace B':>10} {'ET JSON B':>11} {'trace/ET':>9}")
-    for name in args.models:
-        entry = reg[name]
-        model = build_model(entry)
-        xs = make_inputs(entry, entry.inputs, None)
-        variants = {"plain": plain, "bare": bare_mode, "traced": traced, "profiled": profiled}
-        for fn in variants.values():  # warm-up
-            fn(model, xs)
-        times = interleaved(variants, model, xs, args.runs,
-                            time.thread_time if args.clock == "thread" else time.perf_counter)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        best = {k: min(v) for k, v in times.items()}
-
-        def ratio(k: str) -> str:
-            return f"{med[k] / med['plain']:.2f}x ({best[k] / best['plain']:.2f}x)"
-
-        tb, eb = trace_bytes(model, xs), et_json_bytes(model, xs)
-        print(f"{name:16} {med['plain']:6.3f} ({best['plain']:.3f}) {ratio('bare'):>16} {ratio('traced'):>14} "
-              f"{ratio('profiled'):>15} {tb:10d} {eb:11d} {tb / eb:9.3f}", flush=True)
-        verdicts.append(verdict(name, med['traced'] / med['plain'], med['profiled'] / med['plain']))
-    print(f"whole run: {time.perf_counter() - wall0:.0f} s wall, {time.process_time() - cpu0:.0f} CPU s, "
-          f"load average {os.getloadavg()[0]:.1f} at the end")
+    print(f"{'model':16} {'clock':6} {'plain s':>13} {'bare mode/plain':>16} {'optrace/plain':>14} "
+          f"{'profiler/plain':>15} {'trace B':>10} {'ET JSON B':>11} {'trace/ET':>9}")
+    verdicts = [measure(name, reg[name], args.runs, args.clock) for name in args.models]
+    print(f"whole run: {time.perf_counter() - wall0:.0f} s wall, {time.process_time() - cpu0:.0f} CPU s "
+          f"(user+sys), load average {os.getloadavg()[0]:.1f} at the end")
     for line in verdicts:
         print(line)
 
 
-def verdict(name: str, traced: float, profiled: float) -> str:
-    """The model's median ratio against its target (TARGETS): PASS or FAIL, or no target."""
+def measure(name: str, entry, runs: int, clock: str) -> str:
+    """Time the four variants on one model, print a line per clock (the target's clock first) and
+    the trace sizes; returns the verdict line."""
+    model = build_model(entry)
+    xs = make_inputs(entry, entry.inputs, None)
+    variants = {"plain": plain, "bare": bare_mode, "traced": traced, "profiled": profiled}
+    for fn in variants.values():  # warm-up
+        fn(model, xs)
+    times = interleaved(variants, model, xs, runs)
+    tb, eb = trace_bytes(model, xs), et_json_bytes(model, xs)
+    med = {}
+    for c in (clock, "thread" if clock == "wall" else "wall"):
+        med[c] = {k: statistics.median(v[c]) for k, v in times.items()}
+        best = {k: min(v[c]) for k, v in times.items()}
+
+        def ratio(k: str) -> str:
+            return f"{med[c][k] / med[c]['plain']:.2f}x ({best[k] / best['plain']:.2f}x)"
+
+        sizes = f"{tb:10d} {eb:11d} {tb / eb:9.3f}" if c == clock else ""
+        print(f"{name:16} {c:6} {med[c]['plain']:6.3f} ({best['plain']:.3f}) {ratio('bare'):>16} "
+              f"{ratio('traced'):>14} {ratio('profiled'):>15} {sizes}".rstrip(), flush=True)
+    m = med[clock]
+    return verdict(name, m["traced"] / m["plain"], m["profiled"] / m["plain"], clock)
+
+
+def verdict(name: str, traced: float, profiled: float, clock: str = "wall") -> str:
+    """The model's median ratio on the given clock against its target (TARGETS): PASS or FAIL, or no target."""
     target = TARGETS.get(name)
     if target is None:
-        return f"{name}: optrace {traced:.3f}x the plain forward (no target)"
+        return f"{name}: optrace {traced:.3f}x the plain forward ({clock} clock, no target)"
     limit, what = (profiled, f"the profiler's {profiled:.3f}x") if target == "profiler" else (target, f"{target:.2f}x")
-    return f"{name}: optrace {traced:.3f}x the plain forward, target <= {what}: {'PASS' if traced <= limit else 'FAIL'}"
+    return (f"{name}: optrace {traced:.3f}x the plain forward ({clock} clock, median), target <= {what}: "
+            f"{'PASS' if traced <= limit else 'FAIL'}")
 
 
 if __name__ == "__main__":
