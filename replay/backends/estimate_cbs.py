@@ -22,12 +22,15 @@ program's bytes against the L1 buffers alive when it runs (replay/backends/estim
 - matmul without a program config, on a 2-d grid of at least 2x2 cores: blocks sized from the free L1.
 - pad of a row-major tensor (the multi-core default factory): 2 KiB of padded rows per barrier, up to 16
   barriers in half of L1 above the firmware, and one padded row of pad values.
+- reshape that is not a view, tiled: one page of its page-mapping tensor (computed here, also what the
+  estimate's reshape rule places in DRAM), one input tile and one output tile.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
-from replay.backends.devices import ELEMENT_BYTES, L1_SMALL_BYTES, TILE_BYTES, TILE_HW, DeviceSpec
+from replay.backends.devices import BLOCK_FLOAT_DTYPES, ELEMENT_BYTES, L1_SMALL_BYTES, TILE_BYTES, TILE_HW, DeviceSpec
 from replay.backends.footprint import allocate
 from replay.backends.ttnn_calls import Held
 from replay.backends.ttnn_calls import results as call_results
@@ -218,6 +221,116 @@ def matmul(call: Call, args: list, results: list, device: DeviceSpec, free_l1: i
     if ratio > 8 or by * bx > device.l1_banks or min(by, bx) < 2 or by > device.grid[1] or bx > device.grid[0]:
         return 0
     return f * k * 2 * ta + f * k * 2 * tb + f * f * to
+
+
+def reshape_is_view(src: tuple, dst: tuple, layout: str) -> bool:
+    """Whether ttnn.reshape is a view (no program, no allocation): the last dim stays and the tile rows
+    need no reshuffling."""
+    s, d = _as2(src), _as2(dst)
+    if s[-1] != d[-1]:
+        return False
+    return layout == "ROW_MAJOR" or s[-2] == d[-2] or (s[-2] % TILE_HW == 0 and d[-2] % TILE_HW == 0)
+
+
+def _as2(shape: tuple) -> tuple:
+    return tuple(shape) if len(shape) >= 2 else (1,) + tuple(shape) if shape else (1, 1)
+
+
+def as3(shape: tuple) -> tuple[int, int, int]:
+    """The shape as rank 3: the leading dims multiplied into one, a rank-1 shape as one row."""
+    s = _as2(shape)
+    lead = 1
+    for d in s[:-2]:
+        lead *= d
+    return lead, s[-2], s[-1]
+
+
+# reshape's page-mapping tensor (ttnn reshape_view/device/reshape_tiled_program_factory.cpp): one
+# uint32 row per output tile of 4 words per segment (input page, input offset, output offset, count),
+# as wide as the widest output tile needs: (input tiles it reads) x (most segments from one of them),
+# plus that count mod 16. Computed exactly per output tile; beyond MAPPING_PAGES_CHECKED output tiles
+# a spread sample of them (matched all 226 non-view reshapes of the committed traces on the mock device).
+MAPPING_PAGES_CHECKED = 128
+
+
+def _mapping_tile_width(src: tuple, dst: tuple, page: int) -> int:
+    """Segment slots output tile `page` needs in the mapping tensor (shapes as rank-3)."""
+    _, h1, w1 = src
+    _, h2, w2 = dst
+    wt1 = -(-w1 // TILE_HW)
+    ct1 = wt1 * -(-h1 // TILE_HW)
+    wt2 = -(-w2 // TILE_HW)
+    c, r = divmod(page, wt2 * -(-h2 // TILE_HW))
+    h0, w0 = r // wt2 * TILE_HW, r % wt2 * TILE_HW
+    hs, ws = min(h2 - h0, TILE_HW), min(w2 - w0, TILE_HW)
+    plane = h1 * w1
+    segments: dict[int, int] = {}
+    prev_page, prev_in, prev_out = -1, -2, -2
+    for dh in range(hs):
+        row = c * h2 * w2 + (h0 + dh) * w2 + w0
+        out_base = (dh >> 4) * 512 + (dh & 15) * 16
+        dw = 0
+        while dw < ws:
+            # a run of elements contiguous in both tiles: up to a face row's end on either side or
+            # the end of an input row
+            ci, rem = divmod(row + dw, plane)
+            hi, wi = divmod(rem, w1)
+            n = min(16 - (dw & 15), ws - dw, 16 - (wi & 15), w1 - wi)
+            page_in = ci * ct1 + (hi >> 5) * wt1 + (wi >> 5)
+            off_in = (((hi & 31) >> 4) * 2 + ((wi & 31) >> 4)) * 256 + (hi & 15) * 16 + (wi & 15)
+            off_out = out_base + (dw >> 4) * 256 + (dw & 15)
+            if not (page_in == prev_page and off_in == prev_in + 1 and off_out == prev_out + 1):
+                segments[page_in] = segments.get(page_in, 0) + 1
+            prev_page, prev_in, prev_out = page_in, off_in + n - 1, off_out + n - 1
+            dw += n
+    return len(segments) * max(segments.values())
+
+
+@functools.lru_cache(maxsize=4096)
+def mapping_page_bytes(src: tuple, dst: tuple) -> int:
+    """Bytes of one page (row) of reshape's page-mapping tensor, before alignment."""
+    src, dst = as3(src), as3(dst)
+    pages = dst[0] * -(-dst[1] // TILE_HW) * -(-dst[2] // TILE_HW)
+    if pages == 0:             # an empty tensor: ttnn reshapes it without a mapping (checked on the mock n150)
+        return 0
+    if pages <= MAPPING_PAGES_CHECKED:
+        check = range(pages)
+    else:
+        half = MAPPING_PAGES_CHECKED // 2
+        check = sorted(set(range(half)) | {pages * i // half for i in range(half)} | {pages - 1})
+    # a tile whose input position is a whole number of input planes further on reads the same
+    # pattern from tiles that many planes further on: same width, counted once
+    _, h1, w1 = src
+    c2, h2, w2 = dst
+    wt2 = -(-w2 // TILE_HW)
+    per_plane = wt2 * -(-h2 // TILE_HW)
+    widths: dict[tuple, int] = {}
+    for p in check:
+        c, r = divmod(p, per_plane)
+        h0, w0 = r // wt2 * TILE_HW, r % wt2 * TILE_HW
+        key = ((c * h2 * w2 + h0 * w2 + w0) % (h1 * w1), min(h2 - h0, TILE_HW), min(w2 - w0, TILE_HW))
+        if key not in widths:
+            widths[key] = _mapping_tile_width(src, dst, p)
+    widest = max(widths.values())
+    widest += widest % 16      # tt-metal's "alignment" of the count
+    return 16 * widest
+
+@cb_rule("reshape")
+def reshape(call: Call, args: list, results: list, device: DeviceSpec, free_l1: int = 0) -> int:
+    """ttnn.reshape of a tiled tensor that is not a view (reshape_tiled_program_factory): one page of
+    its page-mapping tensor, one input tile and one output tile, on every core of the grid; a view runs
+    no program; row-major and block-float reshapes are not modelled."""
+    ts = _tensors(args)
+    if not ts or not results or ts[0].layout != "TILE" or ts[0].dtype in BLOCK_FLOAT_DTYPES:
+        return 0
+    return reshape_tiled_bytes(ts[0], results[0])
+
+
+def reshape_tiled_bytes(src: Held, out: Held) -> int:
+    """Per-core circular-buffer bytes of a tiled ttnn.reshape from ``src`` to ``out`` (0: a view)."""
+    if reshape_is_view(src.shape, out.shape, src.layout):
+        return 0
+    return mapping_page_bytes(tuple(src.shape), tuple(out.shape)) + tile_bytes(src.dtype) + tile_bytes(out.dtype)
 
 
 def _resolve(value, env: dict):

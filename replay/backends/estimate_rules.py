@@ -8,11 +8,11 @@ measured on the mock device (tests/replay/test_estimate_vs_ttnn.py, benchmarks/b
 """
 from __future__ import annotations
 
-import functools
 import math
 
 from replay.backends.devices import BLOCK_FLOAT_DTYPES, ELEMENT_BYTES, TILE_HW, DeviceSpec
-from replay.backends.estimate_cbs import call_bytes, port_programs, tiled_unaligned_concat_bytes
+from replay.backends.estimate_cbs import (as3, call_bytes, mapping_page_bytes, port_programs, reshape_is_view,
+                                         reshape_tiled_bytes, tiled_unaligned_concat_bytes)
 from replay.backends.estimate_conv import ConvShape, auto_shard
 from replay.backends.estimate_plan import Buffer, CircularBuffer, OpCase, Plan, place, plan_of_events, register_rule
 from replay.backends.estimate_pool import pool_plan, pool_shape_of_call
@@ -68,7 +68,7 @@ def port_results(case: OpCase) -> list[tuple[list[Buffer], list[Buffer]]] | None
     for call, results in zip(case.port.calls, walked):
         src = env.get(str(call.args[0])) if call.args else None
         if call.fn == "reshape" and src is not None and results and \
-                _reshape_is_view(src.shape, results[0].shape, src.layout):
+                reshape_is_view(src.shape, results[0].shape, src.layout):
             results = []
         internals = []
         if call.fn == "upsample" and call.kwargs.get("mode") == "bilinear" and src is not None:
@@ -129,113 +129,23 @@ def metadata_only(case: OpCase) -> Plan:
     return Plan(status="skipped", reason=f"{case.op} is metadata only; a port issues no ttnn op")
 
 
-def _reshape_is_view(src: tuple, dst: tuple, layout: str) -> bool:
-    # ttnn reshapes in place when the last dim stays and the tile rows need no reshuffling.
-    s, d = _as2(src), _as2(dst)
-    if s[-1] != d[-1]:
-        return False
-    return layout == "ROW_MAJOR" or s[-2] == d[-2] or (s[-2] % TILE_HW == 0 and d[-2] % TILE_HW == 0)
-
-
-def _as2(shape: tuple) -> tuple:
-    return tuple(shape) if len(shape) >= 2 else (1,) + tuple(shape) if shape else (1, 1)
-
-
-def _as3(shape: tuple) -> tuple[int, int, int]:
-    s = _as2(shape)
-    lead = 1
-    for d in s[:-2]:
-        lead *= d
-    return lead, s[-2], s[-1]
-
-
-# reshape's page-mapping tensor (ttnn reshape_view/device/reshape_tiled_program_factory.cpp): one
-# uint32 row per output tile of 4 words per segment (input page, input offset, output offset, count),
-# as wide as the widest output tile needs: (input tiles it reads) x (most segments from one of them),
-# plus that count mod 16. Computed exactly per output tile; beyond MAPPING_PAGES_CHECKED output tiles
-# a spread sample of them (matched all 226 non-view reshapes of the committed traces on the mock device).
-MAPPING_PAGES_CHECKED = 128
-
-
-def _mapping_tile_width(src: tuple, dst: tuple, page: int) -> int:
-    """Segment slots output tile `page` needs in the mapping tensor (shapes as rank-3)."""
-    _, h1, w1 = src
-    _, h2, w2 = dst
-    wt1 = -(-w1 // TILE_HW)
-    ct1 = wt1 * -(-h1 // TILE_HW)
-    wt2 = -(-w2 // TILE_HW)
-    c, r = divmod(page, wt2 * -(-h2 // TILE_HW))
-    h0, w0 = r // wt2 * TILE_HW, r % wt2 * TILE_HW
-    hs, ws = min(h2 - h0, TILE_HW), min(w2 - w0, TILE_HW)
-    plane = h1 * w1
-    segments: dict[int, int] = {}
-    prev_page, prev_in, prev_out = -1, -2, -2
-    for dh in range(hs):
-        row = c * h2 * w2 + (h0 + dh) * w2 + w0
-        out_base = (dh >> 4) * 512 + (dh & 15) * 16
-        dw = 0
-        while dw < ws:
-            # a run of elements contiguous in both tiles: up to a face row's end on either side or
-            # the end of an input row
-            ci, rem = divmod(row + dw, plane)
-            hi, wi = divmod(rem, w1)
-            n = min(16 - (dw & 15), ws - dw, 16 - (wi & 15), w1 - wi)
-            page_in = ci * ct1 + (hi >> 5) * wt1 + (wi >> 5)
-            off_in = (((hi & 31) >> 4) * 2 + ((wi & 31) >> 4)) * 256 + (hi & 15) * 16 + (wi & 15)
-            off_out = out_base + (dw >> 4) * 256 + (dw & 15)
-            if not (page_in == prev_page and off_in == prev_in + 1 and off_out == prev_out + 1):
-                segments[page_in] = segments.get(page_in, 0) + 1
-            prev_page, prev_in, prev_out = page_in, off_in + n - 1, off_out + n - 1
-            dw += n
-    return len(segments) * max(segments.values())
-
-
-@functools.lru_cache(maxsize=4096)
-def mapping_page_bytes(src: tuple, dst: tuple) -> int:
-    """Bytes of one page (row) of reshape's page-mapping tensor, before alignment."""
-    src, dst = _as3(src), _as3(dst)
-    pages = dst[0] * -(-dst[1] // TILE_HW) * -(-dst[2] // TILE_HW)
-    if pages == 0:             # an empty tensor: ttnn reshapes it without a mapping (checked on the mock n150)
-        return 0
-    if pages <= MAPPING_PAGES_CHECKED:
-        check = range(pages)
-    else:
-        half = MAPPING_PAGES_CHECKED // 2
-        check = sorted(set(range(half)) | {pages * i // half for i in range(half)} | {pages - 1})
-    # a tile whose input position is a whole number of input planes further on reads the same
-    # pattern from tiles that many planes further on: same width, counted once
-    _, h1, w1 = src
-    c2, h2, w2 = dst
-    wt2 = -(-w2 // TILE_HW)
-    per_plane = wt2 * -(-h2 // TILE_HW)
-    widths: dict[tuple, int] = {}
-    for p in check:
-        c, r = divmod(p, per_plane)
-        h0, w0 = r // wt2 * TILE_HW, r % wt2 * TILE_HW
-        key = ((c * h2 * w2 + h0 * w2 + w0) % (h1 * w1), min(h2 - h0, TILE_HW), min(w2 - w0, TILE_HW))
-        if key not in widths:
-            widths[key] = _mapping_tile_width(src, dst, p)
-    widest = max(widths.values())
-    widest += widest % 16      # tt-metal's "alignment" of the count
-    return 16 * widest
-
-
 @register_rule("aten.view.default", "aten._unsafe_view.default", "aten.reshape.default",
                "aten.squeeze.dim", "aten.squeeze.dims", "aten.squeeze.default", "aten.unsqueeze.default",
                "aten.flatten.using_ints", "aten.unflatten.int", "aten.view_as.default")
 def reshape(case: OpCase) -> Plan:
     """ttnn.reshape: free when a view; else padded output + a DRAM page-mapping tensor the program
-    cache keeps (one row per output tile, 16 B per segment); bfloat8_b and bfloat4_b go through
-    bfloat16 (input and output copies)."""
+    cache keeps (one row per output tile, 16 B per segment), its program's circular buffers run once the
+    output is placed (estimate_cbs.reshape); bfloat8_b and bfloat4_b go through bfloat16 (input and output
+    copies; their programs not modelled)."""
     if not case.inputs or not case.outputs:
         return outputs_only(case)
     src, out = case.inputs[0], case.outputs[0]
     call = f"ttnn.reshape(x, {list(out.shape)})"
-    if _reshape_is_view(src.shape, out.shape, src.layout):
+    if reshape_is_view(src.shape, out.shape, src.layout):
         return Plan([], ttnn_call=call, reason="view: no allocation")
     if src.layout != "TILE":
         return Plan([out], ttnn_call=call)
-    c2, h2, w2 = _as3(out.shape)
+    c2, h2, w2 = as3(out.shape)
     out_tiles = c2 * (-(-h2 // TILE_HW)) * (-(-w2 // TILE_HW))
     mapping = Buffer((out_tiles, mapping_page_bytes(src.shape, out.shape) // 4), "uint32", "ROW_MAJOR", "DRAM",
                      "reshape page-mapping tensor")
@@ -243,7 +153,8 @@ def reshape(case: OpCase) -> Plan:
         as_bf16 = Buffer(src.shape, "bfloat16", "TILE", src.memory, "input typecast to bfloat16")
         out_bf16 = Buffer(out.shape, "bfloat16", "TILE", out.memory, "output in bfloat16")
         return Plan([as_bf16, out_bf16, mapping, out], ttnn_call=call)
-    return Plan([out, mapping], ttnn_call=call)
+    program = CircularBuffer("ttnn.reshape", reshape_tiled_bytes(src, out), 1, after=out)
+    return Plan([out, mapping], circular_buffers=[program], ttnn_call=call)
 
 
 @register_rule("aten.permute.default")

@@ -97,3 +97,14 @@ def test_matmul_blocks_shrink_with_the_free_l1_and_narrow_shapes_are_not_modelle
     assert cb(a, b, 1_200_800) == (8 * 2 + 8 * 2 + 64) * 2048
     assert cb(a, b, 20_000) == 0                              # 1 tile per core: 13x13 blocks, more than the cores
     assert cb(held([1, 4096, 64]), held([1, 64, 64]), 1_200_800) == 0     # narrow: 1-d multicast, not modelled
+
+
+def test_a_tiled_reshape_that_is_not_a_view_holds_a_mapping_page_and_two_tiles_a_view_none():
+    def cb(src, dst, dtype="bfloat16"):
+        x = held(src, dtype)
+        return program_bytes(Call("reshape", [x, list(dst)], {}, "out"), [x, list(dst)], [held(dst, dtype)], N150)
+    # mock n150, swin_s in context: "static dataflow buffer region ends at 111456" (base 105,824)
+    assert cb([784, 192], [1, 28, 28, 192]) == 5632 == 1536 + 2 * 2048
+    assert cb([1, 49, 24, 32], [1, 49, 768], "float32") == 1024 + 2 * 4096
+    assert cb([1, 64, 64, 192], [1, 4096, 192]) == 0                       # a view: no program
+    assert cb([1, 49, 24, 32], [1, 49, 768], "bfloat8_b") == 0              # through bfloat16: not modelled

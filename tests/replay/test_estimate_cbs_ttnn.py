@@ -37,7 +37,8 @@ L1_SMALL = 32768
 # shape): softmax rows of 1 to 360 tiles (blocks of 4, 3 and 2, a padded row, the large kernel), binary_ng
 # with and without a broadcast inside the tiles and with a scalar, float32 tiles, a unary, a transpose of
 # the last two dims, batch_norm with running statistics, row-major pads (aligned, front-padded), matmuls on
-# a 2-d grid (the traced bmm below: 8 tiles per core; these: 1, the L1 being full)
+# a 2-d grid (the traced bmm below: 8 tiles per core; these: 1, the L1 being full), tiled reshapes that are
+# not views (swin's, bfloat16 and float32, and one whose last dim changes)
 CALLS = [("softmax", [([1, 1, 64, w], "bfloat16", "TILE")], ["$0"], {"dim": 3}, [1, 1, 64, w])
          for w in (32, 64, 96, 100, 192, 288, 320, 1569, 4096, 11520)] + [
     ("add", [([2, 3, 64, 64], "bfloat16", "TILE"), ([1, 1, 64, 64], "bfloat16", "TILE")], ["$0", "$1"], {},
@@ -61,6 +62,9 @@ CALLS = [("softmax", [([1, 1, 64, w], "bfloat16", "TILE")], ["$0"], {"dim": 3}, 
      [8, 256, 256]),
     ("matmul", [([4, 200, 96], "bfloat16", "TILE"), ([4, 96, 160], "bfloat16", "TILE")], ["$0", "$1"], {},
      [4, 200, 160]),
+    ("reshape", [([784, 192], "bfloat16", "TILE")], ["$0", [1, 28, 28, 192]], {}, [1, 28, 28, 192]),
+    ("reshape", [([1, 49, 24, 32], "float32", "TILE")], ["$0", [1, 49, 768]], {}, [1, 49, 768]),
+    ("reshape", [([3, 50, 96], "bfloat16", "TILE")], ["$0", [3, 96, 50]], {}, [3, 96, 50]),
 ]
 # (model, signature, board): ttnn's circular buffers clash with the L1 buffers, and a stack next to it that fits
 TRACED = [("fasterrcnn_resnet50_fpn", "09be697dd766a862", "n150"),   # int32 stack of rank-1 tensors: concat's staging
