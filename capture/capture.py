@@ -121,10 +121,16 @@ def tensor_kinds(model, inputs, kwargs: dict | None = None) -> dict:
     """Parameters, buffers and inputs: id(tensor) -> (kind, name, tensor). Holding the tensor keeps
     its id from being reused while the table is in use. Positional inputs are named by position,
     keyword inputs by their keyword."""
-    kinds = {}
-    for n, p in model.named_parameters(remove_duplicate=False):
-        kinds.setdefault(id(p), ("param", n, p))
-    for n, b in model.named_buffers(remove_duplicate=False):
+    kinds, buffers = {}, []
+    # one walk for what named_parameters and named_buffers (remove_duplicate=False) yield, in their
+    # order (parameters before buffers); their generator machinery cost 4x the walk
+    for prefix, module in model.named_modules(remove_duplicate=False):
+        dot = prefix + "." if prefix else ""
+        for n, p in module._parameters.items():
+            if p is not None:
+                kinds.setdefault(id(p), ("param", dot + n, p))
+        buffers += [(dot + n, b) for n, b in module._buffers.items() if b is not None]
+    for n, b in buffers:
         kinds.setdefault(id(b), ("buffer", n, b))
     for i, x in enumerate(inputs):
         kinds[id(x)] = ("input", str(i), x)
