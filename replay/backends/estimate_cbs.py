@@ -24,10 +24,14 @@ program's bytes against the L1 buffers alive when it runs (replay/backends/estim
   barriers in half of L1 above the firmware, and one padded row of pad values.
 - reshape that is not a view, tiled: one page of its page-mapping tensor (computed here, also what the
   estimate's reshape rule places in DRAM), one input tile and one output tile.
+- untilize_with_unpadding of an interleaved tiled tensor whose tile row does not fit the free L1 (ttnn's
+  multi-core block factory; the untilize of concat's row-major path): input and output blocks sized from
+  the free L1 at the call (untilize_block_ranges).
 """
 from __future__ import annotations
 
 import functools
+import math
 from typing import Callable
 
 from replay.backends.devices import BLOCK_FLOAT_DTYPES, ELEMENT_BYTES, L1_SMALL_BYTES, TILE_BYTES, TILE_HW, DeviceSpec
@@ -184,6 +188,67 @@ def tiled_unaligned_concat_bytes(ins: list[Held], out: Held, dim: int) -> int | 
     in_tiles = sum(-(-t.shape[-1] // TILE_HW) for t in ins)
     out_tiles = -(-sum(t.shape[-1] for t in ins) // TILE_HW)
     return 3 * (in_tiles + out_tiles) * tile_bytes(ins[0].dtype)
+
+
+def _closest_square(per_core: int, w: int, h: int, cores: int) -> int:
+    """The block side (tiles) ttnn's split gives a w x h tile grid on ``cores`` (closest_square_larger_than_b):
+    the smallest side from sqrt(per_core) up whose blocks number fewer than the cores."""
+    side = math.isqrt(per_core)
+    if side * side == per_core and -(-w // side) * -(-h // side) < cores:
+        return side
+    return next((c for c in range(side + 1, w * h + 1) if -(-w // c) * -(-h // c) < cores), 1)
+
+
+def _sub_blocks(w: int, h: int, cores: int, limit: int) -> tuple[int, int] | None:
+    """(block, sub-block) side when the block exceeds ``limit`` tiles (compute_ncores_wh_sb): the limit
+    itself when its blocks number fewer than the cores, else the block n x sub-block (sub-block below the
+    limit, row cliff below the limit) with the most blocks on at most ``cores``, fewest n on a tie; None
+    where ttnn finds none (it refuses the call)."""
+    if limit < 1:
+        return None
+    if -(-w // limit) * -(-h // limit) < cores:
+        return limit, limit
+    best = None
+    for sub in range(limit - 1, 0, -1):
+        for n in range(2, -(-w // sub) + 1):
+            block = n * sub
+            blocks = -(-w // block) * -(-h // block)
+            if blocks <= cores and w % block < limit and (best is None or blocks > best[0] or
+                                                           (blocks == best[0] and n < best[1])):
+                best = (blocks, n, block, sub)
+    return (best[2], best[3]) if best else None
+
+
+def untilize_block_ranges(shape: tuple, tile_in: int, tile_out: int, cores: int, free_l1: int) -> list[tuple[str, int]]:
+    """Per-core circular-buffer bytes of each core range of ttnn's multi-core block untilize
+    (UntilizeWithUnpaddingMultiCoreBlockInterleavedProgramFactory, split_blocks_for_tilize_wh) of a tiled
+    tensor of ``shape``, in core order (ttnn names the first that clashes): the last two dims cut into square blocks of tiles
+    over the cores, each block's input and output buffer as many tiles as a (sub-)block row; the block
+    limited to what ``free_l1`` (get_max_l1_space: the L1 below the lowest buffer once the output is
+    allocated) holds of an input plus an output tile. [] where ttnn refuses the split."""
+    w, h = -(-shape[-1] // TILE_HW), -(-(shape[-2] if len(shape) > 1 else 1) // TILE_HW)
+    block = _closest_square(-(-(w * h) // cores), w, h, cores)
+    sub, limit = block, free_l1 // (tile_in + tile_out)
+    if block > limit:
+        split = _sub_blocks(w, h, cores, limit)
+        if split is None:
+            return []
+        block, sub = split
+    full_w, full_h, cliff_w = w // block, h // block, w % block
+    row = full_w + bool(cliff_w)           # cores per block row; each range keyed by its first core
+    ranges = [(0, "full cores", sub, full_w and full_h), (full_w, "row cliff cores", cliff_w, cliff_w and full_h),
+              (full_h * row, "column cliff cores", sub, full_w and h % block),
+              (full_h * row + full_w, "corner cliff core", cliff_w, cliff_w and h % block)]
+    return [(name, tiles * (tile_in + tile_out)) for _, name, tiles, present in sorted(ranges) if present]
+
+
+def untilize_takes_block(shape: tuple, tile_in: int, tile_out: int, free_before_output: int) -> bool:
+    """ttnn.untilize_with_unpadding (interleaved, multi-core) takes the block factory because a tile row's
+    input and output buffers do not fit the free L1 before the output is allocated (enough_space_height
+    false). Where they fit, ttnn 0.81.1 picks between its block and row factories by a rule not read from
+    its source (the mock n150 ran the block factory for [1, 2048, 2048] and [1, 4096, 1088]): not modelled."""
+    w = -(-shape[-1] // TILE_HW)
+    return not free_before_output > (tile_in + tile_out) * w
 
 
 def program_bytes(call: Call, args: list, results: list, device: DeviceSpec, free_l1: int | None = None) -> int:
