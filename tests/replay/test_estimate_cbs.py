@@ -10,7 +10,8 @@ from capture.schema import read_trace
 from replay.backends.base import case_of
 from replay.backends.devices import get_device
 from replay.backends.estimate import EstimateBackend, EstimateSettings, L1Blocks, program_clash
-from replay.backends.estimate_cbs import program_bytes, softmax_block, tiled_unaligned_concat_bytes
+from replay.backends.estimate_cbs import (program_bytes, softmax_block, tiled_unaligned_concat_bytes,
+                                         untilize_block_ranges, untilize_takes_block)
 from replay.backends.estimate_plan import Buffer, CircularBuffer, Plan
 from replay.backends.ttnn_calls import Held
 from replay.mapping.plan import Call
@@ -108,3 +109,28 @@ def test_a_tiled_reshape_that_is_not_a_view_holds_a_mapping_page_and_two_tiles_a
     assert cb([1, 49, 24, 32], [1, 49, 768], "float32") == 1024 + 2 * 4096
     assert cb([1, 64, 64, 192], [1, 4096, 192]) == 0                       # a view: no program
     assert cb([1, 49, 24, 32], [1, 49, 768], "bfloat8_b") == 0              # through bfloat16: not modelled
+
+
+def test_untilize_blocks_shrink_to_sub_blocks_when_the_free_l1_cannot_hold_them():
+    # mock n150 (64 cores): [1, 2, 171360] is 5,355 tiles in one tile row: 63 blocks of 85 tiles while 85
+    # input + output tiles fit, else 64 blocks of 2 x 42 (the last 63 tiles wide, on one corner core)
+    assert untilize_block_ranges((1, 2, 171360), 2048, 2048, 64, 673_760) == [("column cliff cores", 348_160)]
+    assert untilize_block_ranges((1, 2, 171360), 2048, 2048, 64, 346_080) == \
+        [("column cliff cores", 172_032), ("corner cliff core", 258_048)]
+    assert untilize_block_ranges((1, 2, 171360), 2048, 2048, 110, 344_256)[0] == ("column cliff cores", 204_800)
+    # several block rows: the full blocks' cores come first
+    assert untilize_block_ranges((1, 2048, 2048), 2048, 2048, 64, 141_984)[0] == ("full cores", 40_960)
+    assert untilize_takes_block((1, 2, 171360), 2048, 2048, 1_000_000)          # a tile row does not fit
+    assert not untilize_takes_block((1, 2048, 2048), 2048, 2048, 1_000_000)     # it fits: not modelled
+
+
+def test_concats_second_untilize_reuses_the_first_ones_buffers_and_clashes():
+    # mock n150: "L1 buffer allocated at 436864 and static dataflow buffer region ends at 453984" (base
+    # 105,824): the first untilize sized its 85-tile blocks with 673,760 B free; the second, identical,
+    # runs that cached program with 331,040 B free (sized afresh it would fit)
+    case = traced("yolo12x_2176x3840", "264c5bd65eaa5445")
+    est = EstimateBackend(EstimateSettings(device="n150", memory="l1")).run(case)
+    assert est.status == "cb_overflow", est.reason
+    assert "untilize_with_unpadding" in est.reason
+    assert "(348,160 B per core) clash with L1 buffers (331,040 B per core below them)" in est.reason
+    assert EstimateBackend(EstimateSettings(device="n150", memory="dram")).run(case).status == "pass"

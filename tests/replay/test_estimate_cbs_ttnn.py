@@ -26,7 +26,7 @@ from capture.schema import read_trace  # noqa: E402
 from replay.backends.base import case_of  # noqa: E402
 from replay.backends.devices import get_device  # noqa: E402
 from replay.backends.estimate import EstimateBackend, EstimateSettings  # noqa: E402
-from replay.backends.estimate_cbs import program_bytes  # noqa: E402
+from replay.backends.estimate_cbs import program_bytes, untilize_block_ranges, untilize_takes_block  # noqa: E402
 from replay.backends.footprint import allocate  # noqa: E402
 from replay.backends.ttnn_calls import Held  # noqa: E402
 from replay.mapping import PortSettings, plan_replay  # noqa: E402
@@ -73,8 +73,14 @@ TRACED = [("fasterrcnn_resnet50_fpn", "09be697dd766a862", "n150"),   # int32 sta
           ("hf_sam_vision", "7727542e4029fad5", "p150"),             # attention's add of the mask
           ("s3d", "49a60a0e167e6852", "p150"),                       # batch_norm
           ("yolo12x_2176x3840", "264c5bd65eaa5445", "p150"),         # concat's row staging
+          ("yolo12x_2176x3840", "264c5bd65eaa5445", "n150"),         # concat's second untilize: cached blocks
           ("swin3d_t", "43c92054b362a6a9", "n150"),                  # bmm: 8 tiles per core on 2x2 cores
           ("hf_deformable_detr", "8d0b091b14eff760", "n150")]        # bf16 stack: the tiled concat fits
+# (tiled bfloat16 shape, L1 per core left below the lowest buffer once the first untilize's output is
+# allocated): untilize_with_unpadding's block factory (a tile row too wide for L1) sizes its blocks from it,
+# and an identical second untilize with less L1 free runs that cached program (blocks of 85 tiles, and
+# sub-blocks of 42, 16 and 19 tiles when the free L1 cannot hold a whole block)
+UNTILIZES = [((1, 2, 171360), 344_064), ((1, 32, 64000), 129_000), ((1, 64, 20000), 60_000)]
 SETTINGS = PortSettings("bfloat16", "TILE", "l1")
 CLASH = re.compile(r"L1 buffer allocated at (\d+) and static \w+ buffer region ends at (\d+)")
 
@@ -120,13 +126,37 @@ def _measure(device, ttnn, spec: dict, call: tuple) -> list:
     return [error, spec.banks("L1", L1_SMALL)[1] - used - tiles * 2048]
 
 
+def _untilize_twice(device, ttnn, spec, shape: tuple, free: int) -> list:
+    """Two untilize_with_unpadding calls of one L1 tensor, the first with ``free`` L1 per core (+ < 2 KiB)
+    left below its output: [the second's error text (or ""), the L1 left at the first]."""
+    x = ttnn.allocate_tensor_on_device(ttnn.TensorSpec(ttnn.Shape(list(shape)), ttnn.bfloat16, ttnn.TILE_LAYOUT,
+                                                       buffer_type=ttnn.BufferType.L1), device)
+    used = ttnn.device.get_memory_view(device, ttnn.BufferType.L1).total_bytes_allocated_per_bank
+    out = allocate(shape, "bfloat16", "ROW_MAJOR", "L1", spec, L1_SMALL).per_bank_bytes
+    tiles = (spec.banks("L1", L1_SMALL)[1] - used - out - free) // 2048
+    fill = ttnn.allocate_tensor_on_device(ttnn.TensorSpec(ttnn.Shape([tiles * spec.l1_banks * 32, 32]), ttnn.bfloat16,
+                                                          ttnn.TILE_LAYOUT, buffer_type=ttnn.BufferType.L1), device)
+    ends = ttnn.Shape([d - 1 for d in shape])
+    first = ttnn.untilize_with_unpadding(x, ends, memory_config=ttnn.L1_MEMORY_CONFIG)
+    error = ""
+    try:
+        ttnn.deallocate(ttnn.untilize_with_unpadding(x, ends, memory_config=ttnn.L1_MEMORY_CONFIG))
+    except Exception as e:  # noqa: BLE001 - the clash is what is measured
+        error = " ".join(str(e).split())[:1000]
+    for t in (first, fill, x):
+        ttnn.deallocate(t)
+    device.clear_program_cache()
+    return [error, spec.banks("L1", L1_SMALL)[1] - used - tiles * 2048 - out]
+
+
 def worker(board: str) -> None:
     from replay.backends.device import close_device, open_device
     device, _ = open_device(board)       # before ttnn is imported: it sets up the mock device
     import ttnn
     from replay.backends.ttnn_ops import create_input, make_calls
     spec = get_device(board)
-    out = {"calls": [_measure(device, ttnn, spec, c) for c in CALLS], "traced": {}}
+    out = {"calls": [_measure(device, ttnn, spec, c) for c in CALLS], "traced": {},
+           "untilizes": [_untilize_twice(device, ttnn, spec, shape, free) for shape, free in UNTILIZES]}
     cases = traced_cases()
     for _, sid, b in TRACED:
         if b != board:
@@ -188,6 +218,19 @@ def test_each_programs_circular_buffers_are_the_bytes_ttnn_places(measured):
         m = CLASH.search(error)
         assert m, (board, call[:2], error[:300])
         assert int(m.group(2)) - base == modelled_bytes(call, board, free), (board, call[:2], error[:300])
+
+
+def test_a_cached_untilize_runs_the_blocks_sized_at_its_first_call(measured):
+    board, got = measured
+    dev = get_device(board)
+    base = dev.l1_core_bytes - dev.l1_bank_bytes
+    for (shape, _), (error, free) in zip(UNTILIZES, got["untilizes"]):
+        m = CLASH.search(error)
+        assert m, (board, shape, error[:300])
+        assert untilize_takes_block(shape, 2048, 2048, free + allocate(shape, "bfloat16", "ROW_MAJOR", "L1", dev,
+                                                                       L1_SMALL).per_bank_bytes)
+        first = untilize_block_ranges(shape, 2048, 2048, dev.l1_banks, free)[0][1]
+        assert int(m.group(2)) - base == first, (board, shape, free, error[:300])
 
 
 def test_estimate_clashes_where_ttnns_programs_do_with_their_bytes(measured):
