@@ -147,3 +147,36 @@ def _probabilities(args: dict, sig) -> None:
         t = args.get(name)
         if isinstance(t, torch.Tensor) and t.dtype.is_floating_point and t.numel():
             _buffer(t).uniform_(0, 1)
+
+
+@input_rule("torchvision.roi_align.default", "torchvision.roi_pool.default", "torchvision.ps_roi_align.default",
+            "torchvision.ps_roi_pool.default")
+def _regions(args: dict, sig) -> None:
+    # rois [K, 5]: the image each box belongs to (a random one would index outside the batch and crash
+    # the kernel), then x1, y1, x2, y2 inside the image at the op's scale
+    rois, image = args["rois"], args["input"]
+    if not rois.numel():
+        return
+    scale = args.get("spatial_scale", 1.0) or 1.0
+    h, w = image.shape[-2] / scale, image.shape[-1] / scale
+    k = rois.shape[0]
+    corners = torch.rand(k, 2, 2) * torch.tensor([w, h])
+    rois[:, 0] = torch.randint(0, max(image.shape[0], 1), (k,)).to(rois.dtype)
+    rois[:, 1:3] = corners.min(dim=1).values.to(rois.dtype)
+    rois[:, 3:5] = corners.max(dim=1).values.to(rois.dtype)
+
+
+@input_rule("torchvision.nms.default")
+def _kept_boxes(args: dict, sig) -> None:
+    # exactly the traced count kept: that many disjoint boxes, every other box a copy of the first
+    # with a lower score (IoU 1 with it, above any threshold below 1)
+    boxes, scores = args["dets"], args["scores"]
+    out = _traced_shape(sig)
+    n = boxes.shape[0]
+    if not n or out is None:
+        return
+    kept = min(out[0], n)
+    x = torch.arange(n, dtype=boxes.dtype) * 4
+    x[kept:] = 0
+    boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3] = x, 0, x + 1, 1
+    scores.copy_(torch.arange(n, 0, -1, dtype=scores.dtype))

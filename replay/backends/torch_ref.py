@@ -36,12 +36,21 @@ class NotBuildable(Exception):
 # ---------------------------------------------------------------------------------------------
 # Decoding tagged values
 
+def _load_torchvision_ops() -> None:
+    """torchvision's ops (nms, roi_align, ...) exist in torch.ops once torchvision is imported."""
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        pass  # resolve_op then says the op is missing
+
 def resolve_op(name: str) -> torch._ops.OpOverload:
     """``"aten.view.default"`` -> ``torch.ops.aten.view.default``; NotBuildable when unknown."""
     parts = name.split(".")
     if len(parts) != 3:
         raise NotBuildable(f"op name {name!r} is not namespace.op.overload")
     ns, op, overload = parts
+    if ns == "torchvision":
+        _load_torchvision_ops()
     try:
         return getattr(getattr(getattr(torch.ops, ns), op), overload)
     except (AttributeError, RuntimeError):

@@ -122,3 +122,15 @@ def test_boolean_mask_selects_as_many_rows_as_traced():
     sig = _sig("aten.index.Tensor", [["T", [[6, 2], "float32", [2, 1]]], ["list", [["T", [[6], "bool", [1]]]]]],
                [["T", [[4, 2], "float32", [2, 1]]]])
     assert TorchBackend().run(case_of(sig, _names(sig.op))).status == "pass"
+
+
+def test_torchvision_ops_of_a_detector_reexecute_with_the_traced_box_counts():
+    # nms keeps a data-dependent number of boxes and roi_align's box batch indices must name an image
+    # of the batch (a random one crashed the kernel): both need their own valid inputs
+    trace = read_trace(os.path.join(os.path.dirname(TRACES[0]), "fasterrcnn_mobilenet_v3_large_320_fpn.msgpack"))
+    arg_names = {o.name: o.arg_names for o in trace.ops}
+    sigs = [s for s in trace.signatures if s.op.startswith("torchvision.")]
+    assert {s.op for s in sigs} == {"torchvision.nms.default", "torchvision.roi_align.default"}
+    for sig in sigs:
+        r = TorchBackend().run(case_of(sig, arg_names[sig.op]))
+        assert r.status == "pass", f"{sig.op}: {r.status} {r.reason}"
