@@ -185,9 +185,12 @@ def parse_oom(message: str, phase: str) -> OomInfo | None:
 
 
 # One page of an op's dataflow buffer larger than a core's L1 (ttnn 0.81.1 sources:
-# concat/device/concat_program_factory.cpp, pad/device/pad_rm_reader_writer*_program_factory.cpp).
+# concat/device/concat_program_factory.cpp, pad/device/pad_rm_reader_writer*_program_factory.cpp), or
+# layer_norm's streaming circular buffers more than 95% of the L1 below the buffers
+# (normalization/layernorm/device/layernorm_op_multi_core.cpp: "streaming_footprint.fits(usable_l1)").
 _DFB_CAPACITY_RE = re.compile(r"required DFB entry size \(\d+ B\) exceeds per-core L1 capacity"
-                              r"|padded row of \d+ B does not fit in the per-core L1 budget")
+                              r"|padded row of \d+ B does not fit in the per-core L1 budget"
+                              r"|circular buffers require \d+ bytes, but only \d+ bytes of the allocator's L1 span")
 
 
 def is_cb_overflow(message: str) -> bool:

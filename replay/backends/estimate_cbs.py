@@ -22,6 +22,8 @@ program's bytes against the L1 buffers alive when it runs (replay/backends/estim
 - matmul without a program config, on a 2-d grid of at least 2x2 cores: blocks sized from the free L1.
 - pad of a row-major tensor (the multi-core default factory): 2 KiB of padded rows per barrier, up to 16
   barriers in half of L1 above the firmware, and one padded row of pad values.
+- layer_norm with weight and bias (the streaming kernel): 62 bfloat16 tiles, 12 in the input's dtype, 4 per
+  weight; they must fit in 95% of the L1 below the buffers (else ttnn refuses: cb_overflow).
 - reshape that is not a view, tiled: one page of its page-mapping tensor (computed here, also what the
   estimate's reshape rule places in DRAM), one input tile and one output tile.
 - untilize_with_unpadding of an interleaved tiled tensor whose tile row does not fit the free L1 (ttnn's
@@ -30,6 +32,7 @@ program's bytes against the L1 buffers alive when it runs (replay/backends/estim
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Callable
@@ -172,6 +175,30 @@ def pad(call: Call, args: list, results: list, device: DeviceSpec, free_l1: int 
     front = bool(args[1][-1][0]) if isinstance(args[1], list) and args[1] else False
     realign = row_dram if front or row_l1 % device.dram_alignment else 0
     return barriers * rows * row_l1 + row_dram + realign
+
+
+LAYER_NORM_TILES = (62, 12, 4)   # streaming kernel: bfloat16 tiles; tiles in the input's dtype; per weight
+LAYER_NORM_SPAN = 0.95           # the share of the L1 below the buffers its circular buffers may take
+
+
+@cb_rule("layer_norm")
+def layer_norm(call: Call, args: list, results: list, device: DeviceSpec, free_l1: int = 0) -> int:
+    """ttnn.layer_norm of an interleaved tiled tensor with weight and bias (its streaming kernel, for every
+    width and row count measured on the mock n150 and p150): 62 bfloat16 tiles, 12 in the input's dtype
+    and 4 per weight in theirs (bfloat16: 167,936 B); ttnn refuses the program ("LayerNorm streaming
+    circular buffers require ...", cb_overflow) unless they fit in 95% of the L1 below the lowest buffer
+    once the output is placed, so the bytes it needs there are theirs / 0.95. Other dtypes (block floats)
+    and a call without weight or bias are not modelled."""
+    ts = _tensors(args)
+    weights = [call.kwargs.get(k) for k in ("weight", "bias")]
+    if not ts or ts[0].layout != "TILE" or not all(isinstance(w, Held) for w in weights):
+        return 0
+    if any(t.dtype not in ("bfloat16", "float32") for t in ts[:1] + weights):
+        return 0
+    plain, own, per_weight = LAYER_NORM_TILES
+    need = plain * tile_bytes("bfloat16") + own * tile_bytes(ts[0].dtype) + \
+        sum(per_weight * tile_bytes(w.dtype) for w in weights)
+    return math.ceil(need / LAYER_NORM_SPAN)
 
 
 def tiled_unaligned_concat_bytes(ins: list[Held], out: Held, dim: int) -> int | None:
@@ -406,9 +433,16 @@ def _resolve(value, env: dict):
     return value
 
 
+def _resolved(call: Call, env: dict) -> Call:
+    """The call with its tensor arguments and keyword arguments (a layer_norm's weight) looked up in ``env``."""
+    return dataclasses.replace(call, args=[_resolve(a, env) for a in call.args],
+                               kwargs={k: _resolve(v, env) for k, v in call.kwargs.items()})
+
+
 def call_bytes(call: Call, env: dict[str, Held], results: list[Held], device: DeviceSpec) -> int:
     """Per-core circular-buffer bytes of ``call`` with its tensor arguments looked up in ``env``."""
-    return program_bytes(call, [_resolve(a, env) for a in call.args], results, device)
+    resolved = _resolved(call, env)
+    return program_bytes(resolved, resolved.args, results, device)
 
 
 def port_programs(calls: list[Call], inputs: dict[str, Held], memory: str, device: DeviceSpec,
@@ -423,10 +457,11 @@ def port_programs(calls: list[Call], inputs: dict[str, Held], memory: str, devic
     env, out = dict(inputs), []
     held = [t for t in inputs.values() if t.memory == "L1"]
     for call, results in zip(calls, walked):
-        args = [_resolve(a, env) for a in call.args]
+        resolved = _resolved(call, env)
+        args = resolved.args
         used = sum(allocate(t.shape, t.dtype, t.layout, "L1", device, L1_SMALL_BYTES).per_bank_bytes for t in held)
         free = device.banks("L1", L1_SMALL_BYTES)[1] - used if held else None
-        out.append(program_bytes(call, args, results, device, free))
+        out.append(program_bytes(resolved, args, results, device, free))
         first = next((a for a in args if isinstance(a, Held)), None)
         env[call.out] = results[0] if results else first
         held += [t for t in results if t.memory == "L1"]

@@ -4,6 +4,7 @@ The bytes themselves are checked against the mock device in test_estimate_cbs_tt
 shape logic, the check against the L1 left below the lowest live buffer (holes included), and traced
 signatures whose verdict depends on it.
 """
+import math
 import os
 
 from capture.schema import read_trace
@@ -15,6 +16,7 @@ from replay.backends.estimate_cbs import (program_bytes, softmax_block, tiled_un
 from replay.backends.estimate_plan import Buffer, CircularBuffer, Plan
 from replay.backends.ttnn_calls import Held
 from replay.mapping.plan import Call
+from replay.results import is_cb_overflow
 
 from tests.conftest import TRACES
 
@@ -134,3 +136,16 @@ def test_concats_second_untilize_reuses_the_first_ones_buffers_and_clashes():
     assert "untilize_with_unpadding" in est.reason
     assert "(348,160 B per core) clash with L1 buffers (331,040 B per core below them)" in est.reason
     assert EstimateBackend(EstimateSettings(device="n150", memory="dram")).run(case).status == "pass"
+
+
+def test_layer_norms_streaming_buffers_need_their_bytes_within_95_percent_of_the_l1_left():
+    def cb(x_dtype, w_dtype, weights=True):
+        x, w = held([1, 49, 768], x_dtype), held([768], w_dtype)
+        kwargs = {"epsilon": 1e-5, "weight": w, "bias": w} if weights else {"epsilon": 1e-5}
+        return program_bytes(Call("layer_norm", [x], kwargs, "out"), [x], [x], N150)
+    # mock n150 and p150: "LayerNorm streaming circular buffers require 167936 bytes" (208896 in float32)
+    assert cb("bfloat16", "bfloat16") == math.ceil(167936 / 0.95)
+    assert cb("float32", "float32") == math.ceil(208896 / 0.95)
+    assert cb("bfloat8_b", "bfloat16") == 0 and cb("bfloat16", "bfloat16", weights=False) == 0   # not modelled
+    assert is_cb_overflow("LayerNorm streaming circular buffers require 167936 bytes, but only 158232 bytes of "
+                          "the allocator's L1 span are available")
