@@ -15,7 +15,9 @@ program's bytes against the L1 buffers alive when it runs (replay/backends/estim
   the block (the fewest blocks of at most 4 tiles, padding-free on a tie), a double block of output,
   seven single tiles and, when the row is padded, a double block of pad mask; a row too wide for 90% of
   L1 takes the large kernel's fixed 260 tiles.
-- transpose of the last two dims (tiled): two tiles in, two out.
+- transpose of the last two dims (tiled): two tiles in, two out; of the channel and height dims: two tiles
+  and a face.
+- mean and sum over given dims (tiled): five tiles.
 - batch_norm with running statistics: 18 tiles.
 - concat of a width the tiles pad, tiled (when it fits beside the L1 buffers): three times the input and
   output tiles of a 32-row band.
@@ -132,14 +134,31 @@ def softmax(call: Call, args: list, results: list, device: DeviceSpec, free_l1: 
 
 @cb_rule("transpose")
 def transpose(call: Call, args: list, results: list, device: DeviceSpec, free_l1: int = 0) -> int:
-    """A tiled transpose of the last two dims: two tiles in, two out; other transposes not modelled."""
+    """A tiled transpose of the last two dims: two tiles in, two out; of the channel and height dims (HC):
+    two tiles and one 16x16 face; other transposes and block floats not modelled."""
     ts = _tensors(args)
-    if not ts or ts[0].layout != "TILE" or len(args) < 3:
+    if not ts or ts[0].layout != "TILE" or len(args) < 3 or not all(isinstance(d, int) for d in args[1:3]):
         return 0
     rank = len(ts[0].shape)
-    if sorted(d % rank for d in args[1:3]) != [rank - 2, rank - 1]:
+    dims = sorted(d % rank for d in args[1:3])
+    if dims == [rank - 2, rank - 1]:
+        return 4 * tile_bytes(ts[0].dtype)
+    if rank >= 3 and dims == [rank - 3, rank - 2] and ts[0].dtype in ("bfloat16", "float32"):
+        return 2 * tile_bytes(ts[0].dtype) + tile_bytes(ts[0].dtype) // 4
+    return 0
+
+
+REDUCE_TILES = 5
+
+
+@cb_rule("mean", "sum")
+def reduce(call: Call, args: list, results: list, device: DeviceSpec, free_l1: int = 0) -> int:
+    """ttnn.mean / ttnn.sum of a bfloat16 or float32 tiled tensor over given dims (any, with or without
+    keepdim): five tiles of its dtype; over every dim (no ``dim``) not modelled."""
+    ts = _tensors(args)
+    if not ts or ts[0].layout != "TILE" or ts[0].dtype not in ("bfloat16", "float32") or "dim" not in call.kwargs:
         return 0
-    return 4 * tile_bytes(ts[0].dtype)
+    return REDUCE_TILES * tile_bytes(ts[0].dtype)
 
 
 BATCH_NORM_TILES = 18

@@ -149,3 +149,12 @@ def test_layer_norms_streaming_buffers_need_their_bytes_within_95_percent_of_the
     assert cb("bfloat8_b", "bfloat16") == 0 and cb("bfloat16", "bfloat16", weights=False) == 0   # not modelled
     assert is_cb_overflow("LayerNorm streaming circular buffers require 167936 bytes, but only 158232 bytes of "
                           "the allocator's L1 span are available")
+
+
+def test_channel_height_transposes_and_reductions_over_dims_have_fixed_buffers():
+    x = held([1, 24, 49, 32])
+
+    def cb(fn, args, kwargs=None):
+        return program_bytes(Call(fn, args, kwargs or {}, "out"), args, [x], N150)
+    assert cb("transpose", [x, 1, 2]) == 2 * 2048 + 512 and cb("transpose", [x, 0, 2]) == 0   # not modelled
+    assert cb("mean", [x], {"dim": [1, 2]}) == 5 * 2048 and cb("sum", [x]) == 0             # every dim: not modelled

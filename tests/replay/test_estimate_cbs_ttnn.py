@@ -40,7 +40,8 @@ L1_SMALL = 32768
 # with and without a broadcast inside the tiles and with a scalar, float32 tiles, a unary, a transpose of
 # the last two dims, batch_norm with running statistics, row-major pads (aligned, front-padded), matmuls on
 # a 2-d grid (the traced bmm below: 8 tiles per core; these: 1, the L1 being full), tiled reshapes that are
-# not views (swin's, bfloat16 and float32, and one whose last dim changes), layer_norm (its streaming
+# not views (swin's, bfloat16 and float32, and one whose last dim changes), transposes of the channel and
+# height dims, mean and sum over dims, layer_norm (its streaming
 # buffers, refused beyond 95% of the L1 left once its output is placed) in bfloat16 and float32
 CALLS = [("softmax", [([1, 1, 64, w], "bfloat16", "TILE")], ["$0"], {"dim": 3}, [1, 1, 64, w])
          for w in (32, 64, 96, 100, 192, 288, 320, 1569, 4096, 11520)] + [
@@ -68,6 +69,10 @@ CALLS = [("softmax", [([1, 1, 64, w], "bfloat16", "TILE")], ["$0"], {"dim": 3}, 
     ("reshape", [([784, 192], "bfloat16", "TILE")], ["$0", [1, 28, 28, 192]], {}, [1, 28, 28, 192]),
     ("reshape", [([1, 49, 24, 32], "float32", "TILE")], ["$0", [1, 49, 768]], {}, [1, 49, 768]),
     ("reshape", [([3, 50, 96], "bfloat16", "TILE")], ["$0", [3, 96, 50]], {}, [3, 96, 50]),
+    ("transpose", [([1, 24, 49, 32], "bfloat16", "TILE")], ["$0", 1, 2], {}, [1, 49, 24, 32], 0),
+    ("transpose", [([2, 3, 50, 96], "float32", "TILE")], ["$0", 1, 2], {}, [2, 50, 3, 96], 0),
+    ("mean", [([1, 7, 7, 768], "bfloat16", "TILE")], ["$0"], {"dim": [1, 2]}, [1, 768], 0),
+    ("sum", [([4, 64, 64], "float32", "TILE")], ["$0"], {"dim": 1, "keepdim": True}, [4, 1, 64], 0),
 ] + [("layer_norm", [([1, 49, 768], x, "TILE"), ([768], w, "TILE"), ([768], w, "TILE")], ["$0"],
       {"epsilon": 1e-5, "weight": "$1", "bias": "$2"}, [1, 49, 768])
      for x, w in (("bfloat16", "bfloat16"), ("float32", "bfloat16"), ("float32", "float32"))]
@@ -105,16 +110,17 @@ def traced_cases() -> dict:
 # The worker: runs in the ttnn environment with the mock device of one board
 
 def _measure(device, ttnn, spec: dict, call: tuple) -> list:
-    """Run one CALLS entry with L1 filled to its output plus 4 KiB: [ttnn's error text (or ""), the L1 per
-    core left below the lowest buffer when the call is made]."""
-    fn, tensors, args, kwargs, result = call
+    """Run one CALLS entry with L1 filled to its output plus 4 KiB (or the entry's sixth item): [ttnn's error
+    text (or ""), the L1 per core left below the lowest buffer when the call is made]."""
+    fn, tensors, args, kwargs, result = call[:5]
+    slack = call[5] if len(call) > 5 else 4096
     layouts = {"TILE": ttnn.TILE_LAYOUT, "ROW_MAJOR": ttnn.ROW_MAJOR_LAYOUT}
     made = [ttnn.allocate_tensor_on_device(ttnn.TensorSpec(ttnn.Shape(shape), getattr(ttnn, dtype), layouts[layout],
                                                            buffer_type=ttnn.BufferType.L1), device)
             for shape, dtype, layout in tensors]
     used = ttnn.device.get_memory_view(device, ttnn.BufferType.L1).total_bytes_allocated_per_bank
     out = allocate(tuple(result), tensors[0][1], tensors[0][2], "L1", spec, L1_SMALL).per_bank_bytes
-    tiles = (spec.banks("L1", L1_SMALL)[1] - used - out - 4096) // 2048
+    tiles = (spec.banks("L1", L1_SMALL)[1] - used - out - slack) // 2048
     fill = ttnn.allocate_tensor_on_device(ttnn.TensorSpec(ttnn.Shape([tiles * spec.l1_banks * 32, 32]), ttnn.bfloat16,
                                                           ttnn.TILE_LAYOUT, buffer_type=ttnn.BufferType.L1), device)
 
@@ -207,7 +213,7 @@ def measured(request):
 
 def modelled_bytes(call: tuple, board: str, free: int) -> int:
     """The model's circular-buffer bytes of one CALLS entry made with ``free`` L1 per core left."""
-    fn, tensors, args, kwargs, result = call
+    fn, tensors, args, kwargs, result = call[:5]
     held = [Held(tuple(shape), dtype, layout, "L1") for shape, dtype, layout in tensors]
 
     def value(v):
