@@ -27,14 +27,11 @@ SAMPLE = (
     "yolov8n_seg", "yolo26n_sem", "yolov8n_pose", "yolov8n_obb", "yolo26n_depth",
     # transformers: a backbone
     "hf_dinov2",
+    # torchvision: optical flow (at 520x960, fake)
+    "raft_small",
 )
 # Tasks of the zoo the sample leaves out, and why (tests/capture/test_zoo.py holds the sample to it).
-NOT_SAMPLED = {"optical_flow": "raft_small maps every op and agrees 100% in DRAM, but in L1 (mock n150) 4 of its "
-                               "signatures still run out where the estimate says pass: 3 sharded conv2d "
-                               "intermediates (ttnn's auto-shard choice, halo and circular buffers, not modelled) "
-                               "and one avg_pool2d of its 7800-channel correlation volume (the pool's sharded "
-                               "intermediates): the sample's L1 agreement would drop under "
-                               "tests/replay/test_estimate_vs_ttnn.py's threshold"}
+NOT_SAMPLED: dict[str, str] = {}
 
 
 def all_traces() -> bool:
