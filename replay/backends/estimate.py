@@ -119,7 +119,9 @@ def circular_clash(plan: Plan, l1_below_bytes: int) -> str:
 
 def program_clash(plan: Plan, buf: Buffer, l1_below_bytes: int) -> str:
     """Why a program that runs once ``buf`` is allocated cannot place its circular buffers in the
-    ``l1_below_bytes`` per core below the lowest L1 buffer alive then (replay/backends/estimate_cbs.py), or ""."""
+    ``l1_below_bytes`` per core below the lowest L1 buffer alive then (replay/backends/estimate_cbs.py), or "";
+    a program sized from the free L1 is sized first (Plan.size_programs)."""
+    plan.size_programs(buf, l1_below_bytes)
     for program, cb_bytes in plan.programs_after(buf):
         if cb_bytes > l1_below_bytes:
             return (f"{program}: circular buffers ({cb_bytes:,} B per core) clash with L1 buffers "
@@ -240,6 +242,7 @@ class EstimateBackend:
                 if b.memory == "L1":
                     blocks.alloc(id(b), a.per_bank_bytes)
                 # an entry beyond a core's L1 is refused when the program is made, before any clash
+                plan.size_programs(b, blocks.below())
                 clash = plan.programs_after(b) and (circular_buffer_overflow(plan, self.device)
                                                     or program_clash(plan, b, blocks.below()))
                 if clash:

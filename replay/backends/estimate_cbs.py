@@ -297,6 +297,19 @@ def untilize_takes_block(shape: tuple, tile_in: int, tile_out: int, free_before_
     return not free_before_output > (tile_in + tile_out) * w
 
 
+def untilize_range(shape: tuple, tile_in: int, tile_out: int, cores: int, row_bytes: int, k: int,
+                   l1_below: int) -> tuple[str, int]:
+    """(program, per-core bytes) of the ``k``-th core range of ttnn.untilize_with_unpadding's block program
+    (untilize_block_ranges) made with ``l1_below`` per core below the lowest L1 buffer once its output
+    (``row_bytes`` per core) is allocated; 0 bytes where ttnn does not take the block factory or the
+    program has fewer ranges."""
+    ranges = untilize_block_ranges(shape, tile_in, tile_out, cores, l1_below) \
+        if untilize_takes_block(shape, tile_in, tile_out, l1_below + row_bytes) else []
+    if k >= len(ranges):
+        return f"ttnn.untilize_with_unpadding (block factory, range {k})", 0
+    return f"ttnn.untilize_with_unpadding (block factory, {ranges[k][0]})", ranges[k][1]
+
+
 def program_bytes(call: Call, args: list, results: list, device: DeviceSpec, free_l1: int | None = None) -> int:
     """Per-core circular-buffer bytes of one ttnn call's program (0: not modelled); ``free_l1``: the L1 per
     core below the lowest L1 buffer when the call is made (None: an empty L1), which matmul sizes by."""

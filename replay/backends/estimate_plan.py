@@ -58,6 +58,10 @@ class CircularBuffer:
     page_bytes: int          # one entry
     entries: int
     after: Buffer | None = None
+    # a program sized from the L1 free at its call (ttnn's get_max_l1_space): (role, page bytes) from the
+    # per-core L1 below the lowest buffer once ``sized_at`` is allocated; page_bytes 0 until then
+    sized_by: Callable[[int], tuple[str, int]] | None = None
+    sized_at: Buffer | None = None
 
 
 @dataclass
@@ -74,6 +78,14 @@ class Plan:
     # per-core bytes of the last program's static circular buffers: they must fit in each core's L1
     # below the L1 buffers alive when it runs (tt-metal: "clash with L1 buffers" / "grow to")
     l1_circular_bytes: int = 0
+
+    def size_programs(self, buf: Buffer, l1_below_bytes: int) -> None:
+        """Size the circular buffers of programs sized from the free L1 once ``buf`` is allocated, given the
+        ``l1_below_bytes`` per core below the lowest L1 buffer then; once (ttnn's program cache keeps them)."""
+        for cb in self.circular_buffers:
+            if cb.sized_by is not None and cb.sized_at is buf:
+                cb.role, cb.page_bytes = cb.sized_by(l1_below_bytes)
+                cb.sized_by = None
 
     def programs_after(self, buf: Buffer) -> list[tuple[str, int]]:
         """(program, per-core circular-buffer bytes) of each program that runs once ``buf`` is allocated."""

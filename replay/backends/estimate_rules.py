@@ -8,12 +8,13 @@ measured on the mock device (tests/replay/test_estimate_vs_ttnn.py, benchmarks/b
 """
 from __future__ import annotations
 
+import functools
 import math
 
 from replay.backends.devices import BLOCK_FLOAT_DTYPES, ELEMENT_BYTES, TILE_HW, DeviceSpec
 from replay.backends.estimate_cbs import (as3, call_bytes, mapping_page_bytes, port_programs, reshape_is_view,
                                          reshape_tiled_bytes, tile_bytes, tiled_unaligned_concat_bytes,
-                                         untilize_block_ranges, untilize_takes_block)
+                                         untilize_range)
 from replay.backends.estimate_conv import ConvShape, auto_shard
 from replay.backends.estimate_plan import Buffer, CircularBuffer, OpCase, Plan, place, plan_of_events, register_rule
 from replay.backends.estimate_pool import pool_plan, pool_shape_of_call
@@ -487,23 +488,21 @@ def concat(case: OpCase) -> Plan:
 
 def untilize_programs(ins: list[Buffer], rows: list[Buffer], case: OpCase) -> list[CircularBuffer]:
     """The circular buffers of concat's untilize of each tiled input (ttnn.untilize_with_unpadding) where
-    ttnn takes its block factory for a row too wide for the free L1, each range of cores apart: sized from the L1 free below the op's L1
-    buffers when the input's untilize program is made; an input like an earlier one (same shape, dtype,
-    memory, factory) reuses that program from ttnn's program cache, its buffers as sized then (mock n150:
-    the second of two [1, 2, 171360] untilizes runs the first's 85-tile buffers with less L1 free)."""
+    ttnn takes its block factory for a row too wide for the free L1, each range of cores apart (at most
+    four): sized from the L1 free below the lowest buffer once the input's untilized copy is allocated (in
+    context too); an input like an earlier one (same shape, dtype, memory) runs that program from ttnn's
+    program cache, its buffers as sized then (mock n150: the second of two [1, 2, 171360] untilizes runs
+    the first's 85-tile buffers with less L1 free)."""
     small, cores = case.settings.l1_small_bytes, case.device.grid[0] * case.device.grid[1]
-    top = case.device.banks("L1", small)[1]
-    used = sum(place(b, case.device, small).per_bank_bytes for b in case.inputs if b.memory == "L1")
-    programs: dict[tuple, list[tuple[str, int]]] = {}
+    first: dict[tuple, Buffer] = {}
     cbs = []
     for b, row in zip(ins, rows):
+        if b.layout != "TILE":
+            continue
         row_bytes = place(row, case.device, small).per_bank_bytes if row.memory == "L1" else 0
-        tile_in, tile_out = tile_bytes(b.dtype), tile_bytes(row.dtype)
-        block = b.layout == "TILE" and untilize_takes_block(b.shape, tile_in, tile_out, top - used)
-        key = (b.shape, b.dtype, b.memory, block)
-        if block and key not in programs:
-            programs[key] = untilize_block_ranges(b.shape, tile_in, tile_out, cores, top - used - row_bytes)
-        cbs += [CircularBuffer(f"ttnn.untilize_with_unpadding (block factory, {cores_of})", n, 1, after=row)
-                for cores_of, n in (programs[key] if block else [])]
-        used += row_bytes
+        sized_at = first.setdefault((b.shape, b.dtype, b.memory), row)
+        cbs += [CircularBuffer("ttnn.untilize_with_unpadding", 0, 1, after=row, sized_at=sized_at,
+                               sized_by=functools.partial(untilize_range, b.shape, tile_bytes(b.dtype),
+                                                          tile_bytes(row.dtype), cores, row_bytes, k))
+                for k in range(4)]
     return cbs

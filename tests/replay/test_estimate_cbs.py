@@ -4,6 +4,7 @@ The bytes themselves are checked against the mock device in test_estimate_cbs_tt
 shape logic, the check against the L1 left below the lowest live buffer (holes included), and traced
 signatures whose verdict depends on it.
 """
+import functools
 import math
 import os
 
@@ -12,7 +13,7 @@ from replay.backends.base import case_of
 from replay.backends.devices import get_device
 from replay.backends.estimate import EstimateBackend, EstimateSettings, L1Blocks, program_clash
 from replay.backends.estimate_cbs import (program_bytes, softmax_block, tiled_unaligned_concat_bytes,
-                                         untilize_block_ranges, untilize_takes_block)
+                                         untilize_block_ranges, untilize_range, untilize_takes_block)
 from replay.backends.estimate_plan import Buffer, CircularBuffer, Plan
 from replay.backends.ttnn_calls import Held
 from replay.mapping.plan import Call
@@ -158,3 +159,17 @@ def test_channel_height_transposes_and_reductions_over_dims_have_fixed_buffers()
         return program_bytes(Call(fn, args, kwargs or {}, "out"), args, [x], N150)
     assert cb("transpose", [x, 1, 2]) == 2 * 2048 + 512 and cb("transpose", [x, 0, 2]) == 0   # not modelled
     assert cb("mean", [x], {"dim": [1, 2]}) == 5 * 2048 and cb("sum", [x]) == 0             # every dim: not modelled
+
+
+def test_a_program_sized_from_the_free_l1_is_sized_once_when_its_buffer_is_placed():
+    row = Buffer((1, 2, 171360), "bfloat16", "ROW_MAJOR", "L1", "input untilized")
+    cbs = [CircularBuffer("ttnn.untilize_with_unpadding", 0, 1, after=row, sized_at=row,
+                          sized_by=functools.partial(untilize_range, row.shape, 2048, 2048, 64, 342_720, k))
+           for k in range(2)]
+    plan = Plan([row], circular_buffers=cbs)
+    assert plan.programs_after(row) == []                      # not sized before its buffer is placed
+    plan.size_programs(row, 673_760)
+    sized = [("ttnn.untilize_with_unpadding (block factory, column cliff cores)", 348_160)]
+    assert plan.programs_after(row) == sized                   # one range: the second slot holds nothing
+    plan.size_programs(row, 100_000)                           # ttnn's program cache keeps the first sizes
+    assert plan.programs_after(row) == sized
