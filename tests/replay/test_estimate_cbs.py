@@ -12,11 +12,12 @@ from capture.schema import read_trace
 from replay.backends.base import case_of
 from replay.backends.devices import get_device
 from replay.backends.estimate import EstimateBackend, EstimateSettings, L1Blocks, program_clash
-from replay.backends.estimate_cbs import (program_bytes, softmax_block, tiled_unaligned_concat_bytes,
+from replay.backends.estimate_cbs import (port_programs, program_bytes, softmax_block, tiled_unaligned_concat_bytes,
                                          untilize_block_ranges, untilize_range, untilize_takes_block)
 from replay.backends.estimate_plan import Buffer, CircularBuffer, Plan
 from replay.backends.ttnn_calls import Held
-from replay.mapping.plan import Call
+from replay.backends.ttnn_calls import results as call_results
+from replay.mapping.plan import Call, Ref
 from replay.results import is_cb_overflow
 
 from tests.conftest import TRACES
@@ -173,3 +174,11 @@ def test_a_program_sized_from_the_free_l1_is_sized_once_when_its_buffer_is_place
     assert plan.programs_after(row) == sized                   # one range: the second slot holds nothing
     plan.size_programs(row, 100_000)                           # ttnn's program cache keeps the first sizes
     assert plan.programs_after(row) == sized
+
+
+def test_a_pad_of_nothing_returns_its_input_and_runs_no_program():
+    # mock n150: ttnn.pad with (0, 0) on every dim hands back the same buffer, tiled and row major
+    x = held([1, 28, 28, 192])
+    pad = Call("pad", [Ref("x"), [[0, 0]] * 4, 0.0], {}, "y")
+    assert call_results([pad], {"x": x}, "L1") == [[]]
+    assert port_programs([pad], {"x": x}, "L1", N150, []) == [0]
