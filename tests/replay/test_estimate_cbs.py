@@ -182,3 +182,13 @@ def test_a_pad_of_nothing_returns_its_input_and_runs_no_program():
     pad = Call("pad", [Ref("x"), [[0, 0]] * 4, 0.0], {}, "y")
     assert call_results([pad], {"x": x}, "L1") == [[]]
     assert port_programs([pad], {"x": x}, "L1", N150, []) == [0]
+
+
+def test_a_slice_from_tile_boundaries_holds_two_tiles_one_from_inside_a_tile_is_not_modelled():
+    x = held([1, 257, 768])
+
+    def cb(starts, ends, steps=(1, 1, 1)):
+        args = [x, list(starts), list(ends), list(steps)]
+        return program_bytes(Call("slice", args, {}, "out"), args, [held([1, 1, 768])], N150)
+    assert cb([0, 0, 0], [1, 1, 768]) == 2 * 2048 + 12          # mock n150: hf_dinov2's select, 4,108 B
+    assert cb([0, 1, 0], [1, 2, 768]) == 0 and cb([0, 0, 0], [1, 2, 768], (1, 2, 1)) == 0

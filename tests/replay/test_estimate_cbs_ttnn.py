@@ -41,7 +41,7 @@ L1_SMALL = 32768
 # the last two dims, batch_norm with running statistics, row-major pads (aligned, front-padded), matmuls on
 # a 2-d grid (the traced bmm below: 8 tiles per core; these: 1, the L1 being full), tiled reshapes that are
 # not views (swin's, bfloat16 and float32, and one whose last dim changes), transposes of the channel and
-# height dims, mean and sum over dims, layer_norm (its streaming
+# height dims, mean and sum over dims, slices from tile boundaries, layer_norm (its streaming
 # buffers, refused beyond 95% of the L1 left once its output is placed) in bfloat16 and float32
 CALLS = [("softmax", [([1, 1, 64, w], "bfloat16", "TILE")], ["$0"], {"dim": 3}, [1, 1, 64, w])
          for w in (32, 64, 96, 100, 192, 288, 320, 1569, 4096, 11520)] + [
@@ -73,6 +73,8 @@ CALLS = [("softmax", [([1, 1, 64, w], "bfloat16", "TILE")], ["$0"], {"dim": 3}, 
     ("transpose", [([2, 3, 50, 96], "float32", "TILE")], ["$0", 1, 2], {}, [2, 50, 3, 96], 0),
     ("mean", [([1, 7, 7, 768], "bfloat16", "TILE")], ["$0"], {"dim": [1, 2]}, [1, 768], 0),
     ("sum", [([4, 64, 64], "float32", "TILE")], ["$0"], {"dim": 1, "keepdim": True}, [4, 1, 64], 0),
+    ("slice", [([1, 257, 768], "bfloat16", "TILE")], ["$0", [0, 0, 0], [1, 1, 768], [1, 1, 1]], {}, [1, 1, 768], 0),
+    ("slice", [([4, 64, 64], "float32", "TILE")], ["$0", [0, 0, 32], [4, 64, 64], [1, 1, 1]], {}, [4, 64, 32], 0),
 ] + [("layer_norm", [([1, 49, 768], x, "TILE"), ([768], w, "TILE"), ([768], w, "TILE")], ["$0"],
       {"epsilon": 1e-5, "weight": "$1", "bias": "$2"}, [1, 49, 768])
      for x, w in (("bfloat16", "bfloat16"), ("float32", "bfloat16"), ("float32", "float32"))]
