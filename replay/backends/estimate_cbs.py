@@ -29,9 +29,9 @@ program's bytes against the L1 buffers alive when it runs (replay/backends/estim
   weight; they must fit in 95% of the L1 below the buffers (else ttnn refuses: cb_overflow).
 - reshape that is not a view, tiled: one page of its page-mapping tensor (computed here, also what the
   estimate's reshape rule places in DRAM), one input tile and one output tile.
-- untilize_with_unpadding of an interleaved tiled tensor whose tile row does not fit the free L1 (ttnn's
-  multi-core block factory; the untilize of concat's row-major path): input and output blocks sized from
-  the free L1 at the call (untilize_block_ranges).
+- untilize_with_unpadding of an interleaved tiled tensor by ttnn's multi-core block factory (the untilize
+  of concat's row-major path): input and output blocks sized from the free L1 at the call
+  (untilize_block_ranges), a program made earlier with the same hash run as made.
 """
 from __future__ import annotations
 
@@ -256,6 +256,9 @@ def tiled_unaligned_concat_bytes(ins: list[Held], out: Held, dim: int) -> int | 
     return 3 * (in_tiles + out_tiles) * tile_bytes(ins[0].dtype)
 
 
+UNTILIZE_ROW_BLOCK_TILES = 32     # the block factory is a candidate for rows wider than this when a row fits
+
+
 def _closest_square(per_core: int, w: int, h: int, cores: int) -> int:
     """The block side (tiles) ttnn's split gives a w x h tile grid on ``cores`` (closest_square_larger_than_b):
     the smallest side from sqrt(per_core) up whose blocks number fewer than the cores."""
@@ -288,10 +291,11 @@ def _sub_blocks(w: int, h: int, cores: int, limit: int) -> tuple[int, int] | Non
 def untilize_block_ranges(shape: tuple, tile_in: int, tile_out: int, cores: int, free_l1: int) -> list[tuple[str, int]]:
     """Per-core circular-buffer bytes of each core range of ttnn's multi-core block untilize
     (UntilizeWithUnpaddingMultiCoreBlockInterleavedProgramFactory, split_blocks_for_tilize_wh) of a tiled
-    tensor of ``shape``, in core order (ttnn names the first that clashes): the last two dims cut into square blocks of tiles
-    over the cores, each block's input and output buffer as many tiles as a (sub-)block row; the block
-    limited to what ``free_l1`` (get_max_l1_space: the L1 below the lowest buffer once the output is
-    allocated) holds of an input plus an output tile. [] where ttnn refuses the split."""
+    tensor of ``shape``, in core order (ttnn names the first that clashes): the last two dims cut into
+    square blocks of tiles over the cores, each block's input and output buffer as many tiles as a
+    (sub-)block row; the block limited to what ``free_l1`` (get_max_l1_space: the L1 below the lowest
+    buffer once the output is allocated) holds of an input plus an output tile. [] where ttnn refuses
+    the split."""
     w, h = -(-shape[-1] // TILE_HW), -(-(shape[-2] if len(shape) > 1 else 1) // TILE_HW)
     block = _closest_square(-(-(w * h) // cores), w, h, cores)
     sub, limit = block, free_l1 // (tile_in + tile_out)
@@ -308,23 +312,42 @@ def untilize_block_ranges(shape: tuple, tile_in: int, tile_out: int, cores: int,
     return [(name, tiles * (tile_in + tile_out)) for _, name, tiles, present in sorted(ranges) if present]
 
 
-def untilize_takes_block(shape: tuple, tile_in: int, tile_out: int, free_before_output: int) -> bool:
-    """ttnn.untilize_with_unpadding (interleaved, multi-core) takes the block factory because a tile row's
-    input and output buffers do not fit the free L1 before the output is allocated (enough_space_height
-    false). Where they fit, ttnn 0.81.1 picks between its block and row factories by a rule not read from
-    its source (the mock n150 ran the block factory for [1, 2048, 2048] and [1, 4096, 1088]): not modelled."""
-    w = -(-shape[-1] // TILE_HW)
-    return not free_before_output > (tile_in + tile_out) * w
+def untilize_enough_space(shape: tuple, tile_in: int, tile_out: int, l1_below: int) -> bool:
+    """ttnn.untilize_with_unpadding's enough_space_height: a tile row's input and output buffers fit the
+    ``l1_below`` per core left below the lowest L1 buffer with its output in place (part of its program's
+    hash: mock n150, a second untilize of [1, 4096, 1088] with no room for a row makes a new program)."""
+    return l1_below > (tile_in + tile_out) * -(-shape[-1] // TILE_HW)
 
 
-def untilize_range(shape: tuple, tile_in: int, tile_out: int, cores: int, row_bytes: int, k: int,
+def untilize_takes_block(shape: tuple, tile_in: int, tile_out: int, cores: int, l1_below: int) -> bool:
+    """ttnn.untilize_with_unpadding (interleaved, multi-core) takes the block factory: when a tile row does
+    not fit (untilize_enough_space), or when a row is wider than 32 tiles (and than the tensor is high, or
+    it is more than 32 high) and the block split uses more cores than the split by tile rows; else its row
+    factory (a tile row in and out on each core: fits where it was made)."""
+    if not untilize_enough_space(shape, tile_in, tile_out, l1_below):
+        return True
+    w, h = -(-shape[-1] // TILE_HW), -(-(shape[-2] if len(shape) > 1 else 1) // TILE_HW)
+    if w <= UNTILIZE_ROW_BLOCK_TILES or not (h > UNTILIZE_ROW_BLOCK_TILES or w > h):
+        return False
+    rows = math.prod(shape[:-2]) * h if len(shape) > 1 else 1
+    per_core = -(-rows // cores)
+    block = _closest_square(-(-(w * h) // cores), w, h, cores)
+    return -(-rows // per_core) < -(-w // block) * -(-h // block)
+
+
+def untilize_range(shape: tuple, tiles: tuple[int, int], memory: str, cores: int, programs: dict, k: int,
                    l1_below: int) -> tuple[str, int]:
     """(program, per-core bytes) of the ``k``-th core range of ttnn.untilize_with_unpadding's block program
-    (untilize_block_ranges) made with ``l1_below`` per core below the lowest L1 buffer once its output
-    (``row_bytes`` per core) is allocated; 0 bytes where ttnn does not take the block factory or the
-    program has fewer ranges."""
-    ranges = untilize_block_ranges(shape, tile_in, tile_out, cores, l1_below) \
-        if untilize_takes_block(shape, tile_in, tile_out, l1_below + row_bytes) else []
+    (untilize_block_ranges) of a tensor of ``shape`` with (input, output) tile bytes ``tiles``, called with
+    ``l1_below`` per core below the lowest L1 buffer once its output is in place; ``programs``: the ranges
+    of the programs made so far by their hash (ttnn's program cache: one made earlier is run as made).
+    0 bytes where ttnn takes its row factory or the program has fewer ranges."""
+    tile_in, tile_out = tiles
+    key = (tuple(shape), tiles, memory, untilize_enough_space(shape, tile_in, tile_out, l1_below))
+    if key not in programs:
+        programs[key] = untilize_block_ranges(shape, tile_in, tile_out, cores, l1_below) \
+            if untilize_takes_block(shape, tile_in, tile_out, cores, l1_below) else []
+    ranges = programs[key]
     if k >= len(ranges):
         return f"ttnn.untilize_with_unpadding (block factory, range {k})", 0
     return f"ttnn.untilize_with_unpadding (block factory, {ranges[k][0]})", ranges[k][1]

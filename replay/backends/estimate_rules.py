@@ -488,21 +488,16 @@ def concat(case: OpCase) -> Plan:
 
 def untilize_programs(ins: list[Buffer], rows: list[Buffer], case: OpCase) -> list[CircularBuffer]:
     """The circular buffers of concat's untilize of each tiled input (ttnn.untilize_with_unpadding) where
-    ttnn takes its block factory for a row too wide for the free L1, each range of cores apart (at most
-    four): sized from the L1 free below the lowest buffer once the input's untilized copy is allocated (in
-    context too); an input like an earlier one (same shape, dtype, memory) runs that program from ttnn's
-    program cache, its buffers as sized then (mock n150: the second of two [1, 2, 171360] untilizes runs
-    the first's 85-tile buffers with less L1 free)."""
-    small, cores = case.settings.l1_small_bytes, case.device.grid[0] * case.device.grid[1]
-    first: dict[tuple, Buffer] = {}
-    cbs = []
-    for b, row in zip(ins, rows):
-        if b.layout != "TILE":
-            continue
-        row_bytes = place(row, case.device, small).per_bank_bytes if row.memory == "L1" else 0
-        sized_at = first.setdefault((b.shape, b.dtype, b.memory), row)
-        cbs += [CircularBuffer("ttnn.untilize_with_unpadding", 0, 1, after=row, sized_at=sized_at,
-                               sized_by=functools.partial(untilize_range, b.shape, tile_bytes(b.dtype),
-                                                          tile_bytes(row.dtype), cores, row_bytes, k))
-                for k in range(4)]
-    return cbs
+    ttnn takes its block factory, each range of cores apart (at most four): sized from the L1 free below
+    the lowest buffer once the input's untilized copy is placed (in context too), unless ttnn's program
+    cache already holds a program of the same hash (shape, dtype, memory, whether a tile row fits), run as
+    it was made (mock n150: the second of two [1, 2, 171360] untilizes runs the first's 85-tile buffers with
+    less L1 free)."""
+    cores = case.device.grid[0] * case.device.grid[1]
+    programs: dict = {}          # shared by this concat's untilizes, as ttnn's program cache is
+
+    def sizing(b: Buffer, row: Buffer, k: int):
+        tiles = (tile_bytes(b.dtype), tile_bytes(row.dtype))
+        return functools.partial(untilize_range, b.shape, tiles, b.memory, cores, programs, k)
+    return [CircularBuffer("ttnn.untilize_with_unpadding", 0, 1, after=row, sized_at=row, sized_by=sizing(b, row, k))
+            for b, row in zip(ins, rows) if b.layout == "TILE" for k in range(4)]

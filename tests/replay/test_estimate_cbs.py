@@ -124,8 +124,11 @@ def test_untilize_blocks_shrink_to_sub_blocks_when_the_free_l1_cannot_hold_them(
     assert untilize_block_ranges((1, 2, 171360), 2048, 2048, 110, 344_256)[0] == ("column cliff cores", 204_800)
     # several block rows: the full blocks' cores come first
     assert untilize_block_ranges((1, 2048, 2048), 2048, 2048, 64, 141_984)[0] == ("full cores", 40_960)
-    assert untilize_takes_block((1, 2, 171360), 2048, 2048, 1_000_000)          # a tile row does not fit
-    assert not untilize_takes_block((1, 2048, 2048), 2048, 2048, 1_000_000)     # it fits: not modelled
+    assert untilize_takes_block((1, 2, 171360), 2048, 2048, 64, 1_000_000)      # a tile row does not fit
+    assert untilize_takes_block((1, 2048, 2048), 2048, 2048, 64, 135_840)       # mock n150: 40,960 B, block
+    # a tile row fits: 64 tile rows on 64 cores against 7x7 blocks on 49: the row factory
+    assert not untilize_takes_block((1, 2048, 2048), 2048, 2048, 64, 301_728)
+    assert not untilize_takes_block((1, 2048, 1024), 2048, 2048, 64, 141_984)   # rows of 32 tiles: the row factory
 
 
 def test_concats_second_untilize_reuses_the_first_ones_buffers_and_clashes():
@@ -163,9 +166,9 @@ def test_channel_height_transposes_and_reductions_over_dims_have_fixed_buffers()
 
 
 def test_a_program_sized_from_the_free_l1_is_sized_once_when_its_buffer_is_placed():
-    row = Buffer((1, 2, 171360), "bfloat16", "ROW_MAJOR", "L1", "input untilized")
+    row, programs = Buffer((1, 2, 171360), "bfloat16", "ROW_MAJOR", "L1", "input untilized"), {}
     cbs = [CircularBuffer("ttnn.untilize_with_unpadding", 0, 1, after=row, sized_at=row,
-                          sized_by=functools.partial(untilize_range, row.shape, 2048, 2048, 64, 342_720, k))
+                          sized_by=functools.partial(untilize_range, row.shape, (2048, 2048), "L1", 64, programs, k))
            for k in range(2)]
     plan = Plan([row], circular_buffers=cbs)
     assert plan.programs_after(row) == []                      # not sized before its buffer is placed
@@ -174,6 +177,13 @@ def test_a_program_sized_from_the_free_l1_is_sized_once_when_its_buffer_is_place
     assert plan.programs_after(row) == sized                   # one range: the second slot holds nothing
     plan.size_programs(row, 100_000)                           # ttnn's program cache keeps the first sizes
     assert plan.programs_after(row) == sized
+    # the same untilize called again with less L1 free: its program (same hash) from the cache, as made
+    assert untilize_range(row.shape, (2048, 2048), "L1", 64, programs, 0, 331_040) == sized[0]
+    # mock n150, [1, 4096, 1088]: made with a tile row's room (the row factory: nothing modelled), then
+    # without: another hash, made afresh (1 tile of room: ttnn finds no block split and refuses)
+    assert untilize_range((1, 4096, 1088), (2048, 2048), "L1", 64, programs, 0, 144_032)[1] == 0
+    assert untilize_range((1, 4096, 1088), (2048, 2048), "L1", 64, programs, 0, 4_768)[1] == 0
+    assert len(programs) == 3
 
 
 def test_a_pad_of_nothing_returns_its_input_and_runs_no_program():
