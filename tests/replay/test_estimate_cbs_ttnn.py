@@ -14,7 +14,6 @@ import json
 import math
 import os
 import re
-import subprocess
 import sys
 
 import pytest
@@ -22,6 +21,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(HERE))   # tests/: the worker runner, also when run as the worker
 
 from capture.schema import read_trace  # noqa: E402
 from replay.backends.base import case_of  # noqa: E402
@@ -32,6 +32,7 @@ from replay.backends.footprint import allocate  # noqa: E402
 from replay.backends.ttnn_calls import Held  # noqa: E402
 from replay.mapping import PortSettings, plan_replay  # noqa: E402
 from replay.mapping.plan import Call  # noqa: E402
+from mockworker import run_worker  # noqa: E402
 from replay.results import is_cb_overflow  # noqa: E402
 
 L1_SMALL = 32768
@@ -194,15 +195,6 @@ def worker(board: str) -> None:
     print("OPTRACE-RESULT " + json.dumps(out))
 
 
-def run_worker(board: str) -> dict:
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), board], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
-    for line in proc.stdout.splitlines():
-        if line.startswith("OPTRACE-RESULT "):
-            return json.loads(line[len("OPTRACE-RESULT "):])
-    raise AssertionError(f"worker for {board} failed: {proc.stderr[-2000:]}")
-
-
 # ---------------------------------------------------------------------------------------------
 # The tests (ttnn environment only: it is where ttnn is)
 
@@ -212,7 +204,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module", params=["n150", "p150"])
 def measured(request):
-    return request.param, run_worker(request.param)
+    return request.param, run_worker(__file__, request.param)
 
 
 def modelled_bytes(call: tuple, board: str, free: int) -> int:

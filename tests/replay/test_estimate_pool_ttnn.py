@@ -8,7 +8,6 @@ file is also that worker (``python test_estimate_pool_ttnn.py <board>``, signatu
 """
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(HERE))   # tests/: the worker runner, also when run as the worker
 
 from capture.schema import read_trace  # noqa: E402
 from replay.backends.base import case_of  # noqa: E402
@@ -23,6 +23,7 @@ from replay.backends.devices import get_device  # noqa: E402
 from replay.backends.estimate import EstimateBackend, EstimateSettings  # noqa: E402
 from replay.backends.estimate_pool import auto_shard, pool_shape_of_call  # noqa: E402
 from replay.mapping import PortSettings, plan_replay  # noqa: E402
+from mockworker import run_worker  # noqa: E402
 from replay.results import parse_oom  # noqa: E402
 
 # (model, signature): height, block and width shardings, uint16 and uint32 indices, ceil mode, an average
@@ -108,15 +109,6 @@ def worker(board: str) -> None:
     print("OPTRACE-RESULT " + json.dumps(out))
 
 
-def run_worker(board: str) -> dict:
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), board], input=json.dumps([s for _, s in POOLS]),
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
-    for line in proc.stdout.splitlines():
-        if line.startswith("OPTRACE-RESULT "):
-            return json.loads(line[len("OPTRACE-RESULT "):])
-    raise AssertionError(f"worker for {board} failed: {proc.stderr[-2000:]}")
-
-
 # ---------------------------------------------------------------------------------------------
 # The tests (ttnn environment only: it is where ttnn is)
 
@@ -126,7 +118,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module", params=["n150", "p150"])
 def measured(request):
-    return request.param, run_worker(request.param), traced_cases()
+    return request.param, run_worker(__file__, request.param, [s for _, s in POOLS]), traced_cases()
 
 
 def modelled(case, board: str) -> dict:

@@ -10,7 +10,6 @@ cases on stdin as JSON).
 import json
 import os
 import random
-import subprocess
 import sys
 
 import pytest
@@ -25,6 +24,7 @@ from replay.backends.devices import DEVICES, TILE_BYTES  # noqa: E402
 from replay.backends.base import case_of  # noqa: E402
 from replay.backends.estimate import EstimateBackend, EstimateSettings  # noqa: E402
 from replay.backends.footprint import allocate, footprint  # noqa: E402
+from mockworker import run_worker  # noqa: E402
 from replay.results import parse_oom  # noqa: E402
 from sample import trace_files  # noqa: E402
 
@@ -123,15 +123,6 @@ def worker(board: str) -> None:
     print("OPTRACE-RESULT " + json.dumps(out))
 
 
-def run_worker(board: str, job: dict) -> dict:
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), board], input=json.dumps(job),
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
-    for line in proc.stdout.splitlines():
-        if line.startswith("OPTRACE-RESULT "):
-            return json.loads(line[len("OPTRACE-RESULT "):])
-    raise AssertionError(f"worker for {board} failed: {proc.stderr[-2000:]}")
-
-
 # ---------------------------------------------------------------------------------------------
 # The tests (ttnn environment only: it is where ttnn is)
 
@@ -144,7 +135,7 @@ def board_run(request):
     board = request.param
     cases = random_cases(seed=BOARDS.index(board) + 1, n=CASES_PER_BOARD)
     ops = [[c[2], c[5], c[4]] for c in OP_CASES]
-    return board, cases, run_worker(board, {"allocations": cases, "ops": ops})
+    return board, cases, run_worker(__file__, board, {"allocations": cases, "ops": ops})
 
 
 def test_device_specs_match_the_mock_device(board_run):
