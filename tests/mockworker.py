@@ -20,3 +20,18 @@ def run_worker(script: str, board: str, job=None) -> dict:
         if line.startswith(RESULT):
             return json.loads(line[len(RESULT):])
     raise AssertionError(f"worker {os.path.basename(script)} for {board} failed: {proc.stderr[-2000:]}")
+
+
+def release_device_tensors(ttnn, tensors: list) -> None:
+    """Deallocate the tensors a worker's call made that still hold device memory."""
+    for t in tensors:
+        if t.storage_type() == ttnn.StorageType.DEVICE and t.is_allocated():
+            ttnn.deallocate(t)
+
+
+def needs_ttnn():
+    """The skip marker of a device-comparison test outside the ttnn environment."""
+    import importlib.util
+
+    import pytest
+    return pytest.mark.skipif(importlib.util.find_spec("ttnn") is None, reason="needs the ttnn environment (.venv-ttnn)")

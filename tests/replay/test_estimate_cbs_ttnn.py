@@ -32,7 +32,7 @@ from replay.backends.footprint import allocate  # noqa: E402
 from replay.backends.ttnn_calls import Held  # noqa: E402
 from replay.mapping import PortSettings, plan_replay  # noqa: E402
 from replay.mapping.plan import Call  # noqa: E402
-from mockworker import run_worker  # noqa: E402
+from mockworker import needs_ttnn, release_device_tensors, run_worker  # noqa: E402
 from replay.results import is_cb_overflow  # noqa: E402
 
 L1_SMALL = 32768
@@ -188,9 +188,7 @@ def worker(board: str) -> None:
         except Exception as e:  # noqa: BLE001
             error = " ".join(str(getattr(e, "error", e)).split())[:1000]
         out["traced"][sid] = error
-        for t in made:
-            if t.storage_type() == ttnn.StorageType.DEVICE and t.is_allocated():
-                ttnn.deallocate(t)
+        release_device_tensors(ttnn, made)
     close_device(device)
     print("OPTRACE-RESULT " + json.dumps(out))
 
@@ -198,8 +196,7 @@ def worker(board: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # The tests (ttnn environment only: it is where ttnn is)
 
-pytestmark = pytest.mark.skipif(
-    __import__("importlib").util.find_spec("ttnn") is None, reason="needs the ttnn environment (.venv-ttnn)")
+pytestmark = needs_ttnn()
 
 
 @pytest.fixture(scope="module", params=["n150", "p150"])

@@ -23,7 +23,7 @@ from replay.backends.devices import get_device  # noqa: E402
 from replay.backends.estimate import EstimateBackend, EstimateSettings  # noqa: E402
 from replay.backends.estimate_pool import auto_shard, pool_shape_of_call  # noqa: E402
 from replay.mapping import PortSettings, plan_replay  # noqa: E402
-from mockworker import run_worker  # noqa: E402
+from mockworker import needs_ttnn, release_device_tensors, run_worker  # noqa: E402
 from replay.results import parse_oom  # noqa: E402
 
 # (model, signature): height, block and width shardings, uint16 and uint32 indices, ceil mode, an average
@@ -102,9 +102,7 @@ def worker(board: str) -> None:
             error = str(getattr(e, "error", e))[:2000]
         captured = graph.end_graph_capture()
         out[sid] = dict(_events(captured), error=error)
-        for t in made:
-            if t.storage_type() == ttnn.StorageType.DEVICE and t.is_allocated():
-                ttnn.deallocate(t)
+        release_device_tensors(ttnn, made)
     close_device(device)
     print("OPTRACE-RESULT " + json.dumps(out))
 
@@ -112,8 +110,7 @@ def worker(board: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # The tests (ttnn environment only: it is where ttnn is)
 
-pytestmark = pytest.mark.skipif(
-    __import__("importlib").util.find_spec("ttnn") is None, reason="needs the ttnn environment (.venv-ttnn)")
+pytestmark = needs_ttnn()
 
 
 @pytest.fixture(scope="module", params=["n150", "p150"])

@@ -24,7 +24,7 @@ from replay.backends.devices import DEVICES, TILE_BYTES  # noqa: E402
 from replay.backends.base import case_of  # noqa: E402
 from replay.backends.estimate import EstimateBackend, EstimateSettings  # noqa: E402
 from replay.backends.footprint import allocate, footprint  # noqa: E402
-from mockworker import run_worker  # noqa: E402
+from mockworker import needs_ttnn, run_worker  # noqa: E402
 from replay.results import parse_oom  # noqa: E402
 from sample import trace_files  # noqa: E402
 
@@ -126,8 +126,7 @@ def worker(board: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # The tests (ttnn environment only: it is where ttnn is)
 
-pytestmark = pytest.mark.skipif(
-    __import__("importlib").util.find_spec("ttnn") is None, reason="needs the ttnn environment (.venv-ttnn)")
+pytestmark = needs_ttnn()
 
 
 @pytest.fixture(scope="module", params=BOARDS)
