@@ -167,8 +167,11 @@ class Simulation:
 
     def l1_below_buffers(self) -> int:
         """Per-core L1 bytes below the lowest L1 buffer (L1 buffers are placed top-down; static circular
-        buffers grow from the bottom and must end below them)."""
+        buffers grow from the bottom and must end below them); with no L1 buffer alive, the whole L1 above
+        the firmware, L1_SMALL's region included, as for the op alone (estimate.L1Blocks)."""
         bank = self.banks["L1"]
+        if bank.free_bytes == bank.size:
+            return self.device.l1_bank_bytes
         return bank.free[0][1] if bank.free and bank.free[0][0] == 0 else 0
 
     def state(self) -> dict:

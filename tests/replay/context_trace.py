@@ -6,11 +6,13 @@ SCHEMAS = {  # op -> (arg names, schema)
     "aten.relu.default": (["self"], "relu(Tensor self) -> Tensor"),
     "aten.add.Tensor": (["self", "other", "alpha"], "add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor"),
     "aten.view.default": (["self", "size"], "view(Tensor(a) self, SymInt[] size) -> Tensor(a)"),
+    "aten.cat.default": (["tensors", "dim"], "cat(Tensor[] tensors, int dim=0) -> Tensor"),
 }
 
 
 def build_trace(model: str, path: str, shapes: dict[str, list[int]], calls: list[tuple], kinds=None) -> Trace:
-    """calls: [(op, [arg names of tensors or literal tagged values], output name)]; tensors named in
+    """calls: [(op, [arg names of tensors, tuples of them (a tensor list) or literal tagged values], output
+    name)]; tensors named in
     shapes; a tensor first seen as an argument is the model input (or kinds[name]). A view output
     shares its input's storage."""
     kinds = kinds or {}
@@ -33,7 +35,8 @@ def build_trace(model: str, path: str, shapes: dict[str, list[int]], calls: list
             op_index[op] = len(ops)
             names, schema = SCHEMAS[op]
             ops.append(OpInfo(op, names, 1, schema))
-        tagged = [a if isinstance(a, list) else ["T", tensor(a, False)] for a in args]
+        tagged = [a if isinstance(a, list) else ["list", [["T", tensor(x, False)] for x in a]] if isinstance(a, tuple)
+                  else ["T", tensor(a, False)] for a in args]
         base = args[0] if op == "aten.view.default" else None
         out_calls.append(OpCall(i, op_index[op], tagged, [["T", tensor(out, True, base)]], i + 1, -1))
     sigs, by_id = [], {}
