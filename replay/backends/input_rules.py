@@ -125,6 +125,15 @@ def _data_dependent_count(args: dict, sig) -> None:
         _first_true(t, out[0])
 
 
+@input_rule("aten._unique2.default")
+def _distinct_values(args: dict, sig) -> None:
+    # exactly the traced number of distinct values (torch.unique's output size depends on the data)
+    t, out = args["self"], _traced_shape(sig)
+    if out and t.numel():
+        buf = _buffer(t)
+        buf.copy_((torch.arange(buf.numel()) % max(out[0], 1)).to(buf.dtype))
+
+
 @input_rule("aten._local_scalar_dense.default", "aten.item.default")
 def _scalar(args: dict, sig) -> None:
     # the traced scalar is the tensor's value; reproduce it so even the value agrees

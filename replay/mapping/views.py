@@ -144,6 +144,9 @@ def stack(p: Port, c: Case):
     """stack along a new dim."""
     tensors = c.get("tensors")
     out = first_out(c)
+    if 0 in out:
+        skip(f"stack of {len(tensors)} empty tensors: the result is empty too, so a port issues no op "
+             "(ttnn.stack of empty tensors kills the process: SIGFPE on the mock n150)")
     refs = [p.input(f"tensors_{i}", x.shape, p.dtype_of(x.dtype)) for i, x in enumerate(tensors)]
     p.call("stack", refs, norm_dim(c.get("dim", 0), len(out)))
     p.expect(out)

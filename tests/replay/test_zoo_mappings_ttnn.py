@@ -178,6 +178,9 @@ def test_cat_of_only_empty_tensors_is_skipped_and_integer_arithmetic_stays_integ
     r = worker(traced("fcos_resnet50_fpn", "aten.cat.default", lambda w: all(
         x[1][0] == [0] for x in w[2][0][1])))
     assert r["status"] == "skipped" and "a port issues no op" in r["reason"], r
+    # a stack of empty tensors likewise (ttnn.stack of them killed the worker with SIGFPE)
+    r = worker(traced("fcos_resnet50_fpn", "aten.stack.default", lambda w: all(x[1][0] == [0] for x in w[2][0][1])))
+    assert r["status"] == "skipped" and "a port issues no op" in r["reason"], r
     # int + int scalar: no promotion, no typecast (torch keeps it integer too)
     ints = ["id-int-add", "aten.add.Tensor", [["T", [[38], "int64", [1]]], ["int", 1], ["int", 1]],
             [["T", [[38], "int64", [1]]]], 1, [0], ["self", "other", "alpha"]]
