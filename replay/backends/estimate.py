@@ -108,6 +108,19 @@ def op_case(case: Case, port: Replay, settings: EstimateSettings, device) -> tup
                   port if port.status == "mapped" else None), "", ""
 
 
+def apply_rule(opc: OpCase) -> Plan:
+    """The op's rule (outputs_only when it has none) applied to the case; a plan that holds a block float
+    in row major is what ttnn refuses ("Only TILE layout is supported for BFLOAT8_B dtype!": bilinear
+    upsample, grid_sample on a bfloat8_b input, measured on the mock n150): ttnn_error."""
+    plan = RULES.get(opc.op, outputs_only)(opc)
+    if not plan.status and any(b.layout == "ROW_MAJOR" and b.dtype in BLOCK_FLOAT_DTYPES
+                               for b in opc.inputs + opc.outputs + plan.buffers):
+        plan.status = "ttnn_error"
+        plan.reason = (f"{plan.ttnn_call or opc.op}: a block float in row major, which ttnn refuses "
+                       "(\"Only TILE layout is supported for BFLOAT8_B dtype!\")")
+    return plan
+
+
 def circular_clash(plan: Plan, l1_below_bytes: int) -> str:
     """Why the plan's static circular buffers do not fit in the ``l1_below_bytes`` per core that lie
     below the lowest L1 buffer alive at its end (tt-metal: "clash with L1 buffers"), or ""."""
@@ -193,10 +206,9 @@ class EstimateBackend:
         if opc is None:
             result.status, result.reason = status, f"{why}; {ESTIMATE_NOTE}"
             return
-        rule = RULES.get(case.op, outputs_only)
-        plan = rule(opc)
+        plan = apply_rule(opc)
         result.ttnn_call = plan.ttnn_call
-        result.extra["rule"] = rule.__name__
+        result.extra["rule"] = RULES.get(case.op, outputs_only).__name__
         if plan.status:
             result.status, result.reason = plan.status, f"{plan.reason}; {ESTIMATE_NOTE}"
             return

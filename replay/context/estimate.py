@@ -29,8 +29,8 @@ from replay.context.changes import (ContextChanges, call_case, call_replays, fol
 from replay.context.plan import (CallRecord, ContextPlan, aliases, folded_record, holds_as, plan_context,
                                  port_replays, resident_specs, summarize)
 from replay.backends.devices import BLOCK_FLOAT_DTYPES, get_device
-from replay.backends.estimate import (RULES, Buffer, EstimateSettings, circular_buffer_overflow, circular_clash,
-                                      op_case, outputs_only, place, program_clash)
+from replay.backends.estimate import (Buffer, EstimateSettings, apply_rule, circular_buffer_overflow, circular_clash,
+                                      op_case, place, program_clash)
 from replay.mapping import PortSettings, Replay
 from replay.results import oom_status
 
@@ -211,7 +211,7 @@ class Simulation:
             plan = None
             if opc is not None:
                 logical = list(opc.outputs)    # the rule may replace an output by its sharded buffer
-                plan = RULES.get(opc.op, outputs_only)(opc)
+                plan = apply_rule(opc)
                 opc = replace(opc, outputs=list(zip(opc.outputs, logical)))
             self.cases[key] = (held, opc, plan, (status, why))
         return self.cases[key]

@@ -364,3 +364,17 @@ def test_adaptive_pool_runs_as_one_uniform_pool_over_torchs_windows(size, out):
         # torch's window i: [floor(i*n/o), ceil((i+1)*n/o)); ttnn's: the uniform window, clipped to the input
         start, end = i * s - before, i * s - before + k
         assert (max(start, 0), min(end, size)) == (i * size // out, -(-(i + 1) * size // out)), (size, out, i)
+
+
+def test_a_row_major_block_float_is_ttnns_refusal_not_a_crash():
+    # bilinear upsample runs in row major; at bfloat8_b ttnn refuses it (mock n150: "Only TILE layout is
+    # supported for BFLOAT8_B dtype!"); the estimate raised KeyError and took `replay --backend estimate`'s
+    # remedies down with it (scripts/check-zoo.sh over the zoo)
+    from capture.schema import read_trace
+    trace = read_trace(os.path.join(os.path.dirname(__file__), "..", "..", "traces", "deeplabv3_mobilenet_v3_large.msgpack"))
+    names = {o.name: o.arg_names for o in trace.ops}
+    sig = next(s for s in trace.signatures if s.op == "aten.upsample_bilinear2d.default")
+    for memory in ("dram", "l1"):
+        r = EstimateBackend(EstimateSettings(dtype="bfloat8_b", memory=memory)).run(case_of(sig, names[sig.op]))
+        assert r.status == "ttnn_error" and "Only TILE layout is supported" in r.reason, r.reason
+    assert EstimateBackend(EstimateSettings()).run(case_of(sig, names[sig.op])).status == "pass"
