@@ -43,6 +43,7 @@ def _load_torchvision_ops() -> None:
     except ImportError:
         pass  # resolve_op then says the op is missing
 
+
 def resolve_op(name: str) -> torch._ops.OpOverload:
     """``"aten.view.default"`` -> ``torch.ops.aten.view.default``; NotBuildable when unknown."""
     parts = name.split(".")
