@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 
 from capture.schema import tensor_payloads
-from replay.backends.devices import BLOCK_FLOAT_DTYPES, get_device
+from replay.backends.devices import BLOCK_FLOAT_DTYPES, DeviceSpec, get_device
 from replay.backends.estimate_plan import (RULES, Buffer, CircularBuffer, EstimateSettings, OpCase, Plan,
                                            circular_buffer_overflow, place, register_rule, rules_table)
 from replay.backends.estimate_rules import outputs_only   # importing it registers every rule
@@ -130,12 +130,20 @@ def circular_clash(plan: Plan, l1_below_bytes: int) -> str:
             f"({l1_below_bytes:,} B per core below them)")
 
 
-def program_clash(plan: Plan, buf: Buffer, l1_below_bytes: int) -> str:
-    """Why a program that runs once ``buf`` is allocated cannot place its circular buffers in the
-    ``l1_below_bytes`` per core below the lowest L1 buffer alive then (replay/backends/estimate_cbs.py), or "";
-    a program sized from the free L1 is sized first (Plan.size_programs)."""
+def program_clash(plan: Plan, buf: Buffer, l1_below_bytes: int, device: DeviceSpec) -> str:
+    """Why a program that runs once ``buf`` is allocated cannot be made or place its circular buffers, in
+    ttnn's order, or "": an entry beyond a core's L1 (circular_buffer_overflow: refused when the program is
+    made), then a clash with the ``l1_below_bytes`` per core below the lowest L1 buffer alive then
+    (replay/backends/estimate_cbs.py). A program sized from the free L1 is sized here first (Plan.size_programs);
+    the single-op and in-context estimates both judge their programs here."""
     plan.size_programs(buf, l1_below_bytes)
-    for program, cb_bytes in plan.programs_after(buf):
+    programs = plan.programs_after(buf)
+    if not programs:
+        return ""
+    overflow = circular_buffer_overflow(plan, device)
+    if overflow:
+        return overflow
+    for program, cb_bytes in programs:
         if cb_bytes > l1_below_bytes:
             return (f"{program}: circular buffers ({cb_bytes:,} B per core) clash with L1 buffers "
                     f"({l1_below_bytes:,} B per core below them)")
@@ -253,10 +261,7 @@ class EstimateBackend:
                 used[b.memory] = before + a.per_bank_bytes
                 if b.memory == "L1":
                     blocks.alloc(id(b), a.per_bank_bytes)
-                # an entry beyond a core's L1 is refused when the program is made, before any clash
-                plan.size_programs(b, blocks.below())
-                clash = plan.programs_after(b) and (circular_buffer_overflow(plan, self.device)
-                                                    or program_clash(plan, b, blocks.below()))
+                clash = program_clash(plan, b, blocks.below(), self.device)
                 if clash:
                     result.status = "cb_overflow"
                     result.reason = f"{clash}; {ESTIMATE_NOTE}"

@@ -320,7 +320,7 @@ class Simulation:
                 self.cache[step.signature_id] = a
             elif id(buf) not in logical:
                 temps.append(a)
-            clash = program_clash(plan, buf, self.l1_below_buffers())
+            clash = program_clash(plan, buf, self.l1_below_buffers(), self.device)
             if clash:
                 return None, clash
         return None, ""

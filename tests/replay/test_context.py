@@ -159,3 +159,18 @@ def test_with_no_l1_buffer_alive_a_program_may_use_the_whole_l1_in_context_as_it
                             [("aten.cat.default", [("a", "b"), ["int", 1]], "c")])
         records, _ = simulate_estimate(trace, EstimateSettings("n150", memory="dram"))
         assert records[0].status == status, records[0].reason
+
+
+def test_a_staging_entry_beyond_a_cores_l1_gets_ttnns_words_in_context_as_it_does_alone(tmp_path):
+    # the larger of yolov8s's Detect-head concats above: ttnn refuses its program when it is made ("required
+    # DFB entry size ... exceeds per-core L1 capacity") before any clash with L1 buffers; both estimates say so
+    n = 703269
+    trace = read_trace(build_trace("cat", str(tmp_path / "cat.msgpack"), {"a": [1, 2, n], "b": [1, 2, n], "c": [1, 4, n]},
+                                   [("aten.cat.default", [("a", "b"), ["int", 1]], "c")]).path)
+    settings = EstimateSettings("n150", memory="dram")
+    records, _ = simulate_estimate(trace, settings)
+    sig = trace.signatures[trace.calls[0].signature]
+    alone = EstimateBackend(settings).run(case_of(sig, trace.ops[trace.calls[0].op].arg_names))
+    assert records[0].status == alone.status == "cb_overflow", (records[0].reason, alone.reason)
+    words, alone_words = records[0].reason.split("; ")[0], alone.reason.split("; ")[0]
+    assert words == alone_words and "exceeds per-core L1 capacity" in words, (words, alone_words)
