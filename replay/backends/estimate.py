@@ -20,15 +20,18 @@ its program's circular buffers against the L1 buffers beside them (replay/backen
 conv_transpose2d as the stride-1 conv over its zero-inserted input). Pools on an L1 input: the same auto-shard,
 copy and halo, the sharded output (and indices) copied to interleaved L1 results (replay/backends/estimate_pool.py).
 Each program's static circular buffers (replay/backends/estimate_cbs.py: unary, binary, softmax, transpose,
-batch_norm, pad, concat, matmul on a 2-d grid) must fit below the lowest L1 buffer alive when it runs (L1Blocks), else cb_overflow.
-Not modelled: the circular buffers of untilize, 1-d matmuls and the other programs without a rule,
-fragmentation from earlier ops. `benchmarks/bench_estimate.py --device-results DIR -v` lists every disagreement with the zoo.
+batch_norm, pad, concat, matmul on a 2-d grid) must fit below the lowest L1 buffer alive when it runs, else
+cb_overflow: the op's L1 buffers are placed in the in-context estimate's bank model (replay/backends/bank.py),
+so a buffer the op frees above live ones leaves a hole. Not modelled: the circular buffers of untilize, 1-d
+matmuls and the other programs without a rule, fragmentation from earlier ops.
+`benchmarks/bench_estimate.py --device-results DIR -v` lists every disagreement with the zoo.
 """
 from __future__ import annotations
 
 import time
 
 from capture.schema import tensor_payloads
+from replay.backends.bank import BankAllocator, l1_below_buffers
 from replay.backends.devices import BLOCK_FLOAT_DTYPES, DeviceSpec, get_device
 from replay.backends.estimate_plan import (RULES, Buffer, CircularBuffer, EstimateSettings, OpCase, Plan,
                                            circular_buffer_overflow, place, register_rule, rules_table)
@@ -150,42 +153,9 @@ def program_clash(plan: Plan, buf: Buffer, l1_below_bytes: int, device: DeviceSp
     return ""
 
 
-class L1Blocks:
-    """Where the L1 buffers lie in a bank (each its largest per-bank share): placed from the top down in the
-    highest gap that holds them, so a freed buffer above live ones leaves a hole; what a program's circular
-    buffers, placed from the bottom, may use is what lies below the lowest live one; with none alive, the
-    whole L1 above the firmware, L1_SMALL's region included (mock n150: a 1,391,208 B concat staging entry
-    runs with an empty L1)."""
-
-    def __init__(self, bank_bytes: int, empty_bytes: int):
-        self.bank = bank_bytes
-        self.empty = empty_bytes
-        self.blocks: dict[int, tuple[int, int]] = {}     # key -> (bottom, top), offsets above L1's base
-
-    def alloc(self, key: int, size: int) -> None:
-        """Place ``size`` bytes in the highest gap that holds them."""
-        top = self.bank
-        for bottom, block_top in sorted(self.blocks.values(), key=lambda b: -b[1]):
-            if top - block_top >= size:
-                break
-            top = min(top, bottom)
-        self.blocks[key] = (top - size, top)
-
-    def free(self, key: int) -> None:
-        """Free one placed buffer."""
-        self.blocks.pop(key, None)
-
-    def below(self) -> int:
-        """Bytes per core below the lowest live buffer."""
-        return min((bottom for bottom, _ in self.blocks.values()), default=self.empty)
-
-
 def _tensor_footprint(b: Buffer, a: Allocation) -> TensorFootprint:
     return TensorFootprint(list(b.shape), b.dtype, b.layout, b.memory, a.logical_bytes,
                            list(a.padded_shape), a.total_bytes)
-
-
-
 
 
 class EstimateBackend:
@@ -230,6 +200,16 @@ class EstimateBackend:
         elif plan.reason:
             result.reason = f"{plan.reason}; {ESTIMATE_NOTE}"
 
+    @staticmethod
+    def _oom(result: ReplayResult, b: Buffer, a: Allocation, phase: str, allocated: int, largest: int,
+             cause: str) -> None:
+        """Record that ``b`` (placed as ``a``) does not fit beside the ``allocated`` bytes per bank."""
+        result.status = oom_status(b.memory)
+        result.oom = OomInfo(requested_bytes=a.total_bytes, buffer_type=b.memory, num_banks=a.num_banks,
+                             per_bank_bytes=a.message_per_bank_bytes, bank_bytes=a.bank_bytes,
+                             allocated_bytes=allocated, free_bytes=a.bank_bytes - allocated,
+                             largest_free_bytes=largest, cause=cause, phase=phase)
+
     def _allocate(self, inputs: list, outputs: list, plan: Plan, result: ReplayResult) -> int | None:
         """Place inputs, then the op's buffers, on an empty device; the L1 bytes per bank in use at the
         end, or None (and oom_*) at the first that does not fit."""
@@ -240,28 +220,33 @@ class EstimateBackend:
         result.inputs = [_tensor_footprint(b, placed[id(b)]) for b in inputs]
         result.outputs = [_tensor_footprint(b, placed[id(b)]) for b in outputs]
         used = {"DRAM": 0, "L1": 0}
-        blocks = L1Blocks(self.device.banks("L1", self.settings.l1_small_bytes)[1], self.device.l1_bank_bytes)
+        l1 = BankAllocator(self.device.banks("L1", self.settings.l1_small_bytes)[1], top_down=True)
+        l1_addrs: dict[int, int] = {}      # id(Buffer) -> its offset in the L1 bank
         for phase, bufs in (("inputs", inputs), ("op", plan.buffers)):
             for b in bufs:
                 for r in plan.freed_before(b):
                     used[r.memory] -= placed[id(r)].per_bank_bytes
-                    blocks.free(id(r))
+                    if id(r) in l1_addrs:
+                        l1.release(l1_addrs.pop(id(r)), placed[id(r)].per_bank_bytes)
                 a = placed[id(b)]
                 before = used[b.memory]
                 if before + a.per_bank_bytes > a.bank_bytes:
                     free = a.bank_bytes - before
-                    result.status = oom_status(b.memory)
-                    result.oom = OomInfo(requested_bytes=a.total_bytes, buffer_type=b.memory, num_banks=a.num_banks,
-                                         per_bank_bytes=a.message_per_bank_bytes, bank_bytes=a.bank_bytes,
-                                         allocated_bytes=before, free_bytes=free, largest_free_bytes=free,
-                                         cause="exhaustion", phase=phase)
+                    self._oom(result, b, a, phase, before, free, "exhaustion")
                     result.reason = (f"{b.role} {list(b.shape)} {b.dtype} needs {a.per_bank_bytes:,} B "
                                      f"per bank, {free:,} B free of {a.bank_bytes:,}; {ESTIMATE_NOTE}")
                     return None
                 used[b.memory] = before + a.per_bank_bytes
-                if b.memory == "L1":
-                    blocks.alloc(id(b), a.per_bank_bytes)
-                clash = program_clash(plan, b, blocks.below(), self.device)
+                if b.memory == "L1" and a.per_bank_bytes:
+                    addr = l1.alloc(a.per_bank_bytes)
+                    if addr is None:     # enough bytes free, but no hole holds it (a freed buffer above live ones)
+                        self._oom(result, b, a, phase, before, l1.largest, "fragmentation")
+                        result.reason = (f"{b.role} {list(b.shape)} {b.dtype} needs {a.per_bank_bytes:,} B per bank, "
+                                         f"largest free block {l1.largest:,} B ({a.bank_bytes - before:,} B free); "
+                                         f"{ESTIMATE_NOTE}")
+                        return None
+                    l1_addrs[id(b)] = addr
+                clash = program_clash(plan, b, l1_below_buffers(l1, self.device), self.device)
                 if clash:
                     result.status = "cb_overflow"
                     result.reason = f"{clash}; {ESTIMATE_NOTE}"

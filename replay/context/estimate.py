@@ -6,11 +6,10 @@ port wants them (channels-last conv inputs, host conv weights; a live tensor hel
 re-held, a missing one gets a stand-in), and the single-op estimate's case and per-op rule for the
 op's buffers (replay/backends/estimate.op_case: sharded conv2d in L1 with its halo and circular
 buffers, training batch_norm, the results of a port of several calls, ...). The buffers are placed by
-a pure-Python allocator with one free list per bank type: interleaved buffers take the same offset in
-every bank of their type and a sharded one the same offset in the banks it uses, so one simulated
-bank stands for all of them; an allocation fails when its per-bank size exceeds the largest free
+a pure-Python allocator with one free list per bank type (replay/backends/bank.py, as the single-op
+estimate places an op's L1 buffers); an allocation fails when its per-bank size exceeds the largest free
 block. A program's static circular buffers must fit below the lowest live L1 buffer (tt-metal's
-"clash with L1 buffers").
+"clash with L1 buffers"; estimate.program_clash, as for the op alone).
 
 Simplifications (documented in docs/in-context.md): first-fit, DRAM bottom-up and L1 top-down, as the
 mock device places buffers; circular buffers only where the single-op rules model them
@@ -28,6 +27,7 @@ from replay.context.changes import (ContextChanges, call_case, call_replays, fol
                                     resident_under, with_frees, writes_dram)
 from replay.context.plan import (CallRecord, ContextPlan, aliases, folded_record, holds_as, plan_context,
                                  port_replays, resident_specs, summarize)
+from replay.backends.bank import BankAllocator, l1_below_buffers
 from replay.backends.devices import BLOCK_FLOAT_DTYPES, get_device
 from replay.backends.estimate import (Buffer, EstimateSettings, apply_rule, circular_buffer_overflow, circular_clash,
                                       op_case, place, program_clash)
@@ -35,50 +35,6 @@ from replay.mapping import PortSettings, Replay
 from replay.results import oom_status
 
 MAPPING_ROLE = "reshape page-mapping tensor"
-
-
-class BankAllocator:
-    """One bank's free list: first fit, from the bottom (DRAM) or the top (L1), as the mock device's
-    allocator places buffers (ttnn 0.81.1, measured: a buffer goes into the first hole that holds it
-    in that order, not the smallest)."""
-
-    def __init__(self, size: int, top_down: bool = False):
-        self.size, self.top_down = size, top_down
-        self.free: list[list[int]] = [[0, size]]      # [start, length], sorted by start
-
-    def alloc(self, n: int) -> int | None:
-        blocks = reversed(self.free) if self.top_down else self.free
-        for b in blocks:
-            if b[1] >= n:
-                addr = b[0] + b[1] - n if self.top_down else b[0]
-                if self.top_down:
-                    b[1] -= n
-                else:
-                    b[0] += n
-                    b[1] -= n
-                self.free = [x for x in self.free if x[1] > 0]
-                return addr
-        return None
-
-    def release(self, addr: int, n: int) -> None:
-        self.free.append([addr, n])
-        self.free.sort()
-        merged = [self.free[0]]
-        for s, ln in self.free[1:]:
-            last = merged[-1]
-            if last[0] + last[1] == s:
-                last[1] += ln
-            else:
-                merged.append([s, ln])
-        self.free = merged
-
-    @property
-    def free_bytes(self) -> int:
-        return sum(b[1] for b in self.free)
-
-    @property
-    def largest(self) -> int:
-        return max((b[1] for b in self.free), default=0)
 
 
 class Alloc:
@@ -165,15 +121,6 @@ class Simulation:
             out.append((b.size - b.free_bytes) * self.device.banks(m, self.settings.l1_small_bytes)[0])
         return out[0], out[1]
 
-    def l1_below_buffers(self) -> int:
-        """Per-core L1 bytes below the lowest L1 buffer (L1 buffers are placed top-down; static circular
-        buffers grow from the bottom and must end below them); with no L1 buffer alive, the whole L1 above
-        the firmware, L1_SMALL's region included, as for the op alone (estimate.L1Blocks)."""
-        bank = self.banks["L1"]
-        if bank.free_bytes == bank.size:
-            return self.device.l1_bank_bytes
-        return bank.free[0][1] if bank.free and bank.free[0][0] == 0 else 0
-
     def state(self) -> dict:
         s = {"program_cache_entries": len(self.cache), "live_tensors": len(self.live),
              "live_per_bank": {"DRAM": 0, "L1": 0}}
@@ -257,7 +204,8 @@ class Simulation:
         if oom is not None:
             self._fail(step, rec, oom, made, temps)
             return self._finish(step, rec, t0)
-        overflow = clash or circular_buffer_overflow(plan, self.device) or circular_clash(plan, self.l1_below_buffers())
+        overflow = clash or circular_buffer_overflow(plan, self.device) or \
+            circular_clash(plan, l1_below_buffers(self.banks["L1"], self.device))
         if overflow:
             self._overflow(step, rec, overflow, made, temps)
             return self._finish(step, rec, t0)
@@ -320,7 +268,7 @@ class Simulation:
                 self.cache[step.signature_id] = a
             elif id(buf) not in logical:
                 temps.append(a)
-            clash = program_clash(plan, buf, self.l1_below_buffers(), self.device)
+            clash = program_clash(plan, buf, l1_below_buffers(self.banks["L1"], self.device), self.device)
             if clash:
                 return None, clash
         return None, ""

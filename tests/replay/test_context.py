@@ -8,12 +8,13 @@ from click.testing import CliRunner  # noqa: E402
 
 from capture.schema import read_trace  # noqa: E402
 from context_trace import BIG, build_trace, keeps_input_alive  # noqa: E402
+from replay.backends.bank import BankAllocator  # noqa: E402
 from replay.backends.base import case_of  # noqa: E402
 from replay.backends.estimate import EstimateBackend, EstimateSettings  # noqa: E402
 from replay.cli import main  # noqa: E402
 from replay.context.changes import ContextChanges  # noqa: E402
 from replay.context.plan import CallRecord, plan_context, read_calls, why_differs  # noqa: E402
-from replay.context.estimate import BankAllocator, simulate_estimate  # noqa: E402
+from replay.context.estimate import simulate_estimate  # noqa: E402
 from replay.results import ReplayResult, read_results  # noqa: E402
 
 

@@ -11,14 +11,15 @@ import os
 from capture.schema import read_trace
 from replay.backends.base import case_of
 from replay.backends.devices import get_device
-from replay.backends.estimate import EstimateBackend, EstimateSettings, L1Blocks, program_clash
+from replay.backends.bank import BankAllocator, l1_below_buffers
+from replay.backends.estimate import EstimateBackend, EstimateSettings, program_clash
 from replay.backends.estimate_cbs import (port_programs, program_bytes, softmax_block, tiled_unaligned_concat_bytes,
                                          untilize_block_ranges, untilize_range, untilize_takes_block)
 from replay.backends.estimate_plan import Buffer, CircularBuffer, Plan
 from replay.backends.ttnn_calls import Held
 from replay.backends.ttnn_calls import results as call_results
 from replay.mapping.plan import Call, Ref
-from replay.results import is_cb_overflow
+from replay.results import ReplayResult, is_cb_overflow
 
 from tests.conftest import TRACES
 
@@ -62,18 +63,30 @@ def test_tiled_unaligned_concat_only_for_padded_last_dim_float_concats():
 
 
 def test_a_freed_buffer_above_live_ones_leaves_a_hole_the_circular_buffers_cannot_use():
-    blocks = L1Blocks(100_000, 110_000)
-    assert blocks.below() == 110_000        # nothing alive: L1_SMALL's region too
-    blocks.alloc(1, 10_000)
-    blocks.alloc(2, 50_000)
-    blocks.free(1)
-    assert blocks.below() == 40_000
-    blocks.alloc(3, 5_000)                 # fits the hole at the top
-    assert blocks.below() == 40_000
+    l1 = BankAllocator(N150.banks("L1", 100_000)[1], top_down=True)   # 1,293,312 B per bank
+    assert l1_below_buffers(l1, N150) == N150.l1_bank_bytes           # nothing alive: L1_SMALL's region too
+    first = l1.alloc(10_000)
+    l1.alloc(1_243_312)
+    l1.release(first, 10_000)
+    assert l1_below_buffers(l1, N150) == 40_000
+    l1.alloc(5_000)                                                    # fits the hole at the top
+    assert l1_below_buffers(l1, N150) == 40_000
     out = Buffer((1,), "bfloat16", "TILE", "L1", "output")
     plan = Plan([out], circular_buffers=[CircularBuffer("ttnn.add", 40_001, 1, after=out)])
     assert "clash with L1 buffers" in program_clash(plan, out, 40_000, N150)
     assert program_clash(plan, out, 40_001, N150) == ""
+
+
+def test_an_op_buffer_that_fits_the_free_bytes_but_no_hole_is_an_l1_fragmentation_oom():
+    # n150 L1 banks of 1,360,544 B: a (675,840 B per bank, at the top), b (327,680) below it; the op frees a,
+    # then c (819,200) fits the 1,032,864 B free but neither hole (675,840 at the top, 357,024 at the bottom)
+    a, b, c = (Buffer((2048, 32 * tiles), "bfloat16", "TILE", "L1", role)
+               for tiles, role in ((330, "a"), (160, "b"), (400, "output")))
+    plan = Plan([a, b, c], frees=[(c, (a,))])
+    result = ReplayResult(signature_id="s", op="op", status="pass", backend="estimate", device="n150", mock=False)
+    assert EstimateBackend(EstimateSettings(device="n150", memory="l1"))._allocate([], [c], plan, result) is None
+    assert (result.status, result.oom.cause, result.oom.largest_free_bytes) == ("oom_l1", "fragmentation", 675_840)
+    assert result.oom.free_bytes == 1_032_864
 
 
 def traced(model: str, sid: str):
