@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import msgpack  # noqa: E402
 import torch  # noqa: E402
 
-from capture.capture import build_signatures, grad_context, make_inputs, record_forward  # noqa: E402
+from capture.capture import grad_context, make_inputs, record_calls  # noqa: E402
 from capture.registry import build_model, load_registry  # noqa: E402
 from capture.schema import Trace  # noqa: E402
 
@@ -53,8 +53,7 @@ def bare_mode(model, xs):
 
 
 def traced(model, xs):
-    modules, table, rec = record_forward(model, xs)
-    build_signatures(rec.rec, table.metas, table.classes)
+    record_calls(model, xs)
 
 
 def profiled(model, xs):
@@ -63,8 +62,7 @@ def profiled(model, xs):
 
 
 def trace_bytes(model, xs) -> int:
-    modules, table, rec = record_forward(model, xs)
-    calls, sigs = build_signatures(rec.rec, table.metas, table.classes)
+    modules, table, rec, calls, sigs = record_calls(model, xs)
     trace = Trace(header={"call_count": len(calls)}, modules=modules.modules, scopes=modules.scopes, ops=rec.rec.ops,
                   tensors=table.metas, calls=calls, signatures=sigs)
     return len(msgpack.packb(trace.to_wire(), use_bin_type=True))

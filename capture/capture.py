@@ -161,6 +161,16 @@ def record_forward(model, inputs, grad_mode: str = "no_grad", fake_mode=None, kw
     return modules, table, recorder
 
 
+def record_calls(model, inputs, grad_mode: str = "no_grad", fake_mode=None, kwargs: dict | None = None):
+    """record_forward, then its calls interned (build_signatures): (module stack, tensor table,
+    recorder, calls, signatures). Cyclic GC stays paused from the forward to the last signature:
+    re-enabled in between, its first pass would walk every object of the recording, all still young."""
+    with gc_paused():
+        modules, table, recorder = record_forward(model, inputs, grad_mode, fake_mode, kwargs)
+        calls, sigs = build_signatures(recorder.rec, table.metas, table.classes)
+    return modules, table, recorder, calls, sigs
+
+
 # Torch threads of a captured forward. Fixed, so that a capture is the same on any machine and in
 # any `--jobs` worker: with 2 threads float sums run in another order, and the R-CNNs' random-weight
 # scores then keep 880 boxes after NMS instead of 879 (other calls, other signatures).
@@ -187,9 +197,8 @@ def trace_forward(model, args: list, kwargs: dict, *, entry: ModelEntry, shapes:
     (with CAPTURE_THREADS torch threads)."""
     t0 = time.perf_counter()
     with fixed_threads(CAPTURE_THREADS):
-        modules, table, recorder = record_forward(model, args, grad_mode, fake_mode, kwargs)
+        modules, table, recorder, calls, sigs = record_calls(model, args, grad_mode, fake_mode, kwargs)
     capture_s = time.perf_counter() - t0
-    calls, sigs = build_signatures(recorder.rec, table.metas, table.classes)
     header = trace_header(entry, shapes, grad_mode,
                           "fake" if fake_mode is not None else "real", "eager", len(calls), capture_s)
     return Trace(header=header, modules=modules.modules, scopes=modules.scopes, ops=recorder.rec.ops,

@@ -23,10 +23,15 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils.weak import WeakIdKeyDictionary
 
+from capture.gc_pause import gc_paused
 from capture.schema import ModuleInfo, OpInfo, TensorMeta
 
 SHADOW_MAX_NUMEL = 4096
 _NEW = object()                                  # an overload not met yet
+_NONE = ["none", None]
+# constants whose tagged value is cached per recorder: singletons torch passes by value, hashable
+# and never equal to a value of another type (unlike 1 == True == 1.0)
+_CACHED_CONSTANTS = (torch.dtype, torch.memory_format, torch.layout, torch.device)
 
 
 def _name(x) -> str:
@@ -61,6 +66,17 @@ def encode_constant(v) -> list:
     if isinstance(v, torch.SymBool):
         return ["bool", bool(v)]
     return ["opaque", repr(v)[:200]]
+
+
+class IntTags(dict):
+    """int -> its tagged value ``["int", v]``, made on first use and shared by every reference
+    (tagged values are never modified). Only for exact ints: ``ints[True]`` would find 1."""
+
+    def __missing__(self, v):
+        if type(v) is not int:
+            raise TypeError(f"not an int: {type(v).__name__}")
+        tagged = self[v] = ["int", v]
+        return tagged
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,24 +179,27 @@ class TensorTable:
         self._rows: list[tuple] = []              # (metadata key, storage id, kind, name) per entry
         self._metas: list[TensorMeta] = []        # self._rows made records (a prefix, extended on read)
         # id(tensor) -> (weakref, metadata key, its tagged value ["T", index]); the weakref tells a
-        # reused id from the same tensor. Every reference to an entry is that one tagged list.
-        self._seen: dict[int, tuple] = {}
+        # reused id from the same tensor. Every reference to an entry is that one tagged list. The
+        # recorder reads seen and touched directly for its arguments' common case (Recorder._named_args).
+        self.seen: dict[int, tuple] = {}
         # per entry, a token shared by the entries with equal signature metadata (shape, dtype, stride)
         self.classes: list[tuple] = []
         self._class_tokens: dict[tuple, tuple] = {}
-        self._touched: set[int] = set()           # ids of tensors an op wrote since last referenced
+        self.touched: set[int] = set()            # ids of tensors an op wrote since last referenced
         self._storages: dict[int, tuple] = {}     # id(storage) -> (weakref to it, storage id)
         self._next_sid = 0
         self._symbolic = False                    # an entry has symbolic sizes (SymInts): made ints in metas
 
     @property
     def metas(self) -> list[TensorMeta]:
-        """One TensorMeta per entry, in the order entries were made."""
+        """One TensorMeta per entry, in the order entries were made (cyclic GC paused meanwhile: the
+        recording's objects are all still young, and a pass would walk them all)."""
         as_ints = _ints if self._symbolic else list  # list(): plain sizes are ints already, 4x cheaper
-        for key, sid, kind, name in self._rows[len(self._metas):]:
-            shape, dtype, stride, offset = key
-            self._metas.append(TensorMeta(as_ints(shape), dtype_name(dtype), as_ints(stride),
-                                          int(offset), sid, kind, name))
+        with gc_paused():
+            for key, sid, kind, name in self._rows[len(self._metas):]:
+                shape, dtype, stride, offset = key
+                self._metas.append(TensorMeta(as_ints(shape), dtype_name(dtype), as_ints(stride),
+                                              int(offset), sid, kind, name))
         return self._metas
 
     def storage_id(self, t: torch.Tensor) -> int:
@@ -208,7 +227,7 @@ class TensorTable:
     def touch(self, t) -> None:
         """Note that an op wrote t (its metadata may have changed): the next ref reads it again."""
         if isinstance(t, torch.Tensor):
-            self._touched.add(id(t))
+            self.touched.add(id(t))
         elif isinstance(t, (list, tuple)):
             for x in t:
                 self.touch(x)
@@ -222,17 +241,17 @@ class TensorTable:
         """t as a tagged value, ``["T", index]`` of its entry (see ref); the same list object for
         every reference to one entry."""
         tid = id(t)
-        hit = self._seen.get(tid)
+        hit = self.seen.get(tid)
         if hit is not None and hit[0]() is t:
-            if tid not in self._touched:
+            if tid not in self.touched:
                 return hit[2]
-            self._touched.discard(tid)
+            self.touched.discard(tid)
             key = (t.shape, t.dtype, t.stride(), t.storage_offset())
             if hit[1] == key:
                 return hit[2]
         else:
-            if self._touched:
-                self._touched.discard(tid)
+            if self.touched:
+                self.touched.discard(tid)
             key = (t.shape, t.dtype, t.stride(), t.storage_offset())
         return self._new_entry(t, tid, key, produced)
 
@@ -250,7 +269,7 @@ class TensorTable:
         if token is None:
             token = self._class_tokens[class_key] = ("T", len(self._class_tokens))
         self.classes.append(token)
-        self._seen[tid] = (weakref.ref(t), key, tagged)
+        self.seen[tid] = (weakref.ref(t), key, tagged)
         return tagged
 
 
@@ -296,6 +315,23 @@ class _OverloadSpec:
     defaults: tuple[list, ...]                # each argument's default, encoded (["none", None] if none)
     n_returns: int
     writes: tuple[int | str, ...]             # arguments the op writes: position, or name when keyword-only
+    int_lists: tuple[bool, ...]               # per argument: its type is int[] (or int[]?)
+    run: object                               # what runs the overload: its C++ op, skipping OpOverload.__call__
+
+
+def _runner(func):
+    """The callable that runs an overload: OpOverload.__call__ forwards to its C++ ``_op`` unless a
+    Python object dispatcher is installed on it (then the overload itself)."""
+    op = getattr(func, "_op", None)
+    return op if op is not None and getattr(func, "_pyobj_dispatcher", True) is None else func
+
+
+def _is_int_list(arg) -> bool:
+    """The schema argument's type is a list of ints (SymInt[] included), or such a list or None."""
+    t = arg.type
+    if isinstance(t, torch._C.OptionalType):
+        t = t.getElementType()
+    return isinstance(t, torch._C.ListType) and isinstance(t.getElementType(), torch._C.IntType)
 
 
 class Recorder(TorchDispatchMode):
@@ -312,17 +348,30 @@ class Recorder(TorchDispatchMode):
         self._specs: dict = dict.fromkeys(map(id, self._funcs))
         self.fake_mode = fake_mode
         self.shadows = WeakIdKeyDictionary()      # fake tensor -> small real tensor with its values
+        self.ints = IntTags()
+        self._constants: dict = {}                # dtype, memory format, layout, device -> its tagged value
 
     # -- values ---------------------------------------------------------------------------------
     def encode(self, v, produced: bool = False) -> list:
         """v as a tagged value; tensors become references into the tensor table."""
         tp = type(v)
         if tp is int:  # the common cases first: this runs for every argument of every call
-            return ["int", v]
+            return self.ints[v]
         if tp is torch.Tensor or isinstance(v, torch.Tensor):
             return self.tensors.tagged(v, produced)
         if tp is list or tp is tuple:
             return ["list", [self.encode(x, produced) for x in v]]
+        if tp is float:
+            return ["float", v]
+        if tp is bool:
+            return ["bool", v]
+        if v is None:
+            return _NONE
+        if isinstance(v, _CACHED_CONSTANTS):
+            tagged = self._constants.get(v)
+            if tagged is None:
+                tagged = self._constants[v] = encode_constant(v)
+            return tagged
         return encode_constant(v)
 
     def _spec(self, func) -> _OverloadSpec:
@@ -337,7 +386,8 @@ class Recorder(TorchDispatchMode):
             defaults=tuple(self.encode(a.default_value if a.has_default_value() else None) for a in args),
             n_returns=len(schema.returns),
             writes=tuple(a.name if a.kwarg_only else i for i, a in enumerate(args)
-                         if a.alias_info is not None and a.alias_info.is_write))
+                         if a.alias_info is not None and a.alias_info.is_write),
+            int_lists=tuple(map(_is_int_list, args)), run=_runner(func))
         self._specs[id(func)] = spec
         self._funcs.append(func)
         return spec
@@ -345,14 +395,23 @@ class Recorder(TorchDispatchMode):
     def _named_args(self, spec: _OverloadSpec, args, kwargs) -> list:
         """One encoded value per schema argument: positional, keyword, or the schema default
         (dispatch leaves out trailing arguments equal to their default)."""
-        tagged, encode = self.tensors.tagged, self.encode
+        table, encode, ints = self.tensors, self.encode, self.ints
+        seen, touched = table.seen, table.touched
         out = []
-        for a in args:  # encode's common cases inline: this runs for every argument of every call
+        # encode's common cases inline: this runs for every argument of every call
+        for a, int_list in zip(args, spec.int_lists):
             tp = type(a)
             if tp is torch.Tensor:
-                out.append(tagged(a, False))
+                hit = seen.get(id(a))  # TensorTable.tagged's first test, inline
+                out.append(hit[2] if hit is not None and hit[0]() is a and id(a) not in touched
+                           else table.tagged(a, False))
             elif tp is int:
-                out.append(["int", a])
+                out.append(ints[a])
+            elif int_list and tp is list:
+                try:
+                    out.append(["list", [ints[x] for x in a]])
+                except TypeError:  # an element that is not a plain int (a SymInt)
+                    out.append(encode(a))
             else:
                 out.append(encode(a))
         n = len(out)
@@ -434,7 +493,7 @@ class Recorder(TorchDispatchMode):
         elif spec is None:
             return func(*args, **kwargs)
         named = self._named_args(spec, args, kwargs)
-        out = func(*args, **kwargs) if self.fake_mode is None else self._with_shadows(func, args, kwargs)
+        out = spec.run(*args, **kwargs) if self.fake_mode is None else self._with_shadows(func, args, kwargs)
         if spec.writes:
             self._touch_written(spec, args, kwargs)
         if spec.n_returns == 1:

@@ -384,8 +384,11 @@ def signature_id(op: str, sig_args: list) -> str:
 # Writing
 
 def write_trace(trace: Trace, path: str) -> int:
-    """Write atomically (temporary file in the same folder, then rename); returns bytes written."""
-    return write_atomic(path, msgpack.packb(trace.to_wire(), use_bin_type=True))
+    """Write atomically (temporary file in the same folder, then rename); returns bytes written.
+    Cyclic GC waits meanwhile (the wire form is as many small acyclic lists as the trace)."""
+    with gc_paused():
+        blob = msgpack.packb(trace.to_wire(), use_bin_type=True)
+    return write_atomic(path, blob)
 
 
 # ---------------------------------------------------------------------------------------------
