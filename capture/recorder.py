@@ -23,7 +23,6 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils.weak import WeakIdKeyDictionary
 
-from capture.gc_pause import gc_paused
 from capture.schema import ModuleInfo, OpInfo, TensorMeta
 
 SHADOW_MAX_NUMEL = 4096
@@ -192,14 +191,12 @@ class TensorTable:
 
     @property
     def metas(self) -> list[TensorMeta]:
-        """One TensorMeta per entry, in the order entries were made (cyclic GC paused meanwhile: the
-        recording's objects are all still young, and a pass would walk them all)."""
+        """One TensorMeta per entry, in the order entries were made."""
         as_ints = _ints if self._symbolic else list  # list(): plain sizes are ints already, 4x cheaper
-        with gc_paused():
-            for key, sid, kind, name in self._rows[len(self._metas):]:
-                shape, dtype, stride, offset = key
-                self._metas.append(TensorMeta(as_ints(shape), dtype_name(dtype), as_ints(stride),
-                                              int(offset), sid, kind, name))
+        for key, sid, kind, name in self._rows[len(self._metas):]:
+            shape, dtype, stride, offset = key
+            self._metas.append(TensorMeta(as_ints(shape), dtype_name(dtype), as_ints(stride),
+                                          int(offset), sid, kind, name))
         return self._metas
 
     def storage_id(self, t: torch.Tensor) -> int:
