@@ -7,6 +7,7 @@ import importlib.metadata
 import platform
 import time
 
+from capture import accel
 from capture.gc_pause import gc_paused
 from capture.inputs import InputSpec, as_example, example_shapes, make_example
 from capture.registry import ModelEntry, build_with_inputs, input_specs_for
@@ -75,12 +76,14 @@ def build_signatures(rec, tensors, tensor_class: list | None = None) -> tuple[li
 
 
 def _interned(rec, tensors, tensor_class: list) -> tuple[list[OpCall], list[Signature]]:
+    fast = accel.load()
+    hashable = fast.hashable if fast else _hashable
     sig_index: dict[str, int] = {}
     seen: dict[tuple, int] = {}                   # (op, hashable args) -> signature index
     sigs: list[Signature] = []
     calls: list[OpCall] = []
     for i, raw in enumerate(rec.calls):
-        key = (raw.op, _hashable(raw.args, tensor_class))
+        key = (raw.op, hashable(raw.args, tensor_class))
         k = seen.get(key)
         if k is None:
             name = rec.ops[raw.op].name
@@ -164,8 +167,9 @@ def record_forward(model, inputs, grad_mode: str = "no_grad", fake_mode=None, kw
 def record_calls(model, inputs, grad_mode: str = "no_grad", fake_mode=None, kwargs: dict | None = None):
     """record_forward, then its calls interned (build_signatures): (module stack, tensor table,
     recorder, calls, signatures). Cyclic GC stays paused from the forward to the last signature:
-    re-enabled in between, its first pass would walk every object of the recording, all still young."""
-    with gc_paused():
+    re-enabled in between, its first pass would walk every object of the recording, all still young;
+    after it, they join the oldest generation without that pass (gc_paused's keep_young)."""
+    with gc_paused(keep_young=True):
         modules, table, recorder = record_forward(model, inputs, grad_mode, fake_mode, kwargs)
         calls, sigs = build_signatures(recorder.rec, table.metas, table.classes)
     return modules, table, recorder, calls, sigs

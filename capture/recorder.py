@@ -23,6 +23,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils.weak import WeakIdKeyDictionary
 
+from capture import accel
 from capture.schema import ModuleInfo, OpInfo, TensorMeta
 
 SHADOW_MAX_NUMEL = 4096
@@ -219,7 +220,7 @@ class TensorTable:
 
     def close(self) -> None:
         """Drop the storage table (the entries made stay)."""
-        self._storages = {}
+        self._storages.clear()  # in place: the accelerator holds this dict
 
     def touch(self, t) -> None:
         """Note that an op wrote t (its metadata may have changed): the next ref reads it again."""
@@ -332,7 +333,11 @@ def _is_int_list(arg) -> bool:
 
 
 class Recorder(TorchDispatchMode):
-    """Records every aten call; ``fake_mode`` set means tensors are fake and shadows are kept."""
+    """Records every aten call; ``fake_mode`` set means tensors are fake and shadows are kept.
+
+    The per-call bookkeeping (arguments, outputs, tensor entries) runs in C when capture/_accel.c is
+    built and current (capture.accel.load), else in this class's Python methods: same containers,
+    same algorithm, byte-identical traces."""
 
     def __init__(self, modules: ModuleStack, tensors: TensorTable, fake_mode=None):
         super().__init__()
@@ -347,6 +352,17 @@ class Recorder(TorchDispatchMode):
         self.shadows = WeakIdKeyDictionary()      # fake tensor -> small real tensor with its values
         self.ints = IntTags()
         self._constants: dict = {}                # dtype, memory format, layout, device -> its tagged value
+        fast = accel.load()
+        self._accel = fast.Recording(tensors, torch.Tensor, self.ints, self.encode) if fast else None
+        # the bookkeeping's three entry points: the accelerator's, or this class's Python methods
+        self._tagged = self._accel.tagged if fast else tensors.tagged
+        self._args = self._accel.named_args if fast else self._named_args
+        self._results = self._accel.results if fast else self._encode_results
+
+    @property
+    def accelerated(self) -> bool:
+        """The bookkeeping runs in C (capture/_accel.c)."""
+        return self._accel is not None
 
     # -- values ---------------------------------------------------------------------------------
     def encode(self, v, produced: bool = False) -> list:
@@ -355,7 +371,7 @@ class Recorder(TorchDispatchMode):
         if tp is int:  # the common cases first: this runs for every argument of every call
             return self.ints[v]
         if tp is torch.Tensor or isinstance(v, torch.Tensor):
-            return self.tensors.tagged(v, produced)
+            return self._tagged(v, produced)
         if tp is list or tp is tuple:
             return ["list", [self.encode(x, produced) for x in v]]
         if tp is float:
@@ -420,13 +436,17 @@ class Recorder(TorchDispatchMode):
                 out += spec.defaults[n:]
         return out
 
-    def _touch_written(self, spec: _OverloadSpec, args, kwargs) -> None:
+    def _encode_results(self, spec: _OverloadSpec, out, args, kwargs) -> list:
+        """The call's outputs encoded, after noting the tensors it wrote (their metadata may have changed)."""
         for w in spec.writes:
             if type(w) is int:
                 if w < len(args):
                     self.tensors.touch(args[w])
             elif w in kwargs:
                 self.tensors.touch(kwargs[w])
+        if spec.n_returns == 1:
+            return [self.tensors.tagged(out, True) if type(out) is torch.Tensor else self.encode(out, True)]
+        return [self.encode(o, True) for o in (out if isinstance(out, (list, tuple)) else [out])]
 
     # -- shadows (fake mode only) ---------------------------------------------------------------
     def _real_args(self, args, kwargs):
@@ -489,13 +509,8 @@ class Recorder(TorchDispatchMode):
             spec = self._spec(func)
         elif spec is None:
             return func(*args, **kwargs)
-        named = self._named_args(spec, args, kwargs)
+        named = self._args(spec, args, kwargs)
         out = spec.run(*args, **kwargs) if self.fake_mode is None else self._with_shadows(func, args, kwargs)
-        if spec.writes:
-            self._touch_written(spec, args, kwargs)
-        if spec.n_returns == 1:
-            outputs = [self.tensors.tagged(out, True) if type(out) is torch.Tensor else self.encode(out, True)]
-        else:
-            outputs = [self.encode(o, True) for o in (out if isinstance(out, (list, tuple)) else [out])]
+        outputs = self._results(spec, out, args, kwargs)
         self.rec.calls.append(_new_tuple(RawCall, (spec.op, named, outputs, self.modules.current_scope)))
         return out

@@ -37,3 +37,6 @@ make_env() {  # make_env DIR VERSION PIP-ARGS...
 
 make_env .venv 3.11 "torch==2.14.1" "torchvision==0.29.1" -e ".[capture,test]"
 make_env .venv-ttnn 3.12 "ttnn==0.81.1" -e ".[test,ray]"
+# The recorder's C accelerator (capture/_accel.c), rebuilt when its source changed; without a C
+# compiler the recorder runs in pure Python (same traces, slower capture).
+.venv/bin/python -m capture.accel >&2 || echo "optrace setup: capture will run in pure Python" >&2

@@ -1,0 +1,515 @@
+/* The recorder's per-call bookkeeping in C: the same algorithm as capture/recorder.py's pure-Python
+ * path (TensorTable.tagged and _new_entry, Recorder._named_args and _results) and capture.capture's
+ * _hashable, on the same Python containers, so either path can fill one table and both give
+ * byte-identical traces (tests/capture/test_accel.py). Built by `python -m capture.accel`
+ * (scripts/setup.sh); capture/accel.py loads it, or falls back to Python when it is absent or stale.
+ *
+ * Why C: per aten call the recorder does ~100k instructions of Python bytecode (dict lookups, small
+ * lists, attribute reads), run with caches cold after every kernel; here the same work is a few
+ * hundred C-API calls. Anything uncommon (floats, strings, symbolic sizes, lists of tensors) is handed
+ * back to the Python methods, which stay the reference.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#ifndef OPTRACE_ACCEL_SOURCE_SHA
+#define OPTRACE_ACCEL_SOURCE_SHA "unknown"
+#endif
+
+static PyObject *s_shape, *s_dtype, *s_stride, *s_storage_offset, *s_untyped_storage, *s_symbolic,
+    *s_next_sid, *s_new_entry_py, *s_int_lists, *s_names, *s_defaults, *s_writes, *s_n_returns,
+    *s_T, *s_int, *s_list, *s_activation, *s_constant, *s_empty;
+
+/* A Recording: the recorder's view of one TensorTable's containers, plus the recorder's int tags and
+ * its Python encode for what C leaves to Python. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *table;        /* the TensorTable: _next_sid, and _new_entry_py for symbolic sizes */
+    PyObject *seen;         /* dict id -> (weakref, key, tagged) */
+    PyObject *touched;      /* set of ids */
+    PyObject *kinds;        /* dict id -> (kind, name, tensor) */
+    PyObject *rows;         /* list of (key, storage id, kind, name) */
+    PyObject *classes;      /* list of class tokens */
+    PyObject *class_tokens; /* dict (shape, dtype, stride) -> ("T", n) */
+    PyObject *storages;     /* dict id(storage) -> (weakref, storage id) */
+    PyObject *tensor_type;  /* torch.Tensor */
+    PyObject *ints;         /* IntTags: int -> ["int", v] */
+    PyObject *encode;       /* Recorder.encode(v, produced) */
+} Recording;
+
+static int Recording_traverse(Recording *self, visitproc visit, void *arg) {
+    Py_VISIT(self->table); Py_VISIT(self->seen); Py_VISIT(self->touched); Py_VISIT(self->kinds);
+    Py_VISIT(self->rows); Py_VISIT(self->classes); Py_VISIT(self->class_tokens); Py_VISIT(self->storages);
+    Py_VISIT(self->tensor_type); Py_VISIT(self->ints); Py_VISIT(self->encode);
+    return 0;
+}
+
+static int Recording_clear(Recording *self) {
+    Py_CLEAR(self->table); Py_CLEAR(self->seen); Py_CLEAR(self->touched); Py_CLEAR(self->kinds);
+    Py_CLEAR(self->rows); Py_CLEAR(self->classes); Py_CLEAR(self->class_tokens); Py_CLEAR(self->storages);
+    Py_CLEAR(self->tensor_type); Py_CLEAR(self->ints); Py_CLEAR(self->encode);
+    return 0;
+}
+
+static void Recording_dealloc(Recording *self) {
+    PyObject_GC_UnTrack(self);
+    Recording_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *get_attr_of_type(PyObject *obj, const char *name, PyTypeObject *type) {
+    PyObject *v = PyObject_GetAttrString(obj, name);
+    if (v != NULL && !PyObject_TypeCheck(v, type)) {
+        PyErr_Format(PyExc_TypeError, "Recording: table.%s is a %s, not a %s", name, Py_TYPE(v)->tp_name,
+                     type->tp_name);
+        Py_CLEAR(v);
+    }
+    return v;
+}
+
+static int Recording_init(Recording *self, PyObject *args, PyObject *kwds) {
+    PyObject *table, *tensor_type, *ints, *encode;
+    static char *kwlist[] = {"table", "tensor_type", "ints", "encode", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO", kwlist, &table, &tensor_type, &ints, &encode))
+        return -1;
+    if (!PyType_Check(tensor_type) || !PyDict_Check(ints)) {
+        PyErr_SetString(PyExc_TypeError, "Recording(table, tensor_type, ints, encode): a type and a dict expected");
+        return -1;
+    }
+    Recording_clear(self);
+    self->table = Py_NewRef(table);
+    self->tensor_type = Py_NewRef(tensor_type);
+    self->ints = Py_NewRef(ints);
+    self->encode = Py_NewRef(encode);
+    if (!(self->seen = get_attr_of_type(table, "seen", &PyDict_Type)) ||
+        !(self->touched = get_attr_of_type(table, "touched", &PySet_Type)) ||
+        !(self->kinds = get_attr_of_type(table, "kinds", &PyDict_Type)) ||
+        !(self->rows = get_attr_of_type(table, "_rows", &PyList_Type)) ||
+        !(self->classes = get_attr_of_type(table, "classes", &PyList_Type)) ||
+        !(self->class_tokens = get_attr_of_type(table, "_class_tokens", &PyDict_Type)) ||
+        !(self->storages = get_attr_of_type(table, "_storages", &PyDict_Type)))
+        return -1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Tensor table */
+
+static PyObject *new_storage_id(Recording *self) {  /* table._next_sid, post-incremented */
+    PyObject *sid = PyObject_GetAttr(self->table, s_next_sid);
+    if (sid == NULL) return NULL;
+    Py_ssize_t n = PyLong_AsSsize_t(sid);
+    PyObject *next = (n == -1 && PyErr_Occurred()) ? NULL : PyLong_FromSsize_t(n + 1);
+    if (next == NULL || PyObject_SetAttr(self->table, s_next_sid, next) < 0) {
+        Py_XDECREF(next); Py_DECREF(sid);
+        return NULL;
+    }
+    Py_DECREF(next);
+    return sid;
+}
+
+static PyObject *storage_id(Recording *self, PyObject *t) {  /* TensorTable.storage_id */
+    PyObject *storage = PyObject_CallMethodNoArgs(t, s_untyped_storage);
+    if (storage == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_RuntimeError) || PyErr_ExceptionMatches(PyExc_NotImplementedError)) {
+            PyErr_Clear();
+            return new_storage_id(self);
+        }
+        return NULL;
+    }
+    PyObject *key = PyLong_FromVoidPtr(storage), *result = NULL;
+    if (key == NULL) goto done;
+    PyObject *hit = PyDict_GetItemWithError(self->storages, key);  /* borrowed */
+    if (hit == NULL && PyErr_Occurred()) goto done;
+    if (hit != NULL && PyTuple_Check(hit) && PyTuple_GET_SIZE(hit) == 2 &&
+        PyWeakref_GetObject(PyTuple_GET_ITEM(hit, 0)) == storage) {
+        result = Py_NewRef(PyTuple_GET_ITEM(hit, 1));
+        goto done;
+    }
+    PyObject *sid = new_storage_id(self);
+    if (sid == NULL) goto done;
+    PyObject *ref = PyWeakref_NewRef(storage, NULL);
+    PyObject *entry = ref ? PyTuple_Pack(2, ref, sid) : NULL;
+    Py_XDECREF(ref);
+    if (entry == NULL || PyDict_SetItem(self->storages, key, entry) < 0) {
+        Py_XDECREF(entry); Py_DECREF(sid);
+        goto done;
+    }
+    Py_DECREF(entry);
+    result = sid;
+done:
+    Py_XDECREF(key);
+    Py_DECREF(storage);
+    return result;
+}
+
+static PyObject *metadata_key(PyObject *t) {  /* (t.shape, t.dtype, t.stride(), t.storage_offset()) */
+    PyObject *shape = PyObject_GetAttr(t, s_shape);
+    PyObject *dtype = shape ? PyObject_GetAttr(t, s_dtype) : NULL;
+    PyObject *stride = dtype ? PyObject_CallMethodNoArgs(t, s_stride) : NULL;
+    PyObject *offset = stride ? PyObject_CallMethodNoArgs(t, s_storage_offset) : NULL;
+    PyObject *key = offset ? PyTuple_Pack(4, shape, dtype, stride, offset) : NULL;
+    Py_XDECREF(shape); Py_XDECREF(dtype); Py_XDECREF(stride); Py_XDECREF(offset);
+    return key;
+}
+
+static PyObject *new_entry(Recording *self, PyObject *t, PyObject *tid, PyObject *key, int produced) {
+    PyObject *symbolic = PyObject_GetAttr(t, s_symbolic);
+    if (symbolic == NULL) return NULL;
+    int is_symbolic = PyObject_IsTrue(symbolic);
+    Py_DECREF(symbolic);
+    if (is_symbolic < 0) return NULL;
+    if (is_symbolic)  /* SymInts: classed by their values, in Python */
+        return PyObject_CallMethodObjArgs(self->table, s_new_entry_py, t, tid, key,
+                                          produced ? Py_True : Py_False, NULL);
+
+    PyObject *kind = produced ? s_activation : s_constant, *name = s_empty;
+    PyObject *known = PyDict_GetItemWithError(self->kinds, tid);  /* borrowed */
+    if (known == NULL && PyErr_Occurred()) return NULL;
+    if (known != NULL && PyTuple_Check(known) && PyTuple_GET_SIZE(known) == 3 && PyTuple_GET_ITEM(known, 2) == t) {
+        kind = PyTuple_GET_ITEM(known, 0);
+        name = PyTuple_GET_ITEM(known, 1);
+    }
+    Py_INCREF(kind); Py_INCREF(name);  /* known may go when the dict changes below */
+    PyObject *tagged = NULL, *index = NULL, *sid = NULL, *row = NULL, *class_key = NULL, *ref = NULL, *entry = NULL;
+    if (!(index = PyLong_FromSsize_t(PyList_GET_SIZE(self->rows)))) goto done;
+    if (!(tagged = PyList_New(2))) goto done;
+    PyList_SET_ITEM(tagged, 0, Py_NewRef(s_T));
+    PyList_SET_ITEM(tagged, 1, Py_NewRef(index));
+    if (!(sid = storage_id(self, t))) goto fail;
+    if (!(row = PyTuple_Pack(4, key, sid, kind, name)) || PyList_Append(self->rows, row) < 0) goto fail;
+    if (!(class_key = PyTuple_GetSlice(key, 0, 3))) goto fail;
+    PyObject *token = PyDict_GetItemWithError(self->class_tokens, class_key);  /* borrowed */
+    if (token == NULL) {
+        if (PyErr_Occurred()) goto fail;
+        PyObject *n = PyLong_FromSsize_t(PyDict_GET_SIZE(self->class_tokens));
+        PyObject *fresh = n ? PyTuple_Pack(2, s_T, n) : NULL;
+        Py_XDECREF(n);
+        if (fresh == NULL || PyDict_SetItem(self->class_tokens, class_key, fresh) < 0) {
+            Py_XDECREF(fresh);
+            goto fail;
+        }
+        Py_DECREF(fresh);  /* the dict holds it */
+        token = fresh;
+    }
+    if (PyList_Append(self->classes, token) < 0) goto fail;
+    if (!(ref = PyWeakref_NewRef(t, NULL))) goto fail;
+    if (!(entry = PyTuple_Pack(3, ref, key, tagged)) || PyDict_SetItem(self->seen, tid, entry) < 0) goto fail;
+    goto done;
+fail:
+    Py_CLEAR(tagged);
+done:
+    Py_DECREF(kind); Py_DECREF(name);
+    Py_XDECREF(index); Py_XDECREF(sid); Py_XDECREF(row); Py_XDECREF(class_key); Py_XDECREF(ref); Py_XDECREF(entry);
+    return tagged;
+}
+
+static PyObject *tagged(Recording *self, PyObject *t, int produced) {  /* TensorTable.tagged */
+    PyObject *tid = PyLong_FromVoidPtr(t), *key = NULL, *result = NULL;
+    if (tid == NULL) return NULL;
+    PyObject *hit = PyDict_GetItemWithError(self->seen, tid);  /* borrowed */
+    if (hit == NULL && PyErr_Occurred()) goto done;
+    if (hit != NULL && PyTuple_Check(hit) && PyTuple_GET_SIZE(hit) == 3 &&
+        PyWeakref_GetObject(PyTuple_GET_ITEM(hit, 0)) == t) {
+        int was_touched = PySet_Contains(self->touched, tid);
+        if (was_touched < 0) goto done;
+        if (!was_touched) {
+            result = Py_NewRef(PyTuple_GET_ITEM(hit, 2));
+            goto done;
+        }
+        Py_INCREF(hit);  /* the discard below cannot free it, but the key read may run Python */
+        if (PySet_Discard(self->touched, tid) < 0 || !(key = metadata_key(t))) {
+            Py_DECREF(hit);
+            goto done;
+        }
+        int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(hit, 1), key, Py_EQ);
+        if (same != 0) {
+            if (same > 0) result = Py_NewRef(PyTuple_GET_ITEM(hit, 2));
+            Py_DECREF(hit);
+            goto done;
+        }
+        Py_DECREF(hit);
+    } else {
+        if (PySet_GET_SIZE(self->touched) > 0 && PySet_Discard(self->touched, tid) < 0) goto done;
+        if (!(key = metadata_key(t))) goto done;
+    }
+    result = new_entry(self, t, tid, key, produced);
+done:
+    Py_DECREF(tid);
+    Py_XDECREF(key);
+    return result;
+}
+
+static PyObject *Recording_tagged(Recording *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "tagged(t, produced)");
+        return NULL;
+    }
+    int produced = PyObject_IsTrue(args[1]);
+    if (produced < 0) return NULL;
+    return tagged(self, args[0], produced);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Values */
+
+static PyObject *int_tag(Recording *self, PyObject *v) {  /* self.ints[v] for an exact int */
+    PyObject *hit = PyDict_GetItemWithError(self->ints, v);
+    if (hit != NULL) return Py_NewRef(hit);
+    if (PyErr_Occurred()) return NULL;
+    return PyObject_GetItem(self->ints, v);  /* IntTags.__missing__ makes and keeps it */
+}
+
+static PyObject *encode(Recording *self, PyObject *v, int produced) {  /* Recorder.encode */
+    if (PyLong_CheckExact(v)) return int_tag(self, v);
+    if (PyObject_TypeCheck(v, (PyTypeObject *)self->tensor_type)) return tagged(self, v, produced);
+    return PyObject_CallFunctionObjArgs(self->encode, v, produced ? Py_True : Py_False, NULL);
+}
+
+static PyObject *int_list(Recording *self, PyObject *a) {  /* ["list", [ints[x] ...]], or NULL + no error */
+    Py_ssize_t n = PyList_GET_SIZE(a);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!PyLong_CheckExact(PyList_GET_ITEM(a, i))) return NULL;
+    PyObject *items = PyList_New(n);
+    if (items == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *tag = int_tag(self, PyList_GET_ITEM(a, i));
+        if (tag == NULL) {
+            Py_DECREF(items);
+            return NULL;
+        }
+        PyList_SET_ITEM(items, i, tag);
+    }
+    PyObject *out = PyList_New(2);
+    if (out == NULL) {
+        Py_DECREF(items);
+        return NULL;
+    }
+    PyList_SET_ITEM(out, 0, Py_NewRef(s_list));
+    PyList_SET_ITEM(out, 1, items);
+    return out;
+}
+
+/* named_args(spec, args, kwargs): Recorder._named_args */
+static PyObject *Recording_named_args(Recording *self, PyObject *const *argv, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyTuple_Check(argv[1]) || !PyDict_Check(argv[2])) {
+        PyErr_SetString(PyExc_TypeError, "named_args(spec, args: tuple, kwargs: dict)");
+        return NULL;
+    }
+    PyObject *spec = argv[0], *args = argv[1], *kwargs = argv[2];
+    PyObject *int_lists = PyObject_GetAttr(spec, s_int_lists), *names = NULL, *defaults = NULL, *out = NULL;
+    if (int_lists == NULL) return NULL;
+    if (!(names = PyObject_GetAttr(spec, s_names)) || !(defaults = PyObject_GetAttr(spec, s_defaults))) goto fail;
+    if (!PyTuple_Check(int_lists) || !PyTuple_Check(names) || !PyTuple_Check(defaults) ||
+        PyTuple_GET_SIZE(defaults) != PyTuple_GET_SIZE(names) || PyTuple_GET_SIZE(int_lists) != PyTuple_GET_SIZE(names)) {
+        PyErr_SetString(PyExc_TypeError, "named_args: spec.int_lists, names and defaults must be tuples of one length");
+        goto fail;
+    }
+    Py_ssize_t n_pos = PyTuple_GET_SIZE(args), n_names = PyTuple_GET_SIZE(names);
+    if (n_pos > n_names) n_pos = n_names;  /* zip() stops at the shorter */
+    if (!(out = PyList_New(n_names > n_pos ? n_names : n_pos))) goto fail;
+    for (Py_ssize_t i = 0; i < n_pos; i++) {
+        PyObject *a = PyTuple_GET_ITEM(args, i), *v = NULL;
+        if (PyList_CheckExact(a) && PyTuple_GET_ITEM(int_lists, i) == Py_True) {
+            v = int_list(self, a);
+            if (v == NULL && PyErr_Occurred()) goto fail;
+        }
+        if (v == NULL) v = encode(self, a, 0);
+        if (v == NULL) goto fail;
+        PyList_SET_ITEM(out, i, v);
+    }
+    int has_kwargs = PyDict_GET_SIZE(kwargs) > 0;
+    for (Py_ssize_t i = n_pos; i < n_names; i++) {
+        PyObject *v = NULL;
+        if (has_kwargs) {
+            PyObject *kw = PyDict_GetItemWithError(kwargs, PyTuple_GET_ITEM(names, i));  /* borrowed */
+            if (kw == NULL && PyErr_Occurred()) goto fail;
+            if (kw != NULL && !(v = encode(self, kw, 0))) goto fail;
+        }
+        PyList_SET_ITEM(out, i, v != NULL ? v : Py_NewRef(PyTuple_GET_ITEM(defaults, i)));
+    }
+    Py_DECREF(int_lists); Py_DECREF(names); Py_DECREF(defaults);
+    return out;
+fail:
+    Py_XDECREF(int_lists); Py_XDECREF(names); Py_XDECREF(defaults); Py_XDECREF(out);
+    return NULL;
+}
+
+static int touch(Recording *self, PyObject *t) {  /* TensorTable.touch */
+    if (PyObject_TypeCheck(t, (PyTypeObject *)self->tensor_type)) {
+        PyObject *tid = PyLong_FromVoidPtr(t);
+        int rc = tid ? PySet_Add(self->touched, tid) : -1;
+        Py_XDECREF(tid);
+        return rc;
+    }
+    if (PyList_Check(t) || PyTuple_Check(t)) {
+        PyObject *seq = PySequence_Fast(t, "touch");
+        if (seq == NULL) return -1;
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++)
+            if (touch(self, PySequence_Fast_GET_ITEM(seq, i)) < 0) {
+                Py_DECREF(seq);
+                return -1;
+            }
+        Py_DECREF(seq);
+    }
+    return 0;
+}
+
+/* results(spec, out, args, kwargs): Recorder._results (tensors the op wrote touched, then its outputs) */
+static PyObject *Recording_results(Recording *self, PyObject *const *argv, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyTuple_Check(argv[2]) || !PyDict_Check(argv[3])) {
+        PyErr_SetString(PyExc_TypeError, "results(spec, out, args: tuple, kwargs: dict)");
+        return NULL;
+    }
+    PyObject *spec = argv[0], *out = argv[1], *args = argv[2], *kwargs = argv[3];
+    PyObject *writes = PyObject_GetAttr(spec, s_writes);
+    if (writes == NULL) return NULL;
+    if (!PyTuple_Check(writes)) {
+        Py_DECREF(writes);
+        PyErr_SetString(PyExc_TypeError, "results: spec.writes must be a tuple");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(writes); i++) {
+        PyObject *w = PyTuple_GET_ITEM(writes, i), *target = NULL;
+        if (PyLong_CheckExact(w)) {
+            Py_ssize_t pos = PyLong_AsSsize_t(w);
+            if (pos >= 0 && pos < PyTuple_GET_SIZE(args)) target = PyTuple_GET_ITEM(args, pos);
+        } else {
+            target = PyDict_GetItemWithError(kwargs, w);
+            if (target == NULL && PyErr_Occurred()) {
+                Py_DECREF(writes);
+                return NULL;
+            }
+        }
+        if (target != NULL && touch(self, target) < 0) {
+            Py_DECREF(writes);
+            return NULL;
+        }
+    }
+    Py_DECREF(writes);
+    PyObject *n_obj = PyObject_GetAttr(spec, s_n_returns);
+    if (n_obj == NULL) return NULL;
+    Py_ssize_t n_returns = PyLong_AsSsize_t(n_obj);
+    Py_DECREF(n_obj);
+    if (n_returns == -1 && PyErr_Occurred()) return NULL;
+    if (n_returns == 1 || !(PyList_Check(out) || PyTuple_Check(out))) {
+        PyObject *v = encode(self, out, 1);
+        if (v == NULL) return NULL;
+        PyObject *list = PyList_New(1);
+        if (list == NULL) {
+            Py_DECREF(v);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, 0, v);
+        return list;
+    }
+    PyObject *seq = PySequence_Fast(out, "results");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *list = PyList_New(n);
+    for (Py_ssize_t i = 0; list != NULL && i < n; i++) {
+        PyObject *v = encode(self, PySequence_Fast_GET_ITEM(seq, i), 1);
+        if (v == NULL) Py_CLEAR(list);
+        else PyList_SET_ITEM(list, i, v);
+    }
+    Py_DECREF(seq);
+    return list;
+}
+
+static PyMethodDef Recording_methods[] = {
+    {"tagged", (PyCFunction)(void (*)(void))Recording_tagged, METH_FASTCALL,
+     "tagged(t, produced): TensorTable.tagged on the table's containers."},
+    {"named_args", (PyCFunction)(void (*)(void))Recording_named_args, METH_FASTCALL,
+     "named_args(spec, args, kwargs): Recorder._named_args."},
+    {"results", (PyCFunction)(void (*)(void))Recording_results, METH_FASTCALL,
+     "results(spec, out, args, kwargs): Recorder._results."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject RecordingType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "capture._accel.Recording",
+    .tp_basicsize = sizeof(Recording),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Recording(table, tensor_type, ints, encode): the recorder's bookkeeping on one TensorTable.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Recording_init,
+    .tp_dealloc = (destructor)Recording_dealloc,
+    .tp_traverse = (traverseproc)Recording_traverse,
+    .tp_clear = (inquiry)Recording_clear,
+    .tp_methods = Recording_methods,
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Signatures */
+
+static PyObject *hashable(PyObject *values, PyObject *tensor_class) {  /* capture.capture._hashable */
+    PyObject *seq = PySequence_Fast(values, "hashable: a list of tagged values expected");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *out = PyTuple_New(n);
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
+        PyObject *value = PySequence_Fast_GET_ITEM(seq, i), *item = NULL;
+        if (!PyList_Check(value) || PyList_GET_SIZE(value) != 2) {
+            PyErr_SetString(PyExc_TypeError, "hashable: a tagged value is a [tag, payload] list");
+        } else {
+            PyObject *tag = PyList_GET_ITEM(value, 0), *payload = PyList_GET_ITEM(value, 1);
+            int is_int = PyUnicode_Check(tag) ? PyUnicode_Compare(tag, s_int) == 0 : 0;
+            if (is_int) {
+                item = Py_NewRef(payload);
+            } else if (PyUnicode_Check(tag) && PyUnicode_Compare(tag, s_T) == 0) {
+                item = PyObject_GetItem(tensor_class, payload);
+            } else if (PyUnicode_Check(tag) && PyUnicode_Compare(tag, s_list) == 0) {
+                PyObject *inner = hashable(payload, tensor_class);
+                item = inner ? PyTuple_Pack(2, s_list, inner) : NULL;
+                Py_XDECREF(inner);
+            } else {
+                item = PyTuple_Pack(2, tag, payload);
+            }
+        }
+        if (item == NULL) Py_CLEAR(out);
+        else PyTuple_SET_ITEM(out, i, item);
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
+static PyObject *accel_hashable(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "hashable(values, tensor_class)");
+        return NULL;
+    }
+    return hashable(args[0], args[1]);
+}
+
+static PyMethodDef accel_functions[] = {
+    {"hashable", (PyCFunction)(void (*)(void))accel_hashable, METH_FASTCALL,
+     "hashable(values, tensor_class): capture.capture._hashable."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef accel_module = {
+    PyModuleDef_HEAD_INIT, "capture._accel", "The recorder's bookkeeping in C (see capture/accel.py).", -1,
+    accel_functions,
+};
+
+#define INTERN(var, text) if (!((var) = PyUnicode_InternFromString(text))) return NULL
+
+PyMODINIT_FUNC PyInit__accel(void) {
+    INTERN(s_shape, "shape"); INTERN(s_dtype, "dtype"); INTERN(s_stride, "stride");
+    INTERN(s_storage_offset, "storage_offset"); INTERN(s_untyped_storage, "untyped_storage");
+    INTERN(s_symbolic, "_has_symbolic_sizes_strides"); INTERN(s_next_sid, "_next_sid");
+    INTERN(s_new_entry_py, "_new_entry"); INTERN(s_int_lists, "int_lists"); INTERN(s_names, "names");
+    INTERN(s_defaults, "defaults"); INTERN(s_writes, "writes"); INTERN(s_n_returns, "n_returns");
+    INTERN(s_T, "T"); INTERN(s_int, "int"); INTERN(s_list, "list"); INTERN(s_activation, "activation");
+    INTERN(s_constant, "constant"); INTERN(s_empty, "");
+    if (PyType_Ready(&RecordingType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&accel_module);
+    if (m == NULL) return NULL;
+    if (PyModule_AddObjectRef(m, "Recording", (PyObject *)&RecordingType) < 0 ||
+        PyModule_AddStringConstant(m, "SOURCE_SHA", OPTRACE_ACCEL_SOURCE_SHA) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

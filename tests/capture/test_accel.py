@@ -1,0 +1,62 @@
+"""The recorder's C accelerator: built by the setup, and changing nothing in a trace but its speed."""
+import msgpack
+import pytest
+
+torch = pytest.importorskip("torch", reason="capture tests run in the torch environment (.venv)")
+
+from capture import accel  # noqa: E402
+from capture.capture import capture_model, record_forward  # noqa: E402
+from capture.registry import load_registry  # noqa: E402
+
+REG = load_registry()
+# one model per source and per path of the bookkeeping: in-place ops (touched tensors), lists of tensors,
+# fake tensors with shadows, keyword arguments and named inputs
+SAMPLE = [("resnet18", False), ("swin_t", False), ("yolov8n_seg", True), ("hf_segformer", False)]
+
+
+@pytest.fixture
+def pure_python(monkeypatch):
+    """The recorder without its accelerator for one test (OPTRACE_PURE_PYTHON=1)."""
+    def switch(on: bool):
+        monkeypatch.setenv(accel.PURE_ENV, "1" if on else "")
+        accel.load.cache_clear()
+    yield switch
+    monkeypatch.delenv(accel.PURE_ENV, raising=False)
+    accel.load.cache_clear()
+
+
+def _wire(name: str, fake: bool) -> bytes:
+    wire = capture_model(REG[name], fake=fake).to_wire()
+    wire["header"] = {k: v for k, v in wire["header"].items() if k not in ("created_utc", "capture_s")}
+    return msgpack.packb(wire, use_bin_type=True)
+
+
+def test_the_setup_built_a_current_accelerator_for_the_capture_environment():
+    assert accel.load() is not None, f"{accel.target().name} missing or stale: run `python -m capture.accel`"
+    xs = [torch.randn(1, 3, 8, 8)]
+    _, _, recorder = record_forward(torch.nn.Conv2d(3, 4, 3), xs)
+    assert recorder.accelerated
+
+
+@pytest.mark.parametrize("name,fake", SAMPLE, ids=[n for n, _ in SAMPLE])
+def test_a_trace_is_byte_identical_with_and_without_the_accelerator(name, fake, pure_python):
+    pure_python(True)
+    assert accel.load() is None
+    pure = _wire(name, fake)
+    pure_python(False)
+    assert accel.load() is not None
+    assert _wire(name, fake) == pure
+
+
+def test_a_stale_build_is_not_loaded(monkeypatch, pure_python):
+    pure_python(False)
+    monkeypatch.setattr(accel, "source_sha", lambda: "0" * 16)  # as if _accel.c changed after the build
+    accel.load.cache_clear()
+    assert accel.load() is None
+    _, _, recorder = record_forward(torch.nn.Linear(4, 2), [torch.randn(3, 4)])
+    assert not recorder.accelerated and len(recorder.rec.calls) > 0
+
+
+def test_check_says_whether_the_build_is_current(capsys):
+    assert accel.main(["--check"]) == 0
+    assert "is current" in capsys.readouterr().out
