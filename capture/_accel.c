@@ -18,7 +18,8 @@
 
 static PyObject *s_shape, *s_dtype, *s_stride, *s_storage_offset, *s_untyped_storage, *s_symbolic,
     *s_next_sid, *s_new_entry_py, *s_int_lists, *s_names, *s_defaults, *s_writes, *s_n_returns,
-    *s_T, *s_int, *s_list, *s_activation, *s_constant, *s_empty;
+    *s_T, *s_int, *s_list, *s_activation, *s_constant, *s_empty, *s_calls, *empty_tuple;
+static PyObject *opcall_fields[6], *meta_fields[7];  /* capture.schema.OpCall's and TensorMeta's fields, in order */
 
 /* A Recording: the recorder's view of one TensorTable's containers, plus the recorder's int tags and
  * its Python encode for what C leaves to Python. */
@@ -441,6 +442,88 @@ static PyTypeObject RecordingType = {
 };
 
 /* ---------------------------------------------------------------------------------------------
+ * Module stack: ModuleCall(original, enter, leave) stands in for nn.Module._call_impl while a
+ * ModuleStack is entered: enter(module), the original call, then leave(module), also when it raises
+ * (capture.recorder.module_call is the same in Python). */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *original, *enter, *leave;
+} ModuleCall;
+
+static int ModuleCall_traverse(ModuleCall *self, visitproc visit, void *arg) {
+    Py_VISIT(self->original); Py_VISIT(self->enter); Py_VISIT(self->leave);
+    return 0;
+}
+
+static int ModuleCall_clear(ModuleCall *self) {
+    Py_CLEAR(self->original); Py_CLEAR(self->enter); Py_CLEAR(self->leave);
+    return 0;
+}
+
+static void ModuleCall_dealloc(ModuleCall *self) {
+    PyObject_GC_UnTrack(self);
+    ModuleCall_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int ModuleCall_init(ModuleCall *self, PyObject *args, PyObject *kwds) {
+    PyObject *original, *enter, *leave;
+    static char *kwlist[] = {"original", "enter", "leave", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO", kwlist, &original, &enter, &leave)) return -1;
+    ModuleCall_clear(self);
+    self->original = Py_NewRef(original);
+    self->enter = Py_NewRef(enter);
+    self->leave = Py_NewRef(leave);
+    return 0;
+}
+
+static PyObject *ModuleCall_call(ModuleCall *self, PyObject *args, PyObject *kwargs) {
+    if (PyTuple_GET_SIZE(args) < 1) {
+        PyErr_SetString(PyExc_TypeError, "ModuleCall: called without its module");
+        return NULL;
+    }
+    PyObject *module = PyTuple_GET_ITEM(args, 0);
+    PyObject *r = PyObject_CallOneArg(self->enter, module);
+    if (r == NULL) return NULL;
+    Py_DECREF(r);
+    PyObject *result = PyObject_Call(self->original, args, kwargs);
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);  /* the call's error, if any, waits while leave runs */
+    r = PyObject_CallOneArg(self->leave, module);
+    if (r == NULL) {
+        if (type == NULL) {
+            Py_XDECREF(result);
+            return NULL;
+        }
+        PyErr_Clear();  /* the call's own error is the one to report */
+    }
+    Py_XDECREF(r);
+    if (type != NULL) PyErr_Restore(type, value, tb);
+    return result;
+}
+
+static PyObject *ModuleCall_get(PyObject *self, PyObject *obj, PyObject *type) {  /* binds like a function */
+    if (obj == NULL || obj == Py_None) return Py_NewRef(self);
+    return PyMethod_New(self, obj);
+}
+
+static PyTypeObject ModuleCallType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "capture._accel.ModuleCall",
+    .tp_basicsize = sizeof(ModuleCall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "ModuleCall(original, enter, leave): nn.Module._call_impl between enter(module) and leave(module).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)ModuleCall_init,
+    .tp_dealloc = (destructor)ModuleCall_dealloc,
+    .tp_traverse = (traverseproc)ModuleCall_traverse,
+    .tp_clear = (inquiry)ModuleCall_clear,
+    .tp_call = (ternaryfunc)ModuleCall_call,
+    .tp_descr_get = ModuleCall_get,
+};
+
+/* ---------------------------------------------------------------------------------------------
  * Signatures */
 
 static PyObject *hashable(PyObject *values, PyObject *tensor_class) {  /* capture.capture._hashable */
@@ -482,9 +565,113 @@ static PyObject *accel_hashable(PyObject *module, PyObject *const *args, Py_ssiz
     return hashable(args[0], args[1]);
 }
 
+/* An instance of a dataclass made without its __init__: object.__new__, then each field set in order
+ * (what the generated __init__ does, minus its Python frame). */
+static PyObject *record(PyObject *cls, int n, PyObject *const *names, PyObject *const *values) {
+    PyObject *obj = PyBaseObject_Type.tp_new((PyTypeObject *)cls, empty_tuple, NULL);
+    for (int i = 0; obj != NULL && i < n; i++)
+        if (PyObject_SetAttr(obj, names[i], values[i]) < 0) Py_CLEAR(obj);
+    return obj;
+}
+
+/* intern_calls(raw_calls, tensor_class, new_signature, sigs, opcall): capture.capture._intern_calls */
+static PyObject *accel_intern_calls(PyObject *module, PyObject *const *argv, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyList_Check(argv[0]) || !PyList_Check(argv[3]) || !PyType_Check(argv[4])) {
+        PyErr_SetString(PyExc_TypeError, "intern_calls(raw_calls: list, tensor_class, new_signature, sigs: list, opcall: type)");
+        return NULL;
+    }
+    PyObject *raw_calls = argv[0], *tensor_class = argv[1], *new_signature = argv[2], *sigs = argv[3], *opcall = argv[4];
+    Py_ssize_t n = PyList_GET_SIZE(raw_calls);
+    PyObject *seen = PyDict_New(), *calls = PyList_New(n);
+    if (seen == NULL || calls == NULL) goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *raw = PyList_GET_ITEM(raw_calls, i);
+        if (!PyTuple_Check(raw) || PyTuple_GET_SIZE(raw) != 4) {
+            PyErr_SetString(PyExc_TypeError, "intern_calls: a raw call is an (op, args, outputs, scope) tuple");
+            goto fail;
+        }
+        PyObject *h = hashable(PyTuple_GET_ITEM(raw, 1), tensor_class);
+        PyObject *key = h ? PyTuple_Pack(2, PyTuple_GET_ITEM(raw, 0), h) : NULL;
+        Py_XDECREF(h);
+        if (key == NULL) goto fail;
+        PyObject *k = PyDict_GetItemWithError(seen, key);  /* borrowed */
+        if (k != NULL) {
+            Py_INCREF(k);
+        } else if (PyErr_Occurred() || !(k = PyObject_CallOneArg(new_signature, raw)) ||
+                   PyDict_SetItem(seen, key, k) < 0) {
+            Py_XDECREF(k); Py_DECREF(key);
+            goto fail;
+        }
+        Py_DECREF(key);
+        Py_ssize_t ki = PyLong_AsSsize_t(k);
+        PyObject *sig = (ki == -1 && PyErr_Occurred()) ? NULL : PyList_GetItem(sigs, ki);  /* borrowed */
+        PyObject *sig_calls = sig ? PyObject_GetAttr(sig, s_calls) : NULL;
+        PyObject *index = sig_calls ? PyLong_FromSsize_t(i) : NULL;
+        PyObject *call = NULL;
+        if (index != NULL && PyList_Append(sig_calls, index) == 0) {
+            PyObject *values[6] = {index, PyTuple_GET_ITEM(raw, 0), PyTuple_GET_ITEM(raw, 1), PyTuple_GET_ITEM(raw, 2),
+                                   PyTuple_GET_ITEM(raw, 3), k};
+            call = record(opcall, 6, opcall_fields, values);
+        }
+        Py_XDECREF(sig_calls); Py_XDECREF(index); Py_DECREF(k);
+        if (call == NULL) goto fail;
+        PyList_SET_ITEM(calls, i, call);
+    }
+    Py_DECREF(seen);
+    return calls;
+fail:
+    Py_XDECREF(seen); Py_XDECREF(calls);
+    return NULL;
+}
+
+/* tensor_metas(rows, start, dtype_names, dtype_name, meta_type): TensorTable.metas for rows[start:] of
+ * a table without symbolic sizes */
+static PyObject *accel_tensor_metas(PyObject *module, PyObject *const *argv, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyList_Check(argv[0]) || !PyLong_Check(argv[1]) || !PyDict_Check(argv[2]) ||
+        !PyType_Check(argv[4])) {
+        PyErr_SetString(PyExc_TypeError, "tensor_metas(rows: list, start: int, dtype_names: dict, dtype_name, meta_type: type)");
+        return NULL;
+    }
+    PyObject *rows = argv[0], *dtype_names = argv[2], *dtype_name = argv[3], *meta_type = argv[4];
+    Py_ssize_t start = PyLong_AsSsize_t(argv[1]), n = PyList_GET_SIZE(rows);
+    if (start < 0 || start > n) {
+        PyErr_SetString(PyExc_ValueError, "tensor_metas: start out of range");
+        return NULL;
+    }
+    PyObject *out = PyList_New(n - start);
+    for (Py_ssize_t i = start; out != NULL && i < n; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i), *meta = NULL;
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 4 || !PyTuple_Check(PyTuple_GET_ITEM(row, 0)) ||
+            PyTuple_GET_SIZE(PyTuple_GET_ITEM(row, 0)) != 4) {
+            PyErr_SetString(PyExc_TypeError, "tensor_metas: a row is ((shape, dtype, stride, offset), sid, kind, name)");
+        } else {
+            PyObject *key = PyTuple_GET_ITEM(row, 0), *dtype = PyTuple_GET_ITEM(key, 1);
+            PyObject *shape = PySequence_List(PyTuple_GET_ITEM(key, 0));
+            PyObject *stride = shape ? PySequence_List(PyTuple_GET_ITEM(key, 2)) : NULL;
+            PyObject *offset = stride ? PyNumber_Index(PyTuple_GET_ITEM(key, 3)) : NULL;
+            PyObject *name = offset ? PyDict_GetItemWithError(dtype_names, dtype) : NULL;  /* borrowed */
+            if (name != NULL) Py_INCREF(name);
+            else if (offset != NULL && !PyErr_Occurred()) name = PyObject_CallOneArg(dtype_name, dtype);
+            if (name != NULL) {
+                PyObject *values[7] = {shape, name, stride, offset, PyTuple_GET_ITEM(row, 1), PyTuple_GET_ITEM(row, 2),
+                                       PyTuple_GET_ITEM(row, 3)};
+                meta = record(meta_type, 7, meta_fields, values);
+            }
+            Py_XDECREF(shape); Py_XDECREF(stride); Py_XDECREF(offset); Py_XDECREF(name);
+        }
+        if (meta == NULL) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, i - start, meta);
+    }
+    return out;
+}
+
 static PyMethodDef accel_functions[] = {
     {"hashable", (PyCFunction)(void (*)(void))accel_hashable, METH_FASTCALL,
      "hashable(values, tensor_class): capture.capture._hashable."},
+    {"intern_calls", (PyCFunction)(void (*)(void))accel_intern_calls, METH_FASTCALL,
+     "intern_calls(raw_calls, tensor_class, new_signature, sigs, opcall): capture.capture._intern_calls."},
+    {"tensor_metas", (PyCFunction)(void (*)(void))accel_tensor_metas, METH_FASTCALL,
+     "tensor_metas(rows, start, dtype_names, dtype_name, meta_type): TensorTable.metas, from row start on."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -492,6 +679,18 @@ static struct PyModuleDef accel_module = {
     PyModuleDef_HEAD_INIT, "capture._accel", "The recorder's bookkeeping in C (see capture/accel.py).", -1,
     accel_functions,
 };
+
+static PyObject *field_names(PyObject *const *names, int n) {  /* the fields record() sets, for capture/accel.py to check */
+    PyObject *t = PyTuple_New(n);
+    for (int i = 0; t != NULL && i < n; i++) PyTuple_SET_ITEM(t, i, Py_NewRef(names[i]));
+    return t;
+}
+
+static int add_new(PyObject *m, const char *name, PyObject *value) {  /* PyModule_Add, before Python 3.13 */
+    int rc = value ? PyModule_AddObjectRef(m, name, value) : -1;
+    Py_XDECREF(value);
+    return rc;
+}
 
 #define INTERN(var, text) if (!((var) = PyUnicode_InternFromString(text))) return NULL
 
@@ -502,12 +701,20 @@ PyMODINIT_FUNC PyInit__accel(void) {
     INTERN(s_new_entry_py, "_new_entry"); INTERN(s_int_lists, "int_lists"); INTERN(s_names, "names");
     INTERN(s_defaults, "defaults"); INTERN(s_writes, "writes"); INTERN(s_n_returns, "n_returns");
     INTERN(s_T, "T"); INTERN(s_int, "int"); INTERN(s_list, "list"); INTERN(s_activation, "activation");
-    INTERN(s_constant, "constant"); INTERN(s_empty, "");
-    if (PyType_Ready(&RecordingType) < 0) return NULL;
+    INTERN(s_constant, "constant"); INTERN(s_empty, ""); INTERN(s_calls, "calls");
+    const char *opcall_names[6] = {"index", "op", "args", "outputs", "scope", "signature"};
+    const char *meta_names[7] = {"shape", "dtype", "stride", "storage_offset", "storage_id", "kind", "name"};
+    for (int i = 0; i < 6; i++) INTERN(opcall_fields[i], opcall_names[i]);
+    for (int i = 0; i < 7; i++) INTERN(meta_fields[i], meta_names[i]);
+    if (!(empty_tuple = PyTuple_New(0))) return NULL;
+    if (PyType_Ready(&RecordingType) < 0 || PyType_Ready(&ModuleCallType) < 0) return NULL;
     PyObject *m = PyModule_Create(&accel_module);
     if (m == NULL) return NULL;
     if (PyModule_AddObjectRef(m, "Recording", (PyObject *)&RecordingType) < 0 ||
-        PyModule_AddStringConstant(m, "SOURCE_SHA", OPTRACE_ACCEL_SOURCE_SHA) < 0) {
+        PyModule_AddObjectRef(m, "ModuleCall", (PyObject *)&ModuleCallType) < 0 ||
+        PyModule_AddStringConstant(m, "SOURCE_SHA", OPTRACE_ACCEL_SOURCE_SHA) < 0 ||
+        add_new(m, "OPCALL_FIELDS", field_names(opcall_fields, 6)) < 0 ||
+        add_new(m, "META_FIELDS", field_names(meta_fields, 7)) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -2,7 +2,8 @@
 
 The recorder's pure-Python path is the reference; the extension does the same per-call bookkeeping on
 the same containers, so a trace is byte-identical either way. ``load()`` returns the built module only
-when it was built from the current source (its SOURCE_SHA) and OPTRACE_PURE_PYTHON is not set; else
+when it was built from the current source (its SOURCE_SHA), makes records with capture.schema's fields,
+and OPTRACE_PURE_PYTHON is not set; else
 None, and the recorder runs in Python. scripts/setup.sh builds it into the source tree:
 
     .venv/bin/python -m capture.accel          # build if missing or stale; prints what it did
@@ -10,6 +11,7 @@ None, and the recorder runs in Python. scripts/setup.sh builds it into the sourc
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib
@@ -44,7 +46,17 @@ def load():
         module = importlib.import_module("capture._accel")
     except ImportError:
         return None
-    return module if getattr(module, "SOURCE_SHA", None) == source_sha() else None
+    if getattr(module, "SOURCE_SHA", None) != source_sha():
+        return None
+    # the records it makes without their __init__ must have the fields it sets, in order
+    from capture.schema import OpCall, TensorMeta
+    if (module.OPCALL_FIELDS, module.META_FIELDS) != (_field_names(OpCall), _field_names(TensorMeta)):
+        return None
+    return module
+
+
+def _field_names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 def build(force: bool = False) -> Path:

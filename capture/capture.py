@@ -7,7 +7,7 @@ import importlib.metadata
 import platform
 import time
 
-from capture import accel
+from capture.accel import load as accelerator
 from capture.gc_pause import gc_paused
 from capture.inputs import InputSpec, as_example, example_shapes, make_example
 from capture.registry import ModelEntry, build_with_inputs, input_specs_for
@@ -76,30 +76,42 @@ def build_signatures(rec, tensors, tensor_class: list | None = None) -> tuple[li
 
 
 def _interned(rec, tensors, tensor_class: list) -> tuple[list[OpCall], list[Signature]]:
-    fast = accel.load()
-    hashable = fast.hashable if fast else _hashable
     sig_index: dict[str, int] = {}
-    seen: dict[tuple, int] = {}                   # (op, hashable args) -> signature index
     sigs: list[Signature] = []
-    calls: list[OpCall] = []
-    for i, raw in enumerate(rec.calls):
-        key = (raw.op, hashable(raw.args, tensor_class))
+
+    def new_signature(raw) -> int:
+        """The index of the signature of a call whose argument metadata was not met before (made when
+        its id is new: two keys can hash to one id, e.g. an int argument and the same value as a list)."""
+        name = rec.ops[raw.op].name
+        sargs = [signature_value(v, tensors) for v in raw.args]
+        sid = signature_id(name, sargs)
+        k = sig_index.get(sid)
+        if k is None:
+            k = sig_index[sid] = len(sigs)
+            sigs.append(Signature(id=sid, op=name, args=sargs,
+                                  outputs=[signature_value(v, tensors) for v in raw.outputs], count=0, calls=[]))
+        return k
+
+    fast = accelerator()
+    calls = (fast.intern_calls if fast else _intern_calls)(rec.calls, tensor_class, new_signature, sigs, OpCall)
+    for sig in sigs:
+        sig.count = len(sig.calls)
+    return calls, sigs
+
+
+def _intern_calls(raw_calls: list, tensor_class: list, new_signature, sigs: list[Signature], opcall) -> list[OpCall]:
+    """Each raw call as an opcall record of its signature, listed in that signature's calls; calls
+    repeating one are matched on a tuple of their arguments (_hashable), new_signature(raw) finds the rest."""
+    seen: dict[tuple, int] = {}                   # (op, hashable args) -> signature index
+    calls = []
+    for i, raw in enumerate(raw_calls):
+        key = (raw.op, _hashable(raw.args, tensor_class))
         k = seen.get(key)
         if k is None:
-            name = rec.ops[raw.op].name
-            sargs = [signature_value(v, tensors) for v in raw.args]
-            sid = signature_id(name, sargs)
-            k = sig_index.get(sid)
-            if k is None:
-                k = sig_index[sid] = len(sigs)
-                sigs.append(Signature(id=sid, op=name, args=sargs,
-                                      outputs=[signature_value(v, tensors) for v in raw.outputs], count=0, calls=[]))
-            seen[key] = k
-        sig = sigs[k]
-        sig.count += 1
-        sig.calls.append(i)
-        calls.append(OpCall(index=i, op=raw.op, args=raw.args, outputs=raw.outputs, scope=raw.scope, signature=k))
-    return calls, sigs
+            k = seen[key] = new_signature(raw)
+        sigs[k].calls.append(i)
+        calls.append(opcall(index=i, op=raw.op, args=raw.args, outputs=raw.outputs, scope=raw.scope, signature=k))
+    return calls
 
 
 def trace_header(entry: ModelEntry, shapes: list[list[int]], grad_mode: str, tensor_mode: str, via: str,

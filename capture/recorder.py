@@ -23,7 +23,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils.weak import WeakIdKeyDictionary
 
-from capture import accel
+from capture.accel import load as accelerator
 from capture.schema import ModuleInfo, OpInfo, TensorMeta
 
 SHADOW_MAX_NUMEL = 4096
@@ -83,11 +83,16 @@ class IntTags(dict):
 # Module stack
 
 class ModuleStack:
-    """An ordered stack of the nn.Modules executing, from global forward pre/post hooks.
+    """An ordered stack of the nn.Modules executing, kept while entered by a stand-in for
+    ``nn.Module._call_impl`` (module_call) that enters and leaves each module around its call.
 
-    Scopes (distinct stacks) are numbered in the order first entered. A push looks its scope up
-    by (enclosing scope, module) and a pop returns to the scope saved by its push, so a hook does
-    a dict lookup instead of hashing the whole stack.
+    Why not global forward hooks: any global hook sends every module call down nn.Module's slow path
+    (a closure, hook-table walks, a try per call: a few ms of swin_t's forward); the stand-in keeps
+    the fast path. It sees what those hooks saw, every call through ``module(...)``, modules built
+    during forward included, and leaves on exceptions too.
+    Scopes (distinct stacks) are numbered in the order first entered. Entering looks its scope up
+    by (enclosing scope, module) and leaving returns to the scope saved on entry, so a module call
+    costs a dict lookup instead of hashing the whole stack.
     """
 
     def __init__(self, model: torch.nn.Module):
@@ -104,9 +109,10 @@ class ModuleStack:
         self.current_scope = 0
         self._frames: list[int] = []              # the scope each entry of self.stack was pushed from
         self._child: dict[tuple[int, int], int] = {}  # (scope, module index) -> scope with it pushed
-        self._handles = []
+        self._saved_call = None                   # nn.Module._call_impl while entered
 
-    def _push(self, module, args):
+    def enter(self, module) -> None:
+        """A module's call begins: push it."""
         i = self.index.get(id(module))
         if i is None:  # a module built during forward, not part of the model: name it by class
             i = self.index[id(module)] = len(self.modules)
@@ -121,9 +127,9 @@ class ModuleStack:
         self._frames.append(outer)
         self.current_scope = sid
 
-    def _pop(self, module, args, output):
+    def leave(self, module) -> None:
+        """A module's call ended (returned or raised): pop back to its own frame."""
         i = self.index.get(id(module))
-        # always_call=True runs this on exceptions too; pop back to the module's own frame
         if i in self.stack:
             while self.stack:
                 self.current_scope = self._frames.pop()
@@ -131,16 +137,27 @@ class ModuleStack:
                     break
 
     def __enter__(self):
-        self._handles = [
-            torch.nn.modules.module.register_module_forward_pre_hook(self._push),
-            torch.nn.modules.module.register_module_forward_hook(self._pop, always_call=True),
-        ]
+        self._saved_call = torch.nn.Module.__dict__["_call_impl"]
+        fast = accelerator()
+        torch.nn.Module._call_impl = (fast.ModuleCall(self._saved_call, self.enter, self.leave) if fast else
+                                      module_call(self._saved_call, self.enter, self.leave))
         return self
 
     def __exit__(self, *exc):
-        for h in self._handles:
-            h.remove()
-        self._handles = []
+        torch.nn.Module._call_impl = self._saved_call
+        self._saved_call = None
+
+
+def module_call(original, enter, leave):
+    """original (nn.Module._call_impl) between enter(module) and leave(module), leaving on exceptions too
+    (capture/_accel.c's ModuleCall is the same in C)."""
+    def _call_impl(module, *args, **kwargs):
+        enter(module)
+        try:
+            return original(module, *args, **kwargs)
+        finally:
+            leave(module)
+    return _call_impl
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,6 +210,10 @@ class TensorTable:
     @property
     def metas(self) -> list[TensorMeta]:
         """One TensorMeta per entry, in the order entries were made."""
+        fast = accelerator()
+        if fast is not None and not self._symbolic:
+            self._metas += fast.tensor_metas(self._rows, len(self._metas), _DTYPE_NAMES, dtype_name, TensorMeta)
+            return self._metas
         as_ints = _ints if self._symbolic else list  # list(): plain sizes are ints already, 4x cheaper
         for key, sid, kind, name in self._rows[len(self._metas):]:
             shape, dtype, stride, offset = key
@@ -352,7 +373,7 @@ class Recorder(TorchDispatchMode):
         self.shadows = WeakIdKeyDictionary()      # fake tensor -> small real tensor with its values
         self.ints = IntTags()
         self._constants: dict = {}                # dtype, memory format, layout, device -> its tagged value
-        fast = accel.load()
+        fast = accelerator()
         self._accel = fast.Recording(tensors, torch.Tensor, self.ints, self.encode) if fast else None
         # the bookkeeping's three entry points: the accelerator's, or this class's Python methods
         self._tagged = self._accel.tagged if fast else tensors.tagged
