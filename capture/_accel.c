@@ -18,7 +18,7 @@
 
 static PyObject *s_shape, *s_dtype, *s_stride, *s_storage_offset, *s_untyped_storage, *s_symbolic,
     *s_next_sid, *s_new_entry_py, *s_int_lists, *s_names, *s_defaults, *s_writes, *s_n_returns,
-    *s_T, *s_int, *s_list, *s_activation, *s_constant, *s_empty, *s_calls, *empty_tuple;
+    *s_T, *s_int, *s_list, *s_activation, *s_constant, *s_empty, *s_calls, *s_enter, *s_current_scope, *empty_tuple;
 static PyObject *opcall_fields[6], *meta_fields[7];  /* capture.schema.OpCall's and TensorMeta's fields, in order */
 
 /* A Recording: the recorder's view of one TensorTable's containers, plus the recorder's int tags and
@@ -442,22 +442,26 @@ static PyTypeObject RecordingType = {
 };
 
 /* ---------------------------------------------------------------------------------------------
- * Module stack: ModuleCall(original, enter, leave) stands in for nn.Module._call_impl while a
- * ModuleStack is entered: enter(module), the original call, then leave(module), also when it raises
- * (capture.recorder.module_call is the same in Python). */
+ * Module stack: ModuleCall(original, stack) stands in for nn.Module._call_impl while a ModuleStack is
+ * entered: stack.enter(module), the original call, then stack.leave(module), also when it raises;
+ * enter and leave done here on the stack's containers (capture.recorder.module_call is the same in
+ * Python, calling the stack's methods). */
 
 typedef struct {
     PyObject_HEAD
-    PyObject *original, *enter, *leave;
+    PyObject *original, *stack;                            /* nn.Module._call_impl; the ModuleStack */
+    PyObject *index, *entered, *frames, *child, *scopes;    /* the stack's index, stack, _frames, _child, scopes */
 } ModuleCall;
 
 static int ModuleCall_traverse(ModuleCall *self, visitproc visit, void *arg) {
-    Py_VISIT(self->original); Py_VISIT(self->enter); Py_VISIT(self->leave);
+    Py_VISIT(self->original); Py_VISIT(self->stack); Py_VISIT(self->index); Py_VISIT(self->entered);
+    Py_VISIT(self->frames); Py_VISIT(self->child); Py_VISIT(self->scopes);
     return 0;
 }
 
 static int ModuleCall_clear(ModuleCall *self) {
-    Py_CLEAR(self->original); Py_CLEAR(self->enter); Py_CLEAR(self->leave);
+    Py_CLEAR(self->original); Py_CLEAR(self->stack); Py_CLEAR(self->index); Py_CLEAR(self->entered);
+    Py_CLEAR(self->frames); Py_CLEAR(self->child); Py_CLEAR(self->scopes);
     return 0;
 }
 
@@ -468,13 +472,83 @@ static void ModuleCall_dealloc(ModuleCall *self) {
 }
 
 static int ModuleCall_init(ModuleCall *self, PyObject *args, PyObject *kwds) {
-    PyObject *original, *enter, *leave;
-    static char *kwlist[] = {"original", "enter", "leave", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO", kwlist, &original, &enter, &leave)) return -1;
+    PyObject *original, *stack;
+    static char *kwlist[] = {"original", "stack", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO", kwlist, &original, &stack)) return -1;
     ModuleCall_clear(self);
     self->original = Py_NewRef(original);
-    self->enter = Py_NewRef(enter);
-    self->leave = Py_NewRef(leave);
+    self->stack = Py_NewRef(stack);
+    if (!(self->index = get_attr_of_type(stack, "index", &PyDict_Type)) ||
+        !(self->entered = get_attr_of_type(stack, "stack", &PyList_Type)) ||
+        !(self->frames = get_attr_of_type(stack, "_frames", &PyList_Type)) ||
+        !(self->child = get_attr_of_type(stack, "_child", &PyDict_Type)) ||
+        !(self->scopes = get_attr_of_type(stack, "scopes", &PyList_Type)))
+        return -1;
+    return 0;
+}
+
+static int enter(ModuleCall *self, PyObject *module) {  /* ModuleStack.enter */
+    PyObject *mid = PyLong_FromVoidPtr(module);
+    if (mid == NULL) return -1;
+    PyObject *i = PyDict_GetItemWithError(self->index, mid);  /* borrowed */
+    Py_DECREF(mid);
+    if (i == NULL) {
+        if (PyErr_Occurred()) return -1;
+        PyObject *r = PyObject_CallMethodOneArg(self->stack, s_enter, module);  /* a module built during forward */
+        Py_XDECREF(r);
+        return r ? 0 : -1;
+    }
+    PyObject *outer = PyObject_GetAttr(self->stack, s_current_scope), *key = NULL, *sid = NULL;
+    int rc = -1;
+    if (outer == NULL || !(key = PyTuple_Pack(2, outer, i))) goto done;
+    sid = PyDict_GetItemWithError(self->child, key);
+    if (sid != NULL) {
+        Py_INCREF(sid);
+    } else {
+        if (PyErr_Occurred() || !(sid = PyLong_FromSsize_t(PyList_GET_SIZE(self->scopes)))) goto done;
+        PyObject *enclosing = PyObject_GetItem(self->scopes, outer);
+        PyObject *scope = enclosing ? PySequence_List(enclosing) : NULL;
+        Py_XDECREF(enclosing);
+        int failed = scope == NULL || PyList_Append(scope, i) < 0 || PyList_Append(self->scopes, scope) < 0 ||
+                     PyDict_SetItem(self->child, key, sid) < 0;
+        Py_XDECREF(scope);
+        if (failed) goto done;
+    }
+    if (PyList_Append(self->entered, i) < 0 || PyList_Append(self->frames, outer) < 0 ||
+        PyObject_SetAttr(self->stack, s_current_scope, sid) < 0)
+        goto done;
+    rc = 0;
+done:
+    Py_XDECREF(outer); Py_XDECREF(key); Py_XDECREF(sid);
+    return rc;
+}
+
+static PyObject *list_pop(PyObject *list) {  /* list.pop() of a non-empty list, a new reference */
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    PyObject *last = Py_NewRef(PyList_GET_ITEM(list, n - 1));
+    if (PyList_SetSlice(list, n - 1, n, NULL) < 0) Py_CLEAR(last);
+    return last;
+}
+
+static int leave(ModuleCall *self, PyObject *module) {  /* ModuleStack.leave */
+    PyObject *mid = PyLong_FromVoidPtr(module);
+    if (mid == NULL) return -1;
+    PyObject *i = PyDict_GetItemWithError(self->index, mid);  /* borrowed */
+    Py_DECREF(mid);
+    if (i == NULL) return PyErr_Occurred() ? -1 : 0;
+    int inside = PySequence_Contains(self->entered, i);
+    if (inside <= 0) return inside;
+    while (PyList_GET_SIZE(self->entered) > 0 && PyList_GET_SIZE(self->frames) > 0) {
+        PyObject *scope = list_pop(self->frames);
+        if (scope == NULL) return -1;
+        int rc = PyObject_SetAttr(self->stack, s_current_scope, scope);
+        Py_DECREF(scope);
+        PyObject *top = rc < 0 ? NULL : list_pop(self->entered);
+        if (top == NULL) return -1;
+        int same = PyObject_RichCompareBool(top, i, Py_EQ);
+        Py_DECREF(top);
+        if (same != 0) return same < 0 ? -1 : 0;
+    }
     return 0;
 }
 
@@ -484,21 +558,17 @@ static PyObject *ModuleCall_call(ModuleCall *self, PyObject *args, PyObject *kwa
         return NULL;
     }
     PyObject *module = PyTuple_GET_ITEM(args, 0);
-    PyObject *r = PyObject_CallOneArg(self->enter, module);
-    if (r == NULL) return NULL;
-    Py_DECREF(r);
+    if (enter(self, module) < 0) return NULL;
     PyObject *result = PyObject_Call(self->original, args, kwargs);
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);  /* the call's error, if any, waits while leave runs */
-    r = PyObject_CallOneArg(self->leave, module);
-    if (r == NULL) {
+    if (leave(self, module) < 0) {
         if (type == NULL) {
             Py_XDECREF(result);
             return NULL;
         }
         PyErr_Clear();  /* the call's own error is the one to report */
     }
-    Py_XDECREF(r);
     if (type != NULL) PyErr_Restore(type, value, tb);
     return result;
 }
@@ -513,7 +583,7 @@ static PyTypeObject ModuleCallType = {
     .tp_name = "capture._accel.ModuleCall",
     .tp_basicsize = sizeof(ModuleCall),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "ModuleCall(original, enter, leave): nn.Module._call_impl between enter(module) and leave(module).",
+    .tp_doc = "ModuleCall(original, stack): nn.Module._call_impl between stack.enter(module) and stack.leave(module).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)ModuleCall_init,
     .tp_dealloc = (destructor)ModuleCall_dealloc,
@@ -701,7 +771,8 @@ PyMODINIT_FUNC PyInit__accel(void) {
     INTERN(s_new_entry_py, "_new_entry"); INTERN(s_int_lists, "int_lists"); INTERN(s_names, "names");
     INTERN(s_defaults, "defaults"); INTERN(s_writes, "writes"); INTERN(s_n_returns, "n_returns");
     INTERN(s_T, "T"); INTERN(s_int, "int"); INTERN(s_list, "list"); INTERN(s_activation, "activation");
-    INTERN(s_constant, "constant"); INTERN(s_empty, ""); INTERN(s_calls, "calls");
+    INTERN(s_constant, "constant"); INTERN(s_empty, ""); INTERN(s_calls, "calls"); INTERN(s_enter, "enter");
+    INTERN(s_current_scope, "current_scope");
     const char *opcall_names[6] = {"index", "op", "args", "outputs", "scope", "signature"};
     const char *meta_names[7] = {"shape", "dtype", "stride", "storage_offset", "storage_id", "kind", "name"};
     for (int i = 0; i < 6; i++) INTERN(opcall_fields[i], opcall_names[i]);

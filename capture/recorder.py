@@ -16,7 +16,7 @@ not just ultralytics.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import torch
@@ -139,7 +139,7 @@ class ModuleStack:
     def __enter__(self):
         self._saved_call = torch.nn.Module.__dict__["_call_impl"]
         fast = accelerator()
-        torch.nn.Module._call_impl = (fast.ModuleCall(self._saved_call, self.enter, self.leave) if fast else
+        torch.nn.Module._call_impl = (fast.ModuleCall(self._saved_call, self) if fast else
                                       module_call(self._saved_call, self.enter, self.leave))
         return self
 
@@ -353,6 +353,12 @@ def _is_int_list(arg) -> bool:
     return isinstance(t, torch._C.ListType) and isinstance(t.getElementType(), torch._C.IntType)
 
 
+# id(OpOverload) -> (the overload, its schema's facts as a spec numbered -1, its schema's text): the
+# same in every recording of the process (tagged defaults are shared, never modified); holding the
+# overload keeps its id valid
+_OVERLOADS: dict[int, tuple] = {}
+
+
 class Recorder(TorchDispatchMode):
     """Records every aten call; ``fake_mode`` set means tensors are fake and shadows are kept.
 
@@ -409,22 +415,31 @@ class Recorder(TorchDispatchMode):
         return encode_constant(v)
 
     def _spec(self, func) -> _OverloadSpec:
-        """An overload's spec, made on its first call (``func._schema`` is a new object per access)."""
+        """An overload's spec in this recording, made on its first call: its schema's facts (worked
+        out once per process, _OVERLOADS) numbered by the recording's table of overloads."""
+        known = _OVERLOADS.get(id(func))
+        if known is None:
+            known = _OVERLOADS[id(func)] = (func, *self._schema_facts(func))
+        _, facts, schema_text = known
+        spec = replace(facts, op=len(self.rec.ops), run=_runner(func))  # run: a dispatcher may come later
+        self.rec.ops.append(OpInfo(overload_name(func), list(spec.names), spec.n_returns, schema_text))
+        self._specs[id(func)] = spec
+        self._funcs.append(func)
+        return spec
+
+    def _schema_facts(self, func) -> tuple[_OverloadSpec, str]:
+        """What an overload's schema says, as a spec numbered -1, and the schema's text
+        (``func._schema`` is a new object per access: read once)."""
         schema = func._schema
-        op = len(self.rec.ops)
-        self.rec.ops.append(OpInfo(overload_name(func), [a.name for a in schema.arguments],
-                                   len(schema.returns), str(schema)))
         args = schema.arguments
         spec = _OverloadSpec(
-            op=op, names=tuple(a.name for a in args),
+            op=-1, names=tuple(a.name for a in args),
             defaults=tuple(self.encode(a.default_value if a.has_default_value() else None) for a in args),
             n_returns=len(schema.returns),
             writes=tuple(a.name if a.kwarg_only else i for i, a in enumerate(args)
                          if a.alias_info is not None and a.alias_info.is_write),
-            int_lists=tuple(map(_is_int_list, args)), run=_runner(func))
-        self._specs[id(func)] = spec
-        self._funcs.append(func)
-        return spec
+            int_lists=tuple(map(_is_int_list, args)), run=func)
+        return spec, str(schema)
 
     def _named_args(self, spec: _OverloadSpec, args, kwargs) -> list:
         """One encoded value per schema argument: positional, keyword, or the schema default

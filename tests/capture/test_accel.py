@@ -6,6 +6,7 @@ torch = pytest.importorskip("torch", reason="capture tests run in the torch envi
 
 from capture import accel  # noqa: E402
 from capture.capture import capture_model, record_forward  # noqa: E402
+from capture.recorder import ModuleStack  # noqa: E402
 from capture.registry import load_registry  # noqa: E402
 
 REG = load_registry()
@@ -60,3 +61,37 @@ def test_a_stale_build_is_not_loaded(monkeypatch, pure_python):
 def test_check_says_whether_the_build_is_current(capsys):
     assert accel.main(["--check"]) == 0
     assert "is current" in capsys.readouterr().out
+
+
+class _Raises(torch.nn.Module):
+    def forward(self, x):
+        return torch.relu(x) + torch.ones(2, 3).sum(dim=5)  # dim out of range: the op itself raises
+
+
+class _Net(torch.nn.Module):
+    """A model with a module built during forward, and one whose forward raises when asked to."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 3)
+        self.bad = _Raises()
+
+    def forward(self, x, fail=False):
+        y = torch.nn.Tanh()(self.fc(x))  # built during forward, not part of the model
+        return self.bad(y) if fail else y * 2
+
+
+@pytest.mark.parametrize("pure", [True, False], ids=["python", "accelerated"])
+def test_the_module_stack_names_modules_built_during_forward_and_unwinds_on_errors(pure, pure_python):
+    pure_python(pure)
+    model, xs = _Net(), [torch.randn(2, 3)]
+    call_impl = torch.nn.Module.__dict__["_call_impl"]
+    modules, _, recorder = record_forward(model, xs)
+    paths = [[modules.modules[i].path for i in modules.scopes[c.scope]] for c in recorder.rec.calls]
+    assert ["", "<Tanh>"] in paths and ["", "fc"] in paths
+    assert paths[-1] == [""]  # the multiplication ran after both modules returned
+    stack = ModuleStack(model)
+    with pytest.raises(IndexError), stack:
+        model(*xs, fail=True)
+    assert stack.stack == [] and stack.current_scope == 0  # left bad and the root as the error passed
+    assert torch.nn.Module.__dict__["_call_impl"] is call_impl  # restored after the error
