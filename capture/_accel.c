@@ -18,7 +18,7 @@
 
 static PyObject *s_shape, *s_dtype, *s_stride, *s_storage_offset, *s_untyped_storage, *s_symbolic,
     *s_next_sid, *s_new_entry_py, *s_int_lists, *s_names, *s_defaults, *s_writes, *s_n_returns,
-    *s_T, *s_int, *s_list, *s_activation, *s_constant, *s_empty, *s_calls, *s_enter, *s_current_scope, *empty_tuple;
+    *s_T, *s_int, *s_list, *s_activation, *s_constant, *s_empty, *s_calls, *s_enter, *s_current_scope, *s_spec, *s_with_shadows, *s_run, *s_op, *empty_tuple;
 static PyObject *opcall_fields[6], *meta_fields[7];  /* capture.schema.OpCall's and TensorMeta's fields, in order */
 
 /* A Recording: the recorder's view of one TensorTable's containers, plus the recorder's int tags and
@@ -36,12 +36,17 @@ typedef struct {
     PyObject *tensor_type;  /* torch.Tensor */
     PyObject *ints;         /* IntTags: int -> ["int", v] */
     PyObject *encode;       /* Recorder.encode(v, produced) */
+    /* dispatch's, set by bind() */
+    PyObject *recorder, *specs, *calls, *modules, *raw_call, *guarded;
+    int fake;               /* the recorder has a fake mode: outputs come from its _with_shadows */
 } Recording;
 
 static int Recording_traverse(Recording *self, visitproc visit, void *arg) {
     Py_VISIT(self->table); Py_VISIT(self->seen); Py_VISIT(self->touched); Py_VISIT(self->kinds);
     Py_VISIT(self->rows); Py_VISIT(self->classes); Py_VISIT(self->class_tokens); Py_VISIT(self->storages);
     Py_VISIT(self->tensor_type); Py_VISIT(self->ints); Py_VISIT(self->encode);
+    Py_VISIT(self->recorder); Py_VISIT(self->specs); Py_VISIT(self->calls); Py_VISIT(self->modules);
+    Py_VISIT(self->raw_call); Py_VISIT(self->guarded);
     return 0;
 }
 
@@ -49,6 +54,8 @@ static int Recording_clear(Recording *self) {
     Py_CLEAR(self->table); Py_CLEAR(self->seen); Py_CLEAR(self->touched); Py_CLEAR(self->kinds);
     Py_CLEAR(self->rows); Py_CLEAR(self->classes); Py_CLEAR(self->class_tokens); Py_CLEAR(self->storages);
     Py_CLEAR(self->tensor_type); Py_CLEAR(self->ints); Py_CLEAR(self->encode);
+    Py_CLEAR(self->recorder); Py_CLEAR(self->specs); Py_CLEAR(self->calls); Py_CLEAR(self->modules);
+    Py_CLEAR(self->raw_call); Py_CLEAR(self->guarded);
     return 0;
 }
 
@@ -292,12 +299,7 @@ static PyObject *int_list(Recording *self, PyObject *a) {  /* ["list", [ints[x] 
 }
 
 /* named_args(spec, args, kwargs): Recorder._named_args */
-static PyObject *Recording_named_args(Recording *self, PyObject *const *argv, Py_ssize_t nargs) {
-    if (nargs != 3 || !PyTuple_Check(argv[1]) || !PyDict_Check(argv[2])) {
-        PyErr_SetString(PyExc_TypeError, "named_args(spec, args: tuple, kwargs: dict)");
-        return NULL;
-    }
-    PyObject *spec = argv[0], *args = argv[1], *kwargs = argv[2];
+static PyObject *named_args(Recording *self, PyObject *spec, PyObject *args, PyObject *kwargs) {
     PyObject *int_lists = PyObject_GetAttr(spec, s_int_lists), *names = NULL, *defaults = NULL, *out = NULL;
     if (int_lists == NULL) return NULL;
     if (!(names = PyObject_GetAttr(spec, s_names)) || !(defaults = PyObject_GetAttr(spec, s_defaults))) goto fail;
@@ -357,12 +359,7 @@ static int touch(Recording *self, PyObject *t) {  /* TensorTable.touch */
 }
 
 /* results(spec, out, args, kwargs): Recorder._results (tensors the op wrote touched, then its outputs) */
-static PyObject *Recording_results(Recording *self, PyObject *const *argv, Py_ssize_t nargs) {
-    if (nargs != 4 || !PyTuple_Check(argv[2]) || !PyDict_Check(argv[3])) {
-        PyErr_SetString(PyExc_TypeError, "results(spec, out, args: tuple, kwargs: dict)");
-        return NULL;
-    }
-    PyObject *spec = argv[0], *out = argv[1], *args = argv[2], *kwargs = argv[3];
+static PyObject *results(Recording *self, PyObject *spec, PyObject *out, PyObject *args, PyObject *kwargs) {
     PyObject *writes = PyObject_GetAttr(spec, s_writes);
     if (writes == NULL) return NULL;
     if (!PyTuple_Check(writes)) {
@@ -417,7 +414,107 @@ static PyObject *Recording_results(Recording *self, PyObject *const *argv, Py_ss
     return list;
 }
 
+static PyObject *Recording_named_args(Recording *self, PyObject *const *argv, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyTuple_Check(argv[1]) || !PyDict_Check(argv[2])) {
+        PyErr_SetString(PyExc_TypeError, "named_args(spec, args: tuple, kwargs: dict)");
+        return NULL;
+    }
+    return named_args(self, argv[0], argv[1], argv[2]);
+}
+
+static PyObject *Recording_results(Recording *self, PyObject *const *argv, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyTuple_Check(argv[2]) || !PyDict_Check(argv[3])) {
+        PyErr_SetString(PyExc_TypeError, "results(spec, out, args: tuple, kwargs: dict)");
+        return NULL;
+    }
+    return results(self, argv[0], argv[1], argv[2], argv[3]);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Dispatch: Recorder.__torch_dispatch__ with no Python frame of its own */
+
+/* bind(recorder, raw_call, guarded): what dispatch needs of the recorder. guarded is the recorder's
+ * class-level __torch_dispatch__, bound: torch wraps it to keep Dynamo out of its frames, so it is
+ * the one to run whenever a frame evaluator (Dynamo's) is installed. */
+static PyObject *Recording_bind(Recording *self, PyObject *const *argv, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyType_Check(argv[1])) {
+        PyErr_SetString(PyExc_TypeError, "bind(recorder, raw_call: type, guarded)");
+        return NULL;
+    }
+    PyObject *recorder = argv[0], *rec = NULL, *fake_mode = NULL;
+    Py_CLEAR(self->recorder); Py_CLEAR(self->specs); Py_CLEAR(self->calls); Py_CLEAR(self->modules);
+    Py_CLEAR(self->raw_call); Py_CLEAR(self->guarded);
+    self->recorder = Py_NewRef(recorder);
+    self->raw_call = Py_NewRef(argv[1]);
+    self->guarded = Py_NewRef(argv[2]);
+    if (!(self->specs = get_attr_of_type(recorder, "_specs", &PyDict_Type)) ||
+        !(self->modules = PyObject_GetAttrString(recorder, "modules")) ||
+        !(rec = PyObject_GetAttrString(recorder, "rec")) ||
+        !(self->calls = get_attr_of_type(rec, "calls", &PyList_Type)) ||
+        !(fake_mode = PyObject_GetAttrString(recorder, "fake_mode"))) {
+        Py_XDECREF(rec);
+        return NULL;
+    }
+    self->fake = fake_mode != Py_None;
+    Py_DECREF(rec); Py_DECREF(fake_mode);
+    Py_RETURN_NONE;
+}
+
+/* dispatch(recorder, func, types, args=(), kwargs=None): Recorder.__torch_dispatch__ */
+static PyObject *Recording_dispatch(Recording *self, PyObject *const *argv, Py_ssize_t nargs) {
+    if (nargs < 3 || nargs > 5 || self->specs == NULL) {
+        PyErr_SetString(PyExc_TypeError, "dispatch(recorder, func, types, args=(), kwargs=None), after bind()");
+        return NULL;
+    }
+    if (_PyInterpreterState_GetEvalFrameFunc(PyInterpreterState_Get()) != _PyEval_EvalFrameDefault)
+        return PyObject_Vectorcall(self->guarded, argv + 1, nargs - 1, NULL);
+    PyObject *func = argv[1], *args = nargs > 3 ? argv[3] : empty_tuple, *kwargs = nargs > 4 ? argv[4] : Py_None;
+    if (!PyTuple_Check(args)) {
+        PyErr_SetString(PyExc_TypeError, "dispatch: args must be a tuple");
+        return NULL;
+    }
+    PyObject *kw = (kwargs != Py_None && PyDict_Check(kwargs) && PyDict_GET_SIZE(kwargs) > 0) ? Py_NewRef(kwargs) : PyDict_New();
+    PyObject *key = kw ? PyLong_FromVoidPtr(func) : NULL, *spec = NULL, *named = NULL, *out = NULL, *outputs = NULL;
+    PyObject *op = NULL, *scope = NULL, *raw = NULL, *result = NULL;
+    if (key == NULL) goto done;
+    spec = PyDict_GetItemWithError(self->specs, key);  /* borrowed */
+    if (spec == NULL) {
+        if (PyErr_Occurred() || !(spec = PyObject_CallMethodOneArg(self->recorder, s_spec, func))) goto done;
+    } else if (spec == Py_None) {  /* passed through unrecorded */
+        spec = NULL;
+        result = PyObject_Call(func, args, kw);
+        goto done;
+    } else {
+        Py_INCREF(spec);
+    }
+    if (!(named = named_args(self, spec, args, kw))) goto done;
+    if (self->fake) {
+        out = PyObject_CallMethodObjArgs(self->recorder, s_with_shadows, func, args, kw, NULL);
+    } else {
+        PyObject *run = PyObject_GetAttr(spec, s_run);
+        out = run ? PyObject_Call(run, args, kw) : NULL;
+        Py_XDECREF(run);
+    }
+    if (out == NULL || !(outputs = results(self, spec, out, args, kw))) goto done;
+    if (!(op = PyObject_GetAttr(spec, s_op)) || !(scope = PyObject_GetAttr(self->modules, s_current_scope))) goto done;
+    if (!(raw = ((PyTypeObject *)self->raw_call)->tp_alloc((PyTypeObject *)self->raw_call, 4))) goto done;
+    PyTuple_SET_ITEM(raw, 0, op); op = NULL;
+    PyTuple_SET_ITEM(raw, 1, named); named = NULL;
+    PyTuple_SET_ITEM(raw, 2, outputs); outputs = NULL;
+    PyTuple_SET_ITEM(raw, 3, scope); scope = NULL;
+    if (PyList_Append(self->calls, raw) < 0) goto done;
+    result = out; out = NULL;
+done:
+    Py_XDECREF(kw); Py_XDECREF(key); Py_XDECREF(spec); Py_XDECREF(named); Py_XDECREF(out); Py_XDECREF(outputs);
+    Py_XDECREF(op); Py_XDECREF(scope); Py_XDECREF(raw);
+    return result;
+}
+
 static PyMethodDef Recording_methods[] = {
+    {"bind", (PyCFunction)(void (*)(void))Recording_bind, METH_FASTCALL,
+     "bind(recorder, raw_call, guarded): what dispatch needs of the recorder."},
+    {"dispatch", (PyCFunction)(void (*)(void))Recording_dispatch, METH_FASTCALL,
+     "dispatch(recorder, func, types, args=(), kwargs=None): Recorder.__torch_dispatch__."},
     {"tagged", (PyCFunction)(void (*)(void))Recording_tagged, METH_FASTCALL,
      "tagged(t, produced): TensorTable.tagged on the table's containers."},
     {"named_args", (PyCFunction)(void (*)(void))Recording_named_args, METH_FASTCALL,
@@ -772,7 +869,8 @@ PyMODINIT_FUNC PyInit__accel(void) {
     INTERN(s_defaults, "defaults"); INTERN(s_writes, "writes"); INTERN(s_n_returns, "n_returns");
     INTERN(s_T, "T"); INTERN(s_int, "int"); INTERN(s_list, "list"); INTERN(s_activation, "activation");
     INTERN(s_constant, "constant"); INTERN(s_empty, ""); INTERN(s_calls, "calls"); INTERN(s_enter, "enter");
-    INTERN(s_current_scope, "current_scope");
+    INTERN(s_current_scope, "current_scope"); INTERN(s_spec, "_spec"); INTERN(s_with_shadows, "_with_shadows");
+    INTERN(s_run, "run"); INTERN(s_op, "op");
     const char *opcall_names[6] = {"index", "op", "args", "outputs", "scope", "signature"};
     const char *meta_names[7] = {"shape", "dtype", "stride", "storage_offset", "storage_id", "kind", "name"};
     for (int i = 0; i < 6; i++) INTERN(opcall_fields[i], opcall_names[i]);

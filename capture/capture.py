@@ -132,14 +132,17 @@ def trace_header(entry: ModelEntry, shapes: list[list[int]], grad_mode: str, ten
     }
 
 
-def tensor_kinds(model, inputs, kwargs: dict | None = None) -> dict:
+def tensor_kinds(model, inputs, kwargs: dict | None = None, named_modules: list | None = None) -> dict:
     """Parameters, buffers and inputs: id(tensor) -> (kind, name, tensor). Holding the tensor keeps
     its id from being reused while the table is in use. Positional inputs are named by position,
-    keyword inputs by their keyword."""
+    keyword inputs by their keyword. named_modules: model.named_modules(remove_duplicate=False), if
+    the caller walked it already."""
     kinds, buffers = {}, []
     # one walk for what named_parameters and named_buffers (remove_duplicate=False) yield, in their
     # order (parameters before buffers); their generator machinery cost 4x the walk
-    for prefix, module in model.named_modules(remove_duplicate=False):
+    if named_modules is None:
+        named_modules = model.named_modules(remove_duplicate=False)
+    for prefix, module in named_modules:
         dot = prefix + "." if prefix else ""
         for n, p in module._parameters.items():
             if p is not None:
@@ -160,8 +163,9 @@ def record_forward(model, inputs, grad_mode: str = "no_grad", fake_mode=None, kw
     from capture.recorder import ModuleStack, Recorder, TensorTable  # imports torch
 
     kwargs = kwargs or {}
-    modules = ModuleStack(model)
-    table = TensorTable(tensor_kinds(model, inputs, kwargs))
+    named_modules = list(model.named_modules(remove_duplicate=False))  # one walk for both tables
+    modules = ModuleStack(model, named_modules)
+    table = TensorTable(tensor_kinds(model, inputs, kwargs, named_modules))
     recorder = Recorder(modules, table, fake_mode)
     try:
         with gc_paused(), contextlib.ExitStack() as stack:

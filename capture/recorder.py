@@ -15,6 +15,7 @@ not just ultralytics.
 """
 from __future__ import annotations
 
+import types
 import weakref
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
@@ -95,11 +96,14 @@ class ModuleStack:
     costs a dict lookup instead of hashing the whole stack.
     """
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, named_modules: list | None = None):
+        """named_modules: model.named_modules(remove_duplicate=False) when the caller walked it already."""
         self.index: dict[int, int] = {}          # id(module) -> index in self.modules (modules live all run)
         self.modules: list[ModuleInfo] = []
         self._alive = []                          # keeps the modules referenced so ids stay valid
-        for name, m in model.named_modules(remove_duplicate=False):
+        if named_modules is None:
+            named_modules = model.named_modules(remove_duplicate=False)
+        for name, m in named_modules:
             if id(m) not in self.index:
                 self.index[id(m)] = len(self.modules)
                 self.modules.append(ModuleInfo(name, type(m).__name__))
@@ -385,6 +389,13 @@ class Recorder(TorchDispatchMode):
         self._tagged = self._accel.tagged if fast else tensors.tagged
         self._args = self._accel.named_args if fast else self._named_args
         self._results = self._accel.results if fast else self._encode_results
+        if fast:
+            # torch calls an instance's own __torch_dispatch__ when it has one: here the accelerator's,
+            # with no Python frame (torch wraps the class's method per call to keep Dynamo out of its
+            # frames; the accelerator runs that guarded method itself whenever a frame evaluator is
+            # installed, as Dynamo's is while compiled code runs)
+            self._accel.bind(self, RawCall, type(self).__torch_dispatch__.__get__(self, type(self)))
+            self.__torch_dispatch__ = types.MethodType(self._accel.dispatch, self)
 
     @property
     def accelerated(self) -> bool:

@@ -95,3 +95,25 @@ def test_the_module_stack_names_modules_built_during_forward_and_unwinds_on_erro
         model(*xs, fail=True)
     assert stack.stack == [] and stack.current_scope == 0  # left bad and the root as the error passed
     assert torch.nn.Module.__dict__["_call_impl"] is call_impl  # restored after the error
+
+
+@torch.compile(backend="eager")
+def _compiled(x):
+    return torch.sin(x) * 2
+
+
+class _CallsCompiled(torch.nn.Module):
+    def forward(self, x):
+        return _compiled(x) + 1
+
+
+def test_a_compiled_function_inside_the_model_is_recorded_alike_on_both_paths(pure_python):
+    """While Dynamo's frame evaluator is installed, the accelerated dispatch runs torch's guarded
+    method: Dynamo must not compile the recorder's own frames."""
+    recorded = []
+    for pure in (True, False):
+        pure_python(pure)
+        _, _, recorder = record_forward(_CallsCompiled(), [torch.randn(3)])
+        recorded.append([(recorder.rec.ops[c.op].name, c.args, c.outputs) for c in recorder.rec.calls])
+    assert [name for name, _, _ in recorded[1]] == ["aten.sin.default", "aten.mul.Tensor", "aten.add.Tensor"]
+    assert recorded[0] == recorded[1]
