@@ -19,7 +19,7 @@
 static PyObject *s_shape, *s_dtype, *s_stride, *s_storage_offset, *s_untyped_storage, *s_symbolic,
     *s_next_sid, *s_new_entry_py, *s_int_lists, *s_names, *s_defaults, *s_writes, *s_n_returns,
     *s_T, *s_int, *s_list, *s_activation, *s_constant, *s_empty, *s_calls, *s_enter, *s_current_scope, *s_spec, *s_with_shadows, *s_run, *s_op, *empty_tuple;
-static PyObject *opcall_fields[6], *meta_fields[7];  /* capture.schema.OpCall's and TensorMeta's fields, in order */
+static PyObject *opcall_fields[6], *meta_fields[7], *raw_fields[4];  /* raw_fields: a RawCall's op, args, outputs, scope */  /* capture.schema.OpCall's and TensorMeta's fields, in order */
 
 /* A Recording: the recorder's view of one TensorTable's containers, plus the recorder's int tags and
  * its Python encode for what C leaves to Python. */
@@ -752,35 +752,34 @@ static PyObject *accel_intern_calls(PyObject *module, PyObject *const *argv, Py_
     PyObject *seen = PyDict_New(), *calls = PyList_New(n);
     if (seen == NULL || calls == NULL) goto fail;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *raw = PyList_GET_ITEM(raw_calls, i);
-        if (!PyTuple_Check(raw) || PyTuple_GET_SIZE(raw) != 4) {
-            PyErr_SetString(PyExc_TypeError, "intern_calls: a raw call is an (op, args, outputs, scope) tuple");
-            goto fail;
-        }
-        PyObject *h = hashable(PyTuple_GET_ITEM(raw, 1), tensor_class);
-        PyObject *key = h ? PyTuple_Pack(2, PyTuple_GET_ITEM(raw, 0), h) : NULL;
+        PyObject *raw = PyList_GET_ITEM(raw_calls, i);  /* a RawCall, or anything with its four fields */
+        PyObject *fields[4] = {NULL, NULL, NULL, NULL};
+        for (int f = 0; f < 4; f++)
+            if (!(fields[f] = PyObject_GetAttr(raw, raw_fields[f]))) break;
+        PyObject *h = fields[3] ? hashable(fields[1], tensor_class) : NULL;
+        PyObject *key = h ? PyTuple_Pack(2, fields[0], h) : NULL;
         Py_XDECREF(h);
-        if (key == NULL) goto fail;
-        PyObject *k = PyDict_GetItemWithError(seen, key);  /* borrowed */
+        PyObject *k = key ? PyDict_GetItemWithError(seen, key) : NULL;  /* borrowed */
         if (k != NULL) {
             Py_INCREF(k);
-        } else if (PyErr_Occurred() || !(k = PyObject_CallOneArg(new_signature, raw)) ||
+        } else if (key == NULL || PyErr_Occurred() || !(k = PyObject_CallOneArg(new_signature, raw)) ||
                    PyDict_SetItem(seen, key, k) < 0) {
-            Py_XDECREF(k); Py_DECREF(key);
-            goto fail;
+            Py_CLEAR(k);
         }
-        Py_DECREF(key);
-        Py_ssize_t ki = PyLong_AsSsize_t(k);
-        PyObject *sig = (ki == -1 && PyErr_Occurred()) ? NULL : PyList_GetItem(sigs, ki);  /* borrowed */
-        PyObject *sig_calls = sig ? PyObject_GetAttr(sig, s_calls) : NULL;
-        PyObject *index = sig_calls ? PyLong_FromSsize_t(i) : NULL;
+        Py_XDECREF(key);
         PyObject *call = NULL;
-        if (index != NULL && PyList_Append(sig_calls, index) == 0) {
-            PyObject *values[6] = {index, PyTuple_GET_ITEM(raw, 0), PyTuple_GET_ITEM(raw, 1), PyTuple_GET_ITEM(raw, 2),
-                                   PyTuple_GET_ITEM(raw, 3), k};
-            call = record(opcall, 6, opcall_fields, values);
+        if (k != NULL) {
+            Py_ssize_t ki = PyLong_AsSsize_t(k);
+            PyObject *sig = (ki == -1 && PyErr_Occurred()) ? NULL : PyList_GetItem(sigs, ki);  /* borrowed */
+            PyObject *sig_calls = sig ? PyObject_GetAttr(sig, s_calls) : NULL;
+            PyObject *index = sig_calls ? PyLong_FromSsize_t(i) : NULL;
+            if (index != NULL && PyList_Append(sig_calls, index) == 0) {
+                PyObject *values[6] = {index, fields[0], fields[1], fields[2], fields[3], k};
+                call = record(opcall, 6, opcall_fields, values);
+            }
+            Py_XDECREF(sig_calls); Py_XDECREF(index); Py_DECREF(k);
         }
-        Py_XDECREF(sig_calls); Py_XDECREF(index); Py_DECREF(k);
+        for (int f = 0; f < 4; f++) Py_XDECREF(fields[f]);
         if (call == NULL) goto fail;
         PyList_SET_ITEM(calls, i, call);
     }
@@ -875,6 +874,7 @@ PyMODINIT_FUNC PyInit__accel(void) {
     const char *meta_names[7] = {"shape", "dtype", "stride", "storage_offset", "storage_id", "kind", "name"};
     for (int i = 0; i < 6; i++) INTERN(opcall_fields[i], opcall_names[i]);
     for (int i = 0; i < 7; i++) INTERN(meta_fields[i], meta_names[i]);
+    for (int i = 0; i < 4; i++) INTERN(raw_fields[i], opcall_names[i + 1]);
     if (!(empty_tuple = PyTuple_New(0))) return NULL;
     if (PyType_Ready(&RecordingType) < 0 || PyType_Ready(&ModuleCallType) < 0) return NULL;
     PyObject *m = PyModule_Create(&accel_module);
