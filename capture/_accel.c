@@ -248,7 +248,14 @@ done:
     return result;
 }
 
+static int released(Recording *self) {  /* set the error a released (or never initialized) Recording gives */
+    if (self->seen != NULL) return 0;
+    PyErr_SetString(PyExc_RuntimeError, "Recording: released (the recording is over)");
+    return 1;
+}
+
 static PyObject *Recording_tagged(Recording *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (released(self)) return NULL;
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "tagged(t, produced)");
         return NULL;
@@ -415,6 +422,7 @@ static PyObject *results(Recording *self, PyObject *spec, PyObject *out, PyObjec
 }
 
 static PyObject *Recording_named_args(Recording *self, PyObject *const *argv, Py_ssize_t nargs) {
+    if (released(self)) return NULL;
     if (nargs != 3 || !PyTuple_Check(argv[1]) || !PyDict_Check(argv[2])) {
         PyErr_SetString(PyExc_TypeError, "named_args(spec, args: tuple, kwargs: dict)");
         return NULL;
@@ -423,6 +431,7 @@ static PyObject *Recording_named_args(Recording *self, PyObject *const *argv, Py
 }
 
 static PyObject *Recording_results(Recording *self, PyObject *const *argv, Py_ssize_t nargs) {
+    if (released(self)) return NULL;
     if (nargs != 4 || !PyTuple_Check(argv[2]) || !PyDict_Check(argv[3])) {
         PyErr_SetString(PyExc_TypeError, "results(spec, out, args: tuple, kwargs: dict)");
         return NULL;
@@ -437,6 +446,7 @@ static PyObject *Recording_results(Recording *self, PyObject *const *argv, Py_ss
  * class-level __torch_dispatch__, bound: torch wraps it to keep Dynamo out of its frames, so it is
  * the one to run whenever a frame evaluator (Dynamo's) is installed. */
 static PyObject *Recording_bind(Recording *self, PyObject *const *argv, Py_ssize_t nargs) {
+    if (released(self)) return NULL;
     if (nargs != 3 || !PyType_Check(argv[1])) {
         PyErr_SetString(PyExc_TypeError, "bind(recorder, raw_call: type, guarded)");
         return NULL;
@@ -462,6 +472,7 @@ static PyObject *Recording_bind(Recording *self, PyObject *const *argv, Py_ssize
 
 /* dispatch(recorder, func, types, args=(), kwargs=None): Recorder.__torch_dispatch__ */
 static PyObject *Recording_dispatch(Recording *self, PyObject *const *argv, Py_ssize_t nargs) {
+    if (released(self)) return NULL;
     if (nargs < 3 || nargs > 5 || self->specs == NULL) {
         PyErr_SetString(PyExc_TypeError, "dispatch(recorder, func, types, args=(), kwargs=None), after bind()");
         return NULL;
@@ -510,7 +521,14 @@ done:
     return result;
 }
 
+static PyObject *Recording_release(Recording *self, PyObject *unused) {
+    Recording_clear(self);  /* the references back to the recorder, which holds this object, go */
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef Recording_methods[] = {
+    {"release", (PyCFunction)Recording_release, METH_NOARGS,
+     "release(): drop every reference (the recording is over); a released object refuses work."},
     {"bind", (PyCFunction)(void (*)(void))Recording_bind, METH_FASTCALL,
      "bind(recorder, raw_call, guarded): what dispatch needs of the recorder."},
     {"dispatch", (PyCFunction)(void (*)(void))Recording_dispatch, METH_FASTCALL,

@@ -11,21 +11,12 @@ import gc
 
 
 @contextlib.contextmanager
-def gc_paused(keep_young: bool = False):
-    """Cyclic GC off for the block (and back on after it, if it was on).
-
-    keep_young: what the block made is long-lived data (a recording): on the way out, every tracked
-    object joins the oldest generation unexamined (gc.freeze, then gc.unfreeze, both O(1)) instead of
-    the young-generation pass the next allocation would trip, which walks all of it (4 ms of swin_t's
-    capture) only to promote it there anyway. Skipped when objects are frozen already: someone
-    else's freeze is theirs to keep."""
+def gc_paused():
+    """Cyclic GC off for the block (and back on after it, if it was on)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if was_enabled:
-            if keep_young and gc.get_freeze_count() == 0:
-                gc.freeze()
-                gc.unfreeze()
             gc.enable()

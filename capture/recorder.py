@@ -385,6 +385,7 @@ class Recorder(TorchDispatchMode):
         self._constants: dict = {}                # dtype, memory format, layout, device -> its tagged value
         fast = accelerator()
         self._accel = fast.Recording(tensors, torch.Tensor, self.ints, self.encode) if fast else None
+        self._accelerated = fast is not None
         # the bookkeeping's three entry points: the accelerator's, or this class's Python methods
         self._tagged = self._accel.tagged if fast else tensors.tagged
         self._args = self._accel.named_args if fast else self._named_args
@@ -399,8 +400,17 @@ class Recorder(TorchDispatchMode):
 
     @property
     def accelerated(self) -> bool:
-        """The bookkeeping runs in C (capture/_accel.c)."""
-        return self._accel is not None
+        """The bookkeeping runs (or ran) in C (capture/_accel.c)."""
+        return self._accelerated
+
+    def close(self) -> None:
+        """The recording is over: drop the accelerator and the instance's own __torch_dispatch__, whose
+        references back to this recorder would keep it, its tables and the model's tensors (the
+        tensor table holds every parameter) alive until a full cyclic GC pass."""
+        self.__dict__.pop("__torch_dispatch__", None)
+        if self._accel is not None:
+            self._accel.release()
+        self._accel = self._tagged = self._args = self._results = None
 
     # -- values ---------------------------------------------------------------------------------
     def encode(self, v, produced: bool = False) -> list:
