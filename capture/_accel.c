@@ -1,6 +1,7 @@
 /* The recorder's per-call bookkeeping in C: the same algorithm as capture/recorder.py's pure-Python
- * path (TensorTable.tagged and _new_entry, Recorder._named_args and _results) and capture.capture's
- * _hashable, on the same Python containers, so either path can fill one table and both give
+ * path (Recorder.__torch_dispatch__, _named_args and _encode_results; TensorTable.tagged, _new_entry,
+ * storage_id and metas; ModuleStack.enter and leave around module_call) and capture.capture's
+ * _intern_calls and _hashable, on the same Python containers, so either path can fill one table and both give
  * byte-identical traces (tests/capture/test_accel.py). Built by `python -m capture.accel`
  * (scripts/setup.sh); capture/accel.py loads it, or falls back to Python when it is absent or stale.
  *
@@ -742,14 +743,6 @@ static PyObject *hashable(PyObject *values, PyObject *tensor_class) {  /* captur
     return out;
 }
 
-static PyObject *accel_hashable(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "hashable(values, tensor_class)");
-        return NULL;
-    }
-    return hashable(args[0], args[1]);
-}
-
 /* An instance of a dataclass made without its __init__: object.__new__, then each field set in order
  * (what the generated __init__ does, minus its Python frame). */
 static PyObject *record(PyObject *cls, int n, PyObject *const *names, PyObject *const *values) {
@@ -850,8 +843,6 @@ static PyObject *accel_tensor_metas(PyObject *module, PyObject *const *argv, Py_
 }
 
 static PyMethodDef accel_functions[] = {
-    {"hashable", (PyCFunction)(void (*)(void))accel_hashable, METH_FASTCALL,
-     "hashable(values, tensor_class): capture.capture._hashable."},
     {"intern_calls", (PyCFunction)(void (*)(void))accel_intern_calls, METH_FASTCALL,
      "intern_calls(raw_calls, tensor_class, new_signature, sigs, opcall): capture.capture._intern_calls."},
     {"tensor_metas", (PyCFunction)(void (*)(void))accel_tensor_metas, METH_FASTCALL,

@@ -63,9 +63,9 @@ def build(force: bool = False) -> Path:
     """Compile the source with this interpreter's C compiler and flags into target() (written to a
     temporary file, then renamed); a current build is kept unless force."""
     out = target()
-    sha = source_sha()
-    if not force and out.exists() and _built_sha(out) == sha:
+    if not force and is_current():
         return out
+    sha = source_sha()
     cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
     flags = shlex.split(sysconfig.get_config_var("CCSHARED") or "-fPIC")
     ldshared = shlex.split(sysconfig.get_config_var("LDSHARED") or "cc -shared")
@@ -88,21 +88,21 @@ def build(force: bool = False) -> Path:
     return out
 
 
-def _built_sha(path: Path) -> str | None:
-    """SOURCE_SHA of a built module, read from its bytes (importing it would pin that file)."""
-    marker = path.read_bytes()
-    sha = source_sha().encode()
-    return sha.decode() if sha in marker else None
+def is_current() -> bool:
+    """target() exists and was built from the current source (its bytes carry the source's SOURCE_SHA;
+    importing it to ask would pin that file)."""
+    out = target()
+    return out.exists() and source_sha().encode() in out.read_bytes()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Build the module (--force: even when current), or --check that it is current."""
     args = sys.argv[1:] if argv is None else argv
+    current = is_current()
     if "--check" in args:
-        current = target().exists() and _built_sha(target()) == source_sha()
         print(f"capture.accel: {target().name} {'is current' if current else 'is missing or stale'}")
         return 0 if current else 1
-    current = not ("--force" in args) and target().exists() and _built_sha(target()) == source_sha()
+    current = current and "--force" not in args
     try:
         out = build(force="--force" in args)
     except (RuntimeError, OSError) as e:

@@ -143,8 +143,7 @@ class ModuleStack:
     def __enter__(self):
         self._saved_call = torch.nn.Module.__dict__["_call_impl"]
         fast = accelerator()
-        torch.nn.Module._call_impl = (fast.ModuleCall(self._saved_call, self) if fast else
-                                      module_call(self._saved_call, self.enter, self.leave))
+        torch.nn.Module._call_impl = (fast.ModuleCall if fast else module_call)(self._saved_call, self)
         return self
 
     def __exit__(self, *exc):
@@ -152,9 +151,11 @@ class ModuleStack:
         self._saved_call = None
 
 
-def module_call(original, enter, leave):
-    """original (nn.Module._call_impl) between enter(module) and leave(module), leaving on exceptions too
-    (capture/_accel.c's ModuleCall is the same in C)."""
+def module_call(original, stack: ModuleStack):
+    """original (nn.Module._call_impl) between stack.enter(module) and stack.leave(module), leaving on
+    exceptions too (capture/_accel.c's ModuleCall is the same in C)."""
+    enter, leave = stack.enter, stack.leave
+
     def _call_impl(module, *args, **kwargs):
         enter(module)
         try:
