@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# pip keeps no cache: nothing is written into the user's home, and the environments (about 7 GB
+# with torch's CUDA build) are the only disk this costs
+export PIP_NO_CACHE_DIR=1
 
 find_python() {  # find_python 3.11 -> path of an interpreter of that version, or nothing
   local want=$1 cand
@@ -31,7 +34,10 @@ make_env() {  # make_env DIR VERSION PIP-ARGS...
   echo "optrace setup: building $dir with $py" >&2
   [ -x "$dir/bin/python" ] || "$py" -m venv "$dir"
   # pip's find-links warnings about index folders it cannot use are noise here; real errors pass
-  "$dir/bin/python" -m pip install --quiet "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
+  if ! "$dir/bin/python" -m pip install --quiet "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2; then
+    echo "optrace setup: installing into $dir failed (see pip's message above; $(df -h --output=avail "$ROOT" | tail -n1 | tr -d ' ') free where the environments live, about 7 GB needed); fix that and run it again" >&2
+    exit 2
+  fi
   echo "$stamp" > "$dir/.optrace-stamp"
 }
 
