@@ -75,24 +75,28 @@ def build_signatures(rec, tensors, tensor_class: list | None = None) -> tuple[li
         return _interned(rec, tensors, _tensor_classes(tensors) if tensor_class is None else tensor_class)
 
 
+def _signature_values(values: list, tensors: list) -> list:
+    return [signature_value(v, tensors) for v in values]
+
+
 def _interned(rec, tensors, tensor_class: list) -> tuple[list[OpCall], list[Signature]]:
     sig_index: dict[str, int] = {}
     sigs: list[Signature] = []
+    fast = accelerator()
+    values = fast.signature_values if fast else _signature_values
 
     def new_signature(raw) -> int:
         """The index of the signature of a call whose argument metadata was not met before (made when
         its id is new: two keys can hash to one id, e.g. an int argument and the same value as a list)."""
         name = rec.ops[raw.op].name
-        sargs = [signature_value(v, tensors) for v in raw.args]
+        sargs = values(raw.args, tensors)
         sid = signature_id(name, sargs)
         k = sig_index.get(sid)
         if k is None:
             k = sig_index[sid] = len(sigs)
-            sigs.append(Signature(id=sid, op=name, args=sargs,
-                                  outputs=[signature_value(v, tensors) for v in raw.outputs], count=0, calls=[]))
+            sigs.append(Signature(id=sid, op=name, args=sargs, outputs=values(raw.outputs, tensors), count=0, calls=[]))
         return k
 
-    fast = accelerator()
     calls = (fast.intern_calls if fast else _intern_calls)(rec.calls, tensor_class, new_signature, sigs, OpCall)
     for sig in sigs:
         sig.count = len(sig.calls)

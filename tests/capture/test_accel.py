@@ -123,3 +123,21 @@ def test_a_compiled_function_inside_the_model_is_recorded_alike_on_both_paths(pu
         recorded.append([(recorder.rec.ops[c.op].name, c.args, c.outputs) for c in recorder.rec.calls])
     assert [name for name, _, _ in recorded[1]] == ["aten.sin.default", "aten.mul.Tensor", "aten.add.Tensor"]
     assert recorded[0] == recorded[1]
+
+
+def test_the_accelerated_recording_stays_out_of_the_cyclic_collector(pure_python):
+    """Its records hold no cycles, so they are made untracked: the collector's first pass after a
+    capture (and every pass after it) does not walk the whole recording."""
+    import gc
+
+    from capture.capture import record_calls
+    pure_python(False)
+    model, xs = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()), [torch.randn(1, 3, 8, 8)]
+    _, table, recorder, calls, sigs = record_calls(model, xs)
+    assert recorder.accelerated and len(calls) >= 2
+    made = [calls[0], calls[0].args, calls[0].outputs, recorder.rec.calls[0], table.metas[0],
+            table.metas[0].shape, sigs[0].args]
+    assert [gc.is_tracked(o) for o in made] == [False] * len(made)
+    pure_python(True)
+    _, table, recorder, calls, _ = record_calls(model, xs)
+    assert not recorder.accelerated and gc.is_tracked(calls[0].args)  # the Python path: plain containers
