@@ -53,6 +53,18 @@ static PyObject *acyclic(PyObject *o) {
     return o;
 }
 
+/* A new tagged value [tag, payload], acyclic; steals payload (released on failure too) */
+static PyObject *tag_pair(PyObject *tag, PyObject *payload) {
+    PyObject *out = acyclic(PyList_New(2));
+    if (out == NULL) {
+        Py_DECREF(payload);
+        return NULL;
+    }
+    PyList_SET_ITEM(out, 0, Py_NewRef(tag));
+    PyList_SET_ITEM(out, 1, payload);
+    return out;
+}
+
 static int Recording_traverse(Recording *self, visitproc visit, void *arg) {
     Py_VISIT(self->table); Py_VISIT(self->seen); Py_VISIT(self->touched); Py_VISIT(self->kinds);
     Py_VISIT(self->rows); Py_VISIT(self->classes); Py_VISIT(self->class_tokens); Py_VISIT(self->storages);
@@ -194,9 +206,7 @@ static PyObject *new_entry(Recording *self, PyObject *t, PyObject *tid, PyObject
     Py_INCREF(kind); Py_INCREF(name);  /* known may go when the dict changes below */
     PyObject *tagged = NULL, *index = NULL, *sid = NULL, *row = NULL, *class_key = NULL, *ref = NULL, *entry = NULL;
     if (!(index = PyLong_FromSsize_t(PyList_GET_SIZE(self->rows)))) goto done;
-    if (!(tagged = acyclic(PyList_New(2)))) goto done;
-    PyList_SET_ITEM(tagged, 0, Py_NewRef(s_T));
-    PyList_SET_ITEM(tagged, 1, Py_NewRef(index));
+    if (!(tagged = tag_pair(s_T, Py_NewRef(index)))) goto done;
     if (!(sid = storage_id(self, t))) goto fail;
     if (!(row = acyclic(PyTuple_Pack(4, key, sid, kind, name))) || PyList_Append(self->rows, row) < 0) goto fail;
     if (!(class_key = PyTuple_GetSlice(key, 0, 3))) goto fail;
@@ -308,14 +318,7 @@ static PyObject *int_list(Recording *self, PyObject *a) {  /* ["list", [ints[x] 
         }
         PyList_SET_ITEM(items, i, tag);
     }
-    PyObject *out = acyclic(PyList_New(2));
-    if (out == NULL) {
-        Py_DECREF(items);
-        return NULL;
-    }
-    PyList_SET_ITEM(out, 0, Py_NewRef(s_list));
-    PyList_SET_ITEM(out, 1, items);
-    return out;
+    return tag_pair(s_list, items);
 }
 
 /* named_args(spec, args, kwargs): Recorder._named_args */
@@ -724,7 +727,9 @@ static PyTypeObject ModuleCallType = {
 /* ---------------------------------------------------------------------------------------------
  * Signatures */
 
-static int is_tag(PyObject *tag, PyObject *name);
+static int is_tag(PyObject *tag, PyObject *name) {  /* tag == name, for a tag that may not be interned */
+    return tag == name || (PyUnicode_Check(tag) && PyUnicode_Compare(tag, name) == 0);
+}
 
 static PyObject *hashable(PyObject *values, PyObject *tensor_class) {  /* capture.capture._hashable */
     PyObject *seq = PySequence_Fast(values, "hashable: a list of tagged values expected");
@@ -754,10 +759,6 @@ static PyObject *hashable(PyObject *values, PyObject *tensor_class) {  /* captur
     }
     Py_DECREF(seq);
     return out;
-}
-
-static int is_tag(PyObject *tag, PyObject *name) {  /* tag == name, for a tag that may not be interned */
-    return tag == name || (PyUnicode_Check(tag) && PyUnicode_Compare(tag, name) == 0);
 }
 
 static PyObject *signature_values(PyObject *values, PyObject *tensors);
@@ -790,14 +791,7 @@ static PyObject *signature_value(PyObject *value, PyObject *tensors) {
     } else {
         return Py_NewRef(value);
     }
-    PyObject *out = acyclic(PyList_New(2));
-    if (out == NULL) {
-        Py_DECREF(inner);
-        return NULL;
-    }
-    PyList_SET_ITEM(out, 0, Py_NewRef(tag));
-    PyList_SET_ITEM(out, 1, inner);
-    return out;
+    return tag_pair(tag, inner);
 }
 
 static PyObject *signature_values(PyObject *values, PyObject *tensors) {  /* [signature_value(v) for v in values] */
