@@ -19,7 +19,7 @@
 
 static PyObject *s_shape, *s_dtype, *s_stride, *s_storage_offset, *s_untyped_storage, *s_symbolic,
     *s_next_sid, *s_new_entry_py, *s_int_lists, *s_names, *s_defaults, *s_writes, *s_n_returns,
-    *s_T, *s_int, *s_list, *s_activation, *s_constant, *s_empty, *s_calls, *s_enter, *s_current_scope, *s_spec, *s_with_shadows, *s_run, *s_op, *empty_tuple;
+    *s_T, *s_int, *s_list, *s_float, *s_bool, *s_activation, *s_constant, *s_empty, *s_calls, *s_enter, *s_current_scope, *s_spec, *s_with_shadows, *s_run, *s_op, *empty_tuple;
 static PyObject *opcall_fields[6], *meta_fields[7], *raw_fields[4];  /* raw_fields: a RawCall's op, args, outputs, scope */  /* capture.schema.OpCall's and TensorMeta's fields, in order */
 
 /* A Recording: the recorder's view of one TensorTable's containers, plus the recorder's int tags and
@@ -37,6 +37,9 @@ typedef struct {
     PyObject *tensor_type;  /* torch.Tensor */
     PyObject *ints;         /* IntTags: int -> ["int", v] */
     PyObject *encode;       /* Recorder.encode(v, produced) */
+    PyObject *constants;    /* Recorder._constants: dtype, memory format, layout, device -> its tagged value */
+    PyObject *constant_types; /* the types whose values are kept there (a tuple) */
+    PyObject *none_tag;     /* the tagged None, shared */
     /* dispatch's, set by bind() */
     PyObject *recorder, *specs, *calls, *modules, *raw_call, *guarded;
     int fake;               /* the recorder has a fake mode: outputs come from its _with_shadows */
@@ -69,6 +72,7 @@ static int Recording_traverse(Recording *self, visitproc visit, void *arg) {
     Py_VISIT(self->table); Py_VISIT(self->seen); Py_VISIT(self->touched); Py_VISIT(self->kinds);
     Py_VISIT(self->rows); Py_VISIT(self->classes); Py_VISIT(self->class_tokens); Py_VISIT(self->storages);
     Py_VISIT(self->tensor_type); Py_VISIT(self->ints); Py_VISIT(self->encode);
+    Py_VISIT(self->constants); Py_VISIT(self->constant_types); Py_VISIT(self->none_tag);
     Py_VISIT(self->recorder); Py_VISIT(self->specs); Py_VISIT(self->calls); Py_VISIT(self->modules);
     Py_VISIT(self->raw_call); Py_VISIT(self->guarded);
     return 0;
@@ -78,6 +82,7 @@ static int Recording_clear(Recording *self) {
     Py_CLEAR(self->table); Py_CLEAR(self->seen); Py_CLEAR(self->touched); Py_CLEAR(self->kinds);
     Py_CLEAR(self->rows); Py_CLEAR(self->classes); Py_CLEAR(self->class_tokens); Py_CLEAR(self->storages);
     Py_CLEAR(self->tensor_type); Py_CLEAR(self->ints); Py_CLEAR(self->encode);
+    Py_CLEAR(self->constants); Py_CLEAR(self->constant_types); Py_CLEAR(self->none_tag);
     Py_CLEAR(self->recorder); Py_CLEAR(self->specs); Py_CLEAR(self->calls); Py_CLEAR(self->modules);
     Py_CLEAR(self->raw_call); Py_CLEAR(self->guarded);
     return 0;
@@ -100,19 +105,29 @@ static PyObject *get_attr_of_type(PyObject *obj, const char *name, PyTypeObject 
 }
 
 static int Recording_init(Recording *self, PyObject *args, PyObject *kwds) {
-    PyObject *table, *tensor_type, *ints, *encode;
-    static char *kwlist[] = {"table", "tensor_type", "ints", "encode", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO", kwlist, &table, &tensor_type, &ints, &encode))
+    PyObject *table, *tensor_type, *ints, *encode, *constants, *constant_types, *none_tag;
+    static char *kwlist[] = {"table", "tensor_type", "ints", "encode", "constants", "constant_types", "none_tag", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOO", kwlist, &table, &tensor_type, &ints, &encode, &constants,
+                                     &constant_types, &none_tag))
         return -1;
-    if (!PyType_Check(tensor_type) || !PyDict_Check(ints)) {
-        PyErr_SetString(PyExc_TypeError, "Recording(table, tensor_type, ints, encode): a type and a dict expected");
+    if (!PyType_Check(tensor_type) || !PyDict_Check(ints) || !PyDict_Check(constants) || !PyTuple_Check(constant_types)) {
+        PyErr_SetString(PyExc_TypeError, "Recording(table, tensor_type, ints, encode, constants, constant_types, none_tag): "
+                                         "a type, a dict, a callable, a dict and a tuple of types expected");
         return -1;
     }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(constant_types); i++)
+        if (!PyType_Check(PyTuple_GET_ITEM(constant_types, i))) {
+            PyErr_SetString(PyExc_TypeError, "Recording: constant_types must be a tuple of types");
+            return -1;
+        }
     Recording_clear(self);
     self->table = Py_NewRef(table);
     self->tensor_type = Py_NewRef(tensor_type);
     self->ints = Py_NewRef(ints);
     self->encode = Py_NewRef(encode);
+    self->constants = Py_NewRef(constants);
+    self->constant_types = Py_NewRef(constant_types);
+    self->none_tag = Py_NewRef(none_tag);
     if (!(self->seen = get_attr_of_type(table, "seen", &PyDict_Type)) ||
         !(self->touched = get_attr_of_type(table, "touched", &PySet_Type)) ||
         !(self->kinds = get_attr_of_type(table, "kinds", &PyDict_Type)) ||
@@ -298,9 +313,39 @@ static PyObject *int_tag(Recording *self, PyObject *v) {  /* self.ints[v] for an
     return PyObject_GetItem(self->ints, v);  /* IntTags.__missing__ makes and keeps it */
 }
 
-static PyObject *encode(Recording *self, PyObject *v, int produced) {  /* Recorder.encode */
+static int is_constant(Recording *self, PyObject *v) {  /* isinstance(v, _CACHED_CONSTANTS) */
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(self->constant_types); i++)
+        if (PyObject_TypeCheck(v, (PyTypeObject *)PyTuple_GET_ITEM(self->constant_types, i))) return 1;
+    return 0;
+}
+
+static PyObject *encode(Recording *self, PyObject *v, int produced);
+
+static PyObject *encode_items(Recording *self, PyObject *seq, int produced) {  /* ["list", [encode(x) ...]] */
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *items = acyclic(PyList_New(n));
+    for (Py_ssize_t i = 0; items != NULL && i < n; i++) {
+        PyObject *tag = encode(self, PySequence_Fast_GET_ITEM(seq, i), produced);
+        if (tag == NULL) Py_CLEAR(items);
+        else PyList_SET_ITEM(items, i, tag);
+    }
+    return items ? tag_pair(s_list, items) : NULL;
+}
+
+/* Recorder.encode, case by case in its order; what it leaves (strings, ...) and a constant met for
+ * the first time (which it caches) go to the Python method */
+static PyObject *encode(Recording *self, PyObject *v, int produced) {
     if (PyLong_CheckExact(v)) return int_tag(self, v);
     if (PyObject_TypeCheck(v, (PyTypeObject *)self->tensor_type)) return tagged(self, v, produced);
+    if (PyList_CheckExact(v) || PyTuple_CheckExact(v)) return encode_items(self, v, produced);
+    if (PyFloat_CheckExact(v)) return tag_pair(s_float, Py_NewRef(v));
+    if (PyBool_Check(v)) return tag_pair(s_bool, Py_NewRef(v));
+    if (v == Py_None) return Py_NewRef(self->none_tag);
+    if (is_constant(self, v)) {
+        PyObject *hit = PyDict_GetItemWithError(self->constants, v);  /* borrowed */
+        if (hit != NULL) return Py_NewRef(hit);
+        if (PyErr_Occurred()) return NULL;
+    }
     return PyObject_CallFunctionObjArgs(self->encode, v, produced ? Py_True : Py_False, NULL);
 }
 
@@ -950,7 +995,7 @@ PyMODINIT_FUNC PyInit__accel(void) {
     INTERN(s_symbolic, "_has_symbolic_sizes_strides"); INTERN(s_next_sid, "_next_sid");
     INTERN(s_new_entry_py, "_new_entry"); INTERN(s_int_lists, "int_lists"); INTERN(s_names, "names");
     INTERN(s_defaults, "defaults"); INTERN(s_writes, "writes"); INTERN(s_n_returns, "n_returns");
-    INTERN(s_T, "T"); INTERN(s_int, "int"); INTERN(s_list, "list"); INTERN(s_activation, "activation");
+    INTERN(s_T, "T"); INTERN(s_int, "int"); INTERN(s_list, "list"); INTERN(s_float, "float"); INTERN(s_bool, "bool"); INTERN(s_activation, "activation");
     INTERN(s_constant, "constant"); INTERN(s_empty, ""); INTERN(s_calls, "calls"); INTERN(s_enter, "enter");
     INTERN(s_current_scope, "current_scope"); INTERN(s_spec, "_spec"); INTERN(s_with_shadows, "_with_shadows");
     INTERN(s_run, "run"); INTERN(s_op, "op");

@@ -385,7 +385,8 @@ class Recorder(TorchDispatchMode):
         self.ints = IntTags()
         self._constants: dict = {}                # dtype, memory format, layout, device -> its tagged value
         fast = accelerator()
-        self._accel = fast.Recording(tensors, torch.Tensor, self.ints, self.encode) if fast else None
+        self._accel = fast.Recording(tensors, torch.Tensor, self.ints, self.encode, self._constants, _CACHED_CONSTANTS,
+                                     _NONE) if fast else None
         self._accelerated = fast is not None
         # the bookkeeping's three entry points: the accelerator's, or this class's Python methods
         self._tagged = self._accel.tagged if fast else tensors.tagged
