@@ -18,7 +18,7 @@
 #endif
 
 static PyObject *s_shape, *s_dtype, *s_stride, *s_storage_offset, *s_untyped_storage, *s_symbolic,
-    *s_next_sid, *s_new_entry_py, *s_int_lists, *s_names, *s_defaults, *s_writes, *s_n_returns,
+    *s_next_sid, *s_new_entry_py, *s_names, *s_defaults, *s_writes, *s_n_returns,
     *s_T, *s_int, *s_list, *s_float, *s_bool, *s_activation, *s_constant, *s_empty, *s_calls, *s_enter, *s_current_scope, *s_spec, *s_with_shadows, *s_run, *s_op, *empty_tuple;
 static PyObject *opcall_fields[6], *meta_fields[7], *raw_fields[4];  /* raw_fields: a RawCall's op, args, outputs, scope */  /* capture.schema.OpCall's and TensorMeta's fields, in order */
 
@@ -349,43 +349,19 @@ static PyObject *encode(Recording *self, PyObject *v, int produced) {
     return PyObject_CallFunctionObjArgs(self->encode, v, produced ? Py_True : Py_False, NULL);
 }
 
-static PyObject *int_list(Recording *self, PyObject *a) {  /* ["list", [ints[x] ...]], or NULL + no error */
-    Py_ssize_t n = PyList_GET_SIZE(a);
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (!PyLong_CheckExact(PyList_GET_ITEM(a, i))) return NULL;
-    PyObject *items = acyclic(PyList_New(n));
-    if (items == NULL) return NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *tag = int_tag(self, PyList_GET_ITEM(a, i));
-        if (tag == NULL) {
-            Py_DECREF(items);
-            return NULL;
-        }
-        PyList_SET_ITEM(items, i, tag);
-    }
-    return tag_pair(s_list, items);
-}
-
 /* named_args(spec, args, kwargs): Recorder._named_args */
 static PyObject *named_args(Recording *self, PyObject *spec, PyObject *args, PyObject *kwargs) {
-    PyObject *int_lists = PyObject_GetAttr(spec, s_int_lists), *names = NULL, *defaults = NULL, *out = NULL;
-    if (int_lists == NULL) return NULL;
+    PyObject *names = NULL, *defaults = NULL, *out = NULL;
     if (!(names = PyObject_GetAttr(spec, s_names)) || !(defaults = PyObject_GetAttr(spec, s_defaults))) goto fail;
-    if (!PyTuple_Check(int_lists) || !PyTuple_Check(names) || !PyTuple_Check(defaults) ||
-        PyTuple_GET_SIZE(defaults) != PyTuple_GET_SIZE(names) || PyTuple_GET_SIZE(int_lists) != PyTuple_GET_SIZE(names)) {
-        PyErr_SetString(PyExc_TypeError, "named_args: spec.int_lists, names and defaults must be tuples of one length");
+    if (!PyTuple_Check(names) || !PyTuple_Check(defaults) || PyTuple_GET_SIZE(defaults) != PyTuple_GET_SIZE(names)) {
+        PyErr_SetString(PyExc_TypeError, "named_args: spec.names and defaults must be tuples of one length");
         goto fail;
     }
     Py_ssize_t n_pos = PyTuple_GET_SIZE(args), n_names = PyTuple_GET_SIZE(names);
     if (n_pos > n_names) n_pos = n_names;  /* zip() stops at the shorter */
     if (!(out = acyclic(PyList_New(n_names > n_pos ? n_names : n_pos)))) goto fail;
     for (Py_ssize_t i = 0; i < n_pos; i++) {
-        PyObject *a = PyTuple_GET_ITEM(args, i), *v = NULL;
-        if (PyList_CheckExact(a) && PyTuple_GET_ITEM(int_lists, i) == Py_True) {
-            v = int_list(self, a);
-            if (v == NULL && PyErr_Occurred()) goto fail;
-        }
-        if (v == NULL) v = encode(self, a, 0);
+        PyObject *v = encode(self, PyTuple_GET_ITEM(args, i), 0);  /* an int list too: encode_items */
         if (v == NULL) goto fail;
         PyList_SET_ITEM(out, i, v);
     }
@@ -399,10 +375,10 @@ static PyObject *named_args(Recording *self, PyObject *spec, PyObject *args, PyO
         }
         PyList_SET_ITEM(out, i, v != NULL ? v : Py_NewRef(PyTuple_GET_ITEM(defaults, i)));
     }
-    Py_DECREF(int_lists); Py_DECREF(names); Py_DECREF(defaults);
+    Py_DECREF(names); Py_DECREF(defaults);
     return out;
 fail:
-    Py_XDECREF(int_lists); Py_XDECREF(names); Py_XDECREF(defaults); Py_XDECREF(out);
+    Py_XDECREF(names); Py_XDECREF(defaults); Py_XDECREF(out);
     return NULL;
 }
 
@@ -993,7 +969,7 @@ PyMODINIT_FUNC PyInit__accel(void) {
     INTERN(s_shape, "shape"); INTERN(s_dtype, "dtype"); INTERN(s_stride, "stride");
     INTERN(s_storage_offset, "storage_offset"); INTERN(s_untyped_storage, "untyped_storage");
     INTERN(s_symbolic, "_has_symbolic_sizes_strides"); INTERN(s_next_sid, "_next_sid");
-    INTERN(s_new_entry_py, "_new_entry"); INTERN(s_int_lists, "int_lists"); INTERN(s_names, "names");
+    INTERN(s_new_entry_py, "_new_entry"); INTERN(s_names, "names");
     INTERN(s_defaults, "defaults"); INTERN(s_writes, "writes"); INTERN(s_n_returns, "n_returns");
     INTERN(s_T, "T"); INTERN(s_int, "int"); INTERN(s_list, "list"); INTERN(s_float, "float"); INTERN(s_bool, "bool"); INTERN(s_activation, "activation");
     INTERN(s_constant, "constant"); INTERN(s_empty, ""); INTERN(s_calls, "calls"); INTERN(s_enter, "enter");
