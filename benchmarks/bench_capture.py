@@ -8,7 +8,8 @@ printed as ratios to the plain forward: the median over the rounds of each round
 design: this machine's host noise comes in spells lasting seconds that slow a whole round, so a
 ratio within a round cancels it, where a ratio of the medians of two variants' runs does not), and
 the ratio of the best runs (noise only ever adds time: the best run is the least disturbed); on
-both clocks of the same runs: wall, and the thread's CPU time. Then the trace size against torch.profiler.ExecutionTraceObserver's JSON for the same forward.
+both clocks of the same runs: wall, and the thread's CPU time. Then the trace size against
+torch.profiler.ExecutionTraceObserver's JSON for the same forward.
 
     .venv/bin/python benchmarks/bench_capture.py [--runs 15] [--models swin_t ...] [--threads 1 --clock thread]
 """
@@ -33,8 +34,8 @@ from capture.registry import build_model, load_registry  # noqa: E402
 from capture.schema import Trace  # noqa: E402
 
 MODELS = ("yolov8s_world", "swin_t")
-# issue 10 §4: the recorder's ratio to the plain forward (the median of the rounds' paired ratios) must be at
-# most this, or at most the profiler's ratio in the same run ("profiler")
+# issue 10 §4: the recorder's ratio to the plain forward (the median of the rounds' paired ratios)
+# must be at most this, or at most the profiler's ratio in the same run ("profiler")
 TARGETS = {"yolov8s_world": 1.15, "swin_t": "profiler"}
 ORDER_SEED = 1  # the rounds' shuffled orders (interleaved)
 
@@ -90,9 +91,10 @@ def interleaved(variants: dict, model, xs, runs: int) -> dict[str, dict[str, lis
     time); each round runs every variant once, in an order shuffled afresh (seeded: the same in
     every run of the bench), so no variant always follows the same one: what a variant leaves behind
     (the allocator's free lists, caches, a profile just freed) changes the next one's time by a few
-    percent, and a fixed rotation billed that to the same variant every round. A variant returns what it recorded (optrace's tables,
-    the profiler's profile), freed after the clock stops: both products outlive a real capture's
-    forward, and the forward's own outputs are freed inside every variant alike.
+    percent, and a fixed rotation billed that to the same variant every round. A variant returns
+    what it recorded (optrace's tables, the profiler's profile), freed after the clock stops: both
+    products outlive a real capture's forward, and the forward's own outputs are freed inside every
+    variant alike.
 
     Every variant starts from the same heap: the garbage in reference cycles a variant leaves
     (torch.profiler leaves its profile and event lists in cycles) is collected after its timed run,

@@ -123,17 +123,16 @@ FRESH = sorted(n for n in REG if not getattr(REG[n], "skip", "")) if all_traces(
 
 
 def _shapes_differ_only(a: dict, b: dict) -> int:
-    """How many tensors differ in shape alone when two wire traces make the same calls of the same ops
-    on as many tensors of the same dtypes (a data-dependent size, e.g. boxes kept after a score
+    """How many tensors differ when two wire traces are equal but for their tensors' shapes and
+    strides and the signatures made from them (a data-dependent size, e.g. boxes kept after a score
     threshold, decided by the CPU's float kernels); 0 when they differ otherwise."""
-    def ops(w):
-        return [w["ops"][c[0]][0] for c in w["calls"]]
-
-    if ops(a) != ops(b) or len(a["tensors"]) != len(b["tensors"]):
+    if any(a[k] != b[k] for k in a.keys() | b.keys() if k not in ("tensors", "signatures")):
         return 0
-    if any(x[1] != y[1] for x, y in zip(a["tensors"], b["tensors"])):
+    if len(a["tensors"]) != len(b["tensors"]):
         return 0
-    return sum(x[0] != y[0] for x, y in zip(a["tensors"], b["tensors"]))
+    if any(x[1] != y[1] or x[3:] != y[3:] for x, y in zip(a["tensors"], b["tensors"])):
+        return 0
+    return sum(x != y for x, y in zip(a["tensors"], b["tensors"]))
 
 
 @pytest.mark.parametrize("name", FRESH)
