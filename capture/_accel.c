@@ -507,6 +507,36 @@ static PyObject *Recording_bind(Recording *self, PyObject *const *argv, Py_ssize
     Py_RETURN_NONE;
 }
 
+/* The overload's spec (a new reference), made by the recorder on its first call; NULL with no error
+ * set when the overload passes through unrecorded. */
+static PyObject *spec_of(Recording *self, PyObject *func) {
+    PyObject *key = PyLong_FromVoidPtr(func);
+    if (key == NULL) return NULL;
+    PyObject *spec = PyDict_GetItemWithError(self->specs, key);  /* borrowed */
+    Py_DECREF(key);
+    if (spec == NULL) return PyErr_Occurred() ? NULL : PyObject_CallMethodOneArg(self->recorder, s_spec, func);
+    if (spec == Py_None) return NULL;
+    return Py_NewRef(spec);
+}
+
+/* The call recorded: its outputs encoded (after the tensors it wrote are touched) and a RawCall of
+ * (op, named, outputs, scope) appended; 0, or -1 with an error set. */
+static int record_call(Recording *self, PyObject *spec, PyObject *named, PyObject *out, PyObject *args, PyObject *kw) {
+    PyObject *outputs = NULL, *op = NULL, *scope = NULL, *raw = NULL;
+    int rc = -1;
+    if (!(outputs = results(self, spec, out, args, kw))) goto done;
+    if (!(op = PyObject_GetAttr(spec, s_op)) || !(scope = PyObject_GetAttr(self->modules, s_current_scope))) goto done;
+    if (!(raw = acyclic(((PyTypeObject *)self->raw_call)->tp_alloc((PyTypeObject *)self->raw_call, 4)))) goto done;
+    PyTuple_SET_ITEM(raw, 0, op); op = NULL;
+    PyTuple_SET_ITEM(raw, 1, Py_NewRef(named));
+    PyTuple_SET_ITEM(raw, 2, outputs); outputs = NULL;
+    PyTuple_SET_ITEM(raw, 3, scope); scope = NULL;
+    rc = PyList_Append(self->calls, raw);
+done:
+    Py_XDECREF(outputs); Py_XDECREF(op); Py_XDECREF(scope); Py_XDECREF(raw);
+    return rc;
+}
+
 /* dispatch(recorder, func, types, args=(), kwargs=None): Recorder.__torch_dispatch__ */
 static PyObject *Recording_dispatch(Recording *self, PyObject *const *argv, Py_ssize_t nargs) {
     if (released(self)) return NULL;
@@ -522,18 +552,11 @@ static PyObject *Recording_dispatch(Recording *self, PyObject *const *argv, Py_s
         return NULL;
     }
     PyObject *kw = (kwargs != Py_None && PyDict_Check(kwargs) && PyDict_GET_SIZE(kwargs) > 0) ? Py_NewRef(kwargs) : PyDict_New();
-    PyObject *key = kw ? PyLong_FromVoidPtr(func) : NULL, *spec = NULL, *named = NULL, *out = NULL, *outputs = NULL;
-    PyObject *op = NULL, *scope = NULL, *raw = NULL, *result = NULL;
-    if (key == NULL) goto done;
-    spec = PyDict_GetItemWithError(self->specs, key);  /* borrowed */
-    if (spec == NULL) {
-        if (PyErr_Occurred() || !(spec = PyObject_CallMethodOneArg(self->recorder, s_spec, func))) goto done;
-    } else if (spec == Py_None) {  /* passed through unrecorded */
-        spec = NULL;
-        result = PyObject_Call(func, args, kw);
+    PyObject *spec = NULL, *named = NULL, *out = NULL, *result = NULL;
+    if (kw == NULL) return NULL;
+    if (!(spec = spec_of(self, func))) {
+        if (!PyErr_Occurred()) result = PyObject_Call(func, args, kw);  /* passed through unrecorded */
         goto done;
-    } else {
-        Py_INCREF(spec);
     }
     if (!(named = named_args(self, spec, args, kw))) goto done;
     if (self->fake) {
@@ -543,19 +566,47 @@ static PyObject *Recording_dispatch(Recording *self, PyObject *const *argv, Py_s
         out = run ? PyObject_Call(run, args, kw) : NULL;
         Py_XDECREF(run);
     }
-    if (out == NULL || !(outputs = results(self, spec, out, args, kw))) goto done;
-    if (!(op = PyObject_GetAttr(spec, s_op)) || !(scope = PyObject_GetAttr(self->modules, s_current_scope))) goto done;
-    if (!(raw = acyclic(((PyTypeObject *)self->raw_call)->tp_alloc((PyTypeObject *)self->raw_call, 4)))) goto done;
-    PyTuple_SET_ITEM(raw, 0, op); op = NULL;
-    PyTuple_SET_ITEM(raw, 1, named); named = NULL;
-    PyTuple_SET_ITEM(raw, 2, outputs); outputs = NULL;
-    PyTuple_SET_ITEM(raw, 3, scope); scope = NULL;
-    if (PyList_Append(self->calls, raw) < 0) goto done;
+    if (out == NULL || record_call(self, spec, named, out, args, kw) < 0) goto done;
     result = out; out = NULL;
 done:
-    Py_XDECREF(kw); Py_XDECREF(key); Py_XDECREF(spec); Py_XDECREF(named); Py_XDECREF(out); Py_XDECREF(outputs);
-    Py_XDECREF(op); Py_XDECREF(scope); Py_XDECREF(raw);
+    Py_DECREF(kw); Py_XDECREF(spec); Py_XDECREF(named); Py_XDECREF(out);
     return result;
+}
+
+/* before(func, args, kwargs): dispatch's first half, for capture/_dispatch.cpp, which runs the op
+ * itself: None when the overload passes through unrecorded, else (spec, named arguments, run), run
+ * None when the op's own kernel is what spec.run calls (the overload's C++ op), else spec.run. */
+static PyObject *Recording_before(Recording *self, PyObject *const *argv, Py_ssize_t nargs) {
+    if (released(self)) return NULL;
+    if (nargs != 3 || !PyTuple_Check(argv[1]) || !PyDict_Check(argv[2]) || self->specs == NULL) {
+        PyErr_SetString(PyExc_TypeError, "before(func, args: tuple, kwargs: dict), after bind()");
+        return NULL;
+    }
+    PyObject *func = argv[0], *spec = spec_of(self, func), *named = NULL, *run = NULL, *result = NULL;
+    if (spec == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    if (!(named = named_args(self, spec, argv[1], argv[2])) || !(run = PyObject_GetAttr(spec, s_run))) goto done;
+    if (run != func) {  /* _runner: func._op, the C++ op, unless a Python dispatcher is installed */
+        Py_DECREF(run);
+        run = Py_NewRef(Py_None);
+    }
+    result = PyTuple_Pack(3, spec, named, run);
+done:
+    Py_DECREF(spec); Py_XDECREF(named); Py_XDECREF(run);
+    return result;
+}
+
+/* after(spec, named, out, args, kwargs): dispatch's second half (the call recorded) */
+static PyObject *Recording_after(Recording *self, PyObject *const *argv, Py_ssize_t nargs) {
+    if (released(self)) return NULL;
+    if (nargs != 5 || !PyTuple_Check(argv[3]) || !PyDict_Check(argv[4]) || self->specs == NULL) {
+        PyErr_SetString(PyExc_TypeError, "after(spec, named, out, args: tuple, kwargs: dict), after bind()");
+        return NULL;
+    }
+    if (record_call(self, argv[0], argv[1], argv[2], argv[3], argv[4]) < 0) return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyObject *Recording_release(Recording *self, PyObject *unused) {
@@ -570,6 +621,10 @@ static PyMethodDef Recording_methods[] = {
      "bind(recorder, raw_call, guarded): what dispatch needs of the recorder."},
     {"dispatch", (PyCFunction)(void (*)(void))Recording_dispatch, METH_FASTCALL,
      "dispatch(recorder, func, types, args=(), kwargs=None): Recorder.__torch_dispatch__."},
+    {"before", (PyCFunction)(void (*)(void))Recording_before, METH_FASTCALL,
+     "before(func, args, kwargs): dispatch's first half: None (unrecorded), or (spec, named, run)."},
+    {"after", (PyCFunction)(void (*)(void))Recording_after, METH_FASTCALL,
+     "after(spec, named, out, args, kwargs): dispatch's second half: the call recorded."},
     {"tagged", (PyCFunction)(void (*)(void))Recording_tagged, METH_FASTCALL,
      "tagged(t, produced): TensorTable.tagged on the table's containers."},
     {"named_args", (PyCFunction)(void (*)(void))Recording_named_args, METH_FASTCALL,

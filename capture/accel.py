@@ -1,13 +1,17 @@
-"""The recorder's C accelerator (capture/_accel.c): built here, loaded here, optional everywhere.
+"""The recorder's accelerators, built here, loaded here, optional everywhere: capture/_accel.c (the
+per-call bookkeeping in C) and capture/_dispatch.cpp (torch's dispatch of the recorder in C++,
+built against the capture environment's torch).
 
-The recorder's pure-Python path is the reference; the extension does the same per-call bookkeeping on
-the same containers, so a trace is byte-identical either way. ``load()`` returns the built module only
-when it was built from the current source (its SOURCE_SHA), makes records with capture.schema's fields,
-and OPTRACE_PURE_PYTHON is not set; else
-None, and the recorder runs in Python. scripts/setup.sh builds it into the source tree:
+The recorder's pure-Python path is the reference; the extensions do the same work on the same
+containers, so a trace is byte-identical on every path. ``load()`` returns the C module only when it
+was built from the current source (its SOURCE_SHA), makes records with capture.schema's fields, and
+OPTRACE_PURE_PYTHON is not set; else None, and the recorder runs in Python. ``load_dispatch()``
+returns the C++ module only when load() does, it was built from the current source for this torch,
+and OPTRACE_PYTHON_DISPATCH is not set; else None, and torch calls the recorder from Python.
+scripts/setup.sh builds both into the source tree:
 
-    .venv/bin/python -m capture.accel          # build if missing or stale; prints what it did
-    .venv/bin/python -m capture.accel --check  # exit 1 unless the built module is current
+    .venv/bin/python -m capture.accel          # build what is missing or stale; prints what it did
+    .venv/bin/python -m capture.accel --check  # exit 1 unless both built modules are current
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import dataclasses
 import functools
 import hashlib
 import importlib
+import importlib.util
 import os
 import shlex
 import subprocess
@@ -24,7 +29,9 @@ import tempfile
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("_accel.c")
+DISPATCH_SOURCE = Path(__file__).with_name("_dispatch.cpp")
 PURE_ENV = "OPTRACE_PURE_PYTHON"
+PYTHON_DISPATCH_ENV = "OPTRACE_PYTHON_DISPATCH"
 
 
 def source_sha() -> str:
@@ -32,9 +39,30 @@ def source_sha() -> str:
     return hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
 
 
+def dispatch_sha() -> str:
+    """The C++ module's SOURCE_SHA: its source's and the torch it is built against (version and place:
+    it links that torch's libraries)."""
+    spec = importlib.util.find_spec("torch")
+    torch_dir = str(Path(spec.origin).parent) if spec and spec.origin else "no torch"
+    version = _torch_version(torch_dir)
+    return hashlib.sha256(DISPATCH_SOURCE.read_bytes() + f"\0{version}\0{torch_dir}".encode()).hexdigest()[:16]
+
+
+def _torch_version(torch_dir: str) -> str:
+    try:
+        return Path(torch_dir, "version.py").read_text().split("__version__", 1)[1].split("'")[1]
+    except (OSError, IndexError):
+        return "unknown"
+
+
 def target() -> Path:
     """Where the built module goes: beside the source, with this interpreter's extension suffix."""
     return SOURCE.with_name("_accel" + sysconfig.get_config_var("EXT_SUFFIX"))
+
+
+def dispatch_target() -> Path:
+    """Where the built C++ module goes: beside target()."""
+    return SOURCE.with_name("_dispatch" + sysconfig.get_config_var("EXT_SUFFIX"))
 
 
 @functools.cache
@@ -55,33 +83,68 @@ def load():
     return module
 
 
+@functools.cache
+def load_dispatch():
+    """The built C++ dispatch if load() gives the C module, it is current for this torch and not
+    switched off (OPTRACE_PYTHON_DISPATCH=1), else None."""
+    if load() is None or os.environ.get(PYTHON_DISPATCH_ENV, "") not in ("", "0"):
+        return None
+    import torch  # noqa: F401  (the module links torch's libraries, loaded by importing torch)
+    try:
+        module = importlib.import_module("capture._dispatch")
+    except ImportError:
+        return None
+    return module if getattr(module, "SOURCE_SHA", None) == dispatch_sha() else None
+
+
 def _field_names(cls) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
 def build(force: bool = False) -> Path:
-    """Compile the source with this interpreter's C compiler and flags into target() (written to a
-    temporary file, then renamed); a current build is kept unless force."""
-    out = target()
+    """Compile _accel.c with this interpreter's C compiler and flags into target(); a current build
+    is kept unless force."""
     if not force and is_current():
-        return out
-    sha = source_sha()
+        return target()
     cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
     flags = shlex.split(sysconfig.get_config_var("CCSHARED") or "-fPIC")
     ldshared = shlex.split(sysconfig.get_config_var("LDSHARED") or "cc -shared")
-    include = sysconfig.get_paths()["include"]
-    fd, tmp = tempfile.mkstemp(suffix=out.suffix, prefix=".accel-", dir=out.parent)
+    # LDSHARED names the compiler and -shared; compiling and linking in one step with it
+    cmd = [*ldshared, *flags, "-O2", "-Wall", "-Werror", f"-I{sysconfig.get_paths()['include']}",
+           f'-DOPTRACE_ACCEL_SOURCE_SHA="{source_sha()}"', str(SOURCE)]
+    if ldshared[0] != cc[0]:
+        cmd[0] = cc[0]
+    return _compile(cmd, target())
+
+
+def build_dispatch(force: bool = False) -> Path:
+    """Compile _dispatch.cpp with this interpreter's C++ compiler against the installed torch
+    (its headers, its C++ ABI, its libraries) into dispatch_target(); a current build is kept unless force."""
+    if not force and is_dispatch_current():
+        return dispatch_target()
+    import torch
+    torch_dir = Path(torch.__file__).parent
+    cxx = shlex.split(sysconfig.get_config_var("CXX") or "c++")
+    flags = shlex.split(sysconfig.get_config_var("CCSHARED") or "-fPIC")
+    lib = torch_dir / "lib"
+    cmd = [*cxx, "-shared", *flags, "-O2", "-std=c++20", "-Wall", "-Werror",
+           f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+           f"-I{sysconfig.get_paths()['include']}", f"-I{torch_dir / 'include'}",
+           f"-I{torch_dir / 'include' / 'torch' / 'csrc' / 'api' / 'include'}",
+           f'-DOPTRACE_DISPATCH_SOURCE_SHA="{dispatch_sha()}"', str(DISPATCH_SOURCE),
+           f"-L{lib}", "-lc10", "-ltorch_cpu", "-ltorch_python", f"-Wl,-rpath,{lib}"]
+    return _compile(cmd, dispatch_target())
+
+
+def _compile(cmd: list[str], out: Path) -> Path:
+    """Run the compiler command with `-o` a temporary file beside out, then rename it to out."""
+    fd, tmp = tempfile.mkstemp(suffix=out.suffix, prefix=f".{out.name.split('.')[0].lstrip('_')}-", dir=out.parent)
     os.close(fd)
     try:
-        # LDSHARED names the compiler and -shared; compiling and linking in one step with it
-        cmd = [*ldshared, *flags, "-O2", "-Wall", "-Werror", f"-I{include}",
-               f'-DOPTRACE_ACCEL_SOURCE_SHA="{sha}"', str(SOURCE), "-o", tmp]
-        if ldshared[0] != cc[0]:
-            cmd[0] = cc[0]
-        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        subprocess.run([*cmd, "-o", tmp], check=True, capture_output=True, text=True)
         os.replace(tmp, out)
     except subprocess.CalledProcessError as e:
-        raise RuntimeError(f"building {SOURCE.name} failed ({' '.join(cmd)}):\n{e.stderr.strip()}") from None
+        raise RuntimeError(f"building {out.name} failed ({' '.join(cmd)}):\n{e.stderr.strip()}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -95,21 +158,38 @@ def is_current() -> bool:
     return out.exists() and source_sha().encode() in out.read_bytes()
 
 
+def is_dispatch_current() -> bool:
+    """dispatch_target() exists and was built from the current source for the installed torch."""
+    out = dispatch_target()
+    return out.exists() and dispatch_sha().encode() in out.read_bytes()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Build the module (--force: even when current), or --check that it is current."""
+    """Build the modules (--force: even when current), or --check that both are current. The C
+    module failing to build is exit status 2 (the recorder runs in pure Python); the C++ one only
+    warns (the recorder is dispatched through Python)."""
     args = sys.argv[1:] if argv is None else argv
-    current = is_current()
-    if "--check" in args:
-        print(f"capture.accel: {target().name} {'is current' if current else 'is missing or stale'}")
-        return 0 if current else 1
-    current = current and "--force" not in args
-    try:
-        out = build(force="--force" in args)
-    except (RuntimeError, OSError) as e:
-        print(f"capture.accel: {e}; the recorder will run in pure Python", file=sys.stderr)
-        return 2
-    print(f"capture.accel: {out.name} {'is current' if current else 'built'} ({SOURCE.name} {source_sha()})")
-    return 0
+    force = "--force" in args
+    status = 0
+    for name, source, current, make, without in (
+            ("_accel", SOURCE, is_current, build, "the recorder will run in pure Python"),
+            ("_dispatch", DISPATCH_SOURCE, is_dispatch_current, build_dispatch,
+             "torch will call the recorder from Python")):
+        was_current = current()
+        if "--check" in args:
+            print(f"capture.accel: {name} {'is current' if was_current else 'is missing or stale'}")
+            status = status or (0 if was_current else 1)
+            continue
+        try:
+            out = make(force=force)
+        except (RuntimeError, OSError, ImportError) as e:
+            print(f"capture.accel: {e}; {without}", file=sys.stderr)
+            if name == "_accel":
+                return 2
+            continue
+        state = "is current" if was_current and not force else "built"
+        print(f"capture.accel: {out.name} {state} ({source.name})")
+    return status
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_mod
 from torch.utils.weak import WeakIdKeyDictionary
 
 from capture.accel import load as accelerator
+from capture.accel import load_dispatch
 from capture.schema import ModuleInfo, OpInfo, TensorMeta
 
 SHADOW_MAX_NUMEL = 4096
@@ -388,6 +389,7 @@ class Recorder(TorchDispatchMode):
         self._accel = fast.Recording(tensors, torch.Tensor, self.ints, self.encode, self._constants, _CACHED_CONSTANTS,
                                      _NONE) if fast else None
         self._accelerated = fast is not None
+        self._adopted = False
         # the bookkeeping's three entry points: the accelerator's, or this class's Python methods
         self._tagged = self._accel.tagged if fast else tensors.tagged
         self._args = self._accel.named_args if fast else self._named_args
@@ -400,10 +402,29 @@ class Recorder(TorchDispatchMode):
             self._accel.bind(self, RawCall, type(self).__torch_dispatch__.__get__(self, type(self)))
             self.__torch_dispatch__ = types.MethodType(self._accel.dispatch, self)
 
+    def __enter__(self):
+        """Entered as any dispatch mode; then, when the C++ dispatch is built and this recording is
+        accelerated and real, adopted by it (capture/_dispatch.cpp): torch then calls it from C++
+        with the call's IValues instead of calling __torch_dispatch__ from Python."""
+        super().__enter__()
+        dispatch = load_dispatch() if self._accel is not None and self.fake_mode is None else None
+        self._adopted = dispatch is not None and dispatch.adopt(self, self._accel)
+        return self
+
+    def __exit__(self, *exc):
+        if self._adopted:  # torch's entry back before torch pops it
+            load_dispatch().release(self)
+        return super().__exit__(*exc)
+
     @property
     def accelerated(self) -> bool:
         """The bookkeeping runs (or ran) in C (capture/_accel.c)."""
         return self._accelerated
+
+    @property
+    def adopted(self) -> bool:
+        """The last entry was dispatched from C++ (capture/_dispatch.cpp)."""
+        return self._adopted
 
     def close(self) -> None:
         """The recording is over: drop the accelerator and the instance's own __torch_dispatch__, whose

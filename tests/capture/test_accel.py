@@ -1,4 +1,5 @@
-"""The recorder's C accelerator: built by the setup, and changing nothing in a trace but its speed."""
+"""The recorder's accelerators (the C bookkeeping, the C++ dispatch): built by the setup, and changing
+nothing in a trace but its speed."""
 import shutil
 import sysconfig
 
@@ -29,6 +30,18 @@ def pure_python(monkeypatch):
     accel.load.cache_clear()
 
 
+@pytest.fixture
+def python_dispatch(monkeypatch):
+    """Torch calls the recorder from Python for one test (OPTRACE_PYTHON_DISPATCH=1): the C++
+    dispatch switched off, the C bookkeeping kept."""
+    def switch(on: bool):
+        monkeypatch.setenv(accel.PYTHON_DISPATCH_ENV, "1" if on else "")
+        accel.load_dispatch.cache_clear()
+    yield switch
+    monkeypatch.delenv(accel.PYTHON_DISPATCH_ENV, raising=False)
+    accel.load_dispatch.cache_clear()
+
+
 def _wire(name: str, fake: bool) -> bytes:
     wire = capture_model(REG[name], fake=fake).to_wire()
     wire["header"] = {k: v for k, v in wire["header"].items() if k not in ("created_utc", "capture_s")}
@@ -43,6 +56,86 @@ def test_the_setup_built_a_current_accelerator_for_the_capture_environment():
     xs = [torch.randn(1, 3, 8, 8)]
     _, _, recorder = record_forward(torch.nn.Conv2d(3, 4, 3), xs)
     assert recorder.accelerated
+
+
+def test_the_setup_built_a_current_cpp_dispatch_and_the_recorder_is_dispatched_by_it():
+    compiler = (sysconfig.get_config_var("CXX") or "c++").split()[0]
+    if shutil.which(compiler) is None:
+        pytest.skip(f"no C++ compiler ({compiler}): torch calls the recorder from Python here")
+    assert accel.load_dispatch() is not None, f"{accel.dispatch_target().name} missing or stale: run `python -m capture.accel`"
+    _, _, recorder = record_forward(torch.nn.Conv2d(3, 4, 3), [torch.randn(1, 3, 8, 8)])
+    assert recorder.adopted and len(recorder.rec.calls) == 1
+
+
+REAL = [(n, f) for n, f in SAMPLE if not f]
+
+
+@pytest.mark.parametrize("name,fake", REAL, ids=[n for n, _ in REAL])
+def test_a_trace_is_byte_identical_with_and_without_the_cpp_dispatch(name, fake, python_dispatch):
+    python_dispatch(True)
+    assert accel.load_dispatch() is None
+    through_python = _wire(name, fake)
+    python_dispatch(False)
+    assert accel.load_dispatch() is not None
+    assert _wire(name, fake) == through_python
+
+
+class _ReadsTheModeStack(torch.nn.Module):
+    """A forward that asks torch which dispatch mode is on (as Dynamo and torch's own helpers do),
+    records what it saw, and runs another mode inside the recorder."""
+
+    def forward(self, x):
+        from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode
+
+        class Counting(TorchDispatchMode):
+            calls = 0
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                Counting.calls += 1
+                return func(*args, **(kwargs or {}))
+
+        self.seen = _get_current_dispatch_mode()
+        with Counting():
+            y = x.sin()
+        self.counted = Counting.calls
+        return y + 1
+
+
+def test_the_cpp_dispatch_leaves_the_mode_stack_as_torch_keeps_it(python_dispatch):
+    """Code in the forward reads the stack and pushes its own mode: it sees the recorder, its mode
+    runs, the recorder still records the calls that mode passes on, and after the capture torch
+    dispatches modes through Python again."""
+    python_dispatch(False)
+    model = _ReadsTheModeStack()
+    _, _, recorder = record_forward(model, [torch.randn(3)])
+    assert recorder.adopted and model.seen is recorder and model.counted == 1
+    assert [recorder.rec.ops[c.op].name for c in recorder.rec.calls] == ["aten.sin.default", "aten.add.Tensor"]
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Doubling(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {})) * 2
+
+    x = torch.ones(2)
+    with Doubling():
+        y = x.add(1)  # (1 + 1) * 2: the mode ran (the mul it called ran below it)
+    assert y.tolist() == [4.0, 4.0]
+
+
+def test_a_recorder_entered_inside_another_records_through_python(python_dispatch):
+    python_dispatch(False)
+    inner = []
+
+    class Nested(torch.nn.Module):
+        def forward(self, x):
+            _, _, r = record_forward(torch.nn.ReLU(), [x])
+            inner.append(r)
+            return x.cos()
+
+    _, _, outer = record_forward(Nested(), [torch.randn(3)])
+    assert outer.adopted and not inner[0].adopted
+    assert [inner[0].rec.ops[c.op].name for c in inner[0].rec.calls] == ["aten.relu.default"]
+    assert "aten.cos.default" in [outer.rec.ops[c.op].name for c in outer.rec.calls]
 
 
 @pytest.mark.parametrize("name,fake", SAMPLE, ids=[n for n, _ in SAMPLE])
