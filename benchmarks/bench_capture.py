@@ -1,8 +1,10 @@
 """Capture cost and trace size, measured in one run, printed as ratios.
 
 For yolov8s_world (640) and swin_t: the plain forward, the forward under a pass-through
-TorchDispatchMode (the floor for any dispatch-mode recorder), the forward under optrace's recorder
-(including building the signature table), and the forward under torch.profiler(record_shapes=True).
+TorchDispatchMode (what torch's dispatch of a Python mode costs by itself), the forward under
+optrace's recorder (including building the signature table), the same recorder dispatched through
+Python as any mode (OPTRACE_PYTHON_DISPATCH=1: what its C++ dispatch saves), and the forward under
+torch.profiler(record_shapes=True).
 The variants run interleaved, in a shuffled order, --runs times each (a round runs each once);
 printed as ratios to the plain forward: the median over the rounds of each round's ratio (a paired
 design: this machine's host noise comes in spells lasting seconds that slow a whole round, so a
@@ -29,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import msgpack  # noqa: E402
 import torch  # noqa: E402
 
+from capture import accel  # noqa: E402
 from capture.capture import grad_context, make_inputs, record_calls  # noqa: E402
 from capture.registry import build_model, load_registry  # noqa: E402
 from capture.schema import Trace  # noqa: E402
@@ -59,6 +62,17 @@ def bare_mode(model, xs):
 
 def traced(model, xs):
     return record_calls(model, xs)
+
+
+def traced_via_python(model, xs):
+    """The recorder with its C++ dispatch switched off (capture/_dispatch.cpp): torch calls it from Python."""
+    os.environ[accel.PYTHON_DISPATCH_ENV] = "1"
+    accel.load_dispatch.cache_clear()
+    try:
+        return record_calls(model, xs)
+    finally:
+        del os.environ[accel.PYTHON_DISPATCH_ENV]
+        accel.load_dispatch.cache_clear()
 
 
 def profiled(model, xs):
@@ -140,7 +154,7 @@ def main() -> None:
           f"{args.clock} clock, load average {os.getloadavg()[0]:.1f}, {args.runs} interleaved runs per variant; "
           f"ratios to the plain forward: median of the rounds' ratios (ratio of the best runs)")
     print(f"{'model':16} {'clock':6} {'plain s':>13} {'bare mode/plain':>16} {'optrace/plain':>14} "
-          f"{'profiler/plain':>15} {'trace B':>10} {'ET JSON B':>11} {'trace/ET':>9}")
+          f"{'via Python/plain':>17} {'profiler/plain':>15} {'trace B':>10} {'ET JSON B':>11} {'trace/ET':>9}")
     verdicts = [measure(name, reg[name], args.runs, args.clock) for name in args.models]
     print(f"whole run: {time.perf_counter() - wall0:.0f} s wall, {time.process_time() - cpu0:.0f} CPU s "
           f"(user+sys), load average {os.getloadavg()[0]:.1f} at the end")
@@ -153,7 +167,9 @@ def measure(name: str, entry, runs: int, clock: str) -> str:
     the trace sizes; returns the verdict line."""
     model = build_model(entry)
     xs = make_inputs(entry, entry.inputs, None)
-    variants = {"plain": plain, "bare": bare_mode, "traced": traced, "profiled": profiled}
+    if accel.load_dispatch() is None:
+        print(f"{name}: note: the C++ dispatch is not built or switched off; both optrace columns dispatch through Python")
+    variants = {"plain": plain, "bare": bare_mode, "traced": traced, "via_python": traced_via_python, "profiled": profiled}
     for fn in variants.values():  # warm-up
         fn(model, xs)
     times = interleaved(variants, model, xs, runs)
@@ -168,7 +184,7 @@ def measure(name: str, entry, runs: int, clock: str) -> str:
 
         sizes = f"{tb:10d} {eb:11d} {tb / eb:9.3f}" if c == clock else ""
         print(f"{name:16} {c:6} {statistics.median(times['plain'][c]):6.3f} ({best['plain']:.3f}) {ratio('bare'):>16} "
-              f"{ratio('traced'):>14} {ratio('profiled'):>15} {sizes}".rstrip(), flush=True)
+              f"{ratio('traced'):>14} {ratio('via_python'):>17} {ratio('profiled'):>15} {sizes}".rstrip(), flush=True)
     return verdict(name, paired[clock]["traced"], paired[clock]["profiled"], clock)
 
 

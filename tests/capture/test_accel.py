@@ -14,6 +14,9 @@ from capture.recorder import ModuleStack  # noqa: E402
 from capture.registry import load_registry  # noqa: E402
 
 REG = load_registry()
+_CXX = (sysconfig.get_config_var("CXX") or "c++").split()[0]
+needs_cxx = pytest.mark.skipif(shutil.which(_CXX) is None,
+                               reason=f"no C++ compiler ({_CXX}): torch calls the recorder from Python here")
 # one model per source and per path of the bookkeeping: in-place ops (touched tensors), lists of tensors,
 # fake tensors with shadows, keyword arguments and named inputs
 SAMPLE = [("resnet18", False), ("swin_t", False), ("yolov8n_seg", True), ("hf_segformer", False)]
@@ -58,10 +61,8 @@ def test_the_setup_built_a_current_accelerator_for_the_capture_environment():
     assert recorder.accelerated
 
 
+@needs_cxx
 def test_the_setup_built_a_current_cpp_dispatch_and_the_recorder_is_dispatched_by_it():
-    compiler = (sysconfig.get_config_var("CXX") or "c++").split()[0]
-    if shutil.which(compiler) is None:
-        pytest.skip(f"no C++ compiler ({compiler}): torch calls the recorder from Python here")
     assert accel.load_dispatch() is not None, f"{accel.dispatch_target().name} missing or stale: run `python -m capture.accel`"
     _, _, recorder = record_forward(torch.nn.Conv2d(3, 4, 3), [torch.randn(1, 3, 8, 8)])
     assert recorder.adopted and len(recorder.rec.calls) == 1
@@ -70,6 +71,7 @@ def test_the_setup_built_a_current_cpp_dispatch_and_the_recorder_is_dispatched_b
 REAL = [(n, f) for n, f in SAMPLE if not f]
 
 
+@needs_cxx
 @pytest.mark.parametrize("name,fake", REAL, ids=[n for n, _ in REAL])
 def test_a_trace_is_byte_identical_with_and_without_the_cpp_dispatch(name, fake, python_dispatch):
     python_dispatch(True)
@@ -101,6 +103,7 @@ class _ReadsTheModeStack(torch.nn.Module):
         return y + 1
 
 
+@needs_cxx
 def test_the_cpp_dispatch_leaves_the_mode_stack_as_torch_keeps_it(python_dispatch):
     """Code in the forward reads the stack and pushes its own mode: it sees the recorder, its mode
     runs, the recorder still records the calls that mode passes on, and after the capture torch
@@ -122,6 +125,7 @@ def test_the_cpp_dispatch_leaves_the_mode_stack_as_torch_keeps_it(python_dispatc
     assert y.tolist() == [4.0, 4.0]
 
 
+@needs_cxx
 def test_a_recorder_entered_inside_another_records_through_python(python_dispatch):
     python_dispatch(False)
     inner = []
@@ -157,9 +161,19 @@ def test_a_stale_build_is_not_loaded(monkeypatch, pure_python):
     assert not recorder.accelerated and len(recorder.rec.calls) > 0
 
 
+def test_a_cpp_dispatch_built_for_another_source_or_torch_is_not_loaded(monkeypatch, python_dispatch):
+    python_dispatch(False)
+    monkeypatch.setattr(accel, "dispatch_sha", lambda: "0" * 16)  # as if _dispatch.cpp or torch changed
+    accel.load_dispatch.cache_clear()
+    assert accel.load_dispatch() is None
+    _, _, recorder = record_forward(torch.nn.Linear(4, 2), [torch.randn(3, 4)])
+    assert recorder.accelerated and not recorder.adopted and len(recorder.rec.calls) > 0
+
+
 def test_check_says_whether_the_build_is_current(capsys):
-    assert accel.main(["--check"]) == 0
-    assert "is current" in capsys.readouterr().out
+    assert accel.main(["--check"]) == (0 if shutil.which(_CXX) else 1)  # 1: a module missing or stale
+    out = capsys.readouterr().out
+    assert "_accel is current" in out and ("_dispatch is current" in out or shutil.which(_CXX) is None)
 
 
 class _Raises(torch.nn.Module):
