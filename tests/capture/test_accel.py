@@ -22,33 +22,46 @@ needs_cxx = pytest.mark.skipif(shutil.which(_CXX) is None,
 SAMPLE = [("resnet18", False), ("swin_t", False), ("yolov8n_seg", True), ("hf_segformer", False)]
 
 
+def _env_switch(monkeypatch, env: str):
+    """switch(on): env set ("1") or cleared for the test, the modules' cached loads cleared after each
+    change (the C++ dispatch loads only with the C module); undone after the test."""
+    def switch(on: bool):
+        monkeypatch.setenv(env, "1" if on else "")
+        accel.load.cache_clear()
+        accel.load_dispatch.cache_clear()
+    yield switch
+    monkeypatch.delenv(env, raising=False)
+    accel.load.cache_clear()
+    accel.load_dispatch.cache_clear()
+
+
 @pytest.fixture
 def pure_python(monkeypatch):
     """The recorder without its accelerator for one test (OPTRACE_PURE_PYTHON=1)."""
-    def switch(on: bool):
-        monkeypatch.setenv(accel.PURE_ENV, "1" if on else "")
-        accel.load.cache_clear()
-    yield switch
-    monkeypatch.delenv(accel.PURE_ENV, raising=False)
-    accel.load.cache_clear()
+    yield from _env_switch(monkeypatch, accel.PURE_ENV)
 
 
 @pytest.fixture
 def python_dispatch(monkeypatch):
     """Torch calls the recorder from Python for one test (OPTRACE_PYTHON_DISPATCH=1): the C++
     dispatch switched off, the C bookkeeping kept."""
-    def switch(on: bool):
-        monkeypatch.setenv(accel.PYTHON_DISPATCH_ENV, "1" if on else "")
-        accel.load_dispatch.cache_clear()
-    yield switch
-    monkeypatch.delenv(accel.PYTHON_DISPATCH_ENV, raising=False)
-    accel.load_dispatch.cache_clear()
+    yield from _env_switch(monkeypatch, accel.PYTHON_DISPATCH_ENV)
 
 
 def _wire(name: str, fake: bool) -> bytes:
     wire = capture_model(REG[name], fake=fake).to_wire()
     wire["header"] = {k: v for k, v in wire["header"].items() if k not in ("created_utc", "capture_s")}
     return msgpack.packb(wire, use_bin_type=True)
+
+
+def _identical_either_way(switch, load, name: str, fake: bool) -> None:
+    """The model's trace with a module switched off (load() gives None) and on: byte-identical."""
+    switch(True)
+    assert load() is None
+    without = _wire(name, fake)
+    switch(False)
+    assert load() is not None
+    assert _wire(name, fake) == without
 
 
 def test_the_setup_built_a_current_accelerator_for_the_capture_environment():
@@ -74,12 +87,7 @@ REAL = [(n, f) for n, f in SAMPLE if not f]
 @needs_cxx
 @pytest.mark.parametrize("name,fake", REAL, ids=[n for n, _ in REAL])
 def test_a_trace_is_byte_identical_with_and_without_the_cpp_dispatch(name, fake, python_dispatch):
-    python_dispatch(True)
-    assert accel.load_dispatch() is None
-    through_python = _wire(name, fake)
-    python_dispatch(False)
-    assert accel.load_dispatch() is not None
-    assert _wire(name, fake) == through_python
+    _identical_either_way(python_dispatch, accel.load_dispatch, name, fake)
 
 
 class _ReadsTheModeStack(torch.nn.Module):
@@ -144,12 +152,7 @@ def test_a_recorder_entered_inside_another_records_through_python(python_dispatc
 
 @pytest.mark.parametrize("name,fake", SAMPLE, ids=[n for n, _ in SAMPLE])
 def test_a_trace_is_byte_identical_with_and_without_the_accelerator(name, fake, pure_python):
-    pure_python(True)
-    assert accel.load() is None
-    pure = _wire(name, fake)
-    pure_python(False)
-    assert accel.load() is not None
-    assert _wire(name, fake) == pure
+    _identical_either_way(pure_python, accel.load, name, fake)
 
 
 def test_a_stale_build_is_not_loaded(monkeypatch, pure_python):
