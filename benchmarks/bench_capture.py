@@ -66,12 +66,16 @@ def traced(model, xs):
 
 def traced_via_python(model, xs):
     """The recorder with its C++ dispatch switched off (capture/_dispatch.cpp): torch calls it from Python."""
+    before = os.environ.get(accel.PYTHON_DISPATCH_ENV)
     os.environ[accel.PYTHON_DISPATCH_ENV] = "1"
     accel.load_dispatch.cache_clear()
     try:
         return record_calls(model, xs)
-    finally:
-        del os.environ[accel.PYTHON_DISPATCH_ENV]
+    finally:  # as it was: a run started with the C++ dispatch off keeps it off in the optrace column too
+        if before is None:
+            del os.environ[accel.PYTHON_DISPATCH_ENV]
+        else:
+            os.environ[accel.PYTHON_DISPATCH_ENV] = before
         accel.load_dispatch.cache_clear()
 
 

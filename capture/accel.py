@@ -171,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     force = "--force" in args
     status = 0
-    for name, source, current, make, without in (
-            ("_accel", SOURCE, is_current, build, "the recorder will run in pure Python"),
+    for name, source, current, make, without, required in (
+            ("_accel", SOURCE, is_current, build, "the recorder will run in pure Python", True),
             ("_dispatch", DISPATCH_SOURCE, is_dispatch_current, build_dispatch,
-             "torch will call the recorder from Python")):
+             "torch will call the recorder from Python", False)):
         was_current = current()
         if "--check" in args:
             print(f"capture.accel: {name} {'is current' if was_current else 'is missing or stale'}")
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             out = make(force=force)
         except (RuntimeError, OSError, ImportError) as e:
             print(f"capture.accel: {e}; {without}", file=sys.stderr)
-            if name == "_accel":
+            if required:
                 return 2
             continue
         state = "is current" if was_current and not force else "built"

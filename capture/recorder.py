@@ -389,7 +389,7 @@ class Recorder(TorchDispatchMode):
         self._accel = fast.Recording(tensors, torch.Tensor, self.ints, self.encode, self._constants, _CACHED_CONSTANTS,
                                      _NONE) if fast else None
         self._accelerated = fast is not None
-        self._adopted = False
+        self._dispatch = None                     # capture/_dispatch.cpp, once it adopted this recorder
         # the bookkeeping's three entry points: the accelerator's, or this class's Python methods
         self._tagged = self._accel.tagged if fast else tensors.tagged
         self._args = self._accel.named_args if fast else self._named_args
@@ -408,12 +408,12 @@ class Recorder(TorchDispatchMode):
         with the call's IValues instead of calling __torch_dispatch__ from Python."""
         super().__enter__()
         dispatch = load_dispatch() if self._accel is not None and self.fake_mode is None else None
-        self._adopted = dispatch is not None and dispatch.adopt(self, self._accel)
+        self._dispatch = dispatch if dispatch is not None and dispatch.adopt(self, self._accel) else None
         return self
 
     def __exit__(self, *exc):
-        if self._adopted:  # torch's entry back before torch pops it
-            load_dispatch().release(self)
+        if self._dispatch is not None:  # torch's interpreter table back before torch pops the mode
+            self._dispatch.release(self)
         return super().__exit__(*exc)
 
     @property
@@ -424,7 +424,7 @@ class Recorder(TorchDispatchMode):
     @property
     def adopted(self) -> bool:
         """The last entry was dispatched from C++ (capture/_dispatch.cpp)."""
-        return self._adopted
+        return self._dispatch is not None
 
     def close(self) -> None:
         """The recording is over: drop the accelerator and the instance's own __torch_dispatch__, whose
